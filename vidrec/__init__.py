@@ -1,0 +1,3 @@
+"""vidrec: deep video recognition in PyTorch."""
+
+__version__ = "0.1.0"
