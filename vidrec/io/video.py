@@ -1,0 +1,386 @@
+"""Frame-exact video decoding on PyAV (FFmpeg) with keyframe-aware random access.
+
+`VideoReader` indexes a file once with a demux-only pass (see `vidrec.io.index`), then decodes a list
+of frame indices by jumping to the last keyframe at or before each wanted frame and decoding forward.
+What makes sparse sampling (e.g. TSN's 8 frames of a 250-frame clip) cheap:
+
+- the decoder restarts at a keyframe only when that keyframe lies beyond its current position;
+  otherwise it decodes forward, so frames in the same GOP share one pass;
+- while passing frames nobody asked for, the decoder drops non-reference frames
+  (``skip_frame = "NONREF"``: most B-frames), which no later frame depends on, so the frames that are
+  returned are bit-identical to a full sequential decode;
+- only the wanted frames are converted to RGB, resized in the same libswscale call.
+
+Files whose container stores no presentation timestamps for reordered frames (AVI with B-frames) are
+decoded sequentially from the start, counting frames, which is exact by construction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from vidrec.io.errors import VideoDecodeError
+from vidrec.io.index import FrameIndex, build_index, stream_packets
+
+__all__ = ["VideoMeta", "VideoReader", "probe", "read_frames", "output_size"]
+
+# libswscale filter for resizing. At TSN-like scales (320x240 -> 299x224) "AREA" matches bilinear,
+# bicubic and lanczos in quality (36.4 dB PSNR against a lanczos resize of the full-size RGB frame;
+# fast_bilinear: 34.6 dB) and is the fastest of them (0.26 ms a frame vs 0.38 bilinear, 0.50 bicubic).
+INTERPOLATION = "AREA"
+_STILL_IMAGE_FORMATS = ("image2", "_pipe")  # FFmpeg demuxers of single images (png_pipe, jpeg_pipe...)
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    """What `probe` learns about a video without decoding it.
+
+    Attributes:
+        path: the file.
+        fps: average frame rate (frames per second; for variable-rate files an average).
+        num_frames: frames the file really holds (counted from its packets, not its header).
+        duration: seconds.
+        width, height: coded frame size in pixels.
+        codec: FFmpeg decoder name, e.g. "h264", "mpeg4", "vp9", "gif".
+    """
+
+    path: str
+    fps: float
+    num_frames: int
+    duration: float
+    width: int
+    height: int
+    codec: str
+
+
+class VideoReader:
+    """Random access to the frames of one video file.
+
+    Args:
+        path: a file FFmpeg can read (mp4, avi, mkv, webm, mov, animated gif...).
+        size: output size: `(H, W)`, or an int for the short side (aspect ratio kept); None for native.
+        threads: decoder threads; 0 lets FFmpeg choose, 1 decodes on the calling thread only.
+        interpolation: libswscale filter used when resizing ("BILINEAR", "AREA", "BICUBIC", ...).
+
+    Raises:
+        VideoDecodeError: the file is missing, unreadable, empty, not a video, or holds no frames.
+
+    Example:
+        >>> with VideoReader("v.mp4", size=224) as r:
+        ...     clip = r.get_frames([0, 30, 60])  # (3, 224, W, 3) uint8 RGB
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        size: int | tuple[int, int] | None = None,
+        threads: int = 0,
+        interpolation: str = INTERPOLATION,
+    ) -> None:
+        self.path = os.fspath(path)
+        self._container, self._stream = _open_video(self.path)
+        try:
+            self._index = _build_index(self.path, self._container, self._stream)
+            self.meta = _meta(self.path, self._container, self._stream, len(self._index))
+        except BaseException:
+            self._container.close()
+            raise
+        self.size = output_size(size, height=self.meta.height, width=self.meta.width)
+        self.interpolation = interpolation
+        self._ctx = self._stream.codec_context
+        self._ctx.thread_count = threads
+        self._ctx.thread_type = "AUTO" if threads != 1 else "NONE"
+
+    # -- public API -------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.meta.num_frames
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file and the decoder."""
+        self._container.close()
+
+    def frame_times(self) -> np.ndarray:
+        """`(num_frames,)` float64 presentation time of every frame, in seconds from the first."""
+        if not self._index.by_pts:
+            return np.arange(len(self)) / (self.meta.fps or 1.0)
+        pts = self._index.pts[self._index.order].astype(np.float64)
+        return (pts - pts[0]) * float(self._stream.time_base or 0)
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        """Decode frames by index, in the order asked (repeats allowed).
+
+        Returns:
+            uint8 RGB `(N, H, W, 3)`, identical to the same frames of a full sequential decode.
+
+        Raises:
+            IndexError: an index outside `[0, num_frames)`.
+            VideoDecodeError: a wanted frame cannot be decoded (corrupt or truncated data).
+        """
+        wanted = self._check_indices(indices)
+        frames = self._decode(sorted(set(wanted)))
+        height, width = self.size
+        if not wanted:
+            return np.zeros((0, height, width, 3), np.uint8)
+        return np.stack([frames[i] for i in wanted])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Every frame `(H, W, 3)` in display order, decoded sequentially."""
+        for frame in self._sequential_frames():
+            yield self._to_rgb(frame)
+
+    # -- decoding ---------------------------------------------------------------------------------------
+    def _check_indices(self, indices: Sequence[int]) -> list[int]:
+        wanted = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+        bad = [i for i in wanted if not 0 <= i < len(self)]
+        if bad:
+            raise IndexError(
+                f"{self.path}: frame indices {bad[:5]} out of range; the video has {len(self)} frames "
+                f"(valid indices 0..{len(self) - 1})"
+            )
+        return wanted
+
+    def _decode(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        if not wanted:
+            return {}
+        try:
+            if self._index.by_pts:
+                try:
+                    return self._decode_by_pts(wanted)
+                except _OutOfOrder:  # timestamps do not identify frames after all
+                    self._index.by_pts = False
+            return self._decode_counting(wanted)
+        except (av.FFmpegError, OSError, MemoryError) as e:
+            raise VideoDecodeError(self.path, f"decoding failed ({type(e).__name__}: {e})") from e
+
+    def _decode_by_pts(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        index, out = self._index, {}
+        want_pts = {index.frame_pts(i): i for i in wanted}
+        self._next = None  # position of the next packet to send; None: restart at a keyframe
+        for i in wanted:
+            if i in out:
+                continue
+            key = index.key_position(i)
+            if self._next is None or key > self._next:  # the keyframe is ahead: skip the packets between
+                self._ctx.flush_buffers()
+                self._source, self._next = self._packets_from(key), key
+            self._feed_until(i, want_pts, out)
+        return out
+
+    def _feed_until(self, target: int, want_pts: dict[int, int], out: dict) -> None:
+        """Send packets until frame `target` comes out, keeping every wanted frame on the way."""
+        ctx, last = self._ctx, None
+        for pos, packet in self._source:  # resumes where the previous call stopped
+            self._next = pos + 1
+            skip = "DEFAULT" if packet is None or packet.pts in want_pts else "NONREF"
+            if ctx.skip_frame != skip:
+                ctx.skip_frame = skip
+            for frame in ctx.decode(packet):  # packet None drains the decoder
+                if frame.pts is None or (last is not None and frame.pts <= last):
+                    raise _OutOfOrder
+                last = frame.pts
+                if frame.pts in want_pts:
+                    out[want_pts[frame.pts]] = self._to_rgb(frame)
+            if packet is None:
+                self._next = None  # drained: the decoder must restart
+            if target in out:
+                return
+        raise VideoDecodeError(self.path, f"frame {target} is indexed but the decoder never produced it")
+
+    def _packets_from(self, start: int) -> Iterator[tuple[int, av.Packet | None]]:
+        """`(position, packet)` in decode order from keyframe position `start`, then `(len, None)`."""
+        packets = self._index.packets
+        if packets is not None:
+            for pos in range(start, len(packets)):
+                yield pos, packets[pos]
+        else:
+            yield from self._demux_from(start)
+        yield len(self._index), None
+
+    def _demux_from(self, start: int) -> Iterator[tuple[int, av.Packet]]:
+        """Re-read packets after a seek (streams too large to keep in memory).
+
+        Seeks to the keyframe at `start`; where the demuxer lands elsewhere (at a later packet, or at
+        one the index does not know), rewinds to the first packet instead, which is always correct.
+        """
+        index = self._index
+        if start > 0:  # only in pts mode, where positions are identified by pts
+            self._container.seek(int(index.pts[start]), stream=self._stream, backward=True)
+            packets = stream_packets(self._container, self._stream)
+            head = next(packets, None)
+            landed = index.position_of(head.pts) if head is not None else None
+            if landed is not None and landed <= start and head.is_keyframe:
+                yield from _numbered(itertools.chain([head], packets), landed, len(index))
+                return
+        for seek in ({"offset": 0}, {"offset": int(index.pts.min()), "stream": self._stream}):
+            self._container.seek(backward=True, **seek)
+            packets = stream_packets(self._container, self._stream)
+            head = next(packets, None)
+            if head is not None and (head.pts, head.is_keyframe) == index.first_packet:
+                yield from _numbered(itertools.chain([head], packets), 0, len(index))
+                return
+        raise VideoDecodeError(self.path, "cannot rewind the demuxer to the first frame")
+
+    def _decode_counting(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        want, out = set(wanted), {}
+        for i, frame in enumerate(self._sequential_frames()):
+            if i in want:
+                out[i] = self._to_rgb(frame)
+                if len(out) == len(want):
+                    return out
+        missing = sorted(want - set(out))
+        raise VideoDecodeError(
+            self.path, f"frames {missing[:5]} are indexed but only {i + 1} frames could be decoded"
+        )
+
+    def _sequential_frames(self) -> Iterator[av.VideoFrame]:
+        ctx = self._ctx
+        ctx.flush_buffers()
+        ctx.skip_frame = "DEFAULT"
+        try:
+            for _, packet in self._packets_from(0):
+                yield from ctx.decode(packet)
+        except (av.FFmpegError, OSError) as e:
+            raise VideoDecodeError(self.path, f"decoding failed ({type(e).__name__}: {e})") from e
+        finally:
+            ctx.flush_buffers()
+
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        height, width = self.size
+        rgb = _reformatter().reformat(
+            frame, width=width, height=height, format="rgb24", interpolation=self.interpolation
+        )
+        return rgb.to_ndarray()
+
+
+def _numbered(packets: Iterator[av.Packet], first: int, end: int) -> Iterator[tuple[int, av.Packet]]:
+    for pos, packet in enumerate(packets, start=first):
+        if pos >= end:
+            return
+        yield pos, packet
+
+
+_THREAD_STATE = threading.local()
+
+
+def _reformatter() -> VideoReformatter:
+    """This thread's reformatter. It keeps its swscale context between frames and between videos of the
+    same size: building one costs ~1.5 ms, converting a 320x240 frame with it ~0.3 ms."""
+    if not hasattr(_THREAD_STATE, "reformatter"):
+        _THREAD_STATE.reformatter = VideoReformatter()
+    return _THREAD_STATE.reformatter
+
+
+class _OutOfOrder(Exception):
+    """Decoded timestamps are not increasing: frames cannot be identified by pts."""
+
+
+def output_size(size: int | tuple[int, int] | None, *, height: int, width: int) -> tuple[int, int]:
+    """The `(H, W)` frames are resized to: `size` as is, an int short side (aspect kept), or native."""
+    if size is None:
+        return height, width
+    if isinstance(size, numbers.Integral):
+        size = int(size)
+        if size <= 0:
+            raise ValueError(f"size must be a positive short side, got {size}")
+        scale = size / min(height, width)
+        if height <= width:
+            return size, max(1, round(width * scale))
+        return max(1, round(height * scale)), size
+    h, w = (int(s) for s in size)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"size must be (H, W) with positive entries, got {size}")
+    return h, w
+
+
+def probe(path: str | os.PathLike) -> VideoMeta:
+    """Metadata of a video (demuxes it once to count frames exactly; decodes nothing).
+
+    Raises:
+        VideoDecodeError: the file is missing, unreadable, empty, not a video, or holds no frames.
+    """
+    with VideoReader(path, threads=1) as reader:
+        return reader.meta
+
+
+def read_frames(
+    path: str | os.PathLike,
+    indices: Sequence[int],
+    *,
+    size: int | tuple[int, int] | None = None,
+    threads: int = 0,
+) -> np.ndarray:
+    """Decode frames `indices` of one video: uint8 RGB `(N, H, W, 3)` in the order asked."""
+    with VideoReader(path, size=size, threads=threads) as reader:
+        return reader.get_frames(indices)
+
+
+# -- opening ---------------------------------------------------------------------------------------------
+def _open_video(path: str) -> tuple[av.container.InputContainer, av.VideoStream]:
+    _check_file(path)
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise VideoDecodeError(path, f"FFmpeg cannot read it as a video ({type(e).__name__}: {e})") from e
+    fmt = container.format.name
+    if not container.streams.video or any(s in fmt for s in _STILL_IMAGE_FORMATS):
+        what = f"a still image ({fmt})" if container.streams.video else f"a '{fmt}' file with no video stream"
+        container.close()
+        raise VideoDecodeError(path, f"not a video: it is {what}")
+    stream = container.streams.video[0]
+    return container, stream
+
+
+def _check_file(path: str) -> None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise VideoDecodeError(path, "no such file; check the path and the dataset root") from None
+    except OSError as e:
+        raise VideoDecodeError(path, f"cannot access the file ({e.strerror})") from e
+    if not Path(path).is_file():
+        raise VideoDecodeError(path, "not a regular file")
+    if info.st_size == 0:
+        raise VideoDecodeError(path, "the file is empty (0 bytes); re-download or re-encode it")
+    if not os.access(path, os.R_OK):
+        raise VideoDecodeError(path, "permission denied; make the file readable")
+
+
+def _build_index(path: str, container, stream) -> FrameIndex:
+    try:
+        index = build_index(container, stream)
+    except (av.FFmpegError, OSError) as e:
+        raise VideoDecodeError(path, f"cannot read its packets ({type(e).__name__}: {e})") from e
+    if len(index) == 0:
+        raise VideoDecodeError(path, "the video stream holds no frames (empty or truncated file)")
+    return index
+
+
+def _meta(path: str, container, stream: av.VideoStream, num_frames: int) -> VideoMeta:
+    ctx = stream.codec_context
+    if not ctx.width or not ctx.height:
+        raise VideoDecodeError(path, f"the {ctx.name} stream has no frame size; the header is damaged")
+    fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / av.time_base
+    else:
+        duration = num_frames / fps if fps else 0.0
+    return VideoMeta(path, fps, num_frames, duration, ctx.width, ctx.height, ctx.name)

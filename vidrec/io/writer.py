@@ -1,0 +1,171 @@
+"""Writing videos and animated GIFs with PyAV (FFmpeg).
+
+Files are written atomically: frames go to a temporary file in the destination folder, which is
+renamed over the destination with `os.replace` only once the container is closed, so a reader never
+sees a half-written video and an interrupted run leaves no broken file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+__all__ = ["write_video"]
+
+# file extension -> FFmpeg container (muxer) name
+_CONTAINERS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
+    ".gif": "gif",
+}
+_PALETTE_SAMPLE = 16  # frames pooled to build a GIF's single shared palette
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames,
+    fps: float,
+    *,
+    codec: str = "libx264",
+    gop: int | None = None,
+    bframes: int | None = None,
+    pix_fmt: str = "yuv420p",
+    crf: float | None = None,
+) -> Path:
+    """Encode RGB frames to a video file (or an animated GIF), atomically.
+
+    Args:
+        path: destination; its extension picks the container (.mp4, .mov, .mkv, .webm, .avi, .gif).
+            A `.gif` path always uses the GIF encoder with one adaptive 256-colour palette.
+        frames: uint8 RGB frames `(T, H, W, 3)` as a numpy array, a torch tensor or a list of `(H, W, 3)`.
+        fps: frame rate (may be fractional, e.g. 29.97).
+        codec: FFmpeg encoder name, e.g. "libx264" (H.264) or "mpeg4" (MPEG-4 part 2, as UCF101's .avi).
+        gop: keyframe interval in frames; with libx264 scene-cut keyframes are turned off so that
+            keyframes fall exactly every `gop` frames (short GOPs make random access cheap).
+        bframes: maximum consecutive B-frames (0 disables them).
+        pix_fmt: encoder pixel format; "yuv420p" needs even width and height.
+        crf: constant-rate-factor quality for libx264/libx265 (lower is better, 0 is lossless), or the
+            fixed quantiser scale (2..31) for other encoders such as mpeg4.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        ValueError: frames of the wrong shape/dtype, an unknown extension, or odd sizes with yuv420p.
+    """
+    path = Path(path)
+    array = _as_frames(frames, path)
+    fmt = _container_for(path)
+    is_gif = fmt == "gif"
+    if not is_gif and pix_fmt in ("yuv420p", "yuvj420p", "nv12") and array.shape[1] % 2 + array.shape[2] % 2:
+        raise ValueError(
+            f"{path}: {pix_fmt} needs even frame sizes, got {array.shape[1]}x{array.shape[2]} (HxW); "
+            "crop/pad the frames or pass pix_fmt='yuv444p'"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        with av.open(tmp, mode="w", format=fmt) as container:
+            if is_gif:
+                _encode_gif(container, array, fps)
+            else:
+                stream = _add_stream(container, array, fps, codec, gop, bframes, pix_fmt, crf)
+                _encode(container, stream, (av.VideoFrame.from_ndarray(f, format="rgb24") for f in array))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _as_frames(frames, path: Path) -> np.ndarray:
+    """Frames as a C-contiguous uint8 `(T, H, W, 3)` array, or a ValueError naming the problem."""
+    if hasattr(frames, "detach"):  # torch tensor, without importing torch here
+        frames = frames.detach().cpu().numpy()
+    elif isinstance(frames, list | tuple):
+        frames = np.stack([np.asarray(f) for f in frames]) if len(frames) else np.zeros((0,))
+    array = np.asarray(frames)
+    if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] == 0:
+        raise ValueError(f"{path}: frames must be (T, H, W, 3) RGB with T >= 1, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        raise ValueError(f"{path}: frames must be uint8 (0..255), got {array.dtype}; convert them first")
+    return np.ascontiguousarray(array)
+
+
+def _container_for(path: Path) -> str:
+    try:
+        return _CONTAINERS[path.suffix.lower()]
+    except KeyError:
+        raise ValueError(
+            f"{path}: unknown video extension {path.suffix!r}; use one of {sorted(_CONTAINERS)}"
+        ) from None
+
+
+def _rate(fps: float) -> Fraction:
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    return Fraction(fps).limit_denominator(1001)
+
+
+def _add_stream(container, array, fps, codec, gop, bframes, pix_fmt, crf) -> av.VideoStream:
+    """A video stream configured for `codec`; options follow FFmpeg's own names."""
+    options: dict[str, str] = {}
+    x264_params: list[str] = []
+    if crf is not None and codec in ("libx264", "libx265"):
+        options["crf"] = f"{crf:g}"
+    if gop is not None and codec == "libx264":
+        x264_params += [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0"]
+    if x264_params:
+        options["x264-params"] = ":".join(x264_params)
+    stream = container.add_stream(codec, rate=_rate(fps), options=options)
+    stream.width, stream.height = array.shape[2], array.shape[1]
+    stream.pix_fmt = pix_fmt
+    ctx = stream.codec_context
+    if gop is not None:
+        ctx.gop_size = gop
+    if bframes is not None:
+        ctx.max_b_frames = bframes
+    if crf is not None and codec not in ("libx264", "libx265"):
+        ctx.qscale = True  # fixed quantiser: MPEG-4's default 200 kb/s is far too low for training data
+        ctx.global_quality = int(crf * 118)  # FF_QP2LAMBDA
+    return stream
+
+
+def _encode(container, stream, frames) -> None:
+    for i, frame in enumerate(frames):
+        frame.pts = i
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+
+
+def _encode_gif(container, array: np.ndarray, fps: float) -> None:
+    """GIF with one adaptive palette built from up to 16 evenly spaced frames (no flicker between frames)."""
+    stream = container.add_stream("gif", rate=_rate(fps))
+    stream.width, stream.height = array.shape[2], array.shape[1]
+    stream.pix_fmt = "pal8"
+    pick = np.linspace(0, len(array) - 1, min(len(array), _PALETTE_SAMPLE)).round().astype(int)
+    pooled = Image.fromarray(np.concatenate(array[pick], axis=0))  # (n*H, W, 3)
+    palette_img = pooled.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    rgb = np.zeros((256, 3), np.uint8)
+    pal = np.asarray(palette_img.getpalette()[: 256 * 3], np.uint8).reshape(-1, 3)
+    rgb[: len(pal)] = pal
+    argb = np.concatenate([np.full((256, 1), 255, np.uint8), rgb], axis=1)  # (256, 4) ARGB
+    frames = (
+        av.VideoFrame.from_ndarray(
+            (np.asarray(Image.fromarray(f).quantize(palette=palette_img, dither=Image.Dither.NONE)), argb),
+            format="pal8",
+        )
+        for f in array
+    )
+    _encode(container, stream, frames)
