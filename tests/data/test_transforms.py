@@ -1,0 +1,138 @@
+"""Clip transforms: one draw per clip and per item (all frames, all streams), flow-aware flips, test views."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from vidrec.data.transforms import (
+    ST_RESNET_CROP_SIZES,
+    Flow3Video,
+    FlowVideo,
+    MultiScaleCornerCrop,
+    TestViews,
+    test_transform,
+    train_transform,
+)
+
+T, H, W = 4, 40, 56
+
+
+def _item(seed: int = 0):
+    """rgb frames all equal to one random grey image B; flow x = -B/10, y = B/10 on each of L=2 steps."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(0, 256, (H, W), generator=g, dtype=torch.uint8)
+    rgb = tv_tensors.Video(base.expand(T, 3, H, W).clone())
+    b = base.float() / 10
+    flow = FlowVideo(torch.stack([-b, b, -b, b]).expand(T, 4, H, W).clone())  # (T, 2L, H, W)
+    return {"rgb": rgb, "flow": flow}
+
+
+@pytest.mark.parametrize("kind", ["tsn", "resized", "crop"])
+def test_same_parameters_for_every_frame_and_both_streams(kind):
+    torch.manual_seed(1)
+    transform = train_transform(32, kind=kind, mean=(0, 0, 0), std=(1, 1, 1))
+    for seed in range(6):
+        out = transform(_item(seed))
+        rgb, flow = out["rgb"], out["flow"]
+        assert rgb.shape == (T, 3, 32, 32) and flow.shape == (T, 4, 32, 32)
+        assert rgb.dtype == flow.dtype == torch.float32
+        assert torch.equal(rgb, rgb[:1].expand_as(rgb))  # every frame got the same crop / flip
+        # same crop in both streams: rgb grey value * 25.5 equals flow y; flow x is -y unless flipped
+        assert torch.allclose(rgb[:, 0] * 25.5, flow[:, 1], atol=0.15)
+        x_sign = torch.sign((flow[:, 0] * flow[:, 1]).sum())
+        assert torch.equal(flow[:, 2], flow[:, 0]) and torch.allclose(flow[:, 0], x_sign * flow[:, 1])
+
+
+def test_flip_negates_flow_x_exactly_and_mirrors_everything():
+    item = _item()
+    out = v2.RandomHorizontalFlip(p=1.0)(item)
+    assert torch.equal(out["rgb"], item["rgb"].flip(-1))
+    assert torch.equal(out["flow"][:, 0::2], -item["flow"][:, 0::2].flip(-1))
+    assert torch.equal(out["flow"][:, 1::2], item["flow"][:, 1::2].flip(-1))
+    assert type(out["flow"]) is FlowVideo
+
+
+def test_flip_flow3_negates_channel_0_only():
+    f3 = Flow3Video(torch.randn(T, 3, H, W) * 50)
+    out = v2.RandomHorizontalFlip(p=1.0)(f3)
+    assert torch.equal(out[:, 0], -f3[:, 0].flip(-1))
+    assert torch.equal(out[:, 1:], f3[:, 1:].flip(-1))
+
+
+def test_flips_happen_about_half_the_time():
+    torch.manual_seed(0)
+    transform = train_transform(32, kind="resized", mean=(0, 0, 0), std=(1, 1, 1))
+    flips = [float((transform(_item())["flow"][:, 0] > 0).float().mean()) > 0.5 for _ in range(40)]
+    assert 8 < sum(flips) < 32
+
+
+def test_normalisation_applies_to_rgb_only():
+    item = _item()
+    out = test_transform(H, crops=1)(item)  # centre crop H x H
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    crop = item["rgb"][..., :, (W - H) // 2 : (W - H) // 2 + H].float() / 255
+    assert torch.allclose(out["rgb"], (crop - mean) / std, atol=1e-5)
+    assert torch.equal(out["flow"], item["flow"][..., (W - H) // 2 : (W - H) // 2 + H])  # pixels, untouched
+
+
+@pytest.mark.parametrize("crops", [3, 5, 10])
+def test_test_views(crops):
+    item = _item()
+    out = test_transform(32, crops=crops)(item)
+    assert out["rgb"].shape == (crops, T, 3, 32, 32)
+    assert out["flow"].shape == (crops, T, 4, 32, 32)
+    if crops == 10:  # the last five are the mirrors of the first five, flow x negated
+        assert torch.equal(out["rgb"][5:], out["rgb"][:5].flip(-1))
+        assert torch.equal(out["flow"][5:, :, 0::2], -out["flow"][:5, :, 0::2].flip(-1))
+        assert torch.equal(out["flow"][5:, :, 1::2], out["flow"][:5, :, 1::2].flip(-1))
+    if crops in (5, 10):  # corners then centre
+        assert torch.equal(out["flow"][0], item["flow"][..., :32, :32])
+        assert torch.equal(out["flow"][3], item["flow"][..., H - 32 :, W - 32 :])
+    if crops == 3:  # along the longer (width) side, vertically centred
+        top = (H - 32) // 2
+        assert torch.equal(out["flow"][0], item["flow"][..., top : top + 32, :32])
+        assert torch.equal(out["flow"][2], item["flow"][..., top : top + 32, W - 32 :])
+
+
+def test_test_views_too_large_crop():
+    with pytest.raises(ValueError, match="larger than the frames"):
+        TestViews(64, crops=5)(_item())
+
+
+def _boxes(transform, n=200, h=240, w=320):
+    torch.manual_seed(0)
+    video = [tv_tensors.Video(torch.zeros(1, 3, h, w, dtype=torch.uint8))]
+    return [transform.make_params(video) for _ in range(n)]
+
+
+def test_tsn_multiscale_crop_sizes_and_positions():
+    boxes = _boxes(MultiScaleCornerCrop(224))
+    sizes = [240, 210, 180, 158]  # (1, .875, .75, .66) x the short side 240
+    for b in boxes:
+        assert b["height"] in sizes and b["width"] in sizes
+        assert abs(sizes.index(b["height"]) - sizes.index(b["width"])) <= 1  # max_distort 1
+        dy, dx = 240 - b["height"], 320 - b["width"]
+        qy, qx = dy // 4, dx // 4
+        assert (b["top"], b["left"]) in {(0, 0), (0, 4 * qx), (4 * qy, 0), (4 * qy, 4 * qx), (2 * qy, 2 * qx)}
+    assert len({(b["height"], b["width"]) for b in boxes}) == 10  # all allowed pairs occur
+    assert len({(b["top"] == 0, b["left"] == 0) for b in boxes}) == 4
+
+
+def test_st_resnet_multiscale_regular():
+    crop = MultiScaleCornerCrop(224, crop_sizes=ST_RESNET_CROP_SIZES, max_distort=3)
+    boxes = _boxes(crop, n=300, h=256, w=340)
+    pairs = {(b["height"], b["width"]) for b in boxes}
+    assert pairs == {(h, w) for h in (256, 224, 192, 168) for w in (256, 224, 192, 168)}  # independent
+    out = crop(tv_tensors.Video(torch.zeros(2, 3, 256, 340, dtype=torch.uint8)))
+    assert out.shape == (2, 3, 224, 224)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="kind"):
+        train_transform(32, kind="zoom")
+    with pytest.raises(ValueError, match="crops"):
+        test_transform(32, crops=4)

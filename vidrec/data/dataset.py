@@ -1,0 +1,325 @@
+"""`VideoDataset`: a map-style dataset of sampled, decoded and transformed clips.
+
+An item is a dict with one float32 tensor per requested modality, `(T, C, H, W)`, or `(V, T, C, H, W)`
+when the sampler returns several clips or the transform several crops (V = clips x crops, clip-major),
+plus `"label"` (int) and `"video_id"` (str).
+
+Modalities:
+- ``"rgb"``: frames decoded from the video file (only the sampled indices), or read from the frame folder
+  `frames_root/<video_id>/img_00001.jpg...` when `frames_root` is given. C = 3.
+- ``"flow"``: for each sampled index i, the stack of flows i..i+L-1 (L = `flow_length`), x/y interleaved,
+  C = 2L, in pixels: the stored uint8 q is dequantised as `(q - 127.5) / 127.5 * bound`. Read from the
+  per-video flow file `flow_root/<video_id>.flow.npy` (`vidrec.flow.load_flow`) or, when that is absent,
+  a denseflow folder `flow_root/<video_id>/` (`x_00001.jpg` or `flow_x_00001.jpg`).
+- ``"flow3"``: LRCN's 3-channel flow image of flow i, minus 128: `clip(16u, -128, 127)`,
+  `clip(16v, -128, 127)`, `min(16|f|, 127)`. C = 3.
+
+With flow, indices are sampled among the `num_frames - L` usable starts (N-1 flows), and the RGB frame i
+goes with the flow stack starting at i. Flow read at another resolution than the RGB frames (or than `size`)
+is resized to it with its displacements scaled accordingly.
+
+Randomness: item `index` of epoch `e` draws everything (sampler and transform) from generators seeded by
+`(seed, e, index)`, so items are the same whatever the worker that makes them; call `set_epoch` each epoch.
+
+Bad videos: a `VideoDecodeError` or missing file raises in `strict` mode; otherwise the dataset warns once
+per path, records it in `dataset.skipped` (path -> reason; per process, so workers' copies are their own)
+and returns a `SkippedItem(path, reason)`, which `collate_skip` drops and reports in `batch["skipped"]`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+from torchvision import tv_tensors
+
+from vidrec.data.records import VideoRecord
+from vidrec.data.samplers import ClipSample
+from vidrec.data.transforms import Flow3Video, FlowVideo
+from vidrec.io import VideoDecodeError, VideoReader, count_frames, read_flow_folder, read_rgb_folder
+from vidrec.io.video import output_size
+
+__all__ = ["MODALITIES", "SkippedItem", "VideoDataset", "collate_skip"]
+
+MODALITIES = ("rgb", "flow", "flow3")
+_FLOW_LAYOUTS = {"xy": "x_{:05d}.jpg", "flow_xy": "flow_x_{:05d}.jpg"}
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """What the dataset returns for a video it could not read (falsy, picklable across workers)."""
+
+    path: str
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class VideoDataset(Dataset):
+    """Clips of videos listed by `VideoRecord`s (see the module docstring for the item layout).
+
+    Args:
+        records: the videos (paths relative to `root`).
+        root: folder the record paths are relative to.
+        modalities: keys to load, among "rgb", "flow", "flow3".
+        sampler: `(num_frames, rng) -> list[ClipSample]`, e.g. `build_sampler("dense", clip_len=16)`.
+        transform: called with `{modality: tv_tensor}` of one clip (see vidrec.data.transforms); None
+            gives RGB as float in [0, 1] and flow in pixels.
+        flow_root: folder of `<video_id>.flow.npy` files or `<video_id>/` denseflow folders.
+        frames_root: folder of `<video_id>/img_00001.jpg` frame folders to read RGB from instead of videos.
+        size: decode-time resize of RGB (and flow): an int short side or `(H, W)`; None keeps the size.
+        strict: raise on a bad video instead of skipping it.
+        seed: base seed of the per-item generators.
+        flow_length: flows per stack (L); the flow tensor has C = 2L channels.
+        flow_bound: quantisation bound (pixels) for denseflow folders (flow files carry their own).
+        frame_tmpl: file name template of RGB frame folders (1-based numbers).
+        decode_threads: FFmpeg threads per decode (1 suits DataLoader workers).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        *,
+        root: str | os.PathLike,
+        modalities: Sequence[str] = ("rgb",),
+        sampler: Callable[[int, np.random.Generator], list[ClipSample]],
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        flow_root: str | os.PathLike | None = None,
+        frames_root: str | os.PathLike | None = None,
+        size: int | tuple[int, int] | None = None,
+        strict: bool = False,
+        seed: int = 0,
+        flow_length: int = 1,
+        flow_bound: float = 20.0,
+        frame_tmpl: str = "img_{:05d}.jpg",
+        decode_threads: int = 1,
+    ) -> None:
+        self.modalities = tuple(modalities)
+        bad = [m for m in self.modalities if m not in MODALITIES]
+        if bad or not self.modalities:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {list(modalities)}")
+        if self._uses_flow and flow_root is None:
+            raise ValueError("modalities 'flow'/'flow3' need flow_root (the folder of extracted flow)")
+        if flow_length < 1:
+            raise ValueError(f"flow_length must be >= 1, got {flow_length}")
+        self.records, self.root = list(records), Path(root)
+        self.sampler, self.transform = sampler, transform
+        self.flow_root = None if flow_root is None else Path(flow_root)
+        self.frames_root = None if frames_root is None else Path(frames_root)
+        self.size, self.strict, self.seed = size, strict, seed
+        self.flow_length, self.flow_bound, self.frame_tmpl = flow_length, flow_bound, frame_tmpl
+        self.decode_threads = decode_threads
+        self.epoch = 0
+        self.skipped: dict[str, str] = {}
+        self._warned: set[str] = set()
+
+    @property
+    def _uses_flow(self) -> bool:
+        return "flow" in self.modalities or "flow3" in self.modalities
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next items those of `epoch` (training samplers and transforms draw anew)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | SkippedItem:
+        record = self.records[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        try:
+            return self._item(record, rng)
+        except (VideoDecodeError, OSError) as err:
+            if self.strict:
+                raise
+            return self._skip(record, err)
+
+    def _skip(self, record: VideoRecord, err: Exception) -> SkippedItem:
+        path = getattr(err, "path", None) or str(self.root / record.path)
+        reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
+        self.skipped[path] = reason
+        if path not in self._warned:
+            self._warned.add(path)
+            warnings.warn(f"skipping video {path}: {reason}", RuntimeWarning, stacklevel=3)
+        return SkippedItem(path, reason)
+
+    # -- one item --------------------------------------------------------------------------------------
+    def _item(self, record: VideoRecord, rng: np.random.Generator) -> dict[str, Any]:
+        reader = None
+        if "rgb" in self.modalities and self.frames_root is None:
+            reader = VideoReader(self.root / record.path, size=self.size, threads=self.decode_threads)
+        try:
+            samples = self.sampler(self._num_starts(record, reader), rng)
+            flat = [i for s in samples for i in s.indices]
+            streams = self._read(record, reader, flat)
+        finally:
+            if reader is not None:
+                reader.close()
+        views = self._views(streams, samples, int(rng.integers(2**62)))
+        return {**views, "label": int(record.label), "video_id": record.video_id}
+
+    def _num_starts(self, record: VideoRecord, reader: VideoReader | None) -> int:
+        """How many indices the sampler may use: frames, or usable flow-stack starts."""
+        counts = []
+        if reader is not None:
+            counts.append(len(reader))
+        elif "rgb" in self.modalities:
+            folder = self.frames_root / record.video_id
+            counts.append(record.num_frames or count_frames(folder, self.frame_tmpl))
+        if self._uses_flow:
+            length = self.flow_length if "flow" in self.modalities else 1
+            counts.append(self._num_flows(record) - length + 1)
+        n = min(counts)
+        if n < 1:
+            what = f"flow stacks of {self.flow_length}" if self._uses_flow else "sampling"
+            raise VideoDecodeError(self.root / record.path, f"too few frames ({counts}) for {what}")
+        return n
+
+    def _num_flows(self, record: VideoRecord) -> int:
+        file = self.flow_root / f"{record.video_id}.flow.npy"
+        if file.is_file():
+            return int(np.load(file, mmap_mode="r").shape[0])
+        folder = self.flow_root / record.video_id
+        if not folder.is_dir():
+            raise VideoDecodeError(file, f"no flow: neither this file nor the folder {folder} exists")
+        return count_frames(folder, _FLOW_LAYOUTS[self._flow_layout(folder)])
+
+    @staticmethod
+    def _flow_layout(folder: Path) -> str:
+        return "flow_xy" if (folder / _FLOW_LAYOUTS["flow_xy"].format(1)).is_file() else "xy"
+
+    def _read(self, record: VideoRecord, reader: VideoReader | None, flat: list[int]) -> dict[str, Any]:
+        """Streams for the `flat` indices: rgb uint8 `(N, 3, H, W)`, flow_px float `(N, L, H, W, 2)`."""
+        out = {}
+        if "rgb" in self.modalities:
+            frames = reader.get_frames(flat) if reader is not None else self._read_rgb_folder(record, flat)
+            out["rgb"] = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
+        if self._uses_flow:
+            length = self.flow_length if "flow" in self.modalities else 1
+            starts = np.asarray(flat, dtype=np.int64)
+            wanted = (starts[:, None] + np.arange(length)).ravel()  # (N * L,)
+            flow = self._read_flow(record, wanted)  # (N * L, H, W, 2) pixels
+            hw = out["rgb"].shape[-2:] if "rgb" in out else None
+            flow = _resize_flow(flow, hw or self._flow_size(flow))
+            out["flow_px"] = flow.reshape(len(flat), length, *flow.shape[1:])  # (N, L, H, W, 2)
+        return out
+
+    def _read_rgb_folder(self, record: VideoRecord, flat: list[int]) -> np.ndarray:
+        frames = read_rgb_folder(self.frames_root / record.video_id, flat, tmpl=self.frame_tmpl)
+        if self.size is None:
+            return frames
+        h, w = output_size(self.size, height=frames.shape[1], width=frames.shape[2])
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+        x = torch.nn.functional.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True)
+        return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def _flow_size(self, flow: torch.Tensor) -> tuple[int, int]:
+        return output_size(self.size, height=flow.shape[1], width=flow.shape[2])
+
+    def _read_flow(self, record: VideoRecord, indices: np.ndarray) -> torch.Tensor:
+        """Dequantised flow `(len(indices), H, W, 2)` in pixels."""
+        file = self.flow_root / f"{record.video_id}.flow.npy"
+        if file.is_file():
+            load_flow, flow_meta = _flow_api()
+            q, bound = load_flow(file, indices), float(flow_meta(file).get("bound", self.flow_bound))
+        else:
+            folder = self.flow_root / record.video_id
+            q, bound = read_flow_folder(folder, indices, layout=self._flow_layout(folder)), self.flow_bound
+        return (torch.from_numpy(np.ascontiguousarray(q)).float() - 127.5) * (bound / 127.5)
+
+    # -- transform and views ---------------------------------------------------------------------------
+    def _views(self, streams: dict[str, Any], samples: list[ClipSample], seed: int) -> dict[str, Any]:
+        """Per-clip tv_tensors through the transform, then stacked: `(T, C, H, W)` or `(V, T, C, H, W)`."""
+        per_clip: dict[str, list[torch.Tensor]] = {m: [] for m in self.modalities}
+        start = 0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for sample in samples:
+                part = slice(start, start + len(sample.indices))
+                start = part.stop
+                clip = self._transform(self._clip_tensors(streams, part))
+                for m in self.modalities:
+                    per_clip[m].append(clip[m].as_subclass(torch.Tensor))
+        return {m: _stack_views(per_clip[m], single=len(samples) == 1) for m in self.modalities}
+
+    def _clip_tensors(self, streams: dict[str, torch.Tensor], part: slice) -> dict[str, tv_tensors.Video]:
+        clip = {}
+        if "rgb" in self.modalities:
+            clip["rgb"] = tv_tensors.Video(streams["rgb"][part])  # (T, 3, H, W) uint8
+        if "flow" in self.modalities:
+            flow = streams["flow_px"][part]  # (T, L, H, W, 2)
+            clip["flow"] = FlowVideo(flow.permute(0, 1, 4, 2, 3).flatten(1, 2))  # (T, 2L, H, W): x1, y1, ...
+        if "flow3" in self.modalities:
+            clip["flow3"] = Flow3Video(lrcn_flow_image(streams["flow_px"][part][:, 0]))  # (T, 3, H, W)
+        return clip
+
+    def _transform(self, clip: dict[str, tv_tensors.Video]) -> dict[str, torch.Tensor]:
+        if self.transform is not None:
+            return self.transform(clip)
+        if "rgb" in clip:
+            clip["rgb"] = clip["rgb"].float() / 255.0
+        return clip
+
+
+def lrcn_flow_image(flow: torch.Tensor) -> torch.Tensor:
+    """LRCN's 3-channel flow image minus 128, `(N, 3, H, W)`, from flow in pixels `(N, H, W, 2)`.
+
+    Channels: `clip(16u + 128, 0, 255)`, `clip(16v + 128, 0, 255)`, `min(16|f| + 128, 255)`, each minus 128
+    (Donahue et al., CVPR 2015); kept as float (not rounded to uint8).
+    """
+    uv = (16.0 * flow).clamp(-128.0, 127.0)  # (N, H, W, 2)
+    mag = (16.0 * flow.norm(dim=-1, keepdim=True)).clamp(max=127.0)  # (N, H, W, 1)
+    return torch.cat([uv, mag], dim=-1).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+
+
+def _resize_flow(flow: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Flow `(N, H, W, 2)` resized to `hw`, displacements scaled with the image (x by W'/W, y by H'/H)."""
+    n, h, w, _ = flow.shape
+    if (h, w) == tuple(hw):
+        return flow
+    x = torch.nn.functional.interpolate(flow.permute(0, 3, 1, 2), size=tuple(hw), mode="bilinear")
+    scale = torch.tensor([hw[1] / w, hw[0] / h]).view(1, 2, 1, 1)
+    return (x * scale).permute(0, 2, 3, 1)  # (N, H', W', 2)
+
+
+def _stack_views(clips: list[torch.Tensor], *, single: bool) -> torch.Tensor:
+    """One clip `(T, C, H, W)` stays as is; otherwise `(V, T, C, H, W)` with V = clips x crops."""
+    if single and clips[0].ndim == 4:
+        return clips[0].float().contiguous()
+    views = [c if c.ndim == 5 else c[None] for c in clips]  # each (N, T, C, H, W)
+    return torch.cat(views).float().contiguous()
+
+
+def _flow_api():
+    try:
+        from vidrec.flow import flow_meta, load_flow
+    except ImportError as err:
+        raise RuntimeError(
+            "reading '<video_id>.flow.npy' files needs vidrec.flow.load_flow / flow_meta, which could not be "
+            f"imported ({err}); use denseflow folders or install vidrec completely"
+        ) from err
+    return load_flow, flow_meta
+
+
+def collate_skip(batch: list[Any]) -> dict[str, Any]:
+    """`default_collate` of the readable items plus `"skipped"`: the paths of the skipped ones.
+
+    A batch made only of skipped items gives `{"skipped": [...]}` alone.
+    """
+    skipped = [b.path if isinstance(b, SkippedItem) else "<unknown>" for b in batch if _is_skipped(b)]
+    good = [b for b in batch if not _is_skipped(b)]
+    out = default_collate(good) if good else {}
+    out["skipped"] = skipped
+    return out
+
+
+def _is_skipped(item: Any) -> bool:
+    return item is None or isinstance(item, SkippedItem)

@@ -1,0 +1,242 @@
+"""Clip transforms on torchvision.transforms.v2, shared by every frame of a clip and every stream.
+
+A clip is a ``tv_tensors.Video`` `(T, C, H, W)`, so one draw of random parameters (crop box, flip)
+applies to all T frames. The dataset passes all modalities of an item together as one dict, e.g.
+``{"rgb": Video, "flow": FlowVideo}``, so the RGB and flow streams get the same crop and flip.
+
+Flow types:
+- `FlowVideo` `(T, 2L, H, W)` float, displacements in pixels, x/y interleaved (`[x1, y1, ..., xL, yL]`).
+  A horizontal flip mirrors the image AND negates the x channels (the even ones).
+- `Flow3Video` `(T, 3, H, W)` float, LRCN's 3-channel flow image minus 128 (`clip(16u, -128, 127)`,
+  `clip(16v, ...)`, `min(16|f|, 127)`). A horizontal flip negates channel 0 (u around 128).
+
+Normalisation: RGB is converted to float in [0, 1] and normalised with the ImageNet mean/std (by default);
+flow is left untouched, i.e. in pixels (FlowVideo) or LRCN's units (Flow3Video). Spatial resizing does not
+rescale flow values (as in TSN and LRCN, flow crops are treated as images).
+
+Test views (`test_transform(crops=3|5|10)`) return tensors with a leading views axis `(N, T, C, h, w)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Flow3Video",
+    "FlowVideo",
+    "MultiScaleCornerCrop",
+    "TestViews",
+    "test_transform",
+    "train_transform",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
+ST_RESNET_CROP_SIZES = (256, 224, 192, 168)  # "multiScaleRegular" (Feichtenhofer et al., NeurIPS 2016)
+
+
+class FlowVideo(tv_tensors.Video):
+    """An optical-flow stack `(T, 2L, H, W)` in pixels; even channels are x, odd channels are y."""
+
+
+class Flow3Video(tv_tensors.Video):
+    """LRCN's 3-channel flow image minus 128, `(T, 3, H, W)`; channel 0 is the x displacement."""
+
+
+@F.register_kernel(F.horizontal_flip, FlowVideo)
+def _flip_flow(inpt: FlowVideo) -> FlowVideo:
+    out = inpt.as_subclass(torch.Tensor).flip(-1)  # (T, 2L, H, W)
+    out[..., 0::2, :, :] *= -1  # x displacements change sign in a mirror image
+    return tv_tensors.wrap(out, like=inpt)
+
+
+@F.register_kernel(F.horizontal_flip, Flow3Video)
+def _flip_flow3(inpt: Flow3Video) -> Flow3Video:
+    out = inpt.as_subclass(torch.Tensor).flip(-1)  # (T, 3, H, W)
+    out[..., 0, :, :] *= -1  # 16u + 128 -> 128 - 16u
+    return tv_tensors.wrap(out, like=inpt)
+
+
+@F.register_kernel(F.normalize, FlowVideo)
+@F.register_kernel(F.normalize, Flow3Video)
+def _keep_flow(inpt, *args, **kwargs):
+    return inpt  # flow stays in pixels: ImageNet statistics do not apply to it
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+class MultiScaleCornerCrop(v2.Transform):
+    """TSN's multi-scale corner crop (Wang et al., ECCV 2016), resized to `size`.
+
+    Crop height and width are drawn independently from `scales` x the short side (or from absolute
+    `crop_sizes`, e.g. ST-ResNet's {256, 224, 192, 168}), at most `max_distort` steps apart in the list; a
+    size within 3 px of the output is snapped to it (as TSN does). The crop sits at one of the 4 corners
+    or the centre (`more_fix_crop`: also the 4 edge midpoints and 4 quarter points, 13 in all).
+    """
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        *,
+        scales: Sequence[float] = TSN_SCALES,
+        crop_sizes: Sequence[int] | None = None,
+        max_distort: int = 1,
+        more_fix_crop: bool = False,
+    ) -> None:
+        super().__init__()
+        self.size = _pair(size)
+        self.scales, self.crop_sizes = tuple(scales), None if crop_sizes is None else tuple(crop_sizes)
+        self.max_distort, self.more_fix_crop = max_distort, more_fix_crop
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        base = min(height, width)
+        sizes = self.crop_sizes or tuple(int(base * s) for s in self.scales)
+        crop_h = [self.size[0] if abs(s - self.size[0]) < 3 else s for s in sizes]
+        crop_w = [self.size[1] if abs(s - self.size[1]) < 3 else s for s in sizes]
+        pairs = [
+            (min(h, height), min(w, width))
+            for i, h in enumerate(crop_h)
+            for j, w in enumerate(crop_w)
+            if abs(i - j) <= self.max_distort
+        ]
+        h, w = pairs[int(torch.randint(len(pairs), ()))]
+        offsets = self._offsets(height - h, width - w)
+        top, left = offsets[int(torch.randint(len(offsets), ()))]
+        return {"top": top, "left": left, "height": h, "width": w}
+
+    def _offsets(self, dy: int, dx: int) -> list[tuple[int, int]]:
+        """(top, left) of the allowed crop positions given the free space `dy`, `dx`."""
+        qy, qx = dy // 4, dx // 4
+        out = [(0, 0), (0, 4 * qx), (4 * qy, 0), (4 * qy, 4 * qx), (2 * qy, 2 * qx)]
+        if self.more_fix_crop:
+            out += [(2 * qy, 0), (2 * qy, 4 * qx), (4 * qy, 2 * qx), (0, 2 * qx)]
+            out += [(qy, qx), (qy, 3 * qx), (3 * qy, qx), (3 * qy, 3 * qx)]
+        return out
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(F.resized_crop, inpt, **params, size=list(self.size), antialias=True)
+
+
+class TestViews(v2.Transform):
+    """Deterministic test crops of `size`, stacked on a new leading views axis: `(N, T, C, h, w)`.
+
+    `crops`: 1 (centre; no views axis), 3 (start / centre / end of the longer side, as in SlowFast's
+    3-crop), 5 (4 corners + centre) or 10 (those 5 and their mirror images, flow x negated).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, size: int | Sequence[int], *, crops: int = 1) -> None:
+        super().__init__()
+        if crops not in (1, 3, 5, 10):
+            raise ValueError(f"crops must be 1, 3, 5 or 10, got {crops}")
+        self.size, self.crops = _pair(size), crops
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        h, w = self.size
+        if h > height or w > width:
+            raise ValueError(f"test crop {h}x{w} is larger than the frames ({height}x{width}); resize first")
+        dy, dx = height - h, width - w
+        if self.crops == 1:
+            boxes = [(dy // 2, dx // 2)]
+        elif self.crops == 3:
+            boxes = [(0, 0), (dy // 2, dx // 2), (dy, dx)]  # along the longer side (the other offset is 0)
+            boxes = [(t if dy >= dx else dy // 2, l if dx > dy else dx // 2) for t, l in boxes]
+        else:
+            boxes = [(0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2)]
+        return {"boxes": boxes}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        h, w = self.size
+        views = [F.crop(inpt, top, left, h, w) for top, left in params["boxes"]]
+        if self.crops == 10:
+            views += [F.horizontal_flip(v) for v in views]
+        if self.crops == 1:
+            return views[0]
+        return torch.stack([v.as_subclass(torch.Tensor) for v in views])  # (N, T, C, h, w)
+
+
+def _finish(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    """RGB uint8 -> float in [0, 1] -> normalised; flow untouched."""
+    return [
+        # flow is float already (float -> float is never rescaled); listed to keep it float32
+        v2.ToDtype(
+            {
+                tv_tensors.Video: torch.float32,
+                FlowVideo: torch.float32,
+                Flow3Video: torch.float32,
+                "others": None,
+            },
+            scale=True,
+        ),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ]
+
+
+def train_transform(
+    size: int | Sequence[int],
+    *,
+    kind: str = "tsn",
+    scales: Sequence[float] = TSN_SCALES,
+    crop_sizes: Sequence[int] | None = None,
+    max_distort: int = 1,
+    more_fix_crop: bool = False,
+    resized_scale: tuple[float, float] = (0.25, 1.0),
+    flip: bool = True,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """Training augmentation for clips (one set of parameters per item, shared by all streams).
+
+    Args:
+        size: output `(H, W)` or square side.
+        kind: "tsn" (`MultiScaleCornerCrop`; with `crop_sizes=ST_RESNET_CROP_SIZES, max_distort=3` it is
+            ST-ResNet's multiScaleRegular), "resized" (`RandomResizedCrop` with `resized_scale`) or "crop"
+            (a plain random crop, as LRCN's 227 crops from 240x320 frames).
+        flip: random horizontal flip with p = 0.5 (flow x negated).
+        mean, std: RGB normalisation.
+    """
+    if kind == "tsn":
+        crop = MultiScaleCornerCrop(
+            size, scales=scales, crop_sizes=crop_sizes, max_distort=max_distort, more_fix_crop=more_fix_crop
+        )
+    elif kind == "resized":
+        crop = v2.RandomResizedCrop(_pair(size), scale=resized_scale, antialias=True)
+    elif kind == "crop":
+        crop = v2.RandomCrop(_pair(size), pad_if_needed=True)
+    else:
+        raise ValueError(f"kind must be 'tsn', 'resized' or 'crop', got {kind!r}")
+    steps = [crop] + ([v2.RandomHorizontalFlip(0.5)] if flip else [])
+    return v2.Compose(steps + _finish(mean, std))
+
+
+def test_transform(
+    size: int | Sequence[int],
+    *,
+    crops: int = 1,
+    resize: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """Test-time views: optional short-side `resize`, then 1 / 3 / 5 / 10 crops of `size`, normalised.
+
+    With crops > 1 each modality comes back as `(N, T, C, h, w)`; the dataset folds N into its views.
+    """
+    steps = [v2.Resize(resize, antialias=True)] if resize else []
+    return v2.Compose(steps + _finish(mean, std) + [TestViews(size, crops=crops)])
+
+
+test_transform.__test__ = False  # type: ignore[attr-defined]
