@@ -1,0 +1,65 @@
+"""torchvision RAFT (Teed & Deng, ECCV 2020) as a frame-pair flow backend, weights from disk only."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models.optical_flow import raft_large, raft_small
+
+from vidrec.flow.estimators import RaftWeightsMissing, raft_weights_path
+
+__all__ = ["RaftFlow"]
+
+
+class RaftFlow:
+    """RAFT on GPU or CPU.
+
+    Args:
+        model: "small" (`raft_small`) or "large" (`raft_large`).
+        weights: "DEFAULT" (torchvision's file in `$TORCH_HOME/hub/checkpoints/`), a path to a state dict,
+            or None for random initialisation (tests only).
+        device: torch device; default CUDA when available.
+        num_updates: recurrent refinement steps (torchvision's default is 12).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "small",
+        weights: str | os.PathLike | None = "DEFAULT",
+        device: str | None = None,
+        num_updates: int = 12,
+    ) -> None:
+        if model not in ("small", "large"):
+            raise ValueError(f"RAFT model must be 'small' or 'large', got {model!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.net = (raft_small if model == "small" else raft_large)(weights=None, progress=False)
+        if weights is not None:
+            self.net.load_state_dict(_load_weights(model, weights))
+        self.net.eval().to(self.device)
+        self.num_updates = num_updates
+
+    @torch.inference_mode()
+    def __call__(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:  # noqa: A002
+        """Flow float32 `(H, W, 2)` between uint8 RGB frames `(H, W, 3)`."""
+        h, w = prev.shape[:2]
+        pair = torch.from_numpy(np.stack([prev, next])).to(self.device)  # (2, H, W, 3)
+        pair = pair.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (2, 3, H, W) in [-1, 1] as RAFT was trained
+        ph, pw = -h % 8, -w % 8  # RAFT works at 1/8 resolution: pad to a multiple of 8
+        pair = F.pad(pair, (0, pw, 0, ph), mode="replicate")
+        flow = self.net(pair[:1], pair[1:], num_flow_updates=self.num_updates)[-1]  # (1, 2, H', W')
+        return flow[0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
+
+
+def _load_weights(model: str, weights: str | os.PathLike) -> dict:
+    path = raft_weights_path(model, weights)
+    if not path.is_file():
+        raise RaftWeightsMissing(
+            f"RAFT-{model} weights not found at {path}. vidrec never downloads weights: put torchvision's "
+            f"file there (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), or pass a local "
+            "state-dict path with weights=PATH (CLI: --raft-weights PATH)."
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
