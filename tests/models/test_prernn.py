@@ -1,0 +1,135 @@
+"""PreRNN (methods.md §2.4): equals the pre-trained CNN at init, keeps W_x and b, keeps the layer's shape."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision.models as tvm
+from einops import rearrange
+
+from vidrec.models import PreRNN, RecurrentLayer, convert_to_recurrent
+from vidrec.models.layers import num_steps
+
+
+def mlp() -> nn.Module:
+    """A small FC net with BN and ReLU after the converted layer (`1`)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 5))
+
+
+NETS = {
+    "mobilenet_conv": (lambda: tvm.mobilenet_v2(num_classes=5), "features.18.0", 32),  # conv + BN + ReLU6
+    "mobilenet_fc": (lambda: tvm.mobilenet_v2(num_classes=5), "classifier.1", 32),  # fc, no activation
+    "mlp_fc_bn": (mlp, "1", 2),  # fc + BN1d + ReLU
+    "resnet18_conv": (lambda: tvm.resnet18(num_classes=5), "layer4.1.conv1", 32),  # bn1 + shared relu
+}
+CASES = [(net, cell, iw) for net in NETS for cell in ("rnn", "gru", "lstm") for iw in ("shared", "per_gate")]
+CASES += [("vgg16_fc6", "gru", "shared"), ("vgg16_fc7", "lstm", "shared")]
+
+
+def build(net_name: str):
+    if net_name.startswith("vgg16"):
+        return (
+            tvm.vgg16(num_classes=5),
+            {"vgg16_fc6": "classifier.0", "vgg16_fc7": "classifier.3"}[net_name],
+            32,
+        )
+    factory, layer, size = NETS[net_name]
+    return factory(), layer, size
+
+
+def randomise_bn(model: nn.Module) -> None:
+    """Non-trivial BN statistics so that a BN dropped or applied twice would show."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+
+
+@pytest.mark.parametrize(("net_name", "cell", "input_weights"), CASES)
+def test_prernn_equals_cnn_at_init(net_name, cell, input_weights):
+    torch.manual_seed(0)
+    cnn, layer_name, size = build(net_name)
+    randomise_bn(cnn)
+    cnn.eval()
+    original = cnn.get_submodule(layer_name)
+    w, b = original.weight.detach().clone(), None if original.bias is None else original.bias.detach().clone()
+    rec_net = copy.deepcopy(cnn)
+    rec = convert_to_recurrent(rec_net, layer_name, cell=cell, input_weights=input_weights)
+    model = PreRNN(net=rec_net, num_classes=5).eval()
+    x = torch.randn(2, 4, 3, size, size)  # (B, T, C, H, W)
+    frames = rearrange(x, "b t c h w -> (b t) c h w")
+    seen = {}
+    cnn.get_submodule(layer_name).register_forward_hook(lambda m, i, o: seen.__setitem__("cnn", o.shape))
+    rec.register_forward_hook(lambda m, i, o: seen.__setitem__("rec", o.shape))
+    with torch.no_grad():
+        expected = rearrange(cnn(frames), "(b t) k -> b t k", b=2)
+        got = model(x)
+    assert torch.equal(got, expected), (got - expected).abs().max()
+    assert seen["rec"] == seen["cnn"]  # hidden state has the replaced layer's output shape
+    assert torch.equal(rec.input.weight, w) and rec.input.weight.dtype == w.dtype
+    assert b is None or torch.equal(rec.input.bias, b)
+
+
+def test_nonzero_recurrence_changes_later_steps_only():
+    torch.manual_seed(0)
+    cnn = tvm.mobilenet_v2(num_classes=5)
+    randomise_bn(cnn)
+    cnn.eval()
+    net = copy.deepcopy(cnn)
+    convert_to_recurrent(net, "features.18.0", cell="rnn", hidden_init="small")
+    x = torch.randn(1, 3, 3, 32, 32)
+    with torch.no_grad():
+        got = PreRNN(net=net, num_classes=5).eval()(x)
+        ref = cnn(x[0])
+    assert torch.equal(got[0, 0], ref[0])  # h_0 = 0: the first step is the CNN
+    assert (got[0, 1:] - ref[1:]).abs().max() > 1e-3 * ref.abs().max()  # the recurrence matters afterwards
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_prernn_is_causal_and_resets_per_clip(cell):
+    torch.manual_seed(0)
+    net = mlp()
+    convert_to_recurrent(net, "1", cell=cell, hidden_init="small")
+    model = PreRNN(net=net, num_classes=5).eval()
+    x = torch.randn(2, 5, 3, 2, 2)
+    y = x.clone()
+    y[:, 3:] = torch.randn_like(y[:, 3:])
+    with torch.no_grad():
+        out, out_changed = model(x), model(y)
+        separate = torch.cat([model(x[:1]), model(x[1:])])
+    torch.testing.assert_close(out[:, :3], out_changed[:, :3], rtol=0, atol=1e-6)
+    assert not torch.allclose(out[:, 3:], out_changed[:, 3:])
+    torch.testing.assert_close(out, separate, rtol=1e-5, atol=1e-6)
+
+
+def test_gru_gradients_reach_recurrent_weights():
+    torch.manual_seed(0)
+    net = mlp()
+    rec = convert_to_recurrent(net, "1", cell="gru")
+    PreRNN(net=net, num_classes=5).train()(torch.randn(3, 4, 3, 2, 2)).sum().backward()
+    assert rec.recurrent.weight.grad.abs().sum() > 0
+
+
+def test_only_new_parameters_are_recurrent():
+    net = tvm.mobilenet_v2(num_classes=5)
+    before = {id(p) for p in net.parameters()}
+    rec = convert_to_recurrent(net, "features.18.0", cell="lstm", input_weights="per_gate")
+    new = {n for n, p in rec.named_parameters() if id(p) not in before}
+    assert new == {"recurrent.weight", "recurrent_gates.weight", "gate_input.weight", "gate_bias"}
+
+
+def test_errors_are_helpful():
+    net = tvm.mobilenet_v2(num_classes=5)
+    with pytest.raises(TypeError, match="features.18.1"):
+        convert_to_recurrent(net, "features.18.1")  # a BatchNorm
+    rec = convert_to_recurrent(net, "features.18.0")
+    with pytest.raises(RuntimeError, match="num_steps"):
+        net(torch.randn(2, 3, 32, 32))
+    with num_steps(net, 2):
+        assert net(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    assert isinstance(rec, RecurrentLayer)

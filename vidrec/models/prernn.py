@@ -1,0 +1,359 @@
+"""PreRNN (Yang, Molchanov, Kautz, CVPR'18): turn a layer of a pre-trained CNN into a recurrent layer.
+
+`convert_to_recurrent(model, "classifier.0", cell="gru")` replaces a named `nn.Linear` / `nn.Conv2d`
+by a `RecurrentLayer` that keeps the pre-trained weights (the same tensors) as input-to-hidden,
+with u_t = BN(W_x * x_t + b) (BN, if it follows the layer, moves onto the u_t path) and:
+
+- rnn:  h_t = λ(u_t + U h_{t-1})
+- gru:  z, r = σ(g_t + U_{z,r} h_{t-1} + b_{z,r});  h~ = λ(u_t + U_h (r ⊙ h_{t-1}));
+        h_t = (1-z) h_{t-1} + z h~
+- lstm: i, f, o = σ(g_t + U_{i,f,o} h_{t-1} + b_{i,f,o});  c_t = f c_{t-1} + i λ(u_t + U_g h_{t-1});
+        h_t = o λ(c_t)
+
+λ is the layer's own activation (ReLU/ReLU6, or identity if none follows). The gate input g_t is u_t
+("shared", SIH) or a per-gate copy of W_x, b ("per_gate", MIH: copying is our assumption, the paper's
+recipe was not retrieved). At initialisation U = 0 and the gate biases saturate the sigmoids exactly in
+float32 (b = ±GATE_BIAS, σ(±1e4) is exactly 1/0): GRU z ≡ 1; LSTM i ≡ 1, f ≡ 0, o ≡ 1, so
+c_t = λ(u_t) and h_t = λ(λ(u_t)) = λ(u_t) for the idempotent λ used here. The converted network is
+therefore bit-for-bit the pre-trained CNN at init. Saturated gates pass no gradient, so they stay
+saturated and the recurrence is learnt by U (the candidate path); lower `gate_bias` to let the gates
+train at the price of an approximate start.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TypedDict, Unpack
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from vidrec.models.backbones import Backbone, set_submodule
+from vidrec.models.layers import TimeAware, num_steps
+from vidrec.models.lrcn import LRCN, FeatureEncoder
+from vidrec.models.registry import register_model
+
+GATE_BIAS = 1e4
+N_GATES = {"rnn": 0, "gru": 2, "lstm": 3}
+IDEMPOTENT = (nn.ReLU, nn.ReLU6)
+
+
+def _recurrent_map(layer: nn.Module, width: int, out: int, kernel_size: int) -> nn.Module:
+    if isinstance(layer, nn.Linear):
+        return nn.Linear(width, out, bias=False)
+    return nn.Conv2d(width, out, kernel_size, padding=kernel_size // 2, bias=False)  # stride 1, "same"
+
+
+def _init_recurrent(module: nn.Module, how: str, *, candidate: bool) -> None:
+    w = module.weight
+    with torch.no_grad():
+        w.zero_()
+        if how == "small":
+            w.uniform_(-0.01, 0.01)
+        elif how == "identity" and candidate:  # IRNN-style; gates stay at zero
+            centre = tuple(k // 2 for k in w.shape[2:])
+            w[(slice(None), slice(None), *centre)] = torch.eye(w.shape[0])
+
+
+class RecurrentLayer(TimeAware):
+    """A pre-trained layer made recurrent; takes and returns time-folded `(B*T, ...)` tensors.
+
+    Args:
+        layer: the pre-trained `nn.Linear` or `nn.Conv2d` (kept as `self.input`, weights untouched).
+        norm: the BatchNorm that followed it (applied to u_t only) or None.
+        activation: λ, an idempotent activation (ReLU/ReLU6) or None for identity.
+        cell: "rnn", "gru" or "lstm".
+        input_weights: "shared" (gates read u_t) or "per_gate" (each gate gets a copy of W_x, b).
+        hidden_init: "zeros" (starts as the CNN), "identity" (IRNN) or "small" (U(-0.01, 0.01)).
+        kernel_size: of the conv hidden-to-hidden maps.
+        gate_bias: magnitude of the saturating gate biases.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Linear | nn.Conv2d,
+        *,
+        norm: nn.Module | None = None,
+        activation: nn.Module | None = None,
+        cell: str = "rnn",
+        input_weights: str = "shared",
+        hidden_init: str = "zeros",
+        kernel_size: int = 3,
+        gate_bias: float = GATE_BIAS,
+    ) -> None:
+        super().__init__()
+        _check_choice("cell", cell, N_GATES)
+        _check_choice("input_weights", input_weights, ("shared", "per_gate"))
+        _check_choice("hidden_init", hidden_init, ("zeros", "identity", "small"))
+        if activation is not None and not isinstance(activation, IDEMPOTENT):
+            raise ValueError(f"activation {activation} is not idempotent; PreRNN supports ReLU/ReLU6 here")
+        self.input, self.cell = layer, cell
+        self.norm = norm if norm is not None else nn.Identity()
+        self.act = activation if activation is not None else nn.Identity()
+        width = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+        n = N_GATES[cell]
+        self.recurrent = _recurrent_map(layer, width, width, kernel_size)  # U (candidate / vanilla)
+        _init_recurrent(self.recurrent, hidden_init, candidate=True)
+        self.recurrent_gates = _recurrent_map(layer, width, n * width, kernel_size) if n else None
+        self.gate_input = _gate_copy(layer, n) if n and input_weights == "per_gate" else None
+        if n:
+            _init_recurrent(self.recurrent_gates, hidden_init, candidate=False)
+            signs = {"gru": [1.0, 0.0], "lstm": [1.0, -1.0, 1.0]}[cell]  # z, r  /  i, f, o
+            self.gate_bias = nn.Parameter(torch.tensor(signs).repeat_interleave(width) * gate_bias)
+
+    def _gates(self, g_t: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        bias = self.gate_bias.view(1, -1, *([1] * (h.dim() - 2)))  # (1, n*C[, 1, 1])
+        pre = g_t + self.recurrent_gates(h) + bias  # (B, n*C, ...)
+        return pre.sigmoid().chunk(N_GATES[self.cell], dim=1)
+
+    def step(self, u_t: torch.Tensor, g_t: torch.Tensor | None, h: torch.Tensor, c: torch.Tensor):
+        """One time step on (B, C, ...) tensors -> (h_t, c_t)."""
+        if self.cell == "rnn":
+            return self.act(u_t + self.recurrent(h)), c
+        if self.cell == "gru":
+            z, r = self._gates(g_t, h)
+            cand = self.act(u_t + self.recurrent(r * h))
+            return (1 - z) * h + z * cand, c
+        i, f, o = self._gates(g_t, h)
+        c = f * c + i * self.act(u_t + self.recurrent(h))
+        return o * self.act(c), c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B*T, C_in[, H, W]) -> (B*T, C[, h, w]); h_0 = c_0 = 0 for every clip."""
+        b, _ = self.unfold_size(x.shape[0])
+        u_folded = self.norm(self.input(x))  # (B*T, C, ...)
+        u = rearrange(u_folded, "(b t) ... -> b t ...", b=b)  # (B, T, C, ...)
+        n = N_GATES[self.cell]
+        g = None
+        if n:
+            g = self.gate_input(x) if self.gate_input is not None else torch.cat([u_folded] * n, 1)
+            g = rearrange(g, "(b t) ... -> b t ...", b=b)  # (B, T, n*C, ...)
+        h = torch.zeros_like(u[:, 0])  # (B, C, ...)
+        c = torch.zeros_like(h)
+        outs = []
+        for t in range(u.shape[1]):
+            h, c = self.step(u[:, t], None if g is None else g[:, t], h, c)
+            outs.append(h)
+        return rearrange(torch.stack(outs, 1), "b t ... -> (b t) ...")  # (B*T, C, ...)
+
+
+def _check_choice(field: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{field}={value!r}; choose from {sorted(allowed)}")
+
+
+def _gate_copy(layer: nn.Module, n: int) -> nn.Module:
+    """A layer with n*C outputs whose weights (and bias) are n copies of W_x (and b)."""
+    new = copy.deepcopy(layer)
+    new.weight = nn.Parameter(layer.weight.detach().repeat(n, *([1] * (layer.weight.dim() - 1))))
+    if layer.bias is not None:
+        new.bias = nn.Parameter(layer.bias.detach().repeat(n))
+    if isinstance(new, nn.Linear):
+        new.out_features *= n
+    else:
+        new.out_channels *= n
+    return new
+
+
+def _followers(model: nn.Module, name: str) -> tuple[nn.Module | None, nn.Module | None]:
+    """Find (and detach from the model) the BN and activation that follow layer `name`.
+
+    In an `nn.Sequential` the next siblings are inspected (BN, then ReLU/ReLU6) and replaced by
+    Identity. In a torchvision ResNet block `convN` is followed by `bnN` (replaced by Identity) and, for
+    all but the block's last conv, by the shared `relu`, which is left in place: ReLU is idempotent.
+    """
+    parent_name, _, leaf = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    norm = act = None
+    if isinstance(parent, nn.Sequential):
+        names = list(parent._modules)
+        rest = names[names.index(leaf) + 1 :]
+        if rest and isinstance(parent._modules[rest[0]], nn.modules.batchnorm._BatchNorm):
+            norm, rest = parent._modules[rest[0]], rest[1:]
+            parent._modules[names[names.index(leaf) + 1]] = nn.Identity()
+        if rest and isinstance(parent._modules[rest[0]], IDEMPOTENT):
+            act, parent._modules[rest[0]] = parent._modules[rest[0]], nn.Identity()
+        return norm, act
+    if leaf.startswith("conv") and leaf[4:].isdigit():
+        k = int(leaf[4:])
+        if isinstance(getattr(parent, f"bn{k}", None), nn.modules.batchnorm._BatchNorm):
+            norm = getattr(parent, f"bn{k}")
+            setattr(parent, f"bn{k}", nn.Identity())
+        if hasattr(parent, f"conv{k + 1}") and isinstance(getattr(parent, "relu", None), IDEMPOTENT):
+            act = nn.ReLU()
+    return norm, act
+
+
+def convert_to_recurrent(
+    model: nn.Module,
+    layer_name: str,
+    *,
+    cell: str = "rnn",
+    input_weights: str = "shared",
+    hidden_init: str = "zeros",
+    kernel_size: int = 3,
+    gate_bias: float = GATE_BIAS,
+) -> RecurrentLayer:
+    """Replace `model.<layer_name>` (an `nn.Linear` or `nn.Conv2d`) by a `RecurrentLayer`, in place.
+
+    The model must then be called on time-folded frames `(B*T, C, H, W)` inside `num_steps(model, T)`
+    (or wrapped in `PreRNN`, which does both). Returns the new layer.
+    """
+    layer = model.get_submodule(layer_name)
+    if not isinstance(layer, nn.Linear | nn.Conv2d):
+        raise TypeError(f"{layer_name} is a {type(layer).__name__}; PreRNN converts nn.Linear or nn.Conv2d")
+    norm, act = _followers(model, layer_name)
+    rec = RecurrentLayer(
+        layer, norm=norm, activation=act, cell=cell, input_weights=input_weights,
+        hidden_init=hidden_init, kernel_size=kernel_size, gate_bias=gate_bias,
+    )  # fmt: skip
+    set_submodule(model, layer_name, rec)
+    return rec
+
+
+class PreRNN(nn.Module):
+    """A CNN with recurrent layer(s) run on clips: (B, T, C, H, W) -> per-step logits (B, T, K).
+
+    Every non-recurrent layer runs on time folded into batch; only `RecurrentLayer`s step in time.
+    """
+
+    def __init__(self, *, net: nn.Module, num_classes: int, modality: str = "rgb") -> None:
+        super().__init__()
+        if not any(isinstance(m, RecurrentLayer) for m in net.modules()):
+            raise ValueError("net has no RecurrentLayer; call convert_to_recurrent on it first")
+        self.net, self.num_classes, self.modalities = net, num_classes, (modality,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        with num_steps(self.net, t):
+            logits = self.net(rearrange(x, "b t c h w -> (b t) c h w"))  # (B*T, K)
+        return rearrange(logits, "(b t) k -> b t k", b=b)  # (B, T, K)
+
+
+def _in_chans(modality: str, flow_length: int) -> int:
+    _check_choice("modality", modality, ("rgb", "flow"))
+    return 3 if modality == "rgb" else 2 * flow_length
+
+
+class PreRNNOptions(TypedDict, total=False):
+    """Options shared by the `prernn_*` builders (see `RecurrentLayer`)."""
+
+    input_weights: str  # "shared" (SIH) | "per_gate" (MIH)
+    hidden_init: str  # "zeros" | "identity" | "small"
+    kernel_size: int  # of conv hidden-to-hidden maps
+    gate_bias: float  # saturating gate bias magnitude
+    modality: str  # "rgb" | "flow"
+    flow_length: int  # L: a flow input has 2L channels
+
+
+def build_prernn(
+    arch: str,
+    layer: str,
+    cell: str,
+    *,
+    num_classes: int,
+    pretrained: bool | str,
+    modality: str = "rgb",
+    flow_length: int = 10,
+    **convert,
+) -> PreRNN:
+    """Backbone (ImageNet head replaced by `num_classes`) with `layer` made recurrent."""
+    in_chans = _in_chans(modality, flow_length)
+    backbone = Backbone(arch, pretrained=pretrained, in_chans=in_chans, num_classes=num_classes)
+    convert_to_recurrent(backbone.net, layer, cell=cell, **convert)
+    return PreRNN(net=backbone.net, num_classes=num_classes, modality=modality)
+
+
+_PRERNN_INPUT = {"rgb": (16, 3, 224, 224)}  # sequence length not in the retrieved sources: our default
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def prernn_gru_fc_vgg16(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    layer: str = "classifier.0",
+    **options: Unpack[PreRNNOptions],
+) -> PreRNN:
+    """PreRNN (Yang et al., CVPR'18), GRU at VGG-16 fc6 (`classifier.3`: fc7); logits (B, T, K)."""
+    return build_prernn("vgg16", layer, "gru", num_classes=num_classes, pretrained=pretrained, **options)
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def prernn_lstm_fc_vgg16(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    layer: str = "classifier.0",
+    **options: Unpack[PreRNNOptions],
+) -> PreRNN:
+    """PreRNN (Yang et al., CVPR'18), LSTM at VGG-16 fc6 (`classifier.3`: fc7); logits (B, T, K)."""
+    return build_prernn("vgg16", layer, "lstm", num_classes=num_classes, pretrained=pretrained, **options)
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def prernn_rnn_conv_mobilenet_v2(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    layer: str = "features.18.0",
+    **options: Unpack[PreRNNOptions],
+) -> PreRNN:
+    """PreRNN (Yang et al., CVPR'18), vanilla RNN at MobileNetV2's last conv (1x1, BN, ReLU6)."""
+    return build_prernn(
+        "mobilenet_v2", layer, "rnn", num_classes=num_classes, pretrained=pretrained, **options
+    )
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def prernn_lstm_conv_mobilenet_v2(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    layer: str = "features.18.0",
+    **options: Unpack[PreRNNOptions],
+) -> PreRNN:
+    """PreRNN (Yang et al., CVPR'18), conv LSTM at MobileNetV2's last conv (1x1, BN, ReLU6)."""
+    return build_prernn(
+        "mobilenet_v2", layer, "lstm", num_classes=num_classes, pretrained=pretrained, **options
+    )
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def prernn_gru_conv_resnet18(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    layer: str = "layer4.1.conv1",
+    **options: Unpack[PreRNNOptions],
+) -> PreRNN:
+    """PreRNN (Yang et al., CVPR'18), conv GRU at ResNet-18's last-stage conv (layer4.1.conv1, bn1, ReLU)."""
+    return build_prernn("resnet18", layer, "gru", num_classes=num_classes, pretrained=pretrained, **options)
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def rnn_baseline_mobilenet_v2(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    cell: str = "lstm",
+    hidden_size: int = 512,
+    num_layers: int = 1,
+    freeze_backbone: bool = True,
+    dropout: float = 0.5,
+    modality: str = "rgb",
+    flow_length: int = 10,
+) -> LRCN:
+    """The "traditional RNN" baseline of PreRNN: a fresh, randomly initialised RNN/GRU/LSTM (PyTorch's
+    default init) on frozen (or tuned) MobileNetV2 features; per-step logits (B, T, K)."""
+    rnn_cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+    _check_choice("cell", cell, rnn_cls)
+    backbone = Backbone(
+        "mobilenet_v2", pretrained=pretrained, in_chans=_in_chans(modality, flow_length), num_classes=0
+    )
+    rnn = rnn_cls[cell](backbone.feature_dim, hidden_size, num_layers=num_layers, batch_first=True)
+    return LRCN(
+        encoder=FeatureEncoder(backbone), rnn=rnn, head=nn.Linear(hidden_size, num_classes),
+        modality=modality, dropout=dropout, freeze_encoder=freeze_backbone,
+    )  # fmt: skip

@@ -1,0 +1,50 @@
+"""One flat registry of model builders: `register_model`, `get_model`, `list_models`."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+import torch.nn as nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable | None = None, *, input_shapes: dict[str, tuple[int, ...]] | None = None):
+    """Register a builder under its function name.
+
+    Args:
+        fn: the builder (when used as a bare decorator).
+        input_shapes: the paper's per-item input shapes `{modality: (T, C, H, W)}`, stored on the
+            builder as `input_shapes` (used by `vidrec models --flops`).
+    """
+
+    def wrap(builder: Callable) -> Callable:
+        if builder.__name__ in _MODELS:
+            raise ValueError(f"model {builder.__name__!r} is registered twice")
+        builder.input_shapes = input_shapes or {}
+        _MODELS[builder.__name__] = builder
+        return builder
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def get_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model, e.g. `get_model("lrcn_mobilenet_v2", num_classes=101)`."""
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, _MODELS, n=5, cutoff=0.4)
+        hint = f" Close matches: {close}." if close else ""
+        raise KeyError(f"unknown model {name!r}.{hint} See `vidrec models` for all {len(_MODELS)} names.")
+    return _MODELS[name](**kwargs)
+
+
+def get_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder function registered as `name` (raises like `get_model`)."""
+    if name not in _MODELS:
+        get_model(name)
+    return _MODELS[name]
+
+
+def list_models() -> list[str]:
+    """Sorted names of all registered models."""
+    return sorted(_MODELS)

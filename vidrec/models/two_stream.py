@@ -1,0 +1,133 @@
+"""TSN (Wang et al., ECCV'16) segment consensus and two-stream late fusion (Simonyan & Zisserman).
+
+A TSN stream runs its CNN on each of T segments (time folded into batch) and averages the logits over
+segments. The two-stream model holds an RGB and a flow stream (the flow stream's first conv takes the
+2L-channel stack, cross-modality initialised) and returns both streams' logits; they are trained
+jointly (losses summed) and fused at test time with `fusion_weights`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from vidrec.models.backbones import Backbone
+from vidrec.models.registry import register_model
+
+DEFAULT_FUSION = {"rgb": 1 / 3, "flow": 2 / 3}  # flow weighted higher, as in the LRCN/TSN papers
+
+
+class TSN(nn.Module):
+    """One stream with segment consensus: (B, T, C, H, W) -> (B, K), T = number of segments.
+
+    Args:
+        backbone: a `Backbone` whose head has K outputs.
+        modality: the batch key read ("rgb" or "flow").
+        dropout: before the classifier (TSN uses 0.8 for both streams).
+    """
+
+    def __init__(self, *, backbone: Backbone, modality: str = "rgb", dropout: float = 0.8) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.modalities = (modality,)
+        self.num_classes = backbone.net.get_submodule(backbone.spec.head).out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        feats = self.backbone.forward_features(rearrange(x, "b t c h w -> (b t) c h w"))  # (B*T, D)
+        logits = self.backbone.forward_head(self.dropout(feats))  # (B*T, K)
+        return rearrange(logits, "(b t) k -> b t k", b=b).mean(dim=1)  # (B, K): segment consensus
+
+
+class TwoStream(nn.Module):
+    """RGB + flow streams: `{"rgb": (B,T,3,H,W), "flow": (B,T,2L,H,W)}` -> `{"rgb": (B,K), "flow": (B,K)}`."""
+
+    modalities = ("rgb", "flow")
+
+    def __init__(
+        self, *, rgb: nn.Module, flow: nn.Module, fusion_weights: dict[str, float] | None = None
+    ) -> None:
+        super().__init__()
+        self.rgb, self.flow = rgb, flow
+        self.fusion_weights = dict(fusion_weights or DEFAULT_FUSION)
+        if set(self.fusion_weights) != {"rgb", "flow"}:
+            raise ValueError(f"fusion_weights needs keys 'rgb' and 'flow', got {sorted(self.fusion_weights)}")
+        if rgb.num_classes != flow.num_classes:
+            raise ValueError(f"streams disagree on num_classes: {rgb.num_classes} vs {flow.num_classes}")
+        self.num_classes = rgb.num_classes
+
+    def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        missing = [m for m in self.modalities if m not in x]
+        if missing:
+            raise KeyError(f"TwoStream needs batch keys {list(self.modalities)}; missing {missing}")
+        return {"rgb": self.rgb(x["rgb"]), "flow": self.flow(x["flow"])}
+
+
+def _stream(
+    arch: str, modality: str, *, num_classes: int, pretrained: bool | str, flow_length: int, dropout: float
+):
+    if modality not in ("rgb", "flow"):
+        raise ValueError(f"modality={modality!r}; choose 'rgb' or 'flow'")
+    in_chans = 3 if modality == "rgb" else 2 * flow_length
+    backbone = Backbone(arch, pretrained=pretrained, in_chans=in_chans, num_classes=num_classes)
+    return TSN(backbone=backbone, modality=modality, dropout=dropout)
+
+
+@register_model(input_shapes={"rgb": (3, 3, 224, 224)})
+def tsn_resnet50(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    modality: str = "rgb",
+    flow_length: int = 5,
+    dropout: float = 0.8,
+) -> TSN:
+    """TSN (Wang et al., ECCV'16) single stream on ResNet-50; 3 training segments; `modality` rgb or flow."""
+    return _stream(
+        "resnet50",
+        modality,
+        num_classes=num_classes,
+        pretrained=pretrained,
+        flow_length=flow_length,
+        dropout=dropout,
+    )
+
+
+def _two_stream(arch, num_classes, pretrained, flow_length, dropout, fusion_weights) -> TwoStream:
+    kw = {
+        "num_classes": num_classes,
+        "pretrained": pretrained,
+        "flow_length": flow_length,
+        "dropout": dropout,
+    }
+    return TwoStream(
+        rgb=_stream(arch, "rgb", **kw), flow=_stream(arch, "flow", **kw), fusion_weights=fusion_weights
+    )
+
+
+@register_model(input_shapes={"rgb": (3, 3, 224, 224), "flow": (3, 20, 224, 224)})
+def two_stream_resnet50(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    flow_length: int = 10,
+    dropout: float = 0.8,
+    fusion_weights: dict[str, float] | None = None,
+) -> TwoStream:
+    """Two-stream ResNet-50 (Simonyan & Zisserman 2014) with TSN consensus; flow stack of L fields (2L ch)."""
+    return _two_stream("resnet50", num_classes, pretrained, flow_length, dropout, fusion_weights)
+
+
+@register_model(input_shapes={"rgb": (3, 3, 224, 224), "flow": (3, 20, 224, 224)})
+def two_stream_mobilenet_v2(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    flow_length: int = 10,
+    dropout: float = 0.8,
+    fusion_weights: dict[str, float] | None = None,
+) -> TwoStream:
+    """Two-stream MobileNetV2 with TSN consensus; flow stack of L fields (2L channels)."""
+    return _two_stream("mobilenet_v2", num_classes, pretrained, flow_length, dropout, fusion_weights)
