@@ -1,0 +1,169 @@
+"""Checkpoints: bit-exact round trip, atomic writes, pickles refused, rebuilding a model for inference."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vidrec.engine.checkpoint as C
+from vidrec.engine.config import config_to_dict, load_config
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the test-local plug-in module `tinyvid`, whatever pytest's import mode
+    sys.path.insert(0, str(HERE))
+TinyNet = importlib.import_module("tinyvid").TinyNet
+
+
+def _trained(name: str) -> tuple[TinyNet, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = TinyNet(3)
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        if name == "sgd"
+        else torch.optim.AdamW(model.parameters(), lr=0.01, betas=(0.8, 0.9))
+    )
+    for _ in range(3):
+        model(torch.rand(2, 4, 3, 8, 8)).sum().backward()
+        opt.step()
+    return model, opt
+
+
+def _ckpt(model, opt, **kw) -> C.Checkpoint:
+    cfg = load_config(None, ["data.train_list=t.txt", "model.name=tinyvid:tiny_net"])
+    return C.Checkpoint(
+        model=model.state_dict(),
+        config=config_to_dict(cfg),
+        class_names=["a", "b", "c"],
+        optimizer=opt.state_dict(),
+        rng=C.capture_rng(),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("optim", ["sgd", "adamw"])
+def test_round_trip_is_bit_exact(tmp_path, optim):
+    model, opt = _trained(optim)
+    ckpt = _ckpt(
+        model,
+        opt,
+        epoch=2,
+        step_in_epoch=5,
+        global_step=17,
+        best_metric=0.75,
+        sampler={"seed": 3},
+        scheduler={"global_step": 17},
+        metrics={"val_top1": 0.5},
+    )
+    back = C.load_checkpoint(C.save_checkpoint(tmp_path / "x.safetensors", ckpt))
+    assert back.model.keys() == ckpt.model.keys()
+    assert all(torch.equal(back.model[k], v) for k, v in ckpt.model.items())
+    sd, sd2 = opt.state_dict(), back.optimizer
+    assert sd2["param_groups"] == [
+        dict(g, betas=list(g["betas"])) if "betas" in g else g for g in sd["param_groups"]
+    ]
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            assert torch.equal(sd2["state"][idx][key], value), (idx, key)
+    assert (back.epoch, back.step_in_epoch, back.global_step, back.best_metric) == (2, 5, 17, 0.75)
+    assert (
+        back.class_names == ["a", "b", "c"]
+        and back.sampler == {"seed": 3}
+        and back.metrics == {"val_top1": 0.5}
+    )
+    # a fresh optimiser loaded from the file takes the same next step
+    model2, _ = TinyNet(3), None
+    model2.load_state_dict(back.model)
+    opt2 = type(opt)(model2.parameters(), lr=1.0)
+    opt2.load_state_dict(sd2)
+    for m, o in ((model, opt), (model2, opt2)):
+        o.zero_grad()
+        torch.manual_seed(1)
+        m(torch.rand(2, 4, 3, 8, 8)).sum().backward()
+        o.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), model2.parameters()))
+
+
+def test_rng_states_restore(tmp_path):
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    model, opt = _trained("sgd")
+    path = C.save_checkpoint(tmp_path / "r.safetensors", _ckpt(model, opt))
+    expected = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)])
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)
+    C.restore_rng(C.load_checkpoint(path).rng)
+    got = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)])
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    model, opt = _trained("sgd")
+    path = C.save_checkpoint(tmp_path / "last.safetensors", _ckpt(model, opt, global_step=1))
+    before = path.read_bytes()
+
+    def broken(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(C, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        C.save_checkpoint(path, _ckpt(model, opt, global_step=2))
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors"]
+
+
+def test_killed_writer_leaves_no_partial_target(tmp_path):
+    """SIGKILL while the temp file is being synced: the target is still the complete old checkpoint."""
+    model, opt = _trained("sgd")
+    path = C.save_checkpoint(tmp_path / "last.safetensors", _ckpt(model, opt, global_step=1))
+    marker = tmp_path / "writing"
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(HERE)!r})
+        import torch, vidrec.engine.checkpoint as C
+        from tinyvid import TinyNet
+        def slow_fsync(fd):
+            open({str(marker)!r}, "w").close(); time.sleep(60)
+        C.os.fsync = slow_fsync
+        ckpt = C.Checkpoint(model=TinyNet(3).state_dict(), config={{}}, class_names=[], global_step=2)
+        C.save_checkpoint({str(path)!r}, ckpt)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the writer never reached fsync"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert C.load_checkpoint(path).global_step == 1
+
+
+def test_pickle_is_refused_with_a_clear_message(tmp_path):
+    model, _ = _trained("sgd")
+    pth = tmp_path / "model.pth"
+    torch.save(model.state_dict(), pth)
+    with pytest.raises(C.CheckpointError, match="pickled PyTorch file.*never unpickles"):
+        C.load_checkpoint(pth)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json")
+    with pytest.raises(C.CheckpointError, match="not a .safetensors file"):
+        C.load_checkpoint(junk)
+
+
+def test_load_for_inference_rebuilds_the_model(tmp_path):
+    model, opt = _trained("sgd")
+    path = C.save_checkpoint(tmp_path / "best.safetensors", _ckpt(model, opt))
+    rebuilt, cfg, names = C.load_for_inference(path, "cpu")
+    assert not rebuilt.training and names == ["a", "b", "c"] and cfg.model.name == "tinyvid:tiny_net"
+    x = torch.rand(2, 4, 3, 8, 8)
+    assert torch.equal(rebuilt(x), model.eval()(x))

@@ -1,0 +1,58 @@
+"""2-process DDP on CPU (gloo) launched by torchrun equals 1 process with the same global batch."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidrec.engine.checkpoint import load_checkpoint
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+COMMON = [
+    "data.plugin=tinyvid:color_data",
+    "model.name=tinyvid:tiny_net",
+    "data.frames=4",
+    "data.size=8",
+    "data.workers=0",
+    "schedule.epochs=2",
+    "optim.lr=0.05",
+    "optim.clip_grad_norm=1.0",
+    "progress=false",
+    "tensorboard=false",
+    "plots=false",
+    "runtime.device=cpu",
+]
+
+
+def _run(prefix: list[str], out: Path, *extra: str) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, *prefix, "-m", "vidrec.cli", "train", *COMMON, f"out_dir={out}", *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process(tmp_path):
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    _run(torchrun, tmp_path / "ddp", "data.batch_size=2")
+    _run([], tmp_path / "single", "data.batch_size=4")
+    one, two = (load_checkpoint(tmp_path / d / "last.safetensors") for d in ("single", "ddp"))
+    assert one.global_step == two.global_step == 12
+    for key, value in one.model.items():
+        torch.testing.assert_close(two.model[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    rows = [
+        list(csv.DictReader((tmp_path / d / "metrics.csv").read_text().splitlines()))
+        for d in ("single", "ddp")
+    ]
+    for a, b in zip(*rows, strict=True):  # epoch metrics are reduced over ranks, not rank 0's share
+        for key in ("train_loss", "train_top1", "val_top1", "val_loss"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4), key
+    assert not any((tmp_path / "ddp").glob(".*tmp*")), "a temporary checkpoint file was left behind"

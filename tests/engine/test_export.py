@@ -1,0 +1,63 @@
+import pytest
+import torch
+from torch import nn
+
+from vidrec.engine.export import example_inputs, export_model, run_exported, run_onnx
+from vidrec.models.lrcn import LRCN
+
+K = 5
+
+
+def tiny_encoder() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+class TinySingleFrame(nn.Module):
+    """Single-frame CNN: per-frame logits averaged over time -> (B, K)."""
+
+    modalities = ("rgb",)
+    num_classes = K
+
+    def __init__(self):
+        super().__init__()
+        self.cnn = nn.Sequential(tiny_encoder(), nn.Linear(8, K))
+
+    def forward(self, x):  # (B, T, C, H, W)
+        b, t = x.shape[:2]
+        return self.cnn(x.flatten(0, 1)).view(b, t, -1).mean(1)  # (B, K)
+
+
+def tiny_lrcn() -> LRCN:
+    return LRCN(encoder=tiny_encoder(), rnn=nn.LSTM(8, 16, batch_first=True), head=nn.Linear(16, K))
+
+
+def reference(model, xs):
+    with torch.no_grad():
+        return model.eval()(*xs).softmax(-1).reshape(xs[0].shape[0], -1, K).mean(1)
+
+
+@pytest.mark.parametrize("make", [TinySingleFrame, tiny_lrcn], ids=["single_frame", "lrcn"])
+def test_onnx_parity_and_dynamic_batch(tmp_path, make):
+    torch.manual_seed(0)
+    model = make().eval()
+    path = export_model(model, example_inputs(model, frames=3, size=32), tmp_path / "m.onnx", fmt="onnx")
+    xs = example_inputs(model, frames=3, size=32, batch=5)  # a batch size not seen at export
+    torch.testing.assert_close(run_onnx(path, xs), reference(model, xs), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("make", [TinySingleFrame, tiny_lrcn], ids=["single_frame", "lrcn"])
+def test_torch_export_parity(tmp_path, make):
+    torch.manual_seed(0)
+    model = make().eval()
+    path = export_model(model, example_inputs(model, frames=3, size=32), tmp_path / "m.pt2", fmt="export")
+    xs = example_inputs(model, frames=3, size=32, batch=3)
+    torch.testing.assert_close(run_exported(path, xs), reference(model, xs), atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_format_and_missing_channels(tmp_path):
+    model = TinySingleFrame()
+    with pytest.raises(ValueError, match="onnx"):
+        export_model(model, example_inputs(model, frames=2, size=16), tmp_path / "x", fmt="tflite")
+    model.modalities = ("flow",)
+    with pytest.raises(ValueError, match="flow=20"):
+        example_inputs(model, frames=2, size=16)

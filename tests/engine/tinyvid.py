@@ -1,0 +1,129 @@
+"""Test-local tiny recognizer and in-memory dataset, loaded by name through the engine's plug-in points.
+
+`model.name: "tinyvid:tiny_net"` and `data.plugin: "tinyvid:color_data"` work in a subprocess when
+this folder is on PYTHONPATH; nothing is registered in vidrec.models.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class TinyNet(nn.Module):
+    """Mean colour per frame, a small MLP per step, mean over time: `(B, T, 3, H, W) -> (B, K)`.
+
+    `nan_after` makes the output NaN after that many training forwards; `hang_after` touches
+    `marker` and sleeps after that many training forwards (so a test can SIGKILL it at a known step).
+    """
+
+    modalities = ("rgb",)
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        hidden: int = 16,
+        dropout: float = 0.0,
+        per_step: bool = False,
+        nan_after: int = 0,
+        hang_after: int = 0,
+        marker: str = "",
+    ) -> None:
+        super().__init__()
+        self.num_classes, self.per_step = num_classes, per_step
+        self.fc1 = nn.Linear(3, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_classes)
+        self.nan_after, self.hang_after, self.marker, self.calls = nan_after, hang_after, marker, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self._debug_hooks()
+        h = self.drop(torch.relu(self.fc1(x.mean(dim=(3, 4)))))  # (B, T, hidden)
+        out = self.head(h)  # (B, T, K)
+        out = out if self.per_step else out.mean(dim=1)
+        if self.nan_after and self.calls > self.nan_after:
+            out = out * float("nan")
+        return out
+
+    def _debug_hooks(self) -> None:
+        self.calls += 1
+        if self.hang_after and self.calls > self.hang_after:
+            Path(self.marker).write_text(str(self.calls))
+            time.sleep(600)
+
+    def param_groups(self, base_lr: float) -> list[dict]:
+        """LRCN-style head multipliers, to test that the engine honours a model's groups."""
+        return [
+            {"params": [self.fc1.weight, self.fc1.bias], "lr": base_lr},
+            {"params": [self.head.weight], "lr": base_lr * 10},
+            {"params": [self.head.bias], "lr": base_lr * 20},
+        ]
+
+
+def tiny_net(num_classes: int, **kwargs) -> TinyNet:
+    return TinyNet(num_classes, **kwargs)
+
+
+class ColorClips(Dataset):
+    """Class k's clips are brighter in channel k (plus noise drawn from torch's global generator)."""
+
+    def __init__(self, n: int, num_classes: int, frames: int, size: int, *, offset: int = 0) -> None:
+        self.n, self.k, self.frames, self.size, self.offset = n, num_classes, frames, size, offset
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        label = i % self.k
+        rgb = 0.5 * torch.rand(self.frames, 3, self.size, self.size)  # global RNG: tests per-item seeding
+        rgb[:, label] += 0.4
+        return {"rgb": rgb, "label": label, "video_id": f"clip{self.offset + i:04d}"}
+
+
+def color_data(cfg) -> tuple[Dataset, Dataset, list[str]]:
+    """`data.plugin` factory: 24 training and 9 validation clips of 3 classes."""
+    f, s = cfg.data.frames, cfg.data.size
+    return ColorClips(24, 3, f, s), ColorClips(9, 3, f, s, offset=100), ["red", "green", "blue"]
+
+
+class TinyTwoStream(nn.Module):
+    """Reads `{"rgb", "flow"}` and returns `{stream: (B, K)}` logits, like the two-stream recognizers."""
+
+    modalities = ("rgb", "flow")
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.fusion_weights = {"rgb": 1.0, "flow": 2.0}
+        self.rgb, self.flow = nn.Linear(3, num_classes), nn.Linear(2, num_classes)
+
+    def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {
+            "rgb": self.rgb(x["rgb"].mean(dim=(1, 3, 4))),  # (B, T, 3, H, W) -> (B, K)
+            "flow": self.flow(x["flow"].mean(dim=(1, 3, 4))),  # (B, T, 2, H, W) -> (B, K)
+        }
+
+
+def tiny_two_stream(num_classes: int) -> TinyTwoStream:
+    return TinyTwoStream(num_classes)
+
+
+class TwoStreamClips(ColorClips):
+    """`ColorClips` plus a flow stream whose mean x-displacement encodes the label too."""
+
+    def __getitem__(self, i: int) -> dict:
+        item = super().__getitem__(i)
+        flow = torch.randn(self.frames, 2, self.size, self.size)
+        flow[:, 0] += item["label"] - 1.0
+        return {**item, "flow": flow}
+
+
+def two_stream_data(cfg) -> tuple[Dataset, Dataset, list[str]]:
+    f, s = cfg.data.frames, cfg.data.size
+    return TwoStreamClips(24, 3, f, s), TwoStreamClips(9, 3, f, s, offset=100), ["a", "b", "c"]

@@ -1,0 +1,256 @@
+"""Checkpoints: ONE `.safetensors` file per snapshot, written atomically, never unpickled.
+
+Layout (see docs/contracts.md "vidrec.engine"):
+
+- tensors ``model.<state_dict key>``: the model weights and buffers;
+- tensors ``optim.state.<param index>.<key>``: the optimiser's per-parameter state (momentum buffers,
+  Adam moments and step counters); non-tensor per-parameter values go to the ``optim_scalars`` JSON;
+- tensors ``rng.torch`` (CPU generator ByteTensor) and ``rng.cuda.<device>``;
+- header metadata (strings): ``format``, ``config`` (the TrainConfig as JSON), ``class_names``,
+  ``epoch`` (the epoch in progress, 0-based), ``step_in_epoch`` (loader batches of that epoch already
+  done), ``global_step`` (optimiser steps), ``scheduler``, ``optim_groups`` (param-group hyper-parameters),
+  ``rng_numpy``, ``rng_random``, ``sampler``, ``best_metric``, ``metrics``.
+
+Writing goes to a temporary file in the same folder, is fsync'ed and then `os.replace`d over the target,
+so a reader (or a resumed run) only ever sees a complete old or complete new file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FORMAT = "vidrec-checkpoint/1"
+_JSON_KEYS = ("config", "class_names", "scheduler", "optim_groups", "optim_scalars", "sampler", "metrics")
+
+
+class CheckpointError(RuntimeError):
+    """A file is not a readable vidrec checkpoint; the message names the path and what to do."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything in one checkpoint file, as plain Python / tensors."""
+
+    model: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    class_names: list[str]
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    optimizer: dict[str, Any] | None = None  # torch `Optimizer.state_dict()` form
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] | None = None  # from `capture_rng()`
+    sampler: dict[str, Any] = field(default_factory=dict)
+    best_metric: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- RNG states
+
+
+def capture_rng() -> dict[str, Any]:
+    """The torch (CPU and CUDA), numpy and `random` generator states of this process."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "random": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    """Set the generator states saved by `capture_rng()`."""
+    torch.set_rng_state(rng["torch"])
+    if rng.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"][: torch.cuda.device_count()])
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = rng["random"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ----------------------------------------------------------------------------- flattening
+
+
+def _flatten(ckpt: Checkpoint) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    # clone: safetensors refuses tensors that share storage (tied weights) or are non-contiguous
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in ckpt.model.items()}
+    groups, scalars = [], {}
+    if ckpt.optimizer is not None:
+        for idx, state in ckpt.optimizer["state"].items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim.state.{idx}.{key}"] = value.detach().cpu().contiguous().clone()
+                else:
+                    scalars[f"{idx}.{key}"] = value
+        groups = ckpt.optimizer["param_groups"]
+    meta = {
+        "format": FORMAT,
+        "epoch": str(ckpt.epoch),
+        "step_in_epoch": str(ckpt.step_in_epoch),
+        "global_step": str(ckpt.global_step),
+        "best_metric": json.dumps(ckpt.best_metric),
+        "has_optimizer": json.dumps(ckpt.optimizer is not None),
+        "optim_groups": json.dumps(groups),
+        "optim_scalars": json.dumps(scalars),
+        **{
+            k: json.dumps(getattr(ckpt, k))
+            for k in ("config", "class_names", "scheduler", "sampler", "metrics")
+        },
+    }
+    if ckpt.rng is not None:
+        tensors["rng.torch"] = ckpt.rng["torch"].clone()
+        for i, state in enumerate(ckpt.rng["cuda"]):
+            tensors[f"rng.cuda.{i}"] = state.cpu().clone()
+        meta["rng_numpy"], meta["rng_random"] = json.dumps(ckpt.rng["numpy"]), json.dumps(ckpt.rng["random"])
+    return tensors, meta
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, Any] | None:
+    if not json.loads(meta.get("has_optimizer", "false")):
+        return None
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim.state."):
+            idx, key = name[len("optim.state.") :].split(".", 1)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in json.loads(meta["optim_scalars"]).items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": json.loads(meta["optim_groups"])}
+
+
+def _rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, Any] | None:
+    if "rng.torch" not in tensors:
+        return None
+    cuda = [tensors[f"rng.cuda.{i}"] for i in range(len([k for k in tensors if k.startswith("rng.cuda.")]))]
+    return {
+        "torch": tensors["rng.torch"],
+        "cuda": cuda,
+        "numpy": json.loads(meta["rng_numpy"]),
+        "random": json.loads(meta["rng_random"]),
+    }
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
+    """Write `ckpt` to `path` atomically (temp file in the same folder + fsync + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors, meta = _flatten(ckpt)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:  # makes the rename itself durable; not supported on every platform / filesystem
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _check_safetensors(path: Path) -> None:
+    """Refuse anything that is not a safetensors file before a parser touches it."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if head[8:9] == b"{" and 0 < header_len <= path.stat().st_size - 8:
+        return
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise CheckpointError(
+            f"{path} is a pickled PyTorch file (.pth/.pt), not a .safetensors checkpoint; vidrec never "
+            "unpickles checkpoints because unpickling can run arbitrary code. Convert trusted weights with "
+            "safetensors.torch.save_file(torch.load(f, weights_only=True), 'x.safetensors')."
+        )
+    raise CheckpointError(f"{path} is not a .safetensors file (bad header); was it truncated?")
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors and the header metadata of a safetensors file (checked not to be a pickle)."""
+    path = Path(path)
+    _check_safetensors(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})  # noqa: SIM118
+    except Exception as err:  # safetensors raises its own error types
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint` (no unpickling)."""
+    tensors, meta = read_tensors(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a vidrec checkpoint (format {meta.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    return Checkpoint(
+        model=model,
+        config=json.loads(meta["config"]),
+        class_names=json.loads(meta["class_names"]),
+        epoch=int(meta["epoch"]),
+        step_in_epoch=int(meta["step_in_epoch"]),
+        global_step=int(meta["global_step"]),
+        optimizer=_optimizer_state(tensors, meta),
+        scheduler=json.loads(meta["scheduler"]),
+        rng=_rng_state(tensors, meta),
+        sampler=json.loads(meta["sampler"]),
+        best_metric=json.loads(meta["best_metric"]),
+        metrics=json.loads(meta["metrics"]),
+    )
+
+
+def load_for_inference(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the model from the checkpoint's stored config and weights.
+
+    Returns:
+        ``(model.eval() on device, TrainConfig, class_names)``.
+    """
+    from vidrec.engine.config import config_from_dict
+    from vidrec.engine.train import build_model
+
+    ckpt = load_checkpoint(path)
+    cfg = config_from_dict(ckpt.config)
+    model = build_model(cfg.model, num_classes=len(ckpt.class_names))
+    load_model_state(model, ckpt.model, source=str(path))
+    return model.to(device).eval(), cfg, list(ckpt.class_names)
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Strict `load_state_dict` whose error names the missing / unexpected keys and the source."""
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{source} does not match the model: missing {result.missing_keys[:10]}, "
+            f"unexpected {result.unexpected_keys[:10]}"
+        )

@@ -1,0 +1,59 @@
+"""`vidrec export CKPT --format onnx|export|torchscript --out FILE`."""
+
+from __future__ import annotations
+
+import argparse
+
+from vidrec.engine.export import FORMATS, example_inputs, export_model, run_exported, run_onnx
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a .safetensors checkpoint written by `vidrec train`")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="onnx", help="onnx, export (.pt2) or torchscript"
+    )
+    parser.add_argument("--out", required=True, help="output file (.onnx / .pt2 / .pt)")
+    parser.add_argument("--frames", type=int, default=0, help="example clip length; 0: the training one")
+    parser.add_argument("--size", type=int, default=0, help="example crop size; 0: the training one")
+    parser.add_argument(
+        "--channels",
+        nargs="*",
+        default=[],
+        metavar="MODALITY=C",
+        help="channels of flow inputs, e.g. flow=20",
+    )
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+
+
+def _channels(items: list[str]) -> dict[str, int]:
+    try:
+        return {k: int(v) for k, v in (item.split("=") for item in items)}
+    except ValueError as err:
+        raise SystemExit(f"--channels expects MODALITY=INT items, got {items}") from err
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vidrec.engine.checkpoint import load_for_inference
+
+    model, cfg, _ = load_for_inference(args.checkpoint, "cpu")
+    inputs = example_inputs(
+        model,
+        frames=args.frames or cfg.data.frames,
+        size=args.size or cfg.data.size,
+        channels=_channels(args.channels),
+    )
+    out = export_model(model, inputs, args.out, fmt=args.format, opset=args.opset)
+    print(f"wrote {out} ({args.format}); inputs {[tuple(x.shape) for x in inputs]} (batch axis dynamic)")
+    if args.no_check or args.format == "torchscript":
+        return 0
+    from vidrec.engine.export import ProbabilityModel
+
+    with torch.no_grad():
+        ref = ProbabilityModel(model.eval())(*inputs)
+    got = run_onnx(out, inputs) if args.format == "onnx" else run_exported(out, inputs)
+    err = (got - ref).abs().max().item()
+    print(f"parity with PyTorch: max |diff| = {err:.2e}")
+    return 0 if err < 1e-3 else 1

@@ -1,0 +1,118 @@
+"""`vidrec train CONFIG.yaml [key=value ...] [--set key=value] [--section.key value] [--resume]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vidrec.engine.config import ConfigError, iter_fields, load_config
+
+_NOTES = """\
+Overrides (applied in this order, later ones win): positional `optim.lr=0.01`, `--set key=value`,
+then the `--section.key value` options below. Values are parsed as YAML: lists `data.modalities=[rgb,flow]`,
+mappings `optim.lr_mult={head: 10}`. Multi-GPU / multi-node: `torchrun --nproc_per_node N -m vidrec.cli train
+CONFIG.yaml` (see the vidrec.engine.distributed docstring for --nnodes and rendezvous).
+"""
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets `key=value` overrides follow options (`CONFIG --resume optim.lr=0.1`), which plain argparse
+    refuses once the positionals were matched; `vidrec.cli` builds the subparser, so its class is swapped."""
+
+    _intermixed = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixed:  # the inner passes of parse_known_intermixed_args
+            return super().parse_known_args(args, namespace)
+        self._intermixed = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixed = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.__class__ = _IntermixedParser
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _NOTES
+    parser.add_argument("config", nargs="?", help="YAML file with the TrainConfig sections (optional)")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. optim.lr=0.01")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override (repeatable)",
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="PATH",
+        help="continue a run: alone, from OUT_DIR/last.safetensors if present (= resume=auto); or from PATH",
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    sections: dict[str, argparse._ArgumentGroup] = {}
+    for name, type_name, default, text in iter_fields():
+        if name == "resume":  # the --resume flag above
+            continue
+        section = name.split(".")[0] if "." in name else "run"
+        if section not in sections:
+            sections[section] = parser.add_argument_group(f"{section} options")
+        sections[section].add_argument(
+            f"--{name}",
+            dest=f"field:{name}",
+            default=None,
+            metavar=_metavar(type_name),
+            help=f"{text} [{type_name}; default {default!r}]".replace("%", "%%"),
+        )
+
+
+def _metavar(type_name: str) -> str:
+    if type_name.startswith("one of "):  # "one of ['sgd', 'adamw']" -> "{sgd,adamw}"
+        return "{" + ",".join(v.strip(" '") for v in type_name[8:-1].split(",")) + "}"
+    return type_name.upper() if type_name.isidentifier() else type_name.upper().replace("STR", "str")
+
+
+def collect_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """(YAML path or None, overrides in application order) from parsed arguments."""
+    overrides = list(args.overrides) + list(args.sets)
+    config = args.config
+    if config and "=" in config:  # no YAML file, only overrides
+        overrides.insert(0, config)
+        config = None
+    for key, value in vars(args).items():
+        if key.startswith("field:") and value is not None:
+            overrides.append(f"{key[len('field:') :]}={value}")
+    if args.resume is not None:
+        overrides.append(f"resume={args.resume}")
+    return config, overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidrec.engine.checkpoint import CheckpointError
+    from vidrec.engine.train import NonFiniteLossError, train
+
+    config, overrides = collect_overrides(args)
+    try:
+        cfg = load_config(config, overrides)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"vidrec train: config error: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        import yaml
+
+        from vidrec.engine.config import config_to_dict
+
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        return 0
+    try:
+        result = train(cfg)
+    except (FileNotFoundError, NonFiniteLossError, CheckpointError, ValueError) as err:
+        print(f"vidrec train: {err}", file=sys.stderr)
+        return 1
+    best = f", best val top-1 {result.best_top1:.4f}" if result.best_top1 is not None else ""
+    print(f"done: {result.epochs_done} epochs, {result.global_step} steps{best}; run folder {result.out_dir}")
+    return 0

@@ -1,0 +1,124 @@
+"""Export a recognizer to ONNX or `torch.export` (`.pt2`) for deployment.
+
+The exported graph is the recognizer followed by `video_probs`: it takes one `(B, T, C, H, W)` tensor per
+modality (in the model's `modalities` order, named after them) and returns class probabilities `(B, K)`
+(softmax, mean over LRCN's time steps, streams fused with the model's `fusion_weights`), so every
+architecture deploys with the same output. The batch axis is dynamic in both formats.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from vidrec.models.outputs import video_probs
+
+Format = Literal["onnx", "export", "torchscript"]
+FORMATS: tuple[str, ...] = ("onnx", "export", "torchscript")
+_DEFAULT_CHANNELS = {"rgb": 3, "flow3": 3}
+
+
+class ProbabilityModel(nn.Module):
+    """`recognizer` + `video_probs`, with one positional tensor per modality."""
+
+    def __init__(self, recognizer: nn.Module, fusion_weights: dict[str, float] | None = None):
+        super().__init__()
+        self.recognizer = recognizer
+        self.modalities = tuple(getattr(recognizer, "modalities", ("rgb",)))
+        self.fusion_weights = fusion_weights or getattr(recognizer, "fusion_weights", None)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:  # each (B, T, C, H, W) -> (B, K)
+        x = xs[0] if len(xs) == 1 else dict(zip(self.modalities, xs))
+        return video_probs(self.recognizer(x), self.fusion_weights)
+
+
+def example_inputs(
+    model: nn.Module, *, frames: int, size: int, batch: int = 2, channels: dict[str, int] | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Random inputs `(batch, frames, C, size, size)` for each of the model's modalities.
+
+    `channels` gives C per modality; RGB and LRCN's flow image default to 3, a flow stack must be given
+    (`{"flow": 2 * L}`).
+    """
+    channels = _DEFAULT_CHANNELS | (channels or {})
+    modalities = tuple(getattr(model, "modalities", ("rgb",)))
+    missing = [m for m in modalities if m not in channels]
+    if missing:
+        raise ValueError(f"give the channel count of modalities {missing}, e.g. --channels flow=20")
+    gen = torch.Generator().manual_seed(0)
+    return tuple(torch.randn(batch, frames, channels[m], size, size, generator=gen) for m in modalities)
+
+
+def export_model(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    out: str | Path,
+    *,
+    fmt: Format = "onnx",
+    fusion_weights: dict[str, float] | None = None,
+    opset: int = 17,
+) -> Path:
+    """Write `model` (+ `video_probs`) to `out` in `fmt`; returns the path.
+
+    Args:
+        model: a recognizer; it is exported in eval mode on CPU.
+        inputs: example tensors, one per modality (`example_inputs`); use a batch of at least 2 so the
+            batch axis is not specialised to 1.
+        out: output file (`.onnx`, `.pt2` or `.pt`).
+        fmt: `onnx` (TorchScript-based `torch.onnx.export`, dynamic batch axis), `export` (`torch.export`
+            program saved with `torch.export.save`) or `torchscript` (`torch.jit.trace`).
+        fusion_weights: stream weights; default the model's own.
+        opset: ONNX opset.
+    """
+    wrapped = ProbabilityModel(model.cpu().eval(), fusion_weights).eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        if fmt == "onnx":
+            _to_onnx(wrapped, inputs, out, opset)
+        elif fmt == "export":
+            torch.export.save(_to_exported_program(wrapped, inputs), out)
+        elif fmt == "torchscript":
+            torch.jit.trace(wrapped, inputs, check_trace=False).save(str(out))
+        else:
+            raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+    return out
+
+
+def _to_onnx(wrapped: ProbabilityModel, inputs: tuple[torch.Tensor, ...], out: Path, opset: int) -> None:
+    names = list(wrapped.modalities)
+    # dynamo=False: the dynamo exporter needs onnxscript, which vidrec does not depend on
+    torch.onnx.export(
+        wrapped,
+        inputs,
+        str(out),
+        input_names=names,
+        output_names=["probs"],
+        dynamic_axes={name: {0: "batch"} for name in [*names, "probs"]},
+        opset_version=opset,
+        dynamo=False,
+    )
+
+
+def _to_exported_program(wrapped: ProbabilityModel, inputs: tuple[torch.Tensor, ...]):
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    shapes = tuple({0: batch} for _ in inputs)
+    return torch.export.export(wrapped, inputs, dynamic_shapes=(shapes,))  # one entry: the *xs varargs
+
+
+def run_onnx(path: str | Path, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Run an exported ONNX file on onnxruntime (CPU) and return the probabilities `(B, K)`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {arg.name: x.numpy() for arg, x in zip(session.get_inputs(), inputs)}
+    return torch.from_numpy(session.run(None, feeds)[0])
+
+
+def run_exported(path: str | Path, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Load a `.pt2` program with `torch.export.load` and run it."""
+    with torch.no_grad():
+        return torch.export.load(str(path)).module()(*inputs)

@@ -1,0 +1,85 @@
+"""Optimisers, per-module learning-rate multipliers and per-iteration LR schedules.
+
+The schedule is a pure function of the optimiser-step count (`lr_factor`), applied to every param
+group's ``base_lr`` before each step (`set_lr`). Its only state is the step count, which the checkpoint
+stores, so a resumed run sets exactly the same learning rates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidrec.engine.config import OptimConfig, ScheduleConfig
+
+
+def _prefix_groups(model: nn.Module, lr: float, lr_mult: dict[str, float]) -> list[dict[str, Any]]:
+    """One group per multiplier; each parameter goes to its longest matching name prefix (or x1)."""
+    prefixes = sorted(lr_mult, key=len, reverse=True)
+    groups: dict[str, list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        key = next((pre for pre in prefixes if name == pre or name.startswith(pre.rstrip(".") + ".")), "")
+        groups.setdefault(key, []).append(p)
+    unused = [pre for pre in lr_mult if pre not in groups]
+    if unused:
+        names = [n for n, _ in model.named_parameters()][:8]
+        raise ValueError(f"optim.lr_mult: prefixes {unused} match no parameter; names look like {names}")
+    return [
+        {"params": ps, "lr": lr * lr_mult.get(k, 1.0), "name": k or "default"} for k, ps in groups.items()
+    ]
+
+
+def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
+    """Param groups with a ``base_lr`` each: config `lr_mult`, else the model's `param_groups`, else one."""
+    if cfg.lr_mult:
+        groups = _prefix_groups(model, cfg.lr, cfg.lr_mult)
+    elif cfg.model_groups and hasattr(model, "param_groups"):
+        groups = [dict(g) for g in model.param_groups(cfg.lr)]
+        for g in groups:
+            g["params"] = [p for p in g["params"] if p.requires_grad]
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "name": "default"}]
+    for g in groups:
+        g.setdefault("lr", cfg.lr)
+        g["base_lr"] = g["lr"]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov) or AdamW over `param_groups(model, cfg)`."""
+    groups = param_groups(model, cfg)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, cfg: ScheduleConfig, steps_per_epoch: int) -> float:
+    """Multiplier of the base lr at optimiser step `step` (0-based): schedule times linear warm-up."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    unit = steps_per_epoch if cfg.unit == "epoch" else 1
+    if cfg.name == "step":
+        factor = cfg.gamma ** math.floor(step / (cfg.step_size * unit))
+    elif cfg.name == "multistep":
+        factor = cfg.gamma ** sum(step >= m * unit for m in cfg.milestones)
+    elif cfg.name == "cosine":
+        progress = min(1.0, step / total)
+        factor = cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        factor = 1.0
+    if step < cfg.warmup_iters:  # linear from warmup_start to 1 over warmup_iters steps
+        factor *= cfg.warmup_start + (1 - cfg.warmup_start) * step / cfg.warmup_iters
+    return factor
+
+
+def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
+    """Set every group's lr to ``base_lr * factor``; returns the first group's lr (for logging)."""
+    for g in optimizer.param_groups:
+        g["lr"] = g["base_lr"] * factor
+    return optimizer.param_groups[0]["lr"]

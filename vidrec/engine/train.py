@@ -1,0 +1,679 @@
+"""Training: `train(cfg) -> TrainResult` and the loop it runs, `train_one_epoch`.
+
+Reads top to bottom: check paths -> read records and class names -> build the model -> datasets and
+loaders -> optimiser -> (resume) -> for each epoch: train, validate, checkpoint, log -> curves.
+
+Determinism and exact resume. Data order comes from a `DistributedSampler` seeded with
+``runtime.seed + epoch`` (also for one process). Every item is produced under torch / numpy / random
+generators seeded from ``(seed, epoch, index)`` (`EpochSeeded`), so its random crop / flip / clip start
+do not depend on which worker made it or on which items came before. Model randomness (dropout) uses
+the main process's generators, which checkpoints store. Together these let a run killed mid-epoch
+resume from `last.safetensors`, skip the batches it already did, and finish with the same weights as an
+uninterrupted run (bit-exact on CPU; on GPU with ``runtime.deterministic``).
+
+Models: ``model.name`` is a registry name (`vidrec.models.get_model`) or ``module.path:factory`` for a
+model defined outside the package (the factory gets ``num_classes=`` plus ``model.kwargs``); the stored
+config records it, so `load_for_inference` rebuilds either kind (the module must be importable).
+
+Distributed: launch with torchrun (see `vidrec.engine.distributed`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from tqdm import tqdm
+
+from vidrec.engine import distributed as D
+from vidrec.engine.checkpoint import (
+    Checkpoint,
+    capture_rng,
+    load_checkpoint,
+    load_model_state,
+    restore_rng,
+    save_checkpoint,
+)
+from vidrec.engine.config import TrainConfig, config_to_dict
+from vidrec.engine.logging import RunLogger
+from vidrec.engine.optim import build_optimizer, lr_factor, set_lr
+from vidrec.models.outputs import classification_loss, video_probs
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or inf; the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns."""
+
+    out_dir: Path
+    epochs_done: int
+    global_step: int
+    best_top1: float | None
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("runtime.device=cuda but no CUDA device is available; use runtime.device=cpu")
+    return torch.device(name)
+
+
+def use_amp(amp: str, device: torch.device) -> bool:
+    """bf16 autocast: on for CUDA with ``auto``, off on CPU unless ``bf16`` is asked for."""
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: numpy / random from the worker's torch seed (set by the loader)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _import_object(spec: str, field_name: str) -> Any:
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"{field_name}: cannot import {spec!r} ({err}); is the module on PYTHONPATH?"
+        ) from err
+
+
+def build_model(model_cfg, num_classes: int) -> nn.Module:
+    """The recognizer named by ``model_cfg.name`` (registry name or ``module:factory``)."""
+    kwargs = {"num_classes": num_classes, **model_cfg.kwargs}
+    if ":" in model_cfg.name:
+        return _import_object(model_cfg.name, "model.name")(**kwargs)
+    from vidrec.models import get_model
+
+    return get_model(model_cfg.name, **kwargs)
+
+
+def check_paths(cfg: TrainConfig) -> None:
+    """Fail before any model is built when a list file, the data root or the class file is missing."""
+    data = cfg.data
+    needed = [] if data.plugin else [("data.train_list", data.train_list)]
+    needed += [("data.val_list", data.val_list)] if data.val_list else []
+    needed += [("data.root", data.root)] if data.root else []
+    needed += [("data.classes", data.classes)] if data.classes else []
+    needed += [("data.flow_root", data.flow_root)] if data.flow_root else []
+    needed += [("data.frames_root", data.frames_root)] if data.frames_root else []
+    needed += [("resume", cfg.resume)] if cfg.resume not in ("", "auto") else []
+    for name, path in needed:
+        if not Path(path).exists():
+            raise FileNotFoundError(
+                f"{name}: {path} does not exist; fix the path in the config or override it"
+            )
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class EpochSeeded(Dataset):
+    """Wraps a dataset so item `i` of epoch `e` is made under generators seeded from (seed, e, i).
+
+    The caller's torch / numpy / random states are restored afterwards, so reading items in the main
+    process (``workers=0``) does not disturb the model's random streams.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        item_seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+        np_state, py_state = np.random.get_state(), random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed)
+            np.random.seed(item_seed)
+            random.seed(item_seed)
+            try:
+                return self.dataset[index]
+            finally:
+                np.random.set_state(np_state)
+                random.setstate(py_state)
+
+
+class ResumableSampler(Sampler[int]):
+    """A `DistributedSampler` (also for one process) whose epoch can start part-way through."""
+
+    def __init__(self, dataset: Dataset, *, world_size: int, rank: int, seed: int, shuffle: bool = True):
+        self.inner = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
+        )
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Order of `epoch` (seed + epoch), skipping its first `start` indices of this rank."""
+        self.inner.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.inner)[self.start :])
+
+    def __len__(self) -> int:
+        return len(self.inner) - self.start
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...``: every item on exactly one rank (no padding); for evaluation."""
+
+    def __init__(self, dataset: Dataset, *, world_size: int, rank: int) -> None:
+        self.indices = list(range(rank, len(dataset), world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _collate():
+    from vidrec.data import collate_skip
+
+    return collate_skip
+
+
+def read_records(cfg: TrainConfig) -> tuple[list, list | None, list[str]]:
+    """(train records, val records or None, class names) from the list files (cheap: no decoding)."""
+    from vidrec.data import read_list_file
+
+    d = cfg.data
+    root = Path(d.root) if d.root else Path(d.train_list).parent
+    train, names = read_list_file(d.train_list, root=root, classes=d.classes or None)
+    val = read_list_file(d.val_list, root=root, classes=names)[0] if d.val_list else None
+    return train, val, names
+
+
+def list_datasets(
+    cfg: TrainConfig, records: tuple, modalities: tuple[str, ...]
+) -> tuple[Dataset, Dataset | None]:
+    """`VideoDataset`s of the records: random training clips and augmentation, centred validation clips."""
+    from vidrec.data import VideoDataset, build_sampler, test_transform, train_transform
+
+    d = cfg.data
+    name = {"random": "dense", "segments": "tsn", "uniform": "uniform"}[d.sampler]  # vidrec.data's names
+    options = {"tsn": {"num_segments": d.frames}, "uniform": {"num": d.frames}}
+    options["dense"] = {"clip_len": d.frames, "stride": d.stride}
+    common = {
+        "root": Path(d.root) if d.root else Path(d.train_list).parent,
+        "modalities": modalities,
+        "flow_root": d.flow_root or None,
+        "frames_root": d.frames_root or None,
+        "size": d.resize,
+        "flow_length": d.flow_length,
+        "seed": cfg.runtime.seed,
+    }
+    train = VideoDataset(
+        records[0],
+        sampler=build_sampler(name, train=True, **options[name]),
+        transform=train_transform(d.size, kind=d.augment),
+        **common,
+    )
+    val = None
+    if records[1] is not None:
+        val = VideoDataset(
+            records[1],
+            sampler=build_sampler(name, train=False, **options[name]),
+            transform=test_transform(d.size),
+            **common,
+        )
+    return train, val
+
+
+def build_datasets(
+    cfg: TrainConfig, modalities: tuple[str, ...]
+) -> tuple[Dataset, Dataset | None, list[str]]:
+    """(training dataset, validation dataset or None, class names) exactly as `train` builds them."""
+    if cfg.data.plugin:
+        return _import_object(cfg.data.plugin, "data.plugin")(cfg)
+    records = read_records(cfg)
+    return (*list_datasets(cfg, records, modalities), records[2])
+
+
+def make_loaders(cfg: TrainConfig, train_ds: Dataset, val_ds: Dataset | None, info: D.DistInfo):
+    """(train loader, its ResumableSampler, val loader or None)."""
+    train_ds = EpochSeeded(train_ds, cfg.runtime.seed)
+    sampler = ResumableSampler(train_ds, world_size=info.world_size, rank=info.rank, seed=cfg.runtime.seed)
+    common = {"num_workers": cfg.data.workers, "collate_fn": _collate(), "worker_init_fn": seed_worker}
+    common["pin_memory"] = torch.cuda.is_available()
+    train = DataLoader(
+        train_ds,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        generator=torch.Generator(),
+        **common,
+    )
+    val = None
+    if val_ds is not None:
+        val_ds = EpochSeeded(val_ds, cfg.runtime.seed)  # the same views every epoch and on every rank
+        val_sampler = ShardSampler(val_ds, world_size=info.world_size, rank=info.rank)
+        val = DataLoader(val_ds, batch_size=cfg.data.batch_size, sampler=val_sampler, **common)
+    return train, sampler, val
+
+
+# ----------------------------------------------------------------------------- the run state
+
+
+@dataclass
+class Run:
+    """Everything the loop mutates, in one place."""
+
+    cfg: TrainConfig
+    model: nn.Module  # the plain module (weights, checkpoints, evaluation)
+    train_model: nn.Module  # what the loop calls: model, DDP(model) and/or torch.compile(...)
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    amp: bool
+    info: D.DistInfo
+    logger: RunLogger
+    class_names: list[str]
+    batches_per_epoch: int  # loader batches (micro-steps) per epoch on each rank
+    global_step: int = 0
+    best_top1: float | None = None
+    last_good: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def ddp_module(self) -> DistributedDataParallel | None:
+        """The DDP wrapper inside `train_model` (also under torch.compile), for `no_sync`."""
+        inner = getattr(self.train_model, "_orig_mod", self.train_model)
+        return inner if isinstance(inner, DistributedDataParallel) else None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch."""
+        return math.ceil(self.batches_per_epoch / self.cfg.optim.accum_steps)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+    def autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+
+@dataclass
+class EpochStats:
+    """Sums over this rank's batches; `reduced()` sums them over ranks."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    clips: int = 0
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, loss: float, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss_sum += loss * len(labels)
+        self.correct += int((probs.argmax(dim=1) == labels).sum())
+        self.clips += len(labels)
+
+    def reduced(self, device: torch.device) -> dict[str, Any]:
+        t = D.all_reduce_sum(
+            torch.tensor([self.loss_sum, self.correct, self.clips], device=device, dtype=torch.float64)
+        )
+        loss_sum, correct, clips = t.tolist()
+        skipped = sorted({s for part in D.all_gather_objects(self.skipped) for s in part})
+        return {
+            "train_loss": loss_sum / max(clips, 1),
+            "train_top1": correct / max(clips, 1),
+            "clips_per_s": clips / max(self.seconds, 1e-9),
+            "skipped": skipped,
+        }
+
+
+def _model_inputs(batch: dict, modalities: tuple[str, ...], device: torch.device):
+    from vidrec.engine.evaluate import model_inputs
+
+    x, _ = model_inputs(batch, modalities, device)
+    return x, torch.as_tensor(batch["label"]).to(device, non_blocking=True)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def write_checkpoint(
+    run: Run, name: str, *, epoch: int, step_in_epoch: int, metrics: dict | None = None
+) -> Path:
+    """Rank 0 writes ``out_dir/name`` (barriers on both sides so no rank reads a half-written state)."""
+    path = run.out_dir / name
+    bad = [n for n, p in run.model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:  # never overwrite a good checkpoint with a broken state
+        raise NonFiniteLossError(
+            f"weights {bad[:5]} became NaN/inf by optimiser step {run.global_step}; {name} was not written "
+            f"(the last good checkpoint is {run.last_good}). Lower optim.lr or enable optim.clip_grad_norm."
+        )
+    D.barrier()
+    if run.info.is_main:
+        ckpt = Checkpoint(
+            model=run.model.state_dict(),
+            config=config_to_dict(run.cfg),
+            class_names=run.class_names,
+            epoch=epoch,
+            step_in_epoch=step_in_epoch,
+            global_step=run.global_step,
+            optimizer=run.optimizer.state_dict(),
+            scheduler={"name": run.cfg.schedule.name, "global_step": run.global_step},
+            rng=capture_rng(),
+            sampler={
+                "seed": run.cfg.runtime.seed,
+                "epoch": epoch,
+                "world_size": run.info.world_size,
+                "batch_size": run.cfg.data.batch_size,
+                "batches_done": step_in_epoch,
+            },
+            best_metric=run.best_top1,
+            metrics=metrics or {},
+        )
+        save_checkpoint(path, ckpt)
+    D.barrier()
+    if name == "last.safetensors":
+        run.last_good = path
+    return path
+
+
+def resume_point(run: Run) -> tuple[int, int]:
+    """Load ``cfg.resume`` into the run; returns (epoch, batches already done in it)."""
+    resume = run.cfg.resume
+    path = run.out_dir / "last.safetensors" if resume == "auto" else Path(resume)
+    if resume == "auto" and not path.is_file():
+        return 0, 0
+    ckpt = load_checkpoint(path)
+    if ckpt.step_in_epoch and ckpt.sampler.get("world_size", 1) != run.info.world_size:
+        raise ValueError(
+            f"{path} stopped mid-epoch with world size {ckpt.sampler.get('world_size')}; resume it with the "
+            f"same number of processes (now {run.info.world_size})"
+        )
+    load_model_state(run.model, ckpt.model, source=str(path))
+    run.optimizer.load_state_dict(ckpt.optimizer)
+    run.global_step, run.best_top1, run.last_good = ckpt.global_step, ckpt.best_metric, path
+    if ckpt.rng is not None and run.info.rank == 0:
+        restore_rng(ckpt.rng)
+    elif ckpt.rng is not None:  # other ranks' streams are not stored: reseed them reproducibly
+        seed_everything(run.cfg.runtime.seed + 1000 * run.info.rank + ckpt.global_step)
+    run.logger.info(
+        f"resumed from {path}: epoch {ckpt.epoch}, batch {ckpt.step_in_epoch}, step {ckpt.global_step}"
+    )
+    return ckpt.epoch, ckpt.step_in_epoch
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _check_finite(run: Run, loss: torch.Tensor, epoch: int, batch_idx: int) -> None:
+    """Stop every rank together when any rank's loss is NaN / inf; the last checkpoint stays as it was."""
+    value = float(loss.detach())
+    if not D.any_rank(not math.isfinite(value), run.device):
+        return
+    kept = (
+        f"the last good checkpoint {run.last_good} was kept"
+        if run.last_good
+        else "no checkpoint was written yet"
+    )
+    raise NonFiniteLossError(
+        f"loss is {value} at optimiser step {run.global_step} (epoch {epoch}, batch {batch_idx}); training "
+        f"stopped and {kept}. Hints: lower optim.lr, enable optim.clip_grad_norm (e.g. 5), add "
+        "schedule.warmup_iters, or check the data for broken inputs."
+    )
+
+
+def _optimizer_step(run: Run) -> float:
+    """Scheduled lr, gradient clipping, step, zero_grad; returns the lr used."""
+    lr = set_lr(run.optimizer, lr_factor(run.global_step, run.cfg.schedule, run.steps_per_epoch))
+    if run.cfg.optim.clip_grad_norm > 0:
+        nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.clip_grad_norm)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.global_step += 1
+    return lr
+
+
+def train_one_epoch(run: Run, loader: DataLoader, *, epoch: int, start_batch: int = 0) -> dict[str, Any]:
+    """One pass over this epoch's batches from `start_batch` on; returns rank-reduced train metrics."""
+    cfg, model, stats = run.cfg, run.train_model, EpochStats()
+    modalities = tuple(cfg.data.modalities) or tuple(run.model.modalities)
+    accum, steps = cfg.optim.accum_steps, run.batches_per_epoch
+    model.train()
+    bar = tqdm(
+        total=steps,
+        initial=start_batch,
+        desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
+        disable=not (cfg.progress and run.info.is_main),
+    )
+    tic, window_clips, window_tic = time.perf_counter(), 0, time.perf_counter()
+    for batch_idx, batch in enumerate(loader, start=start_batch):
+        if batch_idx >= steps:
+            break
+        stats.skipped += list(batch.get("skipped", []))
+        if "label" not in batch:  # every item of this batch failed to decode
+            continue
+        x, labels = _model_inputs(batch, modalities, run.device)
+        boundary = (batch_idx + 1) % accum == 0 or batch_idx + 1 == steps
+        ddp = run.ddp_module()
+        sync = ddp.no_sync() if ddp is not None and not boundary else contextlib.nullcontext()
+        with sync:
+            with run.autocast():
+                out = model(x)
+                loss = classification_loss(out, labels)
+            _check_finite(run, loss, epoch, batch_idx)
+            (loss / accum).backward()
+        stats.add(float(loss.detach()), video_probs(out).detach(), labels)
+        window_clips += len(labels) * run.info.world_size
+        bar.update(1)
+        if not boundary:
+            continue
+        lr = _optimizer_step(run)
+        if run.global_step % max(cfg.log_every_steps, 1) == 0 and cfg.log_every_steps:
+            rate = window_clips / max(time.perf_counter() - window_tic, 1e-9)
+            run.logger.step(run.global_step, {"loss": float(loss.detach()), "lr": lr, "clips_per_s": rate})
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}")
+            window_clips, window_tic = 0, time.perf_counter()
+        if cfg.ckpt_every_steps and run.global_step % cfg.ckpt_every_steps == 0 and batch_idx + 1 < steps:
+            write_checkpoint(run, "last.safetensors", epoch=epoch, step_in_epoch=batch_idx + 1)
+    bar.close()
+    stats.seconds = time.perf_counter() - tic
+    return stats.reduced(run.device)
+
+
+def _validate(run: Run, val_loader: DataLoader | None) -> dict[str, Any]:
+    if val_loader is None:
+        return {}
+    from vidrec.engine.evaluate import evaluate
+
+    result = evaluate(run.model, val_loader, device=run.device, amp=run.amp, progress=run.cfg.progress)
+    m = result.metrics
+    return {
+        "val_loss": m["loss"],
+        "val_top1": m["top1"],
+        "val_top5": m.get("top5"),
+        "val_mean_class_acc": m.get("mean_class_acc"),
+        "val_skipped": list(result.skipped),
+    }
+
+
+def _end_epoch(run: Run, epoch: int, train_m: dict, val_m: dict) -> None:
+    """Epoch row in metrics.csv / TensorBoard, console summary, last / best checkpoints."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    skipped = sorted(set(train_m.pop("skipped")) | set(val_m.pop("val_skipped", [])))
+    row = {**train_m, **val_m, "lr": lr, "num_skipped": len(skipped)}
+    run.history.append({"epoch": epoch + 1, **row, "skipped": skipped})
+    run.logger.epoch(epoch + 1, row, run.global_step)
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
+    run.logger.info(f"epoch {epoch + 1}/{run.cfg.schedule.epochs}: {summary}")
+    if skipped:
+        run.logger.info(f"  skipped {len(skipped)} unreadable videos: {', '.join(skipped)}")
+    top1 = val_m.get("val_top1")
+    is_best = top1 is not None and (run.best_top1 is None or top1 > run.best_top1)
+    if is_best:
+        run.best_top1 = top1
+    write_checkpoint(run, "last.safetensors", epoch=epoch + 1, step_in_epoch=0, metrics=row)
+    if is_best:
+        write_checkpoint(run, "best.safetensors", epoch=epoch + 1, step_in_epoch=0, metrics=row)
+
+
+def _setup(cfg: TrainConfig, info: D.DistInfo, device: torch.device):
+    """Seeds set, class names read, model built (after `check_paths`) and wrapped, datasets made."""
+    seed_everything(cfg.runtime.seed + info.rank)
+    if cfg.runtime.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    if cfg.data.plugin:  # a `module:function` returning the datasets and class names
+        train_ds, val_ds, class_names = _import_object(cfg.data.plugin, "data.plugin")(cfg)
+        model = build_model(cfg.model, num_classes=len(class_names)).to(device)
+    else:
+        records = read_records(cfg)
+        class_names = records[2]
+        model = build_model(cfg.model, num_classes=len(class_names)).to(device)
+        modalities = tuple(cfg.data.modalities) or tuple(getattr(model, "modalities", ("rgb",)))
+        train_ds, val_ds = list_datasets(cfg, records, modalities)
+    if cfg.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_model: nn.Module = model
+    if info.enabled:
+        ids = (
+            [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
+        )
+        train_model = DistributedDataParallel(model, device_ids=ids)
+    if cfg.runtime.compile:
+        train_model = torch.compile(train_model)
+    return model, train_model, train_ds, val_ds, class_names
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train `cfg.model` on `cfg.data`; see the module docstring. Returns a `TrainResult`."""
+    info = D.env_info()
+    device = resolve_device(cfg.runtime.device)
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+    check_paths(cfg)  # before any model is built
+    owns_group = info.enabled and not D.is_dist()  # a caller's own process group is left alone
+    info = D.init_distributed(device.type, cfg.runtime.dist_backend)
+    out_dir = Path(cfg.out_dir)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    logger = RunLogger(out_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
+    try:
+        model, train_model, train_ds, val_ds, class_names = _setup(cfg, info, device)
+        loader, sampler, val_loader = make_loaders(cfg, train_ds, val_ds, info)
+        steps = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
+        if steps == 0:
+            raise ValueError(
+                f"data.batch_size={cfg.data.batch_size} is larger than this process's share of the "
+                f"{len(train_ds)} training items; lower it"
+            )
+        run = Run(
+            cfg=cfg,
+            model=model,
+            train_model=train_model,
+            optimizer=build_optimizer(model, cfg.optim),
+            device=device,
+            amp=use_amp(cfg.runtime.amp, device),
+            info=info,
+            logger=logger,
+            class_names=list(class_names),
+            batches_per_epoch=steps,
+        )
+        return _fit(run, loader, sampler, val_loader)
+    finally:
+        logger.close()
+        if owns_group:
+            D.cleanup()
+
+
+def _fit(
+    run: Run, loader: DataLoader, sampler: ResumableSampler, val_loader: DataLoader | None
+) -> TrainResult:
+    cfg = run.cfg
+    start_epoch, start_batch = resume_point(run) if cfg.resume else (0, 0)
+    set_lr(run.optimizer, lr_factor(run.global_step, cfg.schedule, run.steps_per_epoch))
+    for epoch in range(start_epoch, cfg.schedule.epochs):
+        loader.dataset.set_epoch(epoch)
+        sampler.set_epoch(epoch, start=start_batch * cfg.data.batch_size)
+        loader.generator.manual_seed(cfg.runtime.seed + epoch)  # worker seeds of this epoch
+        train_m = train_one_epoch(run, loader, epoch=epoch, start_batch=start_batch)
+        last = epoch + 1 == cfg.schedule.epochs
+        val_m = _validate(run, val_loader) if (epoch + 1) % cfg.eval_every == 0 or last else {}
+        _end_epoch(run, epoch, train_m, val_m)
+        start_batch = 0
+    _plot(run)
+    out = run.out_dir
+    return TrainResult(
+        out_dir=out,
+        epochs_done=cfg.schedule.epochs,
+        global_step=run.global_step,
+        best_top1=run.best_top1,
+        last_checkpoint=out / "last.safetensors",
+        best_checkpoint=(out / "best.safetensors") if (out / "best.safetensors").is_file() else None,
+        history=run.history,
+        skipped=sorted({s for h in run.history for s in h["skipped"]}),
+    )
+
+
+def _plot(run: Run) -> None:
+    """Loss / accuracy curves from metrics.csv via vidrec.visualize.plots (when available)."""
+    csv = run.out_dir / "metrics.csv"
+    if not (run.cfg.plots and run.info.is_main and csv.is_file()):
+        return
+    try:
+        from vidrec.visualize.plots import plot_curves
+    except ImportError:
+        return
+    try:
+        plot_curves(csv, run.out_dir / "curves.png")
+    except ValueError as err:  # e.g. no rows yet
+        run.logger.info(f"no curves drawn: {err}")
+
+
+__all__ = [
+    "EpochSeeded",
+    "NonFiniteLossError",
+    "ResumableSampler",
+    "TrainResult",
+    "build_model",
+    "build_datasets",
+    "check_paths",
+    "train",
+    "train_one_epoch",
+]
