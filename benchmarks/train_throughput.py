@@ -1,0 +1,243 @@
+"""Training throughput: clips/s end to end from video files vs the compute bound vs torchvision's pipeline.
+
+Three rows, same model, same clip shape, same batch size, same number of DataLoader workers, one run:
+
+- **compute bound**: the model trained on one pre-made batch kept on the device (no data loading);
+- **vidrec**: `vidrec.data.VideoDataset` (PyAV frame-exact decoding of only the sampled frames, resize in
+  the decoder, random crop + flip) -> `DataLoader` -> forward / backward / step;
+- **torchvision reference**: `torchvision.datasets.video_utils.VideoClips` (decodes through torchcodec)
+  with the transforms of torchvision's `references/video_classification` training preset
+  (resize, random horizontal flip, normalise, random crop) -> the same loop.
+
+Input videos are generated (UCF101-like: 320x240 H.264, 25 fps) under `--workdir`. The last line is
+`RESULT train_throughput e2e_vs_compute=X e2e_vs_reference=Y clips_per_s=Z`.
+
+Peers: torchcodec needs FFmpeg's shared libraries (`apt-get install -y ffmpeg`) and
+`pip install torchcodec` (`make bench`); a reference row that cannot run prints why and is skipped.
+
+Example: python benchmarks/train_throughput.py --model lrcn_resnet18 --frames 8 --size 112 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="lrcn_resnet18", help="registered model name (default lrcn_resnet18)")
+    p.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
+    p.add_argument("--size", type=int, default=112, help="crop size (default 112)")
+    p.add_argument("--resize", type=int, default=128, help="short side before cropping (default 128)")
+    p.add_argument("--batch", type=int, default=4, help="clips per step (default 4)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per row (default 8)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per row (default 2)")
+    p.add_argument("--videos", type=int, default=16, help="generated videos (default 16)")
+    p.add_argument(
+        "--video-frames", type=int, default=75, help="frames per generated video (default 75: 3 s)"
+    )
+    p.add_argument("--workdir", default="runs/bench_train_throughput", help="where the videos are written")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def make_videos(folder: Path, n: int, frames: int) -> list[Path]:
+    """`n` 320x240 H.264 videos with moving textured content (kept between runs)."""
+    import cv2
+
+    from vidrec.data.synthetic import CLASSES, make_clip
+    from vidrec.io import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in tqdm(range(n), desc="videos", leave=False):
+        path = folder / f"video_{i:03d}_{frames}.mp4"
+        if not path.is_file():
+            clip = make_clip(CLASSES[i % len(CLASSES)], np.random.default_rng(i), frames=frames, size=240)
+            write_video(path, np.stack([cv2.resize(f, (320, 240)) for f in clip]), 25)
+        paths.append(path)
+    return paths
+
+
+def vidrec_dataset(paths: list[Path], args: argparse.Namespace) -> Dataset:
+    """vidrec's training pipeline: random dense clip, decode only those frames, random crop + flip."""
+    from vidrec.data import VideoDataset, VideoRecord, build_sampler
+    from vidrec.data.transforms import train_transform
+
+    records = [VideoRecord(p.name, i % 6, p.stem) for i, p in enumerate(paths)]
+    sampler = build_sampler("dense", clip_len=args.frames, train=True)
+    transform = train_transform(args.size, kind="crop")  # random crop + flip + normalise
+    return VideoDataset(records, root=paths[0].parent, sampler=sampler, transform=transform, size=args.resize)
+
+
+class ReferenceClips(Dataset):
+    """torchvision's reference: `VideoClips` + the `references/video_classification` training preset."""
+
+    def __init__(self, paths: list[Path], args: argparse.Namespace) -> None:
+        import torchvision.transforms.v2 as T
+        from torchvision.datasets.video_utils import VideoClips
+
+        self.clips = VideoClips(
+            [str(p) for p in paths],
+            clip_length_in_frames=args.frames,
+            frames_between_clips=args.frames,
+            num_workers=0,
+        )
+        self.transform = T.Compose(
+            [
+                T.Resize(args.resize, antialias=False),
+                T.RandomHorizontalFlip(),
+                T.ToDtype(torch.float32, scale=True),
+                T.Normalize(MEAN, STD),
+                T.RandomCrop(args.size),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return self.clips.num_clips()
+
+    def __getitem__(self, i: int) -> dict:
+        video, _, _, video_idx = self.clips.get_clip(i)  # (T, H, W, C) uint8
+        x = self.transform(video.permute(0, 3, 1, 2))  # (T, C, H, W)
+        return {"rgb": x, "label": video_idx % 6}
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    from vidrec.models.outputs import classification_loss
+
+    loss = classification_loss(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], step: Callable, args, device) -> float:
+    """clips/s over `args.steps` steps after `args.warmup` untimed ones."""
+    it = iter(batches)
+    for _ in range(args.warmup):
+        step(*next(it))
+    _sync(device)
+    tic = time.perf_counter()
+    for _ in tqdm(range(args.steps), desc="steps", leave=False):
+        step(*next(it))
+    _sync(device)
+    return args.steps * args.batch / (time.perf_counter() - tic)
+
+
+def from_loader(ds: Dataset, args, device: torch.device):
+    """Endless (x, y) batches on `device` from a shuffled DataLoader."""
+    from vidrec.data import collate_skip
+
+    loader = DataLoader(
+        ds,
+        batch_size=args.batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        collate_fn=collate_skip,
+        persistent_workers=args.workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+    while True:
+        for batch in loader:
+            yield batch["rgb"].to(device, non_blocking=True), torch.as_tensor(batch["label"]).to(device)
+
+
+def pre_made(args, device: torch.device):
+    x = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)
+    y = torch.zeros(args.batch, dtype=torch.long, device=device)
+    while True:
+        yield x, y
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from vidrec.models import get_model
+
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
+    paths = make_videos(Path(args.workdir), args.videos, args.video_frames)
+    torch.manual_seed(0)
+    model = get_model(args.model, num_classes=6).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step(x, y):
+        return train_step(model, opt, x, y)
+
+    rows: dict[str, float | str] = {
+        "compute bound (pre-made tensors)": time_steps(pre_made(args, device), step, args, device)
+    }
+    rows["vidrec (videos -> DataLoader)"] = time_steps(
+        from_loader(vidrec_dataset(paths, args), args, device), step, args, device
+    )
+    rows["torchvision VideoClips reference"] = _reference(paths, args, device, step)
+    _print_table(rows, args, device)
+    return 0
+
+
+def _reference(paths, args, device, step) -> float | str:
+    try:
+        tic = time.perf_counter()
+        ds = ReferenceClips(paths, args)
+        print(
+            f"VideoClips indexed {len(paths)} videos in {time.perf_counter() - tic:.1f} s (not counted below)"
+        )
+        ds[0]  # fail here, with its own message, if torchcodec cannot decode
+    except Exception as err:  # noqa: BLE001 - any import / FFmpeg failure skips the row, with its reason
+        reason = f"skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        print(f"torchvision reference {reason} (install: apt-get install -y ffmpeg; pip install torchcodec)")
+        return reason
+    return time_steps(from_loader(ds, args, device), step, args, device)
+
+
+def _print_table(rows: dict[str, float | str], args, device: torch.device) -> None:
+    compute = rows["compute bound (pre-made tensors)"]
+    e2e = rows["vidrec (videos -> DataLoader)"]
+    ref = rows["torchvision VideoClips reference"]
+    print(
+        f"\nmodel {args.model}, clips {args.frames}x3x{args.size}x{args.size}, batch {args.batch}, "
+        f"workers {args.workers}, device {device}, torch threads {torch.get_num_threads()}"
+    )
+    print(f"{'pipeline':<36} {'clips/s':>9} {'vidrec / row':>13}")
+    for name, value in rows.items():
+        if isinstance(value, str):
+            print(f"{name:<36} {value}")
+        else:
+            print(f"{name:<36} {value:9.2f} {e2e / value:13.2f}")
+    vs_ref = f"{e2e / ref:.3f}" if isinstance(ref, float) else "nan"
+    print(
+        f"RESULT train_throughput e2e_vs_compute={e2e / compute:.3f} e2e_vs_reference={vs_ref} "
+        f"clips_per_s={e2e:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
