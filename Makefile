@@ -35,7 +35,7 @@ lint: $(STAMP)
 test: $(STAMP) assets lint
 	$(PY) -m pytest -q
 
-demo: $(STAMP)
+demo: $(STAMP) assets
 	$(VENV)/bin/vidrec demo --out runs/demo
 
 bench: $(STAMP)

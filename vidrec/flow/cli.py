@@ -12,6 +12,7 @@ Example: vidrec flow data/ucf101/list.txt --root data/ucf101 --out data/ucf101_f
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -191,7 +192,12 @@ def _run_jobs(todo: list[FlowJob], workers: int, init: tuple) -> list[tuple[str,
         for job in todo:
             record(*_process(job))
     else:
-        with ProcessPoolExecutor(min(workers, len(todo)), initializer=_init_worker, initargs=init) as pool:
+        # Workers come from a forkserver, never forked from this process: a fork of a process whose
+        # OpenCV or swscale thread pools have run hangs in the child as soon as it touches them.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["vidrec.flow.cli", "vidrec.flow.estimators", "vidrec.flow.storage"])
+        n = min(workers, len(todo))
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
             for fut in as_completed([pool.submit(_process, j) for j in todo]):
                 record(*fut.result())
     bar.close()

@@ -48,7 +48,9 @@ class RaftFlow:
         h, w = prev.shape[:2]
         pair = torch.from_numpy(np.stack([prev, next])).to(self.device)  # (2, H, W, 3)
         pair = pair.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (2, 3, H, W) in [-1, 1] as RAFT was trained
-        ph, pw = -h % 8, -w % 8  # RAFT works at 1/8 resolution: pad to a multiple of 8
+        # RAFT works at 1/8 resolution and its 4-level correlation pyramid needs >= 128 px a side:
+        # pad (replicating the border) to a multiple of 8 that is at least 128
+        ph, pw = max(h + -h % 8, 128) - h, max(w + -w % 8, 128) - w
         pair = F.pad(pair, (0, pw, 0, ph), mode="replicate")
         flow = self.net(pair[:1], pair[1:], num_flow_updates=self.num_updates)[-1]  # (1, 2, H', W')
         return flow[0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()

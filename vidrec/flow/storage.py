@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -144,15 +145,19 @@ def is_complete(
         if meta.get("format", "npy") == "denseflow":
             return (Path(out) / video_id / f"y_{n:05d}.jpg").is_file()
         return np.load(npy, mmap_mode="r").shape == (n, h, w, 2)
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, EOFError):  # EOFError: a 0-byte .npy
         return False
 
 
 def remove_stale_temps(out: str | os.PathLike, video_id: str) -> None:
     """Delete temp files a killed run left for `video_id` (call only for videos this process owns)."""
     base = Path(out) / video_id
+    # exactly this video's temps (`_tmp` names): not those of another video whose id starts the same
+    own = re.compile(re.escape(base.name) + r"(\.flow\.npy|\.flow\.json)?\.\d+\.tmp")
     if base.parent.is_dir():
-        for tmp in base.parent.glob(f"{base.name}*.tmp"):
+        for tmp in base.parent.iterdir():
+            if not own.fullmatch(tmp.name):
+                continue
             if tmp.is_dir():
                 import shutil
 

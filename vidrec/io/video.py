@@ -101,6 +101,7 @@ class VideoReader:
         self._ctx = self._stream.codec_context
         self._ctx.thread_count = threads
         self._ctx.thread_type = "AUTO" if threads != 1 else "NONE"
+        self._sws_threads = 1 if threads == 1 else 0  # one decoder thread: no hidden scaler threads either
 
     # -- public API -------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -264,7 +265,12 @@ class VideoReader:
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         height, width = self.size
         rgb = _reformatter().reformat(
-            frame, width=width, height=height, format="rgb24", interpolation=self.interpolation
+            frame,
+            width=width,
+            height=height,
+            format="rgb24",
+            interpolation=self.interpolation,
+            threads=self._sws_threads,
         )
         return rgb.to_ndarray()
 
@@ -276,15 +282,31 @@ def _numbered(packets: Iterator[av.Packet], first: int, end: int) -> Iterator[tu
         yield pos, packet
 
 
-_THREAD_STATE = threading.local()
+# One reformatter per thread, keyed by thread id. A plain dict rather than threading.local: after a fork
+# the child must neither use nor free the parent's swscale contexts (their slice threads do not exist in
+# the child, so either would wait on them forever), and the interpreter frees other threads'
+# threading.local values in a forked child. The hook below keeps the parent's contexts referenced.
+_REFORMATTERS: dict[int, VideoReformatter] = {}
+_ABANDONED: list[dict[int, VideoReformatter]] = []
+
+
+def _forget_reformatters() -> None:
+    global _REFORMATTERS
+    _ABANDONED.append(_REFORMATTERS)
+    _REFORMATTERS = {}
+
+
+os.register_at_fork(after_in_child=_forget_reformatters)
 
 
 def _reformatter() -> VideoReformatter:
     """This thread's reformatter. It keeps its swscale context between frames and between videos of the
     same size: building one costs ~1.5 ms, converting a 320x240 frame with it ~0.3 ms."""
-    if not hasattr(_THREAD_STATE, "reformatter"):
-        _THREAD_STATE.reformatter = VideoReformatter()
-    return _THREAD_STATE.reformatter
+    key = threading.get_ident()
+    reformatter = _REFORMATTERS.get(key)
+    if reformatter is None:
+        reformatter = _REFORMATTERS[key] = VideoReformatter()
+    return reformatter
 
 
 class _OutOfOrder(Exception):
