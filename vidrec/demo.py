@@ -10,7 +10,8 @@ The CNN is the first 11 blocks of ImageNet MobileNetV2 (stride 16: a 4x4 map at 
 conv, flattened rather than pooled so that the features keep where the shape is -- the single-frame
 model sees the same features per frame. It trains on 2 CPU cores in a few minutes. Within a
 time-reversal pair the frames have the same distribution, so the single-frame model sits near 50%
-there (the "pair accuracy" column), while LRCN can reach 100%.
+there (the "pair accuracy" column), while LRCN learns the direction (about 75% top-1 over the 6 classes
+after the default 6 epochs on 2 CPU cores, chance 17%).
 """
 
 from __future__ import annotations
@@ -88,10 +89,10 @@ def lrcn_demo(*, num_classes: int, size: int = 64, pretrained: bool = True, hidd
 class DemoSettings:
     """Sizes of one demo run (`--quick` shrinks them for tests)."""
 
-    per_class: int = 32
-    frames: int = 12
+    per_class: int = 96
+    frames: int = 8
     size: int = 64
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 8
     lr: float = 0.01
     workers: int = 2
@@ -121,7 +122,7 @@ def train_config(name: str, factory: str, data_root: Path, out_dir: Path, s: Dem
                 "workers": s.workers,
             },
             "model": {"name": factory, "kwargs": {"size": s.size}},
-            "optim": {"name": "adamw", "lr": 1e-3 if "lrcn" in name else 5e-4, "weight_decay": 1e-4},
+            "optim": {"name": "adamw", "lr": 2e-3 if "lrcn" in name else 1e-3, "weight_decay": 1e-4},
             "schedule": {"name": "cosine", "epochs": s.epochs},
             "runtime": {"device": device, "seed": s.seed},
             "out_dir": str(out_dir / name),

@@ -162,3 +162,20 @@ def test_two_modality_model_with_dict_outputs_and_bf16(tmp_path):
     result = train(cfg)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.best_top1 is not None and 0 <= result.best_top1 <= 1
+
+
+FLIP_CASES = [(True, "auto", False), (False, "auto", True), (True, "always", True), (False, "never", False)]
+
+
+@pytest.mark.parametrize(("synthetic", "flip", "flips"), FLIP_CASES)
+def test_training_flip_follows_the_dataset(tmp_path, synthetic, flip, flips):
+    """Mirror images swap the synthetic dataset's left/right and cw/ccw classes: no flips there by default."""
+    from vidrec.engine.train import list_datasets
+
+    root = tmp_path / "data"
+    root.mkdir()
+    if synthetic:
+        (root / "synthetic.json").write_text("{}")
+    cfg = load_config(None, [f"data.train_list={root / 'train.txt'}", f"data.flip={flip}"])
+    train_ds, _ = list_datasets(cfg, ([], None, ["a"]), ("rgb",))
+    assert ("HorizontalFlip" in repr(train_ds.transform)) == flips

@@ -54,7 +54,13 @@ class DataConfig:
     stride: int = opt(1, "frame stride inside a dense clip")
     augment: Literal["crop", "tsn", "resized"] = opt(
         "crop",
-        "training crop: random crop (LRCN), TSN multi-scale corner crop, or RandomResizedCrop; + h-flip",
+        "training crop: random crop (LRCN), TSN multi-scale corner crop, or RandomResizedCrop",
+    )
+    flip: Literal["auto", "always", "never"] = opt(
+        "auto",
+        "random horizontal flip of training clips (negates flow x); auto: always, except for a dataset "
+        "folder holding synthetic.json, whose left/right and clockwise/counter-clockwise classes are "
+        "mirror images",
     )
     batch_size: int = opt(8, "clips per optimiser micro-step on EACH process")
     workers: int = opt(2, "DataLoader worker processes per training process")

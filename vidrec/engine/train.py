@@ -234,8 +234,10 @@ def list_datasets(
     name = {"random": "dense", "segments": "tsn", "uniform": "uniform"}[d.sampler]  # vidrec.data's names
     options = {"tsn": {"num_segments": d.frames}, "uniform": {"num": d.frames}}
     options["dense"] = {"clip_len": d.frames, "stride": d.stride}
+    root = Path(d.root) if d.root else Path(d.train_list).parent
+    flip = d.flip == "always" or (d.flip == "auto" and not (root / "synthetic.json").is_file())
     common = {
-        "root": Path(d.root) if d.root else Path(d.train_list).parent,
+        "root": root,
         "modalities": modalities,
         "flow_root": d.flow_root or None,
         "frames_root": d.frames_root or None,
@@ -246,7 +248,7 @@ def list_datasets(
     train = VideoDataset(
         records[0],
         sampler=build_sampler(name, train=True, **options[name]),
-        transform=train_transform(d.size, kind=d.augment),
+        transform=train_transform(d.size, kind=d.augment, flip=flip),
         **common,
     )
     val = None
