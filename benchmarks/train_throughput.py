@@ -13,7 +13,8 @@ Two more rows time the data pipelines alone (batches drawn from the same DataLoa
 clips/s a pipeline can feed, which is what bounds a fast accelerator. On a small CPU machine the model
 and the loader workers share the cores, so the end-to-end rows mostly measure the model.
 
-Input videos are generated (UCF101-like: 320x240 H.264, 25 fps) under `--workdir`. The last line is
+Input videos are generated (UCF101-like: 320x240, 25 fps, MPEG-4 part 2 with GOP 12 as UCF101's files,
+or H.264 with `--codec h264`) under `--workdir`. The last line is
 `RESULT train_throughput e2e_vs_compute=X e2e_vs_reference=Y clips_per_s=Z`.
 
 Peers: torchcodec needs FFmpeg's shared libraries (`apt-get install -y ffmpeg`) and
@@ -53,6 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--video-frames", type=int, default=75, help="frames per generated video (default 75: 3 s)"
     )
+    p.add_argument(
+        "--codec",
+        choices=["mpeg4", "h264"],
+        default="mpeg4",
+        help="generated files: mpeg4 = MPEG-4 part 2 in avi with a keyframe every 12 frames, as UCF101's; "
+        "h264 = H.264 in mp4 with x264's defaults (keyframes 250 apart) (default mpeg4)",
+    )
     p.add_argument("--workdir", default="runs/bench_train_throughput", help="where the videos are written")
     return p.parse_args(argv)
 
@@ -60,8 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- inputs
 
 
-def make_videos(folder: Path, n: int, frames: int) -> list[Path]:
-    """`n` 320x240 H.264 videos with moving textured content (kept between runs)."""
+def make_videos(folder: Path, n: int, frames: int, codec: str = "h264") -> list[Path]:
+    """`n` 320x240 videos with moving textured content (kept between runs)."""
     import cv2
 
     from vidrec.data.synthetic import CLASSES, make_clip
@@ -70,10 +78,14 @@ def make_videos(folder: Path, n: int, frames: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in tqdm(range(n), desc="videos", leave=False):
-        path = folder / f"video_{i:03d}_{frames}.mp4"
+        path = folder / f"video_{i:03d}_{frames}_{codec}.{'avi' if codec == 'mpeg4' else 'mp4'}"
         if not path.is_file():
             clip = make_clip(CLASSES[i % len(CLASSES)], np.random.default_rng(i), frames=frames, size=240)
-            write_video(path, np.stack([cv2.resize(f, (320, 240)) for f in clip]), 25)
+            clip = np.stack([cv2.resize(f, (320, 240)) for f in clip])
+            if codec == "mpeg4":
+                write_video(path, clip, 25, codec="mpeg4", gop=12)
+            else:
+                write_video(path, clip, 25)
         paths.append(path)
     return paths
 
@@ -83,7 +95,10 @@ def vidrec_dataset(paths: list[Path], args: argparse.Namespace) -> Dataset:
     from vidrec.data import VideoDataset, VideoRecord, build_sampler
     from vidrec.data.transforms import train_transform
 
-    records = [VideoRecord(p.name, i % 6, p.stem) for i, p in enumerate(paths)]
+    # As many items an epoch as VideoClips has clips (a video of F frames: F // T of them), so that both
+    # loaders restart their epochs equally often.
+    repeats = max(1, args.video_frames // args.frames)
+    records = [VideoRecord(p.name, i % 6, p.stem) for i, p in enumerate(paths)] * repeats
     sampler = build_sampler("dense", clip_len=args.frames, train=True)
     transform = train_transform(args.size, kind="crop")  # random crop + flip + normalise
     return VideoDataset(records, root=paths[0].parent, sampler=sampler, transform=transform, size=args.resize)
@@ -188,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.device == "auto"
         else args.device
     )
-    paths = make_videos(Path(args.workdir), args.videos, args.video_frames)
+    paths = make_videos(Path(args.workdir), args.videos, args.video_frames, args.codec)
     torch.manual_seed(0)
     model = get_model(args.model, num_classes=6).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -237,7 +252,8 @@ def _print_table(rows: dict[str, float | str], args, device: torch.device) -> No
     ref = rows["torchvision VideoClips reference"]
     print(
         f"\nmodel {args.model}, clips {args.frames}x3x{args.size}x{args.size}, batch {args.batch}, "
-        f"workers {args.workers}, device {device}, torch threads {torch.get_num_threads()}"
+        f"workers {args.workers}, device {device}, torch threads {torch.get_num_threads()}, "
+        f"{args.codec} files"
     )
     print(f"{'pipeline':<36} {'clips/s':>9} {'vidrec / row':>13}")
     loader, ref_loader = rows["vidrec loader alone (no model)"], rows["reference loader alone (no model)"]

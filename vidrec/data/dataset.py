@@ -241,7 +241,7 @@ class VideoDataset(Dataset):
         per_clip: dict[str, list[torch.Tensor]] = {m: [] for m in self.modalities}
         start = 0
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # torch.manual_seed would also touch CUDA (slow)
             for sample in samples:
                 part = slice(start, start + len(sample.indices))
                 start = part.stop

@@ -163,7 +163,7 @@ class EpochSeeded(Dataset):
         item_seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
         np_state, py_state = np.random.get_state(), random.getstate()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed)
+            torch.default_generator.manual_seed(item_seed)
             np.random.seed(item_seed)
             random.seed(item_seed)
             try:
