@@ -171,7 +171,8 @@ def make_synthetic_dataset(
         rel = f"{classes[c]}/{classes[c]}_{i:04d}.mp4"
         if not (root / rel).is_file():
             rng = np.random.default_rng([seed, CLASSES.index(classes[c]), i])
-            write_video(root / rel, make_clip(classes[c], rng, frames=frames, size=size), fps, crf=18)
+            clip = make_clip(classes[c], rng, frames=frames, size=size)
+            write_video(root / rel, clip, fps, crf=18, deterministic=True)
         (test if i >= per_class - n_test else train).append(f"{rel} {c}\n")
     (root / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
     (root / "train.txt").write_text("".join(train))

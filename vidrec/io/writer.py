@@ -41,6 +41,7 @@ def write_video(
     bframes: int | None = None,
     pix_fmt: str = "yuv420p",
     crf: float | None = None,
+    deterministic: bool = False,
 ) -> Path:
     """Encode RGB frames to a video file (or an animated GIF), atomically.
 
@@ -56,6 +57,9 @@ def write_video(
         pix_fmt: encoder pixel format; "yuv420p" needs even width and height.
         crf: constant-rate-factor quality for libx264/libx265 (lower is better, 0 is lossless), or the
             fixed quantiser scale (2..31) for other encoders such as mpeg4.
+        deterministic: the same bytes on every run. libx264's rate-control lookahead (mb-tree) gave a
+            different encoding in about 1 of 10 runs on a busy 2-core machine, even with one thread;
+            this turns it off and encodes on one thread (slower, slightly larger files).
 
     Returns:
         The destination path.
@@ -80,7 +84,7 @@ def write_video(
             if is_gif:
                 _encode_gif(container, array, fps)
             else:
-                stream = _add_stream(container, array, fps, codec, gop, bframes, pix_fmt, crf)
+                stream = _add_stream(container, array, fps, codec, gop, bframes, pix_fmt, crf, deterministic)
                 _encode(container, stream, (av.VideoFrame.from_ndarray(f, format="rgb24") for f in array))
         os.replace(tmp, path)
     except BaseException:
@@ -118,7 +122,7 @@ def _rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def _add_stream(container, array, fps, codec, gop, bframes, pix_fmt, crf) -> av.VideoStream:
+def _add_stream(container, array, fps, codec, gop, bframes, pix_fmt, crf, deterministic) -> av.VideoStream:
     """A video stream configured for `codec`; options follow FFmpeg's own names."""
     options: dict[str, str] = {}
     x264_params: list[str] = []
@@ -126,12 +130,16 @@ def _add_stream(container, array, fps, codec, gop, bframes, pix_fmt, crf) -> av.
         options["crf"] = f"{crf:g}"
     if gop is not None and codec == "libx264":
         x264_params += [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0"]
+    if deterministic and codec == "libx264":
+        x264_params += ["threads=1", "rc-lookahead=0", "mbtree=0"]
     if x264_params:
         options["x264-params"] = ":".join(x264_params)
     stream = container.add_stream(codec, rate=_rate(fps), options=options)
     stream.width, stream.height = array.shape[2], array.shape[1]
     stream.pix_fmt = pix_fmt
     ctx = stream.codec_context
+    if deterministic:
+        ctx.thread_count = 1
     if gop is not None:
         ctx.gop_size = gop
     if bframes is not None:
