@@ -102,5 +102,6 @@ def full_decode(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         frames = []
         for frame in container.decode(stream):
             h, w = size or (frame.height, frame.width)
-            frames.append(frame.to_ndarray(format="rgb24", width=w, height=h, interpolation=INTERPOLATION))
+            fmt = "rgb24" if (h, w) == (frame.height, frame.width) else "gbrp"  # planar when scaling
+            frames.append(frame.to_ndarray(format=fmt, width=w, height=h, interpolation=INTERPOLATION))
     return np.stack(frames)

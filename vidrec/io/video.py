@@ -264,11 +264,14 @@ class VideoReader:
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         height, width = self.size
+        # When scaling, swscale writes planar RGB about twice as fast as packed rgb24, with the same
+        # pixels (PyAV's to_ndarray interleaves the planes); unscaled, its packed yuv->rgb24 path is fastest.
+        scaled = (height, width) != (frame.height, frame.width)
         rgb = _reformatter().reformat(
             frame,
             width=width,
             height=height,
-            format="rgb24",
+            format="gbrp" if scaled else "rgb24",
             interpolation=self.interpolation,
             threads=self._sws_threads,
         )
