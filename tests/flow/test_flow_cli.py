@@ -251,9 +251,22 @@ def test_pool_after_decoding_in_the_parent_process(video_folder, tmp_path):
     assert proc.returncode == 0 and "3 extracted" in proc.stdout
 
 
-def test_raft_without_weights_fails_with_the_weights_message(video_folder, tmp_path, monkeypatch):
-    from vidrec.flow import RaftWeightsMissing
+@pytest.mark.parametrize("workers", [1, 2])
+def test_raft_without_weights_fails_with_the_weights_message(
+    video_folder, tmp_path, monkeypatch, capsys, workers
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    out = tmp_path / "o"
+    code = main(["flow", str(video_folder), "--out", str(out), "--method", "raft", "--workers", str(workers)])
+    err = capsys.readouterr().err
+    assert code == 2 and "vidrec flow: error: RAFT-small weights not found" in err
+    assert "vidrec never downloads" in err and "--raft-weights" in err
+    assert not list(out.glob("*.flow.npy"))  # it stopped before any work
+
+
+def test_raft_weights_message_from_the_python_api(tmp_path, monkeypatch):
+    from vidrec.flow import FlowEstimator, RaftWeightsMissing
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     with pytest.raises(RaftWeightsMissing, match="vidrec never downloads"):
-        main(["flow", str(video_folder), "--out", str(tmp_path / "o"), "--method", "raft", "--workers", "1"])
+        FlowEstimator("raft")

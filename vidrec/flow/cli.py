@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -161,6 +162,14 @@ def run(args: argparse.Namespace) -> int:
     done_before = len(jobs) - len(todo)
     print(f"vidrec flow: shard {index}/{count}: {len(jobs)} videos, {done_before} already complete, "
           f"{len(todo)} to do with {args.method} on {args.workers} workers -> {args.out}")  # fmt: skip
+    if args.method == "raft" and todo:  # here, not as a broken worker pool
+        from vidrec.flow.estimators import RaftWeightsMissing, require_raft_weights
+
+        try:
+            require_raft_weights(args.raft_model, args.raft_weights or "DEFAULT")
+        except RaftWeightsMissing as e:
+            print(f"vidrec flow: error: {e}", file=sys.stderr)
+            return 2
     opts = (
         {"model": args.raft_model, "weights": args.raft_weights, "device": args.device}
         if args.method == "raft"

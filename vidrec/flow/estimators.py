@@ -14,7 +14,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["DIS_TUNED", "METHODS", "FlowEstimator", "RaftWeightsMissing", "compute_flow", "raft_weights_path"]
+__all__ = [
+    "DIS_TUNED",
+    "METHODS",
+    "FlowEstimator",
+    "RaftWeightsMissing",
+    "compute_flow",
+    "raft_weights_path",
+    "require_raft_weights",
+]
 
 METHODS = ("dis", "tvl1", "farneback", "raft")
 
@@ -143,3 +151,15 @@ def raft_weights_path(model: str = "small", weights: str | os.PathLike = "DEFAUL
 
     enum = {"small": Raft_Small_Weights, "large": Raft_Large_Weights}[model]
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.DEFAULT.url).name
+
+
+def require_raft_weights(model: str = "small", weights: str | os.PathLike = "DEFAULT") -> Path:
+    """`raft_weights_path(model, weights)`, or `RaftWeightsMissing` saying where to put the file."""
+    path = raft_weights_path(model, weights)
+    if not path.is_file():
+        raise RaftWeightsMissing(
+            f"RAFT-{model} weights not found at {path}. vidrec never downloads weights: put torchvision's "
+            f"file there (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), or pass a local "
+            "state-dict path with weights=PATH (CLI: --raft-weights PATH)."
+        )
+    return path

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.optical_flow import raft_large, raft_small
 
-from vidrec.flow.estimators import RaftWeightsMissing, raft_weights_path
+from vidrec.flow.estimators import require_raft_weights
 
 __all__ = ["RaftFlow"]
 
@@ -57,11 +57,4 @@ class RaftFlow:
 
 
 def _load_weights(model: str, weights: str | os.PathLike) -> dict:
-    path = raft_weights_path(model, weights)
-    if not path.is_file():
-        raise RaftWeightsMissing(
-            f"RAFT-{model} weights not found at {path}. vidrec never downloads weights: put torchvision's "
-            f"file there (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), or pass a local "
-            "state-dict path with weights=PATH (CLI: --raft-weights PATH)."
-        )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(require_raft_weights(model, weights), map_location="cpu", weights_only=True)
