@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -152,10 +150,8 @@ def raft_small_weights(tmp_path_factory):
 def test_raft_with_local_weights_returns_float32_flow(raft_small_weights, size):
     h, w = size
     prev, nxt = shifted_pair(2, 0, height=h, width=w)
-    start = time.perf_counter()
     est = FlowEstimator("raft", weights=str(raft_small_weights), device="cpu", num_updates=3)
     flow = est(prev, nxt)
-    assert time.perf_counter() - start < 30
     assert flow.dtype == np.float32 and flow.shape == (h, w, 2)
     assert np.isfinite(flow).all()
     np.testing.assert_array_equal(est(prev, nxt), flow)  # eval mode, no dropout: deterministic on CPU
