@@ -35,8 +35,9 @@ lint: $(STAMP)
 test: $(STAMP) assets lint
 	$(PY) -m pytest -q
 
+# `make demo VIDEO=path/to/clip.mp4` also runs both trained models on a video of yours.
 demo: $(STAMP) assets
-	$(VENV)/bin/vidrec demo --out runs/demo
+	$(VENV)/bin/vidrec demo --out runs/demo $(if $(VIDEO),--video $(VIDEO))
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
