@@ -297,3 +297,13 @@ def test_good_videos_fixture_has_the_expected_sizes(good_videos):
     for name in GOOD_VIDEOS:
         q = flow_video(good_videos / name, "dis", short_side=None)
         assert q.shape == (NUM_FRAMES - 1, H, W, 2)
+
+
+def test_denseflow_write_failure_names_the_file_and_leaves_no_output(tmp_path, monkeypatch):
+    import cv2
+
+    monkeypatch.setattr(cv2, "imwrite", lambda path, img: not path.endswith("y_00002.jpg"))
+    with pytest.raises(OSError, match="y_00002.jpg"):
+        save_flow_denseflow(tmp_path, "v", _codes(n=3), bound=20.0, method="dis", fps=25.0)
+    assert not is_complete(tmp_path, "v", bound=20.0, method="dis")
+    assert not (tmp_path / "v").exists()

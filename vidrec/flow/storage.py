@@ -93,8 +93,10 @@ def save_flow_denseflow(
     tmp = _tmp(folder)
     tmp.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(q, start=1):
-        cv2.imwrite(str(tmp / f"x_{i:05d}.jpg"), np.ascontiguousarray(frame[..., 0]))
-        cv2.imwrite(str(tmp / f"y_{i:05d}.jpg"), np.ascontiguousarray(frame[..., 1]))
+        for axis, name in enumerate(("x", "y")):
+            path = tmp / f"{name}_{i:05d}.jpg"
+            if not cv2.imwrite(str(path), np.ascontiguousarray(frame[..., axis])):
+                raise OSError(f"could not write {path} (disk full or not writable?)")
     if folder.exists():
         import shutil
 
