@@ -70,17 +70,15 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
+def start_in_session(cmd: list[str], **popen_kwargs) -> subprocess.Popen:
+    """Start `cmd` from the repo root with vidrec importable, in its own session (so that
+    `os.killpg(proc.pid, ...)` reaches its workers too)."""
+    return subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), start_new_session=True, **popen_kwargs)
+
+
 def run_in_session(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     """Run `cmd` in its own session; on timeout kill its whole process group (workers included)."""
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_in_session(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

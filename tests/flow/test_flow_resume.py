@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from flow_helpers import REPO, make_video, subprocess_env
+from flow_helpers import make_video, start_in_session
 
 from vidrec.cli import main
 from vidrec.flow import flow_meta, is_complete, load_flow
@@ -36,14 +36,7 @@ def _ids() -> list[str]:
 def _start(videos, out) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "vidrec.cli", "flow", str(videos), "--out", str(out)]
     cmd += ["--short-side", "0", "--workers", "1", "--method", "dis"]
-    return subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=subprocess_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    return start_in_session(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _kill_after_first_output(proc: subprocess.Popen, out, deadline_s: float = 60.0) -> None:
