@@ -126,7 +126,7 @@ def test_param_groups_from_model_and_from_prefixes():
 
 
 @pytest.mark.parametrize(
-    "path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name
+    "path", sorted((Path(__file__).parents[2] / "vidrec" / "configs").glob("*.yaml")), ids=lambda p: p.name
 )
 def test_example_configs_are_valid(path):
     cfg = load_config(path)

@@ -2,12 +2,12 @@
 
 One machine, many GPUs::
 
-    torchrun --standalone --nproc_per_node 8 -m vidrec.cli train configs/lrcn_ucf101_rgb.yaml
+    torchrun --standalone --nproc_per_node 8 -m vidrec.cli train vidrec/configs/lrcn_ucf101_rgb.yaml
 
 Many machines (run the same command on every node; node 0's address is the rendezvous endpoint)::
 
     torchrun --nnodes 4 --nproc_per_node 8 --rdzv_id lrcn1 --rdzv_backend c10d \
-        --rdzv_endpoint node0.example:29400 -m vidrec.cli train configs/lrcn_ucf101_rgb.yaml
+        --rdzv_endpoint node0.example:29400 -m vidrec.cli train vidrec/configs/lrcn_ucf101_rgb.yaml
 
 CPU-only (gloo backend), e.g. for tests::
 
