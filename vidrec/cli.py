@@ -3,13 +3,22 @@
 Each subcommand lives in the module that owns the work and exposes two functions:
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
 subcommand runs, so `vidrec --help` stays fast and a broken optional piece cannot break the rest.
+
+Errors are handled here once for every command (`run_command`): a `UsageError` (bad argument, config,
+missing or unreadable input: the user can fix it) prints one line and exits 2; any other exception
+prints one line naming its type and exits 1; `--debug` (before or after the command) shows the
+traceback instead; Ctrl-C prints one line and exits 130. A command raises, it does not print and
+return codes for errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+import traceback
+from pathlib import Path
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +35,81 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class UsageError(Exception):
+    """A usage, config or input error the user can fix: `vidrec` prints its message and exits 2.
+
+    Subclass it (with a builtin base where callers expect one, e.g. ``class ConfigError(UsageError,
+    ValueError)``) or raise it directly; the message names the thing and says what to do.
+    """
+
+
+# OSErrors that mean "the path you gave is wrong" (exit 2) rather than "the run failed" (exit 1)
+_USAGE_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError)
+_OS_HINTS = {
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "give a file, not a folder",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EEXIST: "choose another path or remove it first",
+    errno.ENOSPC: "free disk space or write somewhere else",
+    errno.EDQUOT: "free disk space or write somewhere else",
+    errno.EROFS: "the file system is read-only; write somewhere else",
+    errno.EACCES: "check its permissions or write somewhere else",
+    errno.EPERM: "check its permissions or write somewhere else",
+}
+
+
+def input_file(path: str | Path, what: str) -> Path:
+    """`path` if it is a regular file; else a UsageError naming `what` (stdin, FIFOs and devices are refused:
+    vidrec seeks in its inputs and would hang or read a partial stream)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise UsageError(f"{what} {path} does not exist; check the path")
+    kind = "a folder" if path.is_dir() else "not a regular file (a pipe, stdin or a device)"
+    raise UsageError(f"{what} {path} is {kind}; give a regular file")
+
+
+def exit_code(err: BaseException) -> int:
+    """2 for usage / config / input errors, 1 for runtime failures (see the module docstring)."""
+    return 2 if isinstance(err, (UsageError, *_USAGE_OS_ERRORS)) else 1
+
+
+def describe(err: BaseException) -> str:
+    """One line for an error: its message, plus what to do for an OSError."""
+    if isinstance(err, OSError) and err.errno is not None:
+        where = f"{err.filename}: " if err.filename else ""
+        hint = _OS_HINTS.get(err.errno)
+        return f"{where}{err.strerror or err}" + (f"; {hint}" if hint else "")
+    message = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, UsageError | ValueError | RuntimeError | OSError | LookupError):
+        return message.strip("'\"") if isinstance(err, KeyError) else message
+    return f"{type(err).__name__}: {message} (an unexpected error; rerun with --debug for the traceback)"
+
+
+def run_command(command: str, args: argparse.Namespace) -> int:
+    """Run a subcommand's `run(args)`, turning exceptions into one line and an exit code."""
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return int(importlib.import_module(COMMANDS[command][0]).run(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(f"vidrec {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one place every command's errors end up
+        if debug:
+            traceback.print_exc()
+        print(f"vidrec {command}: error: {describe(err)}", file=sys.stderr)
+        return exit_code(err)
+
+
+def _add_debug(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="show the full traceback of an error"
+    )
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; with `command`, that subcommand's full parser (imports its module)."""
     parser = argparse.ArgumentParser(
@@ -33,11 +117,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="vidrec: deep video recognition (LRCN, PreRNN, two-stream, ST-ResNet, DFF).",
         epilog="Run `vidrec COMMAND --help` for a command's options.",
     )
+    _add_debug(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
             importlib.import_module(module).add_arguments(p)
+            _add_debug(p, argparse.SUPPRESS)  # `vidrec CMD --debug` as well as `vidrec --debug CMD`
     return parser
 
 
@@ -49,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    return run_command(args.command, args)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def test_pickle_is_refused_with_a_clear_message(tmp_path):
 def test_load_for_inference_rebuilds_the_model(tmp_path):
     model, opt = _trained("sgd")
     path = C.save_checkpoint(tmp_path / "best.safetensors", _ckpt(model, opt))
-    rebuilt, cfg, names = C.load_for_inference(path, "cpu")
+    rebuilt, cfg, names = C.load_for_inference(path, "cpu", factory="tinyvid:tiny_net")
     assert not rebuilt.training and names == ["a", "b", "c"] and cfg.model.name == "tinyvid:tiny_net"
     x = torch.rand(2, 4, 3, 8, 8)
     assert torch.equal(rebuilt(x), model.eval()(x))

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from vidrec.io.writer import write_video
+from vidrec.progress import progress as progress_bar
 
 __all__ = ["CLASSES", "PAIRS", "make_clip", "make_synthetic_dataset", "render_motion"]
 
@@ -167,7 +167,7 @@ def make_synthetic_dataset(
     n_test = min(per_class - 1, max(1, round(per_class * test_fraction))) if per_class > 1 else 0
     train, test = [], []
     jobs = [(c, i) for c in range(len(classes)) for i in range(per_class)]
-    for c, i in tqdm(jobs, desc=f"synthetic videos -> {root}", disable=not progress, unit="video"):
+    for c, i in progress_bar(jobs, desc=f"synthetic videos -> {root}", disable=not progress, unit="video"):
         rel = f"{classes[c]}/{classes[c]}_{i:04d}.mp4"
         if not (root / rel).is_file():
             rng = np.random.default_rng([seed, CLASSES.index(classes[c]), i])

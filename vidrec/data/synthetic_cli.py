@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from vidrec.cli import UsageError
 from vidrec.data.synthetic import CLASSES, make_synthetic_dataset
 
 
@@ -35,9 +35,8 @@ def run(args: argparse.Namespace) -> int:
             classes=args.classes,
             test_fraction=args.test_fraction,
         )
-    except ValueError as err:
-        print(f"vidrec synth: error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # bad sizes / classes, or a folder holding another dataset
+        raise UsageError(str(err)) from err
     n_train = len((root / "train.txt").read_text().splitlines())
     n_test = len((root / "test.txt").read_text().splitlines())
     print(f"wrote {root}: {n_train} train + {n_test} test videos, classes in {root / 'classes.txt'}")

@@ -29,11 +29,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from vidrec.cli import UsageError, input_file
+
 FORMAT = "vidrec-checkpoint/1"
+# vidrec's own `module:function` model factories (the demo's); a checkpoint may name these.
+PACKAGE_FACTORIES = ("vidrec.demo:lrcn_demo", "vidrec.demo:single_frame_demo")
 _JSON_KEYS = ("config", "class_names", "scheduler", "optim_groups", "optim_scalars", "sampler", "metrics")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsageError, RuntimeError):
     """A file is not a readable vidrec checkpoint; the message names the path and what to do."""
 
 
@@ -178,8 +182,10 @@ def _fsync_dir(folder: Path) -> None:
 
 def _check_safetensors(path: Path) -> None:
     """Refuse anything that is not a safetensors file before a parser touches it."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        input_file(path, "checkpoint")
+    except UsageError as err:  # missing, a folder, stdin or a pipe
+        raise CheckpointError(str(err)) from None
     with open(path, "rb") as fh:
         head = fh.read(9)
     header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
@@ -230,18 +236,33 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
-def load_for_inference(path: str | Path, device: str | torch.device = "cpu"):
+def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, factory: str = ""):
     """Rebuild the model from the checkpoint's stored config and weights.
+
+    A checkpoint is data: the model it names must be a registered one (or one of vidrec's own
+    `PACKAGE_FACTORIES`); a ``module:function`` factory stored in it is imported only when the caller
+    names the same factory in `factory` (the `--model-factory` option). The stored ``data.plugin`` is
+    cleared, so nothing the file names ever runs. The builder gets ``pretrained=False``: the checkpoint
+    holds every weight, so no ImageNet file is read.
 
     Returns:
         ``(model.eval() on device, TrainConfig, class_names)``.
     """
+    import dataclasses
+
     from vidrec.engine.config import config_from_dict
     from vidrec.engine.train import build_model
 
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt.config)
-    model = build_model(cfg.model, num_classes=len(ckpt.class_names))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, plugin=""))
+    name = cfg.model.name
+    if ":" in name and name != factory and name not in PACKAGE_FACTORIES:
+        raise CheckpointError(
+            f"{path} names the model factory {name!r}, which is not a registered model; vidrec never "
+            f"imports code a checkpoint names. If you trust that module, pass --model-factory {name}"
+        )
+    model = build_model(cfg.model, num_classes=len(ckpt.class_names), weights=False)
     load_model_state(model, ckpt.model, source=str(path))
     return model.to(device).eval(), cfg, list(ckpt.class_names)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vidrec.cli import UsageError, input_file
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a .safetensors checkpoint written by `vidrec train`")
@@ -26,19 +28,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=0, help="videos per batch (default data.batch_size)")
     parser.add_argument("--workers", type=int, default=-1, help="DataLoader workers (default data.workers)")
     parser.add_argument("--fusion", nargs="*", default=[], metavar="STREAM=W", help="override fusion weights")
+    parser.add_argument(
+        "--model-factory",
+        default="",
+        metavar="MODULE:FUNCTION",
+        help="allow the checkpoint's own model factory (a `module:function` that is not a registered model) "
+        "to be imported; give it only for a module you trust (default: registered models only)",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--out", default="", help="report folder (default: <run>/eval)")
 
 
 def _updated_config(cfg, args: argparse.Namespace):
     """The stored config with --config YAML and key=value overrides applied (and validated)."""
-    import yaml
-
-    from vidrec.engine.config import apply_overrides, config_from_dict, config_to_dict
+    from vidrec.engine.config import apply_overrides, config_from_dict, config_to_dict, read_yaml
 
     raw = config_to_dict(cfg)
     if args.config:
-        raw = _merge(raw, yaml.safe_load(Path(args.config).read_text()) or {})
+        raw = _merge(raw, read_yaml(input_file(args.config, "--config")))
     return config_from_dict(apply_overrides(raw, list(args.overrides)))
 
 
@@ -58,7 +65,7 @@ def _fusion(items: list[str]) -> dict[str, float] | None:
     try:
         return {k: float(v) for k, v in (item.split("=") for item in items)}
     except ValueError as err:
-        raise SystemExit(f"--fusion expects STREAM=WEIGHT items, got {items}") from err
+        raise UsageError(f"--fusion expects STREAM=WEIGHT items, got {items}") from err
 
 
 def eval_loader(
@@ -104,11 +111,11 @@ def run(args: argparse.Namespace) -> int:
     info = D.init_distributed(device.type, "auto")
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
-    model, cfg, class_names = load_for_inference(args.checkpoint, device)
+    model, cfg, class_names = load_for_inference(args.checkpoint, device, factory=args.model_factory)
     cfg = _updated_config(cfg, args)
     list_file = args.list or cfg.data.val_list
     if not list_file:
-        raise SystemExit("no list to evaluate: give --list FILE or data.val_list=FILE")
+        raise UsageError("no list to evaluate: give --list FILE or data.val_list=FILE")
     loader = eval_loader(
         cfg,
         tuple(model.modalities),

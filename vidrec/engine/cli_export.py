@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vidrec.cli import UsageError
 from vidrec.engine.export import FORMATS, example_inputs, export_model, run_exported, run_onnx
 
 
@@ -22,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODALITY=C",
         help="channels of flow inputs, e.g. flow=20",
     )
+    parser.add_argument(
+        "--model-factory",
+        default="",
+        metavar="MODULE:FUNCTION",
+        help="allow the checkpoint's own model factory (a `module:function` that is not a registered model) "
+        "to be imported; give it only for a module you trust (default: registered models only)",
+    )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
 
@@ -30,7 +38,7 @@ def _channels(items: list[str]) -> dict[str, int]:
     try:
         return {k: int(v) for k, v in (item.split("=") for item in items)}
     except ValueError as err:
-        raise SystemExit(f"--channels expects MODALITY=INT items, got {items}") from err
+        raise UsageError(f"--channels expects MODALITY=INT items, got {items}") from err
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vidrec.engine.checkpoint import load_for_inference
 
-    model, cfg, _ = load_for_inference(args.checkpoint, "cpu")
+    model, cfg, _ = load_for_inference(args.checkpoint, "cpu", factory=args.model_factory)
     inputs = example_inputs(
         model,
         frames=args.frames or cfg.data.frames,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vidrec.cli import UsageError, input_file
 from vidrec.engine.predict import (
     Preprocess,
     list_videos,
@@ -34,13 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--unit", choices=["frames", "seconds"], default="frames", help="unit of --window/--stride"
     )
     parser.add_argument("--out", default="", help="CSV file for a folder of videos (one row per video)")
+    parser.add_argument(
+        "--model-factory",
+        default="",
+        metavar="MODULE:FUNCTION",
+        help="allow the checkpoint's own model factory (a `module:function` that is not a registered model) "
+        "to be imported; give it only for a module you trust (default: registered models only)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
 
 
 def _frames(value: float, unit: str, fps: float, name: str) -> int:
     n = round(value * fps) if unit == "seconds" else round(value)
     if n < 1:
-        raise SystemExit(f"--{name} {value} {unit} is less than one frame")
+        raise UsageError(f"--{name} {value} {unit} is less than one frame")
     return n
 
 
@@ -52,7 +60,7 @@ def _print_timeline(video: str, args, model, preprocess, class_names) -> None:
     stride = _frames(args.stride, args.unit, fps, "stride")
     run = stream_timeline if args.stream else timeline
     if args.stream and not hasattr(model, "step"):
-        raise SystemExit(
+        raise UsageError(
             f"--stream needs a recurrent model with a step() method; {type(model).__name__} has none"
         )
     for w in run(model, video, preprocess=preprocess, window=window, stride=stride):
@@ -63,13 +71,15 @@ def _print_timeline(video: str, args, model, preprocess, class_names) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidrec.engine.checkpoint import load_for_inference
 
-    model, cfg, class_names = load_for_inference(args.checkpoint, args.device)
+    target = Path(args.video)  # checked first: a wrong path should not cost a model build
+    if not target.is_dir():
+        input_file(target, "video")
+    elif not args.out:
+        raise UsageError(f"{target} is a folder: give --out preds.csv for the per-video predictions")
+    model, cfg, class_names = load_for_inference(args.checkpoint, args.device, factory=args.model_factory)
     preprocess = Preprocess.from_config(cfg)
     frames = args.frames or cfg.data.frames
-    target = Path(args.video)
     if target.is_dir():
-        if not args.out:
-            raise SystemExit(f"{target} is a folder: give --out preds.csv for the per-video predictions")
         n_ok, failed = predict_folder(
             model, list_videos(target), args.out, class_names=class_names, preprocess=preprocess,
             frames=frames, clips=args.clips, k=args.topk,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 
-from vidrec.engine.config import ConfigError, iter_fields, load_config
+from vidrec.engine.config import iter_fields, load_config
 
 _NOTES = """\
 Overrides (applied in this order, later ones win): positional `optim.lr=0.01`, `--set key=value`,
@@ -86,21 +86,21 @@ def collect_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     for key, value in vars(args).items():
         if key.startswith("field:") and value is not None:
             overrides.append(f"{key[len('field:') :]}={value}")
-    if args.resume is not None:
-        overrides.append(f"resume={args.resume}")
+    resume = args.resume
+    if resume is not None and "=" in resume and not Path(resume).exists():
+        overrides.append(resume)  # `--resume optim.lr=0.1`: an override after a bare --resume
+        resume = "auto"
+    if resume is not None:
+        overrides.append(f"resume={resume}")
     return config, overrides
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidrec.engine.checkpoint import CheckpointError
-    from vidrec.engine.train import NonFiniteLossError, train
+    """Errors propagate to `vidrec.cli.run_command` (one line, exit 2 for config errors, 1 for failures)."""
+    from vidrec.engine.train import train
 
     config, overrides = collect_overrides(args)
-    try:
-        cfg = load_config(config, overrides)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"vidrec train: config error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_config(config, overrides)
     if args.print_config:
         import yaml
 
@@ -108,11 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return 0
-    try:
-        result = train(cfg)
-    except (FileNotFoundError, NonFiniteLossError, CheckpointError, ValueError) as err:
-        print(f"vidrec train: {err}", file=sys.stderr)
-        return 1
+    result = train(cfg)
     best = f", best val top-1 {result.best_top1:.4f}" if result.best_top1 is not None else ""
     print(f"done: {result.epochs_done} epochs, {result.global_step} steps{best}; run folder {result.out_dir}")
     return 0

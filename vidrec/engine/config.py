@@ -21,8 +21,10 @@ from typing import Any, Literal
 
 import yaml
 
+from vidrec.cli import UsageError
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError, ValueError):
     """A config value or key is invalid; the message names the dotted field path."""
 
 
@@ -262,6 +264,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file parsed safely (plain data only); a syntax error raises ConfigError naming the file."""
+    try:
+        return yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(
+            f"{path}: not valid YAML{line}: {getattr(err, 'problem', err)}; fix the file"
+        ) from err
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """YAML file (optional) + overrides -> validated `TrainConfig`."""
     raw: dict[str, Any] = {}
@@ -269,7 +283,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"config file {p} does not exist")
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = read_yaml(p)
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return config_from_dict(apply_overrides(raw, overrides or []))

@@ -20,10 +20,10 @@ import torch
 import torch.distributed as dist
 from einops import rearrange
 from torch import nn
-from tqdm import tqdm
 
 from vidrec.engine.metrics import classification_metrics
 from vidrec.models.outputs import classification_loss, video_probs
+from vidrec.progress import progress as progress_bar
 
 
 @dataclass
@@ -137,7 +137,7 @@ def evaluate(
     model.eval()
     acc = _VideoAccumulator()
     show = progress and not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
-    for batch in tqdm(loader, desc="eval", leave=False, disable=not show):
+    for batch in progress_bar(loader, desc="eval", leave=False, disable=not show):
         if batch is None:
             continue
         acc.skipped.extend(batch.get("skipped", []))

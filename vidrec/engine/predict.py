@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 from torchvision import tv_tensors
-from tqdm import tqdm
 
 from vidrec.data.transforms import IMAGENET_MEAN, IMAGENET_STD, test_transform
 from vidrec.io import VideoDecodeError, VideoReader
 from vidrec.models.outputs import video_probs
+from vidrec.progress import progress
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
 
@@ -120,7 +120,7 @@ def timeline(
         times, n = reader.frame_times(), reader.meta.num_frames
         end_time = _end_time(times, reader.meta.fps)
         out = []
-        for s, e in tqdm(_windows(n, window, stride), desc="timeline", leave=False):
+        for s, e in progress(_windows(n, window, stride), desc="timeline", leave=False):
             probs = clip_probs(model, preprocess(reader.get_frames(range(s, e)))[None])
             out.append(WindowPrediction(s, e, float(times[s]), _time_at(times, e, end_time), probs))
     return out
@@ -162,7 +162,7 @@ def stream_timeline(
         times, n = reader.frame_times(), reader.meta.num_frames
         end_time = _end_time(times, reader.meta.fps)
         state, steps = None, []
-        for frame in tqdm(reader, total=n, desc="stream", leave=False):
+        for frame in progress(reader, total=n, desc="stream", leave=False):
             p, state = stream_step_probs(model, preprocess(frame[None]), state)
             steps.append(p[0])
     steps = torch.stack(steps)  # (N, K)
@@ -198,7 +198,7 @@ def predict_folder(
     with open(out_csv, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "top1", "score", f"top{k}", "error"])
-        for path in tqdm(paths, desc="predict", unit="video"):
+        for path in progress(paths, desc="predict", unit="video"):
             try:
                 probs = predict_video(model, path, preprocess=preprocess, frames=frames, clips=clips)
             except (VideoDecodeError, OSError, RuntimeError) as err:

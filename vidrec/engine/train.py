@@ -36,7 +36,6 @@ import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-from tqdm import tqdm
 
 from vidrec.engine import distributed as D
 from vidrec.engine.checkpoint import (
@@ -51,6 +50,7 @@ from vidrec.engine.config import TrainConfig, config_to_dict
 from vidrec.engine.logging import RunLogger
 from vidrec.engine.optim import build_optimizer, lr_factor, set_lr
 from vidrec.models.outputs import classification_loss, video_probs
+from vidrec.progress import progress
 
 
 class NonFiniteLossError(RuntimeError):
@@ -111,14 +111,26 @@ def _import_object(spec: str, field_name: str) -> Any:
         ) from err
 
 
-def build_model(model_cfg, num_classes: int) -> nn.Module:
-    """The recognizer named by ``model_cfg.name`` (registry name or ``module:factory``)."""
-    kwargs = {"num_classes": num_classes, **model_cfg.kwargs}
-    if ":" in model_cfg.name:
-        return _import_object(model_cfg.name, "model.name")(**kwargs)
-    from vidrec.models import get_model
+def build_model(model_cfg, num_classes: int, *, weights: bool = True) -> nn.Module:
+    """The recognizer named by ``model_cfg.name`` (registry name or ``module:factory``).
 
-    return get_model(model_cfg.name, **kwargs)
+    ``weights=False`` passes ``pretrained=False`` to a builder that takes it (the caller loads a
+    checkpoint over the model, so reading ImageNet files would be wasted and is not wanted).
+    """
+    import inspect
+
+    from vidrec.models.registry import get_builder
+
+    if ":" in model_cfg.name:
+        builder = _import_object(model_cfg.name, "model.name")
+    else:
+        import vidrec.models  # noqa: F401 - registers the builders
+
+        builder = get_builder(model_cfg.name)
+    kwargs = {**model_cfg.kwargs, "num_classes": num_classes}
+    if not weights and "pretrained" in inspect.signature(builder).parameters:
+        kwargs["pretrained"] = False
+    return builder(**kwargs)
 
 
 def check_paths(cfg: TrainConfig) -> None:
@@ -477,7 +489,7 @@ def train_one_epoch(run: Run, loader: DataLoader, *, epoch: int, start_batch: in
     modalities = tuple(cfg.data.modalities) or tuple(run.model.modalities)
     accum, steps = cfg.optim.accum_steps, run.batches_per_epoch
     model.train()
-    bar = tqdm(
+    bar = progress(
         total=steps,
         initial=start_batch,
         desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",

@@ -20,9 +20,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
+from vidrec.cli import UsageError
 from vidrec.flow.estimators import METHODS
+from vidrec.progress import progress
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
 
@@ -98,6 +98,10 @@ def _video_id(path: Path, root: Path) -> str:
     return rel.with_suffix("").as_posix()
 
 
+class ShardError(UsageError, ValueError):
+    """A malformed --shard value."""
+
+
 def parse_shard(shard: str | None, env: dict | None = None) -> tuple[int, int]:
     """`"i/n"` -> `(i, n)`; without it, torchrun's `RANK`/`WORLD_SIZE`, else `(0, 1)`."""
     env = os.environ if env is None else env
@@ -106,9 +110,9 @@ def parse_shard(shard: str | None, env: dict | None = None) -> tuple[int, int]:
     try:
         i, n = (int(v) for v in shard.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}") from None
+        raise ShardError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}") from None
     if not 0 <= i < n:
-        raise ValueError(f"--shard {shard}: need 0 <= i < n")
+        raise ShardError(f"--shard {shard}: need 0 <= i < n")
     return i, n
 
 
@@ -186,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_jobs(todo: list[FlowJob], workers: int, init: tuple) -> list[tuple[str, str]]:
     failures, frames, start = [], 0, time.perf_counter()
-    bar = tqdm(total=len(todo), unit="video", dynamic_ncols=True)
+    bar = progress(total=len(todo), unit="video", dynamic_ncols=True)
 
     def record(video_id: str, n: int, err: str | None) -> None:
         nonlocal frames

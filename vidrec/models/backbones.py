@@ -8,6 +8,7 @@ cross-modality initialisation (Wang et al., TSN): the RGB filters averaged over 
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # refused by weights_only: the file holds more than tensors
+        raise ValueError(
+            f"weights file {path} holds objects other than tensors, so vidrec refuses to unpickle it "
+            "(that could run code); use a plain state dict of tensors or a .safetensors file"
+        ) from err
 
 
 def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
@@ -78,7 +85,9 @@ def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
             f"ImageNet weights for {arch} not found: expected {path.name} in {path.parent} "
             f"($TORCH_HOME/hub/checkpoints). To get it, {how}. vidrec never downloads weights."
         )
-    return weights.get_state_dict(progress=False)  # the file exists, so torch.hub reads the cache
+    # torch.load with weights_only: tensors and plain containers only. torchvision's own loader
+    # (`weights.get_state_dict`) unpickles in full, so a crafted file in the cache could run code.
+    return read_state_dict(path)
 
 
 def load_strict(module: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from tqdm import tqdm
 
 from vidrec.models import get_model, list_models
 from vidrec.models.registry import get_builder
+from vidrec.progress import progress
 
 NUM_CLASSES = 101  # UCF101
 
@@ -77,6 +77,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = [describe(name, flops=args.flops) for name in tqdm(list_models(), desc="models", leave=False)]
+    rows = [describe(name, flops=args.flops) for name in progress(list_models(), desc="models", leave=False)]
     print(format_table(rows, markdown=args.markdown))
     return 0

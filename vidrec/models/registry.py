@@ -7,6 +7,16 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
+from vidrec.cli import UsageError
+
+
+class UnknownModelError(UsageError, KeyError):
+    """`get_model` was asked for a name that is not registered (a KeyError, for older callers)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -34,7 +44,9 @@ def get_model(name: str, **kwargs) -> nn.Module:
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=5, cutoff=0.4)
         hint = f" Close matches: {close}." if close else ""
-        raise KeyError(f"unknown model {name!r}.{hint} See `vidrec models` for all {len(_MODELS)} names.")
+        raise UnknownModelError(
+            f"unknown model {name!r}.{hint} See `vidrec models` for all {len(_MODELS)} names."
+        )
     return _MODELS[name](**kwargs)
 
 
