@@ -136,3 +136,54 @@ def test_bad_arguments():
         train_transform(32, kind="zoom")
     with pytest.raises(ValueError, match="crops"):
         test_transform(32, crops=4)
+
+
+def _flow3_of(flow_px: torch.Tensor) -> Flow3Video:
+    """LRCN's flow image minus 128 (as the dataset delivers it) of flow `(T, H, W, 2)` in pixels."""
+    from vidrec.data.dataset import lrcn_flow_image
+
+    return Flow3Video(lrcn_flow_image(flow_px))
+
+
+def test_flow3_is_normalised_to_the_rgb_scale():
+    """methods.md 1.2: flow is an image minus 128 on the same scale as RGB (not ~27x its spread)."""
+    g = torch.Generator().manual_seed(0)
+    flow_px = (torch.randn(T, H, W, 2, generator=g) * 2.2).clamp(-20, 20)  # ~UCF101's flow spread
+    rgb = tv_tensors.Video(torch.randint(0, 256, (T, 3, H, W), generator=g, dtype=torch.uint8))
+    flow3 = _flow3_of(flow_px)
+    out = test_transform(H, crops=1)({"rgb": rgb, "flow3": flow3})
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    centre = flow3[..., (W - H) // 2 : (W - H) // 2 + H]
+    assert torch.allclose(out["flow3"], centre / (255 * std), atol=1e-5)
+    ratio = float(out["flow3"].std() / out["rgb"].std())
+    assert 0.1 < ratio < 1.0, ratio  # was ~27 when flow3 skipped normalisation
+    train_out = train_transform(32, kind="crop", flip=False)({"rgb": rgb, "flow3": flow3})
+    assert float(train_out["flow3"].abs().max()) < 128 / (255 * 0.224) + 1e-4
+
+
+def test_normalization_spec_matches_the_transforms():
+    """The per-modality spec (for code that normalises on the device) gives what the transforms give."""
+    from vidrec.data.transforms import NORMALIZATION, normalize_modality
+
+    g = torch.Generator().manual_seed(1)
+    rgb = torch.randint(0, 256, (T, 3, H, W), generator=g, dtype=torch.uint8)
+    flow3 = _flow3_of(torch.randn(T, H, W, 2, generator=g))
+    out = test_transform(H, crops=1)({"rgb": tv_tensors.Video(rgb), "flow3": flow3})
+    crop = (slice(None), slice(None), slice(None), slice((W - H) // 2, (W - H) // 2 + H))
+    assert torch.allclose(normalize_modality("rgb", rgb[crop].float()), out["rgb"], atol=1e-5)
+    assert torch.allclose(normalize_modality("flow3", flow3[crop].as_subclass(torch.Tensor)), out["flow3"])
+    flow = torch.randn(T, 4, H, W)
+    assert torch.equal(NORMALIZATION["flow"](flow), flow)
+
+
+def test_bound_8_store_keeps_the_lrcn_codec_precision():
+    """docs/flow.md: `--bound 255/32` keeps |u| <= 7.9 px within 1/32 px (flow3 within half a level)."""
+    import numpy as np
+
+    from vidrec.flow import dequantize, quantize
+
+    u = np.linspace(-7.9, 7.9, 2001, dtype=np.float32)
+    for bound, worst in ((255 / 32, 1 / 32), (20.0, 20 / 255)):
+        err = np.abs(dequantize(quantize(u, bound), bound) - u).max()
+        assert err <= worst + 1e-5
+    assert np.abs(dequantize(quantize(u, 20.0), 20.0) - u).max() > 1 / 32  # the default store is coarser

@@ -59,7 +59,7 @@ def test_prernn_equals_cnn_at_init(net_name, cell, input_weights):
     original = cnn.get_submodule(layer_name)
     w, b = original.weight.detach().clone(), None if original.bias is None else original.bias.detach().clone()
     rec_net = copy.deepcopy(cnn)
-    rec = convert_to_recurrent(rec_net, layer_name, cell=cell, input_weights=input_weights)
+    rec = convert_to_recurrent(rec_net, layer_name, cell=cell, input_weights=input_weights, start="exact")
     model = PreRNN(net=rec_net, num_classes=5).eval()
     x = torch.randn(2, 4, 3, size, size)  # (B, T, C, H, W)
     frames = rearrange(x, "b t c h w -> (b t) c h w")
@@ -133,3 +133,116 @@ def test_errors_are_helpful():
     with num_steps(net, 2):
         assert net(torch.randn(2, 3, 32, 32)).shape == (2, 5)
     assert isinstance(rec, RecurrentLayer)
+
+
+# ----------------------------------------------------------------------------- gates that learn (2.4, 1)
+
+
+def conv_bn_net() -> nn.Module:
+    """A small conv net whose converted conv (`0`) is followed by BN and ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+    )  # fmt: skip
+
+
+GATED = [
+    (net, cell, iw) for net in ("mlp", "conv") for cell in ("gru", "lstm") for iw in ("shared", "per_gate")
+]
+
+
+def _small(net_name: str) -> tuple[nn.Module, str]:
+    return (mlp(), "1") if net_name == "mlp" else (conv_bn_net(), "0")
+
+
+@pytest.mark.parametrize(("net_name", "cell", "input_weights"), GATED)
+def test_default_start_every_gate_parameter_gets_a_gradient_on_the_first_step(net_name, cell, input_weights):
+    torch.manual_seed(0)
+    net, layer = _small(net_name)
+    rec = convert_to_recurrent(net, layer, cell=cell, input_weights=input_weights)
+    x = torch.randn(3, 4, 3, 2, 2) if net_name == "mlp" else torch.randn(3, 4, 3, 6, 6)
+    logits = PreRNN(net=net, num_classes=5).train()(x)
+    nn.functional.cross_entropy(logits.flatten(0, 1), torch.arange(12) % logits.shape[-1]).backward()
+    gate_params = {n: p for n, p in rec.named_parameters() if n.startswith(("gate", "recurrent_gates"))}
+    assert {"gate_bias", "recurrent_gates.weight"} <= set(gate_params)
+    for name, p in gate_params.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_default_start_first_output_is_close_to_the_cnn(cell):
+    """ReLU layer: the first step is the CNN's activation scaled by gates >= σ(4) (LSTM: i·o >= σ(4)²)."""
+    torch.manual_seed(0)
+    cnn = conv_bn_net()
+    randomise_bn(cnn)
+    cnn.eval()
+    net = copy.deepcopy(cnn)
+    convert_to_recurrent(net, "0", cell=cell)
+    x = torch.randn(2, 3, 3, 8, 8)
+    with torch.no_grad():
+        ref = cnn[:3](x[:, 0])  # (B, 6, 8, 8): the CNN's activation at step 1
+        with num_steps(net, 1):
+            got = net[:3](x[:, 0])
+    floor = torch.sigmoid(torch.tensor(4.0)) ** (2 if cell == "lstm" else 1)
+    assert torch.all(got <= ref + 1e-6) and torch.all(got >= floor * ref - 1e-6)
+    assert not torch.equal(got, ref)  # a trainable start is not the exact one
+
+
+def _train_toy(cell: str, start: str = "trainable", steps: int = 8) -> tuple[nn.Module, torch.Tensor]:
+    """A few SGD steps on a toy task where order matters; returns (model, outputs on a fixed probe)."""
+    torch.manual_seed(0)
+    net = mlp()
+    torch.manual_seed(1)
+    convert_to_recurrent(net, "1", cell=cell, start=start)
+    model = PreRNN(net=net, num_classes=5).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(steps):
+        x = torch.randn(8, 4, 3, 2, 2, generator=g)
+        target = (x[:, 0].flatten(1).sum(1) > 0).long()  # the label is in the FIRST frame only
+        loss = nn.functional.cross_entropy(model(x)[:, -1], target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return model, model.eval()(torch.randn(4, 4, 3, 2, 2, generator=torch.Generator().manual_seed(3)))
+
+
+def test_trained_gru_and_lstm_differ_from_the_vanilla_cell():
+    _, vanilla = _train_toy("rnn")
+    for cell in ("gru", "lstm"):
+        model, out = _train_toy(cell)
+        assert (out - vanilla).abs().max() > 1e-3, cell
+        rec = next(m for m in model.modules() if isinstance(m, RecurrentLayer))
+        assert rec.gate_bias.grad.abs().sum() > 0  # the gates trained
+    _, exact_lstm = _train_toy("lstm", start="exact")
+    assert torch.equal(exact_lstm, vanilla)  # why "exact" is not the default: LSTM == vanilla, bit for bit
+
+
+def test_exact_start_saturates_the_gru_update_gate():
+    net = mlp()
+    rec = convert_to_recurrent(net, "1", cell="gru", start="exact")
+    with torch.no_grad():
+        z, _ = rec._gates(torch.randn(3, 16), torch.zeros(3, 8))
+    assert torch.equal(z, torch.ones_like(z))
+    with pytest.raises(ValueError, match="start"):
+        convert_to_recurrent(mlp(), "1", cell="gru", start="saturated")
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_per_gate_copies_apply_the_same_batchnorm_as_u(cell):
+    """methods.md 2.2: MIH copies of W_x get the BN of the u_t path (train and eval mode)."""
+    torch.manual_seed(0)
+    base = conv_bn_net()
+    randomise_bn(base)
+    nets = {iw: copy.deepcopy(base) for iw in ("shared", "per_gate")}
+    for iw, net in nets.items():
+        torch.manual_seed(1)
+        convert_to_recurrent(net, "0", cell=cell, input_weights=iw, hidden_init="small")
+    x = torch.randn(2, 3, 3, 6, 6)
+    for mode in (True, False):
+        outs = {iw: PreRNN(net=net, num_classes=4).train(mode)(x) for iw, net in nets.items()}
+        torch.testing.assert_close(outs["per_gate"], outs["shared"], rtol=1e-5, atol=1e-6)
+    bn = {iw: net[0].norm for iw, net in nets.items()}
+    assert torch.equal(bn["per_gate"].running_mean, bn["shared"].running_mean)  # one BN update per pass
+    assert bn["per_gate"].num_batches_tracked == bn["shared"].num_batches_tracked == 1

@@ -46,3 +46,21 @@ def test_two_stream_errors():
         model({"rgb": torch.randn(1, 1, 3, 32, 32)})
     with pytest.raises(ValueError, match="fusion_weights"):
         get_model("two_stream_mobilenet_v2", num_classes=5, fusion_weights={"rgb": 1.0})
+
+
+@pytest.mark.parametrize("name", ["two_stream_mobilenet_v2", "two_stream_resnet50"])
+def test_dropout_on_the_motion_stream_only(name):
+    """methods.md 3.1: dropout 0.8 in the motion stream, none in the appearance stream."""
+    torch.manual_seed(0)
+    model = get_model(name, num_classes=5, flow_length=1).train()
+    x = {"rgb": torch.randn(2, 2, 3, 32, 32), "flow": torch.randn(2, 2, 2, 32, 32)}
+    a, b = model(x), model(x)
+    assert torch.equal(a["rgb"], b["rgb"])  # no dropout anywhere in the RGB stream
+    assert not torch.equal(a["flow"], b["flow"])
+    assert model.flow.dropout.p == 0.8 and model.rgb.dropout.p == 0.0
+
+
+def test_tsn_dropout_default_depends_on_modality():
+    assert get_model("tsn_resnet50", num_classes=5).dropout.p == 0.0
+    assert get_model("tsn_resnet50", num_classes=5, modality="flow").dropout.p == 0.8
+    assert get_model("tsn_resnet50", num_classes=5, dropout=0.5).dropout.p == 0.5

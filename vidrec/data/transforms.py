@@ -10,9 +10,15 @@ Flow types:
 - `Flow3Video` `(T, 3, H, W)` float, LRCN's 3-channel flow image minus 128 (`clip(16u, -128, 127)`,
   `clip(16v, ...)`, `min(16|f|, 127)`). A horizontal flip negates channel 0 (u around 128).
 
-Normalisation: RGB is converted to float in [0, 1] and normalised with the ImageNet mean/std (by default);
-flow is left untouched, i.e. in pixels (FlowVideo) or LRCN's units (Flow3Video). Spatial resizing does not
-rescale flow values (as in TSN and LRCN, flow crops are treated as images).
+Normalisation is one spec per modality (`NORMALIZATION`, applied by `normalize_modality`), written on the
+scale the dataset hands over, so it applies unchanged wherever it runs (worker or device):
+- rgb: uint8 0..255 -> `(x - 255 mean) / (255 std)`, the ImageNet statistics;
+- flow3: LRCN's image minus 128 (levels, 0..255 scale) -> `x / (255 std)`: the spec subtracts 128 and then
+  treats flow like the RGB input (Caffe feeds both on the 0..255 scale minus a mean), so here it gets
+  RGB's scale too. Without it the flow image reached an ImageNet-normalised network with ~27x the
+  spread of the RGB input;
+- flow (stacks in pixels): untouched, as TSN and ST-ResNet feed the mean-subtracted values.
+Spatial resizing does not rescale flow values (as in TSN and LRCN, flow crops are treated as images).
 
 Test views (`test_transform(crops=3|5|10)`) return tensors with a leading views axis `(N, T, C, h, w)`.
 """
@@ -20,6 +26,7 @@ Test views (`test_transform(crops=3|5|10)`) return tensors with a leading views 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,12 +35,15 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 __all__ = [
+    "NORMALIZATION",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Flow3Video",
     "FlowVideo",
     "MultiScaleCornerCrop",
+    "Normalization",
     "TestViews",
+    "normalize_modality",
     "test_transform",
     "train_transform",
 ]
@@ -42,6 +52,35 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
 ST_RESNET_CROP_SIZES = (256, 224, 192, 168)  # "multiScaleRegular" (Feichtenhofer et al., NeurIPS 2016)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """`(x - mean) / std` per channel, on the scale the dataset delivers the modality (see module doc)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, x: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
+        """`x` (..., C, H, W) float -> normalised; C must equal len(mean) (1-element specs broadcast)."""
+        shape = [1] * x.dim()
+        shape[channel_dim] = -1
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return (x - mean) / std
+
+
+_RGB_SCALE = tuple(255.0 * s for s in IMAGENET_STD)  # 255 std: RGB's spread in 0..255 units
+NORMALIZATION: dict[str, Normalization] = {
+    "rgb": Normalization(tuple(255.0 * m for m in IMAGENET_MEAN), _RGB_SCALE),
+    "flow3": Normalization((0.0, 0.0, 0.0), _RGB_SCALE),  # already minus 128; RGB's scale
+    "flow": Normalization((0.0,), (1.0,)),  # pixels, unchanged
+}
+
+
+def normalize_modality(modality: str, x: torch.Tensor) -> torch.Tensor:
+    """`NORMALIZATION[modality]` applied to a float `(..., C, H, W)` tensor of that modality."""
+    return NORMALIZATION[modality](x)
 
 
 class FlowVideo(tv_tensors.Video):
@@ -67,9 +106,14 @@ def _flip_flow3(inpt: Flow3Video) -> Flow3Video:
 
 
 @F.register_kernel(F.normalize, FlowVideo)
-@F.register_kernel(F.normalize, Flow3Video)
 def _keep_flow(inpt, *args, **kwargs):
     return inpt  # flow stays in pixels: ImageNet statistics do not apply to it
+
+
+@F.register_kernel(F.normalize, Flow3Video)
+def _normalize_flow3(inpt: Flow3Video, *args, **kwargs) -> Flow3Video:
+    out = NORMALIZATION["flow3"](inpt.as_subclass(torch.Tensor))  # (T, 3, H, W) on RGB's scale
+    return tv_tensors.wrap(out, like=inpt)
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:

@@ -11,13 +11,21 @@ with u_t = BN(W_x * x_t + b) (BN, if it follows the layer, moves onto the u_t pa
         h_t = o λ(c_t)
 
 λ is the layer's own activation (ReLU/ReLU6, or identity if none follows). The gate input g_t is u_t
-("shared", SIH) or a per-gate copy of W_x, b ("per_gate", MIH: copying is our assumption, the paper's
-recipe was not retrieved). At initialisation U = 0 and the gate biases saturate the sigmoids exactly in
-float32 (b = ±GATE_BIAS, σ(±1e4) is exactly 1/0): GRU z ≡ 1; LSTM i ≡ 1, f ≡ 0, o ≡ 1, so
-c_t = λ(u_t) and h_t = λ(λ(u_t)) = λ(u_t) for the idempotent λ used here. The converted network is
-therefore bit-for-bit the pre-trained CNN at init. Saturated gates pass no gradient, so they stay
-saturated and the recurrence is learnt by U (the candidate path); lower `gate_bias` to let the gates
-train at the price of an approximate start.
+("shared", SIH) or a per-gate copy of W_x, b followed by the same BatchNorm as u_t ("per_gate", MIH:
+copying is our assumption, the paper's recipe was not retrieved). At initialisation U = 0.
+
+Gate start (methods.md 2.4, property 1), `start=`:
+- "trainable" (default): finite gate biases `b = ±TRAINABLE_GATE_BIAS` (4: GRU z, LSTM i and o at +4, LSTM f
+  at -4, GRU r at 0). Every gate parameter gets a gradient on the first step (σ'(4) ≈ 0.018), and the
+  first output stays close to the CNN: for a ReLU/ReLU6 layer the output is non-zero only where u_t >= 0,
+  and there the gates are >= σ(4) = 0.982, so the first step is the CNN's output scaled per unit by a
+  factor in [0.982, 1] (GRU: z) or [0.965, 1] (LSTM: i·o). Later steps add the recurrence through
+  f ⊙ c_{t-1} (LSTM) and (1 - z) ⊙ h_{t-1} (GRU), which is what the gates are there to learn.
+- "exact": b = ±EXACT_GATE_BIAS (1e4) saturates the sigmoids exactly in float32 (σ(±1e4) is exactly 1/0):
+  GRU z ≡ 1; LSTM i ≡ 1, f ≡ 0, o ≡ 1, so c_t = λ(u_t) and h_t = λ(λ(u_t)) = λ(u_t) for the idempotent λ used
+  here: bit-for-bit the pre-trained CNN at init. Saturated gates pass no gradient, so they stay saturated
+  and GRU/LSTM train like the vanilla cell: use it for the equivalence property only.
+`gate_bias=` overrides the magnitude of either start.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import TypedDict, Unpack
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 
 from vidrec.models.backbones import Backbone, set_submodule
@@ -34,7 +43,9 @@ from vidrec.models.layers import TimeAware, num_steps
 from vidrec.models.lrcn import LRCN, FeatureEncoder
 from vidrec.models.registry import register_model
 
-GATE_BIAS = 1e4
+EXACT_GATE_BIAS = 1e4  # saturates σ exactly in float32: the CNN bit for bit, gates never learn
+TRAINABLE_GATE_BIAS = 4.0  # σ(4) = 0.982, σ'(4) = 0.018: close to the CNN and gates that learn
+GATE_BIAS = {"trainable": TRAINABLE_GATE_BIAS, "exact": EXACT_GATE_BIAS}
 N_GATES = {"rnn": 0, "gru": 2, "lstm": 3}
 IDEMPOTENT = (nn.ReLU, nn.ReLU6)
 
@@ -67,7 +78,8 @@ class RecurrentLayer(TimeAware):
         input_weights: "shared" (gates read u_t) or "per_gate" (each gate gets a copy of W_x, b).
         hidden_init: "zeros" (starts as the CNN), "identity" (IRNN) or "small" (U(-0.01, 0.01)).
         kernel_size: of the conv hidden-to-hidden maps.
-        gate_bias: magnitude of the saturating gate biases.
+        start: "trainable" (finite gate biases; gates learn) or "exact" (saturated: the CNN bit for bit).
+        gate_bias: magnitude of the gate biases; None: the `start`'s (4 or 1e4).
     """
 
     def __init__(
@@ -80,10 +92,13 @@ class RecurrentLayer(TimeAware):
         input_weights: str = "shared",
         hidden_init: str = "zeros",
         kernel_size: int = 3,
-        gate_bias: float = GATE_BIAS,
+        start: str = "trainable",
+        gate_bias: float | None = None,
     ) -> None:
         super().__init__()
         _check_choice("cell", cell, N_GATES)
+        _check_choice("start", start, GATE_BIAS)
+        gate_bias = GATE_BIAS[start] if gate_bias is None else float(gate_bias)
         _check_choice("input_weights", input_weights, ("shared", "per_gate"))
         _check_choice("hidden_init", hidden_init, ("zeros", "identity", "small"))
         if activation is not None and not isinstance(activation, IDEMPOTENT):
@@ -93,6 +108,7 @@ class RecurrentLayer(TimeAware):
         self.act = activation if activation is not None else nn.Identity()
         width = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
         n = N_GATES[cell]
+        self.start = start
         self.recurrent = _recurrent_map(layer, width, width, kernel_size)  # U (candidate / vanilla)
         _init_recurrent(self.recurrent, hidden_init, candidate=True)
         self.recurrent_gates = _recurrent_map(layer, width, n * width, kernel_size) if n else None
@@ -119,6 +135,13 @@ class RecurrentLayer(TimeAware):
         c = f * c + i * self.act(u_t + self.recurrent(h))
         return o * self.act(c), c
 
+    def _gate_inputs(self, x: torch.Tensor, u_folded: torch.Tensor, n: int) -> torch.Tensor:
+        """g_t for the n gates, (B*T, n*C, ...): u_t repeated (SIH) or BN(per-gate copy) (MIH)."""
+        if self.gate_input is None:
+            return torch.cat([u_folded] * n, 1)
+        parts = self.gate_input(x).chunk(n, dim=1)  # n x (B*T, C, ...)
+        return torch.cat([_same_norm(self.norm, part) for part in parts], 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B*T, C_in[, H, W]) -> (B*T, C[, h, w]); h_0 = c_0 = 0 for every clip."""
         b, _ = self.unfold_size(x.shape[0])
@@ -127,7 +150,7 @@ class RecurrentLayer(TimeAware):
         n = N_GATES[self.cell]
         g = None
         if n:
-            g = self.gate_input(x) if self.gate_input is not None else torch.cat([u_folded] * n, 1)
+            g = self._gate_inputs(x, u_folded, n)  # (B*T, n*C, ...)
             g = rearrange(g, "(b t) ... -> b t ...", b=b)  # (B, T, n*C, ...)
         h = torch.zeros_like(u[:, 0])  # (B, C, ...)
         c = torch.zeros_like(h)
@@ -136,6 +159,21 @@ class RecurrentLayer(TimeAware):
             h, c = self.step(u[:, t], None if g is None else g[:, t], h, c)
             outs.append(h)
         return rearrange(torch.stack(outs, 1), "b t ... -> (b t) ...")  # (B*T, C, ...)
+
+
+def _same_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`norm` (the u_t path's BatchNorm) applied to `x` without touching its running statistics.
+
+    Training mode normalises with `x`'s batch statistics, eval mode with the running ones, exactly as
+    `norm(x)` would, and the affine weights are the shared ones; only u_t's pass updates the statistics.
+    """
+    if not isinstance(norm, nn.modules.batchnorm._BatchNorm):
+        return norm(x)
+    batch_stats = norm.training or not norm.track_running_stats
+    return F.batch_norm(
+        x, None if batch_stats else norm.running_mean, None if batch_stats else norm.running_var,
+        norm.weight, norm.bias, batch_stats, 0.0, norm.eps,
+    )  # fmt: skip
 
 
 def _check_choice(field: str, value: str, allowed) -> None:
@@ -193,7 +231,8 @@ def convert_to_recurrent(
     input_weights: str = "shared",
     hidden_init: str = "zeros",
     kernel_size: int = 3,
-    gate_bias: float = GATE_BIAS,
+    start: str = "trainable",
+    gate_bias: float | None = None,
 ) -> RecurrentLayer:
     """Replace `model.<layer_name>` (an `nn.Linear` or `nn.Conv2d`) by a `RecurrentLayer`, in place.
 
@@ -206,7 +245,7 @@ def convert_to_recurrent(
     norm, act = _followers(model, layer_name)
     rec = RecurrentLayer(
         layer, norm=norm, activation=act, cell=cell, input_weights=input_weights,
-        hidden_init=hidden_init, kernel_size=kernel_size, gate_bias=gate_bias,
+        hidden_init=hidden_init, kernel_size=kernel_size, start=start, gate_bias=gate_bias,
     )  # fmt: skip
     set_submodule(model, layer_name, rec)
     return rec
@@ -242,7 +281,8 @@ class PreRNNOptions(TypedDict, total=False):
     input_weights: str  # "shared" (SIH) | "per_gate" (MIH)
     hidden_init: str  # "zeros" | "identity" | "small"
     kernel_size: int  # of conv hidden-to-hidden maps
-    gate_bias: float  # saturating gate bias magnitude
+    start: str  # "trainable" (default: gates learn) | "exact" (saturated gates: the CNN bit for bit)
+    gate_bias: float  # gate bias magnitude (default: 4 trainable, 1e4 exact)
     modality: str  # "rgb" | "flow"
     flow_length: int  # L: a flow input has 2L channels
 

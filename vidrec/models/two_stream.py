@@ -16,6 +16,8 @@ from vidrec.models.backbones import Backbone
 from vidrec.models.registry import register_model
 
 DEFAULT_FUSION = {"rgb": 1 / 3, "flow": 2 / 3}  # flow weighted higher, as in the LRCN/TSN papers
+# methods.md 3.1: dropout 0.8 in the motion stream, none in the appearance stream
+DEFAULT_DROPOUT = {"rgb": 0.0, "flow": 0.8}
 
 
 class TSN(nn.Module):
@@ -24,10 +26,10 @@ class TSN(nn.Module):
     Args:
         backbone: a `Backbone` whose head has K outputs.
         modality: the batch key read ("rgb" or "flow").
-        dropout: before the classifier (TSN uses 0.8 for both streams).
+        dropout: before the classifier (the recipe: 0.8 for flow, none for RGB; `DEFAULT_DROPOUT`).
     """
 
-    def __init__(self, *, backbone: Backbone, modality: str = "rgb", dropout: float = 0.8) -> None:
+    def __init__(self, *, backbone: Backbone, modality: str = "rgb", dropout: float = 0.0) -> None:
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
@@ -66,13 +68,22 @@ class TwoStream(nn.Module):
 
 
 def _stream(
-    arch: str, modality: str, *, num_classes: int, pretrained: bool | str, flow_length: int, dropout: float
+    arch: str,
+    modality: str,
+    *,
+    num_classes: int,
+    pretrained: bool | str,
+    flow_length: int,
+    dropout: float | None,
 ):
     if modality not in ("rgb", "flow"):
         raise ValueError(f"modality={modality!r}; choose 'rgb' or 'flow'")
     in_chans = 3 if modality == "rgb" else 2 * flow_length
     backbone = Backbone(arch, pretrained=pretrained, in_chans=in_chans, num_classes=num_classes)
-    return TSN(backbone=backbone, modality=modality, dropout=dropout)
+    if arch == "mobilenet_v2":  # torchvision's Dropout(0.2) before the head: TSN's own dropout replaces it
+        backbone.net.classifier[0].p = 0.0
+    p = DEFAULT_DROPOUT[modality] if dropout is None else dropout
+    return TSN(backbone=backbone, modality=modality, dropout=p)
 
 
 @register_model(input_shapes={"rgb": (3, 3, 224, 224)})
@@ -82,9 +93,11 @@ def tsn_resnet50(
     pretrained: bool | str = False,
     modality: str = "rgb",
     flow_length: int = 5,
-    dropout: float = 0.8,
+    dropout: float | None = None,
 ) -> TSN:
-    """TSN (Wang et al., ECCV'16) single stream on ResNet-50; 3 training segments; `modality` rgb or flow."""
+    """TSN (Wang et al., ECCV'16) single stream on ResNet-50; 3 training segments; `modality` rgb or flow.
+
+    `dropout` None: 0.8 for flow, none for RGB (methods.md 3.1, the streams ST-ResNet starts from)."""
     return _stream(
         "resnet50",
         modality,
@@ -96,14 +109,12 @@ def tsn_resnet50(
 
 
 def _two_stream(arch, num_classes, pretrained, flow_length, dropout, fusion_weights) -> TwoStream:
-    kw = {
-        "num_classes": num_classes,
-        "pretrained": pretrained,
-        "flow_length": flow_length,
-        "dropout": dropout,
-    }
+    kw = {"num_classes": num_classes, "pretrained": pretrained, "flow_length": flow_length}
+    drop = {**DEFAULT_DROPOUT, **(dropout or {})}
     return TwoStream(
-        rgb=_stream(arch, "rgb", **kw), flow=_stream(arch, "flow", **kw), fusion_weights=fusion_weights
+        rgb=_stream(arch, "rgb", dropout=drop["rgb"], **kw),
+        flow=_stream(arch, "flow", dropout=drop["flow"], **kw),
+        fusion_weights=fusion_weights,
     )
 
 
@@ -113,10 +124,12 @@ def two_stream_resnet50(
     num_classes: int,
     pretrained: bool | str = False,
     flow_length: int = 10,
-    dropout: float = 0.8,
+    dropout: dict[str, float] | None = None,
     fusion_weights: dict[str, float] | None = None,
 ) -> TwoStream:
-    """Two-stream ResNet-50 (Simonyan & Zisserman 2014) with TSN consensus; flow stack of L fields (2L ch)."""
+    """Two-stream ResNet-50 (Simonyan & Zisserman 2014) with TSN consensus; flow stack of L fields (2L ch).
+
+    `dropout` per stream, default `{"rgb": 0.0, "flow": 0.8}` (methods.md 3.1)."""
     return _two_stream("resnet50", num_classes, pretrained, flow_length, dropout, fusion_weights)
 
 
@@ -126,8 +139,9 @@ def two_stream_mobilenet_v2(
     num_classes: int,
     pretrained: bool | str = False,
     flow_length: int = 10,
-    dropout: float = 0.8,
+    dropout: dict[str, float] | None = None,
     fusion_weights: dict[str, float] | None = None,
 ) -> TwoStream:
-    """Two-stream MobileNetV2 with TSN consensus; flow stack of L fields (2L channels)."""
+    """Two-stream MobileNetV2 with TSN consensus; flow stack of L fields (2L channels); `dropout` per
+    stream, default `{"rgb": 0.0, "flow": 0.8}` (methods.md 3.1)."""
     return _two_stream("mobilenet_v2", num_classes, pretrained, flow_length, dropout, fusion_weights)
