@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["VideoDecodeError"]
+__all__ = ["VideoDamageWarning", "VideoDecodeError"]
 
 
 class VideoDecodeError(RuntimeError):
@@ -22,3 +22,11 @@ class VideoDecodeError(RuntimeError):
 
     def __reduce__(self):  # keep pickling (DataLoader workers) working with two arguments
         return (type(self), (self.path, self.reason))
+
+
+class VideoDamageWarning(UserWarning):
+    """A video that reads, but not wholly: truncated, or data the decoder rejected or concealed.
+
+    The message names the path and what is missing. Readers given `strict=True` raise
+    `VideoDecodeError` instead; `warnings.simplefilter("error", VideoDamageWarning)` does the same globally.
+    """

@@ -13,6 +13,15 @@ What makes sparse sampling (e.g. TSN's 8 frames of a 250-frame clip) cheap:
 
 Files whose container stores no presentation timestamps for reordered frames (AVI with B-frames) are
 decoded sequentially from the start, counting frames, which is exact by construction.
+
+Frames are numbered as a player shows them, the same in `probe`, `get_frames`, `frame_times` and
+iteration: an MP4/MOV edit list is applied (its pre-roll is decoded but is not a frame) and, by
+default, the display matrix (phone videos stored sideways) rotates the frames.
+
+Damage is reported, never hidden: a truncated file (fewer frames than its header promises) and data
+the decoder rejects or conceals warn with `VideoDamageWarning` naming the path and what is missing;
+with `strict=True` both raise `VideoDecodeError`. A packet the decoder rejects is skipped, as players
+do, so the frames around it still decode.
 """
 
 from __future__ import annotations
@@ -20,16 +29,19 @@ from __future__ import annotations
 import itertools
 import numbers
 import os
+import struct
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from vidrec.io.errors import VideoDecodeError
+from vidrec.io.errors import VideoDamageWarning, VideoDecodeError
 from vidrec.io.index import FrameIndex, build_index, stream_packets
 
 __all__ = ["VideoMeta", "VideoReader", "probe", "read_frames", "output_size"]
@@ -39,6 +51,7 @@ __all__ = ["VideoMeta", "VideoReader", "probe", "read_frames", "output_size"]
 # fast_bilinear: 34.6 dB) and is the fastest of them (0.26 ms a frame vs 0.38 bilinear, 0.50 bicubic).
 INTERPOLATION = "AREA"
 _STILL_IMAGE_FORMATS = ("image2", "_pipe")  # FFmpeg demuxers of single images (png_pipe, jpeg_pipe...)
+_MATRIX_FORMATS = ("mov", "matroska")  # demuxers that can attach a display matrix (rotation) to a stream
 
 
 @dataclass(frozen=True)
@@ -47,11 +60,17 @@ class VideoMeta:
 
     Attributes:
         path: the file.
-        fps: average frame rate (frames per second; for variable-rate files an average).
-        num_frames: frames the file really holds (counted from its packets, not its header).
+        fps: average frame rate: for files with timestamps, (num_frames - 1) over the time from the
+            first to the last frame (the real average of a variable-rate file, not its nominal rate).
+        num_frames: frames a player shows (counted from the packets, not the header; edit list applied).
         duration: seconds.
-        width, height: coded frame size in pixels.
+        width, height: size in pixels of the frames returned: as displayed (after the rotation below
+            when the reader applies it), else as stored.
         codec: FFmpeg decoder name, e.g. "h264", "mpeg4", "vp9", "gif".
+        rotation: degrees counter-clockwise the display matrix turns the stored frames (0, 90, 180,
+            270), whether or not the reader applies it.
+        truncated: the file holds fewer frames than its header promises (a cut download or copy).
+        problems: one sentence per defect found without decoding (e.g. what truncation lost).
     """
 
     path: str
@@ -61,6 +80,9 @@ class VideoMeta:
     width: int
     height: int
     codec: str
+    rotation: int = 0
+    truncated: bool = False
+    problems: tuple[str, ...] = ()
 
 
 class VideoReader:
@@ -71,9 +93,14 @@ class VideoReader:
         size: output size: `(H, W)`, or an int for the short side (aspect ratio kept); None for native.
         threads: decoder threads; 0 lets FFmpeg choose, 1 decodes on the calling thread only.
         interpolation: libswscale filter used when resizing ("BILINEAR", "AREA", "BICUBIC", ...).
+        autorotate: apply the display matrix (rotation, flips) as players do; False keeps the stored
+            orientation. `size` refers to the frames returned.
+        strict: raise `VideoDecodeError` for a truncated file or damaged data instead of warning
+            (`VideoDamageWarning`) and returning what decodes.
 
     Raises:
-        VideoDecodeError: the file is missing, unreadable, empty, not a video, or holds no frames.
+        VideoDecodeError: the file is missing, unreadable, empty, not a video, or holds no frames
+            (with `strict=True`: also truncated).
 
     Example:
         >>> with VideoReader("v.mp4", size=224) as r:
@@ -87,21 +114,28 @@ class VideoReader:
         size: int | tuple[int, int] | None = None,
         threads: int = 0,
         interpolation: str = INTERPOLATION,
+        autorotate: bool = True,
+        strict: bool = False,
     ) -> None:
         self.path = os.fspath(path)
+        self.strict = strict
+        self.damage: list[str] = []  # what decoding found wrong so far, one sentence each
         self._container, self._stream = _open_video(self.path)
+        self._ctx = self._stream.codec_context
+        self._ctx.thread_count = threads  # before the first decode, which opens the decoder
+        self._ctx.thread_type = "AUTO" if threads != 1 else "NONE"
+        self._sws_threads = 1 if threads == 1 else 0  # one decoder thread: no hidden scaler threads either
         try:
             self._index = _build_index(self.path, self._container, self._stream)
-            self.meta = _meta(self.path, self._container, self._stream, len(self._index))
+            matrix = self._display_matrix()
+            self._orient = _orientation(matrix) if autorotate else (False, False, False)
+            self.meta = _meta(self.path, self._container, self._stream, self._index, matrix, self._orient)
+            self._report_truncation()
         except BaseException:
             self._container.close()
             raise
         self.size = output_size(size, height=self.meta.height, width=self.meta.width)
         self.interpolation = interpolation
-        self._ctx = self._stream.codec_context
-        self._ctx.thread_count = threads
-        self._ctx.thread_type = "AUTO" if threads != 1 else "NONE"
-        self._sws_threads = 1 if threads == 1 else 0  # one decoder thread: no hidden scaler threads either
 
     # -- public API -------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -118,7 +152,7 @@ class VideoReader:
         self._container.close()
 
     def frame_times(self) -> np.ndarray:
-        """`(num_frames,)` float64 presentation time of every frame, in seconds from the first."""
+        """`(num_frames,)` float64 presentation time of every frame, in seconds from the first shown."""
         if not self._index.by_pts:
             return np.arange(len(self)) / (self.meta.fps or 1.0)
         pts = self._index.pts[self._index.order].astype(np.float64)
@@ -135,16 +169,63 @@ class VideoReader:
             VideoDecodeError: a wanted frame cannot be decoded (corrupt or truncated data).
         """
         wanted = self._check_indices(indices)
-        frames = self._decode(sorted(set(wanted)))
+        seen = len(self.damage)
+        try:
+            frames = self._decode(sorted(set(wanted)))
+        finally:
+            self._report_damage(seen)
         height, width = self.size
         if not wanted:
             return np.zeros((0, height, width, 3), np.uint8)
         return np.stack([frames[i] for i in wanted])
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        """Every frame `(H, W, 3)` in display order, decoded sequentially."""
-        for frame in self._sequential_frames():
-            yield self._to_rgb(frame)
+        """Every frame `(H, W, 3)` in display order, decoded sequentially (damage warns at the end)."""
+        seen = len(self.damage)
+        try:
+            for i, frame in enumerate(self._sequential_frames()):
+                self._check_frame(frame, i)
+                yield self._to_rgb(frame)
+        finally:
+            self._report_damage(seen)
+
+    # -- damage ------------------------------------------------------------------------------------------
+    def _report_truncation(self) -> None:
+        if not self.meta.truncated:
+            return
+        what = "; ".join(self.meta.problems)
+        if self.strict:
+            raise VideoDecodeError(self.path, f"truncated: {what}; re-download or re-encode it")
+        warnings.warn(
+            f"{self.path}: truncated: {what}; using the {self.meta.num_frames} frames present",
+            VideoDamageWarning,
+            stacklevel=3,
+        )
+
+    def _report_damage(self, seen: int) -> None:
+        """Warn (or raise when strict) about damage found since `self.damage` had `seen` entries."""
+        new = self.damage[seen:]
+        if not new:
+            return
+        what = "; ".join(new[:3]) + (f"; and {len(new) - 3} more" if len(new) > 3 else "")
+        if self.strict:
+            raise VideoDecodeError(self.path, f"damaged data: {what}")
+        warnings.warn(f"{self.path}: damaged data: {what}", VideoDamageWarning, stacklevel=3)
+
+    def _check_frame(self, frame: av.VideoFrame, index: int) -> None:
+        if frame.is_corrupt:  # the decoder met errors and concealed them: the picture may be garbled
+            self.damage.append(f"frame {index} decoded with errors (concealed; it may look garbled)")
+
+    def _send(self, packet: av.Packet | None, position: int) -> list[av.VideoFrame]:
+        """Decode one packet; a packet the decoder rejects is skipped, as players do, and recorded."""
+        try:
+            return self._ctx.decode(packet)
+        except av.FFmpegError as e:
+            if packet is None:
+                raise
+            said = e.log[2].strip() if getattr(e, "log", None) else e.strerror
+            self.damage.append(f"the decoder rejected packet {position} ({said})")
+            return []
 
     # -- decoding ---------------------------------------------------------------------------------------
     def _check_indices(self, indices: Sequence[int]) -> list[int]:
@@ -192,17 +273,27 @@ class VideoReader:
             skip = "DEFAULT" if packet is None or packet.pts in want_pts else "NONREF"
             if ctx.skip_frame != skip:
                 ctx.skip_frame = skip
-            for frame in ctx.decode(packet):  # packet None drains the decoder
+            for frame in self._send(packet, pos):  # packet None drains the decoder
                 if frame.pts is None or (last is not None and frame.pts <= last):
                     raise _OutOfOrder
                 last = frame.pts
                 if frame.pts in want_pts:
+                    self._check_frame(frame, want_pts[frame.pts])
                     out[want_pts[frame.pts]] = self._to_rgb(frame)
             if packet is None:
                 self._next = None  # drained: the decoder must restart
             if target in out:
                 return
-        raise VideoDecodeError(self.path, f"frame {target} is indexed but the decoder never produced it")
+        raise VideoDecodeError(self.path, self._missing_reason([target]))
+
+    def _missing_reason(self, missing: list[int]) -> str:
+        frames = f"frame {missing[0]}" if len(missing) == 1 else f"frames {missing[:5]}"
+        if not self.damage:
+            return f"{frames} is indexed but the decoder never produced it (damaged data)"
+        return (
+            f"{frames} cannot be decoded: the file is damaged ({self.damage[-1]}); "
+            "`vidrec info --check` lists every damaged frame"
+        )
 
     def _packets_from(self, start: int) -> Iterator[tuple[int, av.Packet | None]]:
         """`(position, packet)` in decode order from keyframe position `start`, then `(len, None)`."""
@@ -212,7 +303,7 @@ class VideoReader:
                 yield pos, packets[pos]
         else:
             yield from self._demux_from(start)
-        yield len(self._index), None
+        yield self._index.num_packets, None
 
     def _demux_from(self, start: int) -> Iterator[tuple[int, av.Packet]]:
         """Re-read packets after a seek (streams too large to keep in memory).
@@ -227,55 +318,101 @@ class VideoReader:
             head = next(packets, None)
             landed = index.position_of(head.pts) if head is not None else None
             if landed is not None and landed <= start and head.is_keyframe:
-                yield from _numbered(itertools.chain([head], packets), landed, len(index))
+                yield from _numbered(itertools.chain([head], packets), landed, index.num_packets)
                 return
         for seek in ({"offset": 0}, {"offset": int(index.pts.min()), "stream": self._stream}):
             self._container.seek(backward=True, **seek)
             packets = stream_packets(self._container, self._stream)
             head = next(packets, None)
             if head is not None and (head.pts, head.is_keyframe) == index.first_packet:
-                yield from _numbered(itertools.chain([head], packets), 0, len(index))
+                yield from _numbered(itertools.chain([head], packets), 0, index.num_packets)
                 return
         raise VideoDecodeError(self.path, "cannot rewind the demuxer to the first frame")
 
     def _decode_counting(self, wanted: list[int]) -> dict[int, np.ndarray]:
-        want, out = set(wanted), {}
+        """Frames by counting decoder outputs from the start (no timestamps identify them)."""
+        want, out, clean = set(wanted), {}, len(self.damage)
         for i, frame in enumerate(self._sequential_frames()):
+            if len(self.damage) > clean and any(
+                self.damage[k].startswith("the decoder rejected") for k in range(clean, len(self.damage))
+            ):
+                # a rejected packet shows no frame: every later frame would be numbered one too low
+                raise VideoDecodeError(
+                    self.path,
+                    f"{self.damage[-1]}; without timestamps the frames after it cannot be "
+                    "numbered exactly (re-encode the file, e.g. with vidrec.io.dense_encode)",
+                )
             if i in want:
+                self._check_frame(frame, i)
                 out[i] = self._to_rgb(frame)
                 if len(out) == len(want):
                     return out
-        missing = sorted(want - set(out))
-        raise VideoDecodeError(
-            self.path, f"frames {missing[:5]} are indexed but only {i + 1} frames could be decoded"
-        )
+        raise VideoDecodeError(self.path, self._missing_reason(sorted(want - set(out))))
 
     def _sequential_frames(self) -> Iterator[av.VideoFrame]:
         ctx = self._ctx
         ctx.flush_buffers()
         ctx.skip_frame = "DEFAULT"
         try:
-            for _, packet in self._packets_from(0):
-                yield from ctx.decode(packet)
+            for pos, packet in self._packets_from(0):
+                yield from self._send(packet, pos)
         except (av.FFmpegError, OSError) as e:
             raise VideoDecodeError(self.path, f"decoding failed ({type(e).__name__}: {e})") from e
         finally:
             ctx.flush_buffers()
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        height, width = self.size
+        transpose, flip_x, flip_y = self._orient
+        height, width = self.size[::-1] if transpose else self.size  # the stored orientation's size
         # When scaling, swscale writes planar RGB about twice as fast as packed rgb24, with the same
         # pixels (PyAV's to_ndarray interleaves the planes); unscaled, its packed yuv->rgb24 path is fastest.
         scaled = (height, width) != (frame.height, frame.width)
-        rgb = _reformatter().reformat(
-            frame,
-            width=width,
-            height=height,
-            format="gbrp" if scaled else "rgb24",
-            interpolation=self.interpolation,
-            threads=self._sws_threads,
-        )
-        return rgb.to_ndarray()
+        rgb = (
+            _reformatter()
+            .reformat(
+                frame,
+                width=width,
+                height=height,
+                format="gbrp" if scaled else "rgb24",
+                interpolation=self.interpolation,
+                threads=self._sws_threads,
+            )
+            .to_ndarray()
+        )  # (H, W, 3) as stored
+        if not (transpose or flip_x or flip_y):
+            return rgb
+        if transpose:
+            rgb = rgb.transpose(1, 0, 2)
+        return np.ascontiguousarray(rgb[:: -1 if flip_y else 1, :: -1 if flip_x else 1])
+
+    def _display_matrix(self) -> tuple[int, ...] | None:
+        """The stream's display matrix (9 ints, FFmpeg layout), read from the first decoded frame.
+
+        PyAV exposes it only on frames, so containers that can carry one (MP4/MOV, Matroska) cost one
+        keyframe decode when opened; others cost nothing.
+        """
+        if not any(f in self._container.format.name for f in _MATRIX_FORMATS):
+            return None
+        frame = None
+        try:
+            for pos, packet in self._packets_from(0):
+                frames = self._ctx.decode(packet)
+                if frames:
+                    frame = frames[0]
+                    break
+                if pos >= 64:  # no picture from 64 packets: leave it to the real decode to report
+                    break
+        except (av.FFmpegError, OSError):
+            pass  # damaged data is reported when frames are decoded
+        finally:
+            self._ctx.flush_buffers()
+        if frame is None:
+            return None
+        try:
+            data = bytes(frame.side_data["DISPLAYMATRIX"])
+        except (KeyError, ValueError):
+            return None
+        return struct.unpack("=9i", data[:36]) if len(data) >= 36 else None
 
 
 def _numbered(packets: Iterator[av.Packet], first: int, end: int) -> Iterator[tuple[int, av.Packet]]:
@@ -334,13 +471,15 @@ def output_size(size: int | tuple[int, int] | None, *, height: int, width: int) 
     return h, w
 
 
-def probe(path: str | os.PathLike) -> VideoMeta:
-    """Metadata of a video (demuxes it once to count frames exactly; decodes nothing).
+def probe(path: str | os.PathLike, *, autorotate: bool = True, strict: bool = False) -> VideoMeta:
+    """Metadata of a video (demuxes it once to count frames exactly; decodes at most one keyframe,
+    for the rotation of MP4/MOV/Matroska files). A truncated file warns (`VideoDamageWarning`).
 
     Raises:
-        VideoDecodeError: the file is missing, unreadable, empty, not a video, or holds no frames.
+        VideoDecodeError: the file is missing, unreadable, empty, not a video, or holds no frames
+            (with `strict=True`: also truncated).
     """
-    with VideoReader(path, threads=1) as reader:
+    with VideoReader(path, threads=1, autorotate=autorotate, strict=strict) as reader:
         return reader.meta
 
 
@@ -350,9 +489,12 @@ def read_frames(
     *,
     size: int | tuple[int, int] | None = None,
     threads: int = 0,
+    autorotate: bool = True,
+    strict: bool = False,
 ) -> np.ndarray:
-    """Decode frames `indices` of one video: uint8 RGB `(N, H, W, 3)` in the order asked."""
-    with VideoReader(path, size=size, threads=threads) as reader:
+    """Decode frames `indices` of one video: uint8 RGB `(N, H, W, 3)` in the order asked
+    (see `VideoReader` for the arguments)."""
+    with VideoReader(path, size=size, threads=threads, autorotate=autorotate, strict=strict) as reader:
         return reader.get_frames(indices)
 
 
@@ -397,15 +539,91 @@ def _build_index(path: str, container, stream) -> FrameIndex:
     return index
 
 
-def _meta(path: str, container, stream: av.VideoStream, num_frames: int) -> VideoMeta:
+def _orientation(matrix: tuple[int, ...] | None) -> tuple[bool, bool, bool]:
+    """`(transpose, flip_x, flip_y)` that turn stored frames into displayed ones.
+
+    FFmpeg's display matrix maps a stored pixel (p, q) to (a p + c q, b p + d q) on screen (x right,
+    y down), with a, b, c, d = matrix[0], [1], [3], [4]; only quarter turns and mirrors are applied
+    (arbitrary angles do not occur in camera files).
+    """
+    if matrix is None:
+        return False, False, False
+    a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4]
+    if abs(a) >= abs(b):  # no quarter turn: x stays x
+        return False, a < 0, d < 0
+    return True, c < 0, b < 0  # displayed x comes from stored y, displayed y from stored x
+
+
+def _rotation(matrix: tuple[int, ...] | None) -> int:
+    """Counter-clockwise degrees of the display matrix, rounded to a quarter turn (0 without one)."""
+    if matrix is None:
+        return 0
+    angle = np.degrees(np.arctan2(-matrix[1], matrix[0]))  # FFmpeg's av_display_rotation_get
+    return int(round(angle / 90.0)) % 4 * 90
+
+
+def _meta(
+    path: str, container, stream: av.VideoStream, index: FrameIndex, matrix, orient: tuple[bool, ...]
+) -> VideoMeta:
     ctx = stream.codec_context
     if not ctx.width or not ctx.height:
         raise VideoDecodeError(path, f"the {ctx.name} stream has no frame size; the header is damaged")
+    num_frames, time_base = len(index), float(stream.time_base or 0)
     fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+    span = 0.0  # seconds from the first shown frame to the last
+    if index.by_pts and num_frames > 1 and time_base:
+        ticks = Fraction(index.frame_pts(num_frames - 1) - index.frame_pts(0)) * stream.time_base
+        span = float(ticks)
+        fps = float((num_frames - 1) / ticks) if ticks > 0 else fps  # the real average, also for VFR
+    header = _header_duration(container, stream)
+    duration = header or ((span + 1 / fps) if span and fps else (num_frames / fps if fps else 0.0))
+    problems = _truncation(
+        index, stream, header=header, shown=span + 1 / fps if span and fps else None, fps=fps
+    )
+    width, height = (ctx.height, ctx.width) if orient[0] else (ctx.width, ctx.height)
+    return VideoMeta(
+        path,
+        fps,
+        num_frames,
+        duration,
+        width,
+        height,
+        ctx.name,
+        rotation=_rotation(matrix),
+        truncated=bool(problems),
+        problems=tuple(problems),
+    )
+
+
+def _header_duration(container, stream: av.VideoStream) -> float | None:
+    """Seconds the header promises for the video stream, where it says (None where it does not)."""
     if stream.duration and stream.time_base:
-        duration = float(stream.duration * stream.time_base)
-    elif container.duration:
-        duration = container.duration / av.time_base
-    else:
-        duration = num_frames / fps if fps else 0.0
-    return VideoMeta(path, fps, num_frames, duration, ctx.width, ctx.height, ctx.name)
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")  # Matroska per-track tag
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            pass
+    if container.duration and len(container.streams) == 1:  # the file's duration is the video's
+        return container.duration / av.time_base
+    return None
+
+
+def _truncation(
+    index: FrameIndex, stream, *, header: float | None, shown: float | None, fps: float
+) -> list[str]:
+    """What a truncated file lost: the index against the header's frame count and duration."""
+    problems = []
+    if index.stop_reason:
+        problems.append(index.stop_reason)
+    promised = stream.frames or 0
+    if promised and "avi" in stream.container.format.name and index.num_packets < promised:
+        problems.append(f"the header promises {promised} frames, the file holds {index.num_packets}")
+    elif header and shown and fps and header - shown > max(2.0 / fps, 0.02 * header):
+        problems.append(
+            f"the header promises {header:.2f} s, the frames present cover {shown:.2f} s "
+            f"(about {round((header - shown) * fps)} frames missing)"
+        )
+    return problems
