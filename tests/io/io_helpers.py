@@ -105,3 +105,60 @@ def full_decode(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
             fmt = "rgb24" if (h, w) == (frame.height, frame.width) else "gbrp"  # planar when scaling
             frames.append(frame.to_ndarray(format=fmt, width=w, height=h, interpolation=INTERPOLATION))
     return np.stack(frames)
+
+
+def remux(
+    src: Path, dst: Path, *, shift_frames: int = 0, rotation: int | None = None, hflip: bool = False
+) -> Path:
+    """Copy the video packets of `src` into `dst` (no re-encoding).
+
+    `shift_frames` moves every timestamp that many frames earlier: the MP4 muxer then writes an edit
+    list that starts the video there (what `ffmpeg -ss T -i in.mp4 -c copy out.mp4` writes), with the
+    demuxer keeping the pre-roll packets marked "discard". `rotation` (degrees counter-clockwise) and
+    `hflip` write a display matrix, as phones do for videos held upright.
+    """
+    with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+        stream = source.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        if rotation is not None:
+            copy.set_display_rotation(rotation, hflip=hflip)
+        step = round(1 / (stream.average_rate * stream.time_base))  # ticks per frame
+        for packet in source.demux(stream):
+            if packet.size == 0:
+                continue
+            packet.pts -= shift_frames * step
+            packet.dts -= shift_frames * step
+            packet.stream = copy
+            out.mux(packet)
+    return dst
+
+
+def damage_packet(
+    src: Path, dst: Path, packet: int, *, at: float = 0.5, length: int = 16, seed: int = 0
+) -> Path:
+    """Copy `src` with `length` random bytes written `at` (0..1) into the data of the given packet."""
+    with av.open(str(src)) as container:
+        stream = container.streams.video[0]
+        pos, size = next((p.pos, p.size) for i, p in enumerate(container.demux(stream)) if i == packet)
+    data = bytearray(src.read_bytes())
+    start = pos + int(size * at)
+    data[start : start + length] = (
+        np.random.default_rng(seed).integers(0, 256, length, dtype=np.uint8).tobytes()
+    )
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def player_decode(path: Path) -> list[tuple[int | None, np.ndarray, bool]]:
+    """What a player shows: every frame of a sequential decode that skips packets the decoder rejects
+    (as FFmpeg's command line does), with each frame's pts and whether it came out concealed."""
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            try:
+                frames = stream.codec_context.decode(packet)
+            except av.InvalidDataError:
+                continue
+            out += [(f.pts, f.to_ndarray(format="rgb24"), f.is_corrupt) for f in frames]
+    return out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidrec.data.samplers import tsn_segments
 from vidrec.io.errors import VideoDecodeError
 from vidrec.io.video import VideoReader
 
@@ -28,26 +29,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sampler",
         choices=SAMPLERS,
         default="uniform",
-        help="uniform: centre of N equal segments (TSN test-time); random: one random frame per segment "
-        "(TSN training); consecutive: N frames from the middle (default: uniform)",
+        help="uniform: centre of N equal segments, as tsn_segments at test time; random: one random frame "
+        "per segment, as in TSN training; consecutive: N frames from the middle (default: uniform)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random sampler (default: 0)")
     parser.add_argument("--columns", type=int, default=4, help="thumbnails per row (default: 4)")
     parser.add_argument("--size", type=int, default=160, help="thumbnail short side in pixels (default: 160)")
+    parser.add_argument(
+        "--keep-orientation",
+        action="store_true",
+        help="show frames as stored, ignoring the display rotation of phone videos (default: as displayed)",
+    )
 
 
 def sample_indices(num_frames: int, count: int, sampler: str, *, seed: int = 0) -> list[int]:
-    """Frame indices for the sheet (segment-based as in TSN, Wang et al. 2016)."""
+    """Frame indices for the sheet: exactly what `vidrec.data.tsn_segments` picks (TSN, Wang et al.
+    2016), at test time for "uniform" and in training for "random", so the sheet shows what a model sees."""
     if count <= 0:
         raise ValueError(f"--frames must be positive, got {count}")
     if sampler == "consecutive":
         start = max(0, (num_frames - count) // 2)
         return [min(start + i, num_frames - 1) for i in range(count)]
-    edges = np.linspace(0, num_frames, count + 1)
-    if sampler == "uniform":
-        return [min(int((a + b) / 2), num_frames - 1) for a, b in zip(edges[:-1], edges[1:])]
     rng = np.random.default_rng(seed)
-    return [min(int(rng.uniform(a, b)), num_frames - 1) for a, b in zip(edges[:-1], edges[1:])]
+    clip = tsn_segments(num_frames, rng, num_segments=count, train=sampler == "random")[0]
+    return list(clip.indices)
 
 
 def write_sheet(frames: np.ndarray, captions: list[str], out: Path, *, columns: int, title: str) -> Path:
@@ -77,7 +82,7 @@ def write_sheet(frames: np.ndarray, captions: list[str], out: Path, *, columns: 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        with VideoReader(args.video, size=args.size) as reader:
+        with VideoReader(args.video, size=args.size, autorotate=not args.keep_orientation) as reader:
             indices = sample_indices(len(reader), args.frames, args.sampler, seed=args.seed)
             frames = reader.get_frames(indices)
             times = reader.frame_times()

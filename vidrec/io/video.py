@@ -189,6 +189,29 @@ class VideoReader:
         finally:
             self._report_damage(seen)
 
+    def verify(self) -> list[str]:
+        """Decode every frame (no colour conversion) and list what is wrong: truncation, packets the
+        decoder rejects, frames it conceals errors in, frames indexed but never produced. Empty: sound.
+
+        Warns nothing and raises nothing for damage (it is the answer); `VideoDecodeError` only when
+        decoding cannot go on at all.
+        """
+        seen, found, count = len(self.damage), list(self.meta.problems), 0
+        produced: set[int] = set()
+        for count, frame in enumerate(self._sequential_frames(), start=1):
+            self._check_frame(frame, count - 1)
+            if frame.pts is not None:
+                produced.add(int(frame.pts))
+        found += self.damage[seen:]
+        del self.damage[seen:]
+        if self._index.by_pts and produced:
+            missing = [i for i in range(len(self)) if self._index.frame_pts(i) not in produced]
+            if missing:
+                found.append(f"{len(missing)} of {len(self)} frames never decode: {_ranges(missing)}")
+        elif count != len(self):
+            found.append(f"{len(self)} frames indexed, {count} decode")
+        return found
+
     # -- damage ------------------------------------------------------------------------------------------
     def _report_truncation(self) -> None:
         if not self.meta.truncated:
@@ -413,6 +436,18 @@ class VideoReader:
         except (KeyError, ValueError):
             return None
         return struct.unpack("=9i", data[:36]) if len(data) >= 36 else None
+
+
+def _ranges(indices: list[int]) -> str:
+    """`[1, 2, 3, 7]` -> "1-3, 7" (the first 5 runs)."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:5])
+    return text + (", ..." if len(runs) > 5 else "")
 
 
 def _numbered(packets: Iterator[av.Packet], first: int, end: int) -> Iterator[tuple[int, av.Packet]]:
