@@ -611,10 +611,9 @@ def _meta(
         span = float(ticks)
         fps = float((num_frames - 1) / ticks) if ticks > 0 else fps  # the real average, also for VFR
     header = _header_duration(container, stream)
-    duration = header or ((span + 1 / fps) if span and fps else (num_frames / fps if fps else 0.0))
-    problems = _truncation(
-        index, stream, header=header, shown=span + 1 / fps if span and fps else None, fps=fps
-    )
+    shown = span + 1 / fps if span and fps else None  # seconds the frames present cover
+    problems = _truncation(index, stream, header=header, shown=shown, fps=fps)
+    duration = (shown if problems else header) or shown or (num_frames / fps if fps else 0.0)
     width, height = (ctx.height, ctx.width) if orient[0] else (ctx.width, ctx.height)
     return VideoMeta(
         path,
