@@ -21,7 +21,7 @@ from vidrec.data import (
     test_transform,
     train_transform,
 )
-from vidrec.io import VideoDecodeError, read_frames
+from vidrec.io import VideoDamageWarning, VideoDecodeError, read_frames, write_video
 
 FRAMES, SIZE, BOUND = 12, 32, 20.0  # as in conftest
 
@@ -245,3 +245,15 @@ def test_constructor_checks(records, synth_root):
         VideoDataset(records, root=synth_root, modalities=("depth",), sampler=_dense())
     with pytest.raises(ValueError, match="flow_root"):
         VideoDataset(records, root=synth_root, modalities=("flow",), sampler=_dense())
+
+
+def test_truncated_video_warns_and_strict_raises(records, synth_root, tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (40, SIZE, SIZE, 3), dtype=np.uint8)
+    data = write_video(tmp_path / "full.mkv", frames, fps=25, gop=8).read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: int(len(data) * 0.6)])  # a download cut short
+    cut = [VideoRecord(str(tmp_path / "cut.mkv"), 0, "cut")]
+    with pytest.warns(VideoDamageWarning, match="cut.mkv: truncated"):
+        item = VideoDataset(cut, root=synth_root, sampler=_dense())[0]
+    assert not isinstance(item, SkippedItem)
+    with pytest.raises(VideoDecodeError, match="cut.mkv: truncated"):
+        VideoDataset(cut, root=synth_root, sampler=_dense(), strict=True)[0]

@@ -24,6 +24,8 @@ Randomness: item `index` of epoch `e` draws everything (sampler and transform) f
 Bad videos: a `VideoDecodeError` or missing file raises in `strict` mode; otherwise the dataset warns once
 per path, records it in `dataset.skipped` (path -> reason; per process, so workers' copies are their own)
 and returns a `SkippedItem(path, reason)`, which `collate_skip` drops and reports in `batch["skipped"]`.
+A truncated video or one with damaged data reads what decodes with a `VideoDamageWarning` naming the path
+(see `vidrec.io.VideoReader`); in `strict` mode it raises too.
 """
 
 from __future__ import annotations
@@ -155,7 +157,9 @@ class VideoDataset(Dataset):
     def _item(self, record: VideoRecord, rng: np.random.Generator) -> dict[str, Any]:
         reader = None
         if "rgb" in self.modalities and self.frames_root is None:
-            reader = VideoReader(self.root / record.path, size=self.size, threads=self.decode_threads)
+            reader = VideoReader(
+                self.root / record.path, size=self.size, threads=self.decode_threads, strict=self.strict
+            )
         try:
             samples = self.sampler(self._num_starts(record, reader), rng)
             flat = [i for s in samples for i in s.indices]

@@ -68,7 +68,7 @@ class VideoMeta:
             when the reader applies it), else as stored.
         codec: FFmpeg decoder name, e.g. "h264", "mpeg4", "vp9", "gif".
         rotation: degrees counter-clockwise the display matrix turns the stored frames (0, 90, 180,
-            270), whether or not the reader applies it.
+            270; before a horizontal mirror where it also has one), whether or not the reader applies it.
         truncated: the file holds fewer frames than its header promises (a cut download or copy).
         problems: one sentence per defect found without decoding (e.g. what truncation lost).
     """
@@ -593,7 +593,10 @@ def _rotation(matrix: tuple[int, ...] | None) -> int:
     """Counter-clockwise degrees of the display matrix, rounded to a quarter turn (0 without one)."""
     if matrix is None:
         return 0
-    angle = np.degrees(np.arctan2(-matrix[1], matrix[0]))  # FFmpeg's av_display_rotation_get
+    a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4]
+    if a * d - b * c < 0:  # mirrored: the turn is that of the matrix without its horizontal flip
+        a, c = -a, -c
+    angle = np.degrees(np.arctan2(-b, a))  # FFmpeg's av_display_rotation_get
     return int(round(angle / 90.0)) % 4 * 90
 
 
