@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from vidrec.io.errors import VideoDamageWarning, VideoDecodeError
 from vidrec.io.video import VideoMeta, VideoReader
+from vidrec.progress import progress
 
 VIDEO_EXTS = (
     ".mp4",
@@ -118,7 +119,7 @@ def _list_file(path: Path) -> list[str]:
 
 def _inspect_all(paths: list[str], *, check: bool, autorotate: bool, workers: int):
     """Reports in input order, with a progress bar when decoding."""
-    bar = tqdm(total=len(paths), desc="checking", unit="video", disable=not check or len(paths) < 2)
+    bar = progress(total=len(paths), desc="checking", unit="video", disable=not check or len(paths) < 2)
     if not check or workers == 1 or len(paths) < 2:
         for path in paths:
             yield inspect_video(path, check=check, autorotate=autorotate)
@@ -134,10 +135,13 @@ def _inspect_all(paths: list[str], *, check: bool, autorotate: bool, workers: in
 
 
 def run(args: argparse.Namespace) -> int:
+    from vidrec.cli import UsageError
+
     paths = list_videos(args.videos)
     if not paths:
-        print(f"error: no videos found in {' '.join(args.videos)}", file=sys.stderr)
-        return 1
+        raise UsageError(
+            f"no videos found in {' '.join(args.videos)}; give video files, folders or list files"
+        )
     workers = args.workers or os.cpu_count() or 1
     failed: list[Report] = []
     if not args.json:
