@@ -26,7 +26,7 @@ def _flow(capsys, *args) -> tuple[int, str]:
 
 
 def _mtimes(out, ids) -> dict[str, int]:
-    return {i: (out / f"{i}.flow.npy").stat().st_mtime_ns for i in ids}
+    return {i: (out / f"{i}.flow.mkv").stat().st_mtime_ns for i in ids}
 
 
 # -- job lists -------------------------------------------------------------------------------------------
@@ -156,12 +156,12 @@ def test_a_broken_output_is_extracted_again(video_folder, tmp_path, capsys):
     out = tmp_path / "flow"
     common = ("--out", out, "--short-side", 0, "--workers", 1)
     _flow(capsys, video_folder, *common)
-    reference = np.array(load_flow(out / "a"))  # a copy: load_flow(path) may be a view of the mmap
-    (out / "a.flow.npy").write_bytes(b"")  # e.g. a rename that never reached the disk
+    reference = load_flow(out / "a")
+    (out / "a.flow.mkv").write_bytes(b"")  # e.g. a rename that never reached the disk
     (out / "b.flow.json").unlink()  # killed between the data and the JSON
-    data = (out / "sub" / "c.flow.npy").read_bytes()
-    (out / "sub" / "c.flow.npy").write_bytes(data[: len(data) // 2])
-    (out / "a.flow.npy.4242.tmp").write_bytes(b"leftover of a killed run")
+    data = (out / "sub" / "c.flow.mkv").read_bytes()
+    (out / "sub" / "c.flow.mkv").write_bytes(data[: len(data) // 2])
+    (out / "a.flow.mkv.4242.tmp").write_bytes(b"leftover of a killed run")
     rc, text = _flow(capsys, video_folder, *common)
     assert rc == 0 and "0 already complete" in text and "3 extracted" in text
     assert all(is_complete(out, i) for i in GOOD_IDS)

@@ -40,7 +40,7 @@ def _codes(n: int = N, h: int = H, w: int = W, seed: int = 0) -> np.ndarray:
 
 def _save(out, video_id="v", q=None, **kw):
     q = _codes() if q is None else q
-    args = {"bound": 20.0, "method": "dis", "fps": 25.0, **kw}
+    args = {"bound": 20.0, "method": "dis", "fps": 25.0, "format": "npy", **kw}
     return save_flow(out, video_id, q, **args), q
 
 
@@ -87,6 +87,7 @@ def test_meta_describes_the_file(tmp_path):
         "fps": 29.97,
         "version": FORMAT_VERSION,
         "format": "npy",
+        "bits": 8,
     }
     assert flow_paths(tmp_path, "cls/vid") == (
         tmp_path / "cls" / "vid.flow.npy",

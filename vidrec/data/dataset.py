@@ -8,9 +8,10 @@ Modalities:
 - ``"rgb"``: frames decoded from the video file (only the sampled indices), or read from the frame folder
   `frames_root/<video_id>/img_00001.jpg...` when `frames_root` is given. C = 3.
 - ``"flow"``: for each sampled index i, the stack of flows i..i+L-1 (L = `flow_length`), x/y interleaved,
-  C = 2L, in pixels: the stored uint8 q is dequantised as `(q - 127.5) / 127.5 * bound`. Read from the
-  per-video flow file `flow_root/<video_id>.flow.npy` (`vidrec.flow.load_flow`) or, when that is absent,
-  a denseflow folder `flow_root/<video_id>/` (`x_00001.jpg` or `flow_x_00001.jpg`).
+  C = 2L, in pixels: the stored uint8 q is dequantised as `(q - 127.5) / 127.5 * bound`. Read with
+  `vidrec.flow.load_flow` from what `vidrec.flow.find_flow(flow_root, video_id)` finds: a
+  `<video_id>.flow.mkv` (FFV1, `vidrec flow`'s default), a `<video_id>.flow.npy`, or a denseflow folder
+  `<video_id>/` (`x_00001.jpg` or `flow_x_00001.jpg`; its bound is `flow_bound` unless a JSON says).
 - ``"flow3"``: LRCN's 3-channel flow image of flow i, minus 128: `clip(16u, -128, 127)`,
   `clip(16v, -128, 127)`, `min(16|f|, 127)`. C = 3.
 
@@ -45,13 +46,12 @@ from torchvision import tv_tensors
 from vidrec.data.records import VideoRecord
 from vidrec.data.samplers import ClipSample
 from vidrec.data.transforms import Flow3Video, FlowVideo
-from vidrec.io import VideoDecodeError, VideoReader, count_frames, read_flow_folder, read_rgb_folder
+from vidrec.io import VideoDecodeError, VideoReader, count_frames, read_rgb_folder
 from vidrec.io.video import output_size
 
 __all__ = ["MODALITIES", "SkippedItem", "VideoDataset", "collate_skip"]
 
 MODALITIES = ("rgb", "flow", "flow3")
-_FLOW_LAYOUTS = {"xy": "x_{:05d}.jpg", "flow_xy": "flow_x_{:05d}.jpg"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ class VideoDataset(Dataset):
         sampler: `(num_frames, rng) -> list[ClipSample]`, e.g. `build_sampler("dense", clip_len=16)`.
         transform: called with `{modality: tv_tensor}` of one clip (see vidrec.data.transforms); None
             gives RGB as float in [0, 1] and flow in pixels.
-        flow_root: folder of `<video_id>.flow.npy` files or `<video_id>/` denseflow folders.
+        flow_root: folder of `vidrec flow` outputs (`<video_id>.flow.mkv` / `.flow.npy`) or of
+            `<video_id>/` denseflow folders.
         frames_root: folder of `<video_id>/img_00001.jpg` frame folders to read RGB from instead of videos.
         size: decode-time resize of RGB (and flow): an int short side or `(H, W)`; None keeps the size.
         strict: raise on a bad video instead of skipping it.
@@ -187,18 +188,20 @@ class VideoDataset(Dataset):
             raise VideoDecodeError(self.root / record.path, f"too few frames ({counts}) for {what}")
         return n
 
-    def _num_flows(self, record: VideoRecord) -> int:
-        file = self.flow_root / f"{record.video_id}.flow.npy"
-        if file.is_file():
-            return int(np.load(file, mmap_mode="r").shape[0])
-        folder = self.flow_root / record.video_id
-        if not folder.is_dir():
-            raise VideoDecodeError(file, f"no flow: neither this file nor the folder {folder} exists")
-        return count_frames(folder, _FLOW_LAYOUTS[self._flow_layout(folder)])
+    def _flow_base(self, record: VideoRecord) -> Path:
+        """Where the flow of `record` lives (`vidrec.flow.find_flow`); a clear error when nowhere."""
+        base = _flow_api()["find_flow"](self.flow_root, record.video_id)
+        if base is None:
+            expected = self.flow_root / f"{record.video_id}.flow.mkv"
+            raise VideoDecodeError(
+                expected,
+                f"no flow (nor .flow.npy, nor a denseflow folder {self.flow_root / record.video_id}); "
+                "extract it with `vidrec flow DATA_ROOT --out FLOW_ROOT` from the same data.root",
+            )
+        return base
 
-    @staticmethod
-    def _flow_layout(folder: Path) -> str:
-        return "flow_xy" if (folder / _FLOW_LAYOUTS["flow_xy"].format(1)).is_file() else "xy"
+    def _num_flows(self, record: VideoRecord) -> int:
+        return _flow_api()["num_flow_frames"](self._flow_base(record))
 
     def _read(self, record: VideoRecord, reader: VideoReader | None, flat: list[int]) -> dict[str, Any]:
         """Streams for the `flat` indices: rgb uint8 `(N, 3, H, W)`, flow_px float `(N, L, H, W, 2)`."""
@@ -232,13 +235,12 @@ class VideoDataset(Dataset):
 
     def _read_flow(self, record: VideoRecord, indices: np.ndarray) -> torch.Tensor:
         """Dequantised flow `(len(indices), H, W, 2)` in pixels."""
-        file = self.flow_root / f"{record.video_id}.flow.npy"
-        if file.is_file():
-            load_flow, flow_meta = _flow_api()
-            q, bound = load_flow(file, indices), float(flow_meta(file).get("bound", self.flow_bound))
-        else:
-            folder = self.flow_root / record.video_id
-            q, bound = read_flow_folder(folder, indices, layout=self._flow_layout(folder)), self.flow_bound
+        api, base = _flow_api(), self._flow_base(record)
+        q = api["load_flow"](base, indices)
+        try:
+            bound = float(api["flow_meta"](base).get("bound", self.flow_bound))
+        except FileNotFoundError:  # a denseflow folder made by another tool: no JSON
+            bound = self.flow_bound
         return (torch.from_numpy(np.ascontiguousarray(q)).float() - 127.5) * (bound / 127.5)
 
     # -- transform and views ---------------------------------------------------------------------------
@@ -304,15 +306,15 @@ def _stack_views(clips: list[torch.Tensor], *, single: bool) -> torch.Tensor:
     return torch.cat(views).float().contiguous()
 
 
-def _flow_api():
+def _flow_api() -> dict[str, Callable]:
     try:
-        from vidrec.flow import flow_meta, load_flow
+        from vidrec.flow import find_flow, flow_meta, load_flow, num_flow_frames
     except ImportError as err:
         raise RuntimeError(
-            "reading '<video_id>.flow.npy' files needs vidrec.flow.load_flow / flow_meta, which could not be "
-            f"imported ({err}); use denseflow folders or install vidrec completely"
+            f"reading flow needs vidrec.flow, which could not be imported ({err}); install vidrec completely"
         ) from err
-    return load_flow, flow_meta
+    return {"find_flow": find_flow, "flow_meta": flow_meta, "load_flow": load_flow,
+            "num_flow_frames": num_flow_frames}  # fmt: skip
 
 
 def collate_skip(batch: list[Any]) -> dict[str, Any]:

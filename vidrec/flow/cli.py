@@ -1,8 +1,12 @@
 """`vidrec flow`: extract optical flow for a list file or a folder of videos, in parallel, resumably.
 
-Each video becomes `<out>/<video_id>.flow.npy` + `.flow.json` (or, with `--format denseflow`, a folder
-`<out>/<video_id>/x_00001.jpg, y_00001.jpg, ...` + the JSON). Outputs are written atomically and
-complete outputs are skipped, so a killed run is simply started again. `--shard i/n` (or torchrun's
+Each video becomes `<out>/<video_id>.flow.mkv` + `.flow.json` (lossless FFV1, the default), or
+`<out>/<video_id>.flow.npy` (`--format npy`), or a folder `<out>/<video_id>/x_00001.jpg, y_00001.jpg, ...`
+(`--format denseflow`). `<video_id>` is the video's path relative to the input folder (or `--root`)
+without its extension, the same id the datasets give a video under `data.root`, so
+`vidrec flow DATA_ROOT --out FLOW` pairs with `data.root=DATA_ROOT data.flow_root=FLOW`. The projected
+disk use is printed before the work starts. Outputs are written atomically and complete outputs are
+skipped, so a killed run is simply started again. `--shard i/n` (or torchrun's
 RANK/WORLD_SIZE) splits the videos across machines. A video that cannot be decoded is listed in the
 closing summary; the exit code is non-zero for failures only with `--strict`.
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from vidrec.cli import UsageError
 from vidrec.flow.estimators import METHODS
+from vidrec.flow.storage import DEFAULT_FORMAT, FORMATS
 from vidrec.progress import progress
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
@@ -53,7 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
     )
     parser.add_argument(
-        "--format", choices=("npy", "denseflow"), default="npy", help="output layout (default npy)"
+        "--format",
+        choices=FORMATS,
+        default=DEFAULT_FORMAT,
+        help="store: ffv1 = lossless FFV1 video per video (compact, exact codes; the default), npy = raw "
+        "uint8 array (~20x larger, fastest to read), denseflow = x_/y_ JPEG folders (lossy)",
     )
     parser.add_argument(
         "--shard", default=None, help="i/n: process only shard i of n (default: torchrun rank)"
@@ -70,7 +80,7 @@ def list_jobs(source: Path, root: Path | None = None) -> list[FlowJob]:
     """Videos from a list file (`path [label]` lines, `#` comments) or a folder (recursive, by extension)."""
     if source.is_dir():
         root = root or source
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+        paths = sorted(_walk_videos(source))
     elif source.is_file():
         root = root or source.parent
         paths = [_list_path(line, root) for line in source.read_text().splitlines()]
@@ -78,6 +88,16 @@ def list_jobs(source: Path, root: Path | None = None) -> list[FlowJob]:
     else:
         raise FileNotFoundError(f"{source}: no such list file or folder of videos")
     return [FlowJob(str(p), _video_id(p, root)) for p in paths]
+
+
+def _walk_videos(folder: Path):
+    """Video files under `folder`, following symlinked folders (datasets are often linked in)."""
+    for parent, dirs, files in os.walk(folder, followlinks=True):
+        dirs.sort()
+        for name in files:
+            path = Path(parent) / name
+            if path.suffix.lower() in VIDEO_EXTS and path.is_file():
+                yield path
 
 
 def _list_path(line: str, root: Path) -> Path | None:
@@ -91,11 +111,13 @@ def _list_path(line: str, root: Path) -> Path | None:
 
 
 def _video_id(path: Path, root: Path) -> str:
-    try:
-        rel = path.resolve().relative_to(root.resolve())
-    except ValueError:
-        rel = Path(path.name)
-    return rel.with_suffix("").as_posix()
+    """`path` relative to `root` without extension; symlinks inside `root` are not followed out of it."""
+    for p, r in ((path, root), (path.absolute(), root.absolute()), (path.resolve(), root.resolve())):
+        try:
+            return p.relative_to(r).with_suffix("").as_posix()
+        except ValueError:
+            continue
+    return Path(path.name).with_suffix("").as_posix()
 
 
 class ShardError(UsageError, ValueError):
@@ -138,8 +160,8 @@ def _init_worker(method: str, opts: dict, settings: dict) -> None:
     _WORKER.update(settings, estimator=FlowEstimator(method, **opts))
 
 
-def _process(job: FlowJob) -> tuple[str, int, str | None]:
-    """Extract and store one video; returns (video_id, flow frames, error or None)."""
+def _process(job: FlowJob) -> tuple[str, int, int, str | None]:
+    """Extract and store one video; returns (video_id, flow frames, bytes written, error or None)."""
     from vidrec.flow import storage
     from vidrec.io import VideoDecodeError, probe
 
@@ -149,12 +171,79 @@ def _process(job: FlowJob) -> tuple[str, int, str | None]:
         q = storage.flow_video(
             job.path, short_side=w["short_side"], bound=w["bound"], estimator=w["estimator"]
         )
-        save = storage.save_flow_denseflow if w["format"] == "denseflow" else storage.save_flow
         fps = probe(job.path).fps
-        save(w["out"], job.video_id, q, bound=w["bound"], method=w["method"], fps=fps)
-        return job.video_id, len(q), None
+        data = storage.save_flow(
+            w["out"], job.video_id, q, bound=w["bound"], method=w["method"], fps=fps, format=w["format"]
+        )
+        return job.video_id, len(q), _disk_bytes(data), None
     except (VideoDecodeError, OSError, ValueError) as e:
-        return job.video_id, 0, f"{type(e).__name__}: {e}"
+        return job.video_id, 0, 0, f"{type(e).__name__}: {e}"
+
+
+def _disk_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir())
+    return path.stat().st_size
+
+
+# -- disk use ----------------------------------------------------------------------------------------------
+# Stored bytes per uint8 flow value (2 per pixel per flow frame), about, on real DIS flow at a 256 short
+# side: measured by benchmarks/flow_store.py (ffv1 and JPEG depend on the content; npy is exact).
+BYTES_PER_VALUE = {"npy": 1.0, "ffv1": 0.045, "denseflow": 0.055}
+
+
+def projected_bytes(jobs: list[FlowJob], *, short_side: int, fmt: str, sample: int = 32) -> tuple[float, int]:
+    """(bytes the outputs of `jobs` will take, about; how many video headers the estimate read).
+
+    Reads the container headers of up to `sample` videos spread over the list (frame count and size,
+    no decoding) and scales their mean to all jobs.
+    """
+    if not jobs:
+        return 0.0, 0
+    step = max(1, len(jobs) // sample)
+    values = [v for v in (_flow_values(j.path, short_side) for j in jobs[::step][:sample]) if v is not None]
+    if not values:
+        return 0.0, 0
+    return sum(values) / len(values) * len(jobs) * BYTES_PER_VALUE[fmt], len(values)
+
+
+def _flow_values(path: str, short_side: int) -> int | None:
+    """(frames - 1) x H x W x 2 of a video at the flow's size, from its header; None if unreadable."""
+    import av
+
+    from vidrec.io.video import output_size
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            seconds = float(stream.duration * stream.time_base) if stream.duration else 0.0
+            frames = stream.frames or int(seconds * float(stream.average_rate or 0))
+            h, w = output_size(short_side or None, height=stream.height, width=stream.width)
+    except (OSError, ValueError, TypeError, IndexError, av.error.FFmpegError):
+        return None
+    return max(frames - 1, 0) * h * w * 2
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _print_projection(todo: list[FlowJob], args: argparse.Namespace) -> None:
+    total, read = projected_bytes(todo, short_side=args.short_side, fmt=args.format)
+    if not read:
+        return
+    raw = total / BYTES_PER_VALUE[args.format]
+    other = "" if args.format == "npy" else f"; npy would take {_human(raw)}"
+    line = f"projected disk use: about {_human(total)} ({args.format}{other}), from {read} video headers"
+    existing = next((p for p in (args.out, *args.out.parents) if p.exists()), None)
+    free = shutil.disk_usage(existing).free if existing is not None else None
+    print(line + (f"; {_human(free)} free" if free is not None else ""))
+    if free is not None and total > free:
+        print(f"vidrec flow: warning: that is more than the free space under {existing}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
     done_before = len(jobs) - len(todo)
     print(f"vidrec flow: shard {index}/{count}: {len(jobs)} videos, {done_before} already complete, "
           f"{len(todo)} to do with {args.method} on {args.workers} workers -> {args.out}")  # fmt: skip
+    _print_projection(todo, args)
     if args.method == "raft" and todo:  # here, not as a broken worker pool
         from vidrec.flow.estimators import RaftWeightsMissing, require_raft_weights
 
@@ -181,20 +271,24 @@ def run(args: argparse.Namespace) -> int:
     )
     settings = {"out": str(args.out), "short_side": args.short_side, "bound": args.bound,
                 "format": args.format, "method": args.method}  # fmt: skip
-    failures = _run_jobs(todo, args.workers, (args.method, opts, settings))
+    failures, frames, written = _run_jobs(todo, args.workers, (args.method, opts, settings))
     print(f"done: {len(todo) - len(failures)} extracted, {done_before} skipped, {len(failures)} failed")
+    if frames:
+        per100 = _human(written / frames * 100)
+        print(f"wrote {_human(written)} ({per100} per 100 flow frames, {args.format})")
     for video_id, reason in failures:
         print(f"  FAILED {video_id}: {reason}")
     return 1 if failures and args.strict else 0
 
 
-def _run_jobs(todo: list[FlowJob], workers: int, init: tuple) -> list[tuple[str, str]]:
-    failures, frames, start = [], 0, time.perf_counter()
+def _run_jobs(todo: list[FlowJob], workers: int, init: tuple) -> tuple[list[tuple[str, str]], int, int]:
+    """Run the jobs; returns (sorted failures, flow frames written, bytes written)."""
+    failures, frames, written, start = [], 0, 0, time.perf_counter()
     bar = progress(total=len(todo), unit="video", dynamic_ncols=True)
 
-    def record(video_id: str, n: int, err: str | None) -> None:
-        nonlocal frames
-        frames += n
+    def record(video_id: str, n: int, size: int, err: str | None) -> None:
+        nonlocal frames, written
+        frames, written = frames + n, written + size
         if err:
             failures.append((video_id, err))
         bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} frames/s", refresh=False)
@@ -214,4 +308,4 @@ def _run_jobs(todo: list[FlowJob], workers: int, init: tuple) -> list[tuple[str,
             for fut in as_completed([pool.submit(_process, j) for j in todo]):
                 record(*fut.result())
     bar.close()
-    return sorted(failures)
+    return sorted(failures), frames, written
