@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FORMATS,
         default=DEFAULT_FORMAT,
         help="store: ffv1 = lossless FFV1 video per video (compact, exact codes; the default), npy = raw "
-        "uint8 array (~20x larger, fastest to read), denseflow = x_/y_ JPEG folders (lossy)",
+        "uint8 array (~15x larger, fastest to read), denseflow = x_/y_ JPEG folders (lossy)",
     )
     parser.add_argument(
         "--shard", default=None, help="i/n: process only shard i of n (default: torchrun rank)"
@@ -189,7 +189,7 @@ def _disk_bytes(path: Path) -> int:
 # -- disk use ----------------------------------------------------------------------------------------------
 # Stored bytes per uint8 flow value (2 per pixel per flow frame), about, on real DIS flow at a 256 short
 # side: measured by benchmarks/flow_store.py (ffv1 and JPEG depend on the content; npy is exact).
-BYTES_PER_VALUE = {"npy": 1.0, "ffv1": 0.045, "denseflow": 0.055}
+BYTES_PER_VALUE = {"npy": 1.0, "ffv1": 0.066, "denseflow": 0.055}
 
 
 def projected_bytes(jobs: list[FlowJob], *, short_side: int, fmt: str, sample: int = 32) -> tuple[float, int]:

@@ -4,7 +4,7 @@ Three stores hold the same uint8 codes `(N-1, H, W, 2)` (flow from frame i to i+
 with `bound`), each beside `<id>.flow.json`:
 
 - ``ffv1`` (the default): `<id>.flow.mkv`, a lossless FFV1 video in Matroska whose frame i is flow i with
-  the x plane above the y plane (gray8, `(2H, W)`), every frame a keyframe. About 20x smaller than `.npy`
+  the x plane above the y plane (gray8, `(2H, W)`), every frame a keyframe. About 15x smaller than `.npy`
   on real flow and bit-exact, so the only error is the quantisation's `bound / 255` px.
 - ``npy``: `<id>.flow.npy`, the raw array (memory-mapped when read).
 - ``denseflow``: a folder `<id>/x_00001.jpg, y_00001.jpg, ...` (lossy JPEG, the layout other tools read).
@@ -49,7 +49,7 @@ FORMAT_VERSION = 2  # 2: `format`, `bits` and (ffv1) `bytes` in the JSON; versio
 FORMATS = ("ffv1", "npy", "denseflow")
 DEFAULT_FORMAT = "ffv1"
 _SUFFIX = {"ffv1": ".flow.mkv", "npy": ".flow.npy"}
-_FFV1_OPTIONS = {"g": "1", "coder": "1"}  # every frame a keyframe (random access); range coder
+_FFV1_OPTIONS = {"g": "1"}  # every frame a keyframe (random access); Golomb-Rice coder (fast)
 _DENSEFLOW_FIRST = ("x_00001.jpg", "flow_x_00001.jpg")
 
 
