@@ -138,6 +138,11 @@ class TrainConfig:
     resume: str = opt(
         "", "'' = fresh run, 'auto' = continue from out_dir/last.safetensors if present, or a path"
     )
+    overwrite: bool = opt(
+        False,
+        "start afresh in an out_dir that already holds a run, deleting its checkpoints and logs first "
+        "(without it, such a folder is refused unless the run is resumed)",
+    )
     ckpt_every_steps: int = opt(0, "also write last.safetensors every N optimiser steps; 0: epoch ends only")
     log_every_steps: int = opt(10, "write a row of steps.csv / TensorBoard every N optimiser steps")
     eval_every: int = opt(1, "validate every N epochs (and after the last)")
@@ -304,6 +309,18 @@ def validate(cfg: TrainConfig) -> None:
     _check(cfg.schedule.epochs >= 1, "schedule.epochs", "must be >= 1")
     _check(cfg.schedule.warmup_iters >= 0, "schedule.warmup_iters", "must be >= 0")
     _check(cfg.schedule.step_size > 0, "schedule.step_size", "must be > 0")
+    _check(0 < cfg.schedule.gamma <= 1, "schedule.gamma", f"must be in (0, 1], got {cfg.schedule.gamma}")
+    _check(
+        0 <= cfg.schedule.min_lr_factor <= 1,
+        "schedule.min_lr_factor",
+        f"must be in [0, 1], got {cfg.schedule.min_lr_factor}",
+    )
+    _check(
+        0 <= cfg.schedule.warmup_start <= 1,
+        "schedule.warmup_start",
+        f"must be in [0, 1], got {cfg.schedule.warmup_start}",
+    )
+    _check(all(m >= 0 for m in cfg.schedule.milestones), "schedule.milestones", "must be >= 0")
     _check(
         cfg.schedule.milestones == sorted(cfg.schedule.milestones),
         "schedule.milestones",
@@ -317,6 +334,11 @@ def validate(cfg: TrainConfig) -> None:
     _check(not bad, "data.modalities", f"{bad} not in {sorted(allowed)}")
     _check(bool(cfg.data.train_list or cfg.data.plugin), "data.train_list", "required (or set data.plugin)")
     _check(bool(cfg.model.name), "model.name", "required")
+    _check(
+        "num_classes" not in cfg.model.kwargs,
+        "model.kwargs.num_classes",
+        "is set from the class list (data.classes / the list file); remove it",
+    )
     for name in ("ckpt_every_steps", "log_every_steps", "max_steps_per_epoch"):
         _check(getattr(cfg, name) >= 0, name, "must be >= 0")
     _check(cfg.eval_every >= 1, "eval_every", "must be >= 1")

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from einops import rearrange
 from torch import nn
 
+from vidrec.cli import UsageError
 from vidrec.engine.metrics import classification_metrics
 from vidrec.models.outputs import classification_loss, video_probs
 from vidrec.progress import progress as progress_bar
@@ -106,6 +107,10 @@ def _gather(acc: _VideoAccumulator) -> tuple[dict[str, tuple[torch.Tensor, int]]
     return videos, sum(p[1] for p in parts), sum(p[2] for p in parts), skipped
 
 
+class NoDataError(UsageError, RuntimeError):
+    """A training or evaluation set gave no readable item (empty, or every video skipped)."""
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -129,6 +134,9 @@ def evaluate(
     Returns:
         EvalResult with metrics `top1`, `top5`, `mean_class_acc`, `per_class_acc`, `loss` (clip-level
         cross-entropy averaged over views), `nll` (of the averaged video probabilities), `num_videos`.
+
+    Raises:
+        NoDataError: no video was evaluated (an empty loader, or every video skipped).
     """
     device = torch.device(device)
     weights = fusion_weights or getattr(model, "fusion_weights", None)
@@ -154,7 +162,16 @@ def evaluate(
         acc.loss_views += len(probs)
         acc.add(list(batch["video_id"]), labels, rearrange(probs.float(), "(b v) k -> b v k", v=views), views)
     model.train(was_training)
-    return _result(acc, getattr(model, "num_classes", None))
+    result = _result(acc, getattr(model, "num_classes", None))
+    if not result.video_ids:
+        raise NoDataError(_nothing_read("evaluation", result.skipped))
+    return result
+
+
+def _nothing_read(what: str, skipped: list[str]) -> str:
+    shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+    why = f"all {len(skipped)} videos were skipped as unreadable ({shown})" if skipped else "the set is empty"
+    return f"{what}: no video could be read, {why}; check data.root and the list file"
 
 
 def _result(acc: _VideoAccumulator, num_classes: int | None) -> EvalResult:

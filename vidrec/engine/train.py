@@ -21,6 +21,7 @@ Distributed: launch with torchrun (see `vidrec.engine.distributed`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import math
 import random
@@ -38,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from vidrec.engine import distributed as D
+from vidrec.engine import runfolder
 from vidrec.engine.checkpoint import (
     Checkpoint,
     capture_rng,
@@ -46,7 +48,8 @@ from vidrec.engine.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from vidrec.engine.config import TrainConfig, config_to_dict
+from vidrec.engine.config import ConfigError, TrainConfig, config_to_dict
+from vidrec.engine.evaluate import NoDataError
 from vidrec.engine.logging import RunLogger
 from vidrec.engine.optim import build_optimizer, lr_factor, set_lr
 from vidrec.models.outputs import classification_loss, video_probs
@@ -326,6 +329,7 @@ class Run:
     global_step: int = 0
     best_top1: float | None = None
     last_good: Path | None = None
+    position: tuple[int, int] = (0, 0)  # (epoch, its batches whose optimiser step is done): resume point
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def ddp_module(self) -> DistributedDataParallel | None:
@@ -373,6 +377,7 @@ class EpochStats:
             "train_loss": loss_sum / max(clips, 1),
             "train_top1": correct / max(clips, 1),
             "clips_per_s": clips / max(self.seconds, 1e-9),
+            "clips": int(clips),
             "skipped": skipped,
         }
 
@@ -432,8 +437,17 @@ def resume_point(run: Run) -> tuple[int, int]:
     resume = run.cfg.resume
     path = run.out_dir / "last.safetensors" if resume == "auto" else Path(resume)
     if resume == "auto" and not path.is_file():
+        if run.info.is_main:  # rows of a run killed before its first checkpoint
+            runfolder.trim_logs(run.out_dir, epochs=0, steps=0)
         return 0, 0
     ckpt = load_checkpoint(path)
+    stored_batch = ckpt.sampler.get("batch_size", run.cfg.data.batch_size)
+    if stored_batch != run.cfg.data.batch_size:
+        raise ConfigError(
+            f"data.batch_size: {path} was trained with batch size {stored_batch}, this run asks for "
+            f"{run.cfg.data.batch_size}; resume with data.batch_size={stored_batch} (another size would "
+            "change the epoch's batches and the schedule)"
+        )
     if ckpt.step_in_epoch and ckpt.sampler.get("world_size", 1) != run.info.world_size:
         raise ValueError(
             f"{path} stopped mid-epoch with world size {ckpt.sampler.get('world_size')}; resume it with the "
@@ -446,6 +460,8 @@ def resume_point(run: Run) -> tuple[int, int]:
         restore_rng(ckpt.rng)
     elif ckpt.rng is not None:  # other ranks' streams are not stored: reseed them reproducibly
         seed_everything(run.cfg.runtime.seed + 1000 * run.info.rank + ckpt.global_step)
+    if run.info.is_main:  # rows logged after this checkpoint would be written again
+        runfolder.trim_logs(run.out_dir, epochs=ckpt.epoch, steps=ckpt.global_step)
     run.logger.info(
         f"resumed from {path}: epoch {ckpt.epoch}, batch {ckpt.step_in_epoch}, step {ckpt.global_step}"
     )
@@ -518,6 +534,7 @@ def train_one_epoch(run: Run, loader: DataLoader, *, epoch: int, start_batch: in
         if not boundary:
             continue
         lr = _optimizer_step(run)
+        run.position = (epoch, batch_idx + 1)
         if run.global_step % max(cfg.log_every_steps, 1) == 0 and cfg.log_every_steps:
             rate = window_clips / max(time.perf_counter() - window_tic, 1e-9)
             run.logger.step(run.global_step, {"loss": float(loss.detach()), "lr": lr, "clips_per_s": rate})
@@ -601,15 +618,38 @@ def train(cfg: TrainConfig) -> TrainResult:
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
     check_paths(cfg)  # before any model is built
+    cfg = absolute_data_paths(cfg)  # the stored config works from any directory
     owns_group = info.enabled and not D.is_dist()  # a caller's own process group is left alone
     info = D.init_distributed(device.type, cfg.runtime.dist_backend)
     out_dir = Path(cfg.out_dir)
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    with contextlib.ExitStack() as stack:
+        if info.is_main:
+            stack.enter_context(runfolder.locked(out_dir))  # one run per folder at a time
+            runfolder.check_fresh(out_dir, resume=cfg.resume, overwrite=cfg.overwrite)
+            runfolder.remove_stale_temps(out_dir)
+            (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        try:
+            return _train_in(cfg, info, device, out_dir)
+        finally:
+            if owns_group:
+                D.cleanup()
+
+
+def absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with its data paths made absolute (checkpoints store them; eval may run elsewhere)."""
+    names = ("train_list", "val_list", "root", "classes", "flow_root", "frames_root")
+    paths = {n: str(Path(getattr(cfg.data, n)).resolve()) for n in names if getattr(cfg.data, n)}
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **paths))
+
+
+def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir: Path) -> TrainResult:
     logger = RunLogger(out_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
     try:
         model, train_model, train_ds, val_ds, class_names = _setup(cfg, info, device)
+        for what, ds, source in (("training", train_ds, cfg.data.train_list), ("validation", val_ds, "")):
+            if ds is not None and len(ds) == 0:
+                where = source or cfg.data.val_list or cfg.data.plugin
+                raise NoDataError(f"{what}: the {what} set is empty ({where}); check the list file")
         loader, sampler, val_loader = make_loaders(cfg, train_ds, val_ds, info)
         steps = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
         if steps == 0:
@@ -632,8 +672,6 @@ def train(cfg: TrainConfig) -> TrainResult:
         return _fit(run, loader, sampler, val_loader)
     finally:
         logger.close()
-        if owns_group:
-            D.cleanup()
 
 
 def _fit(
@@ -642,15 +680,22 @@ def _fit(
     cfg = run.cfg
     start_epoch, start_batch = resume_point(run) if cfg.resume else (0, 0)
     set_lr(run.optimizer, lr_factor(run.global_step, cfg.schedule, run.steps_per_epoch))
-    for epoch in range(start_epoch, cfg.schedule.epochs):
-        loader.dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch, start=start_batch * cfg.data.batch_size)
-        loader.generator.manual_seed(cfg.runtime.seed + epoch)  # worker seeds of this epoch
-        train_m = train_one_epoch(run, loader, epoch=epoch, start_batch=start_batch)
-        last = epoch + 1 == cfg.schedule.epochs
-        val_m = _validate(run, val_loader) if (epoch + 1) % cfg.eval_every == 0 or last else {}
-        _end_epoch(run, epoch, train_m, val_m)
-        start_batch = 0
+    run.position = (start_epoch, start_batch)
+    try:
+        for epoch in range(start_epoch, cfg.schedule.epochs):
+            loader.dataset.set_epoch(epoch)
+            sampler.set_epoch(epoch, start=start_batch * cfg.data.batch_size)
+            loader.generator.manual_seed(cfg.runtime.seed + epoch)  # worker seeds of this epoch
+            train_m = train_one_epoch(run, loader, epoch=epoch, start_batch=start_batch)
+            if train_m.pop("clips") == 0 and start_batch < run.batches_per_epoch:
+                raise NoDataError(_no_training_data(train_m["skipped"], epoch))
+            last = epoch + 1 == cfg.schedule.epochs
+            val_m = _validate(run, val_loader) if (epoch + 1) % cfg.eval_every == 0 or last else {}
+            _end_epoch(run, epoch, train_m, val_m)
+            run.position, start_batch = (epoch + 1, 0), 0
+    except KeyboardInterrupt:
+        _save_interrupted(run)
+        raise
     _plot(run)
     out = run.out_dir
     return TrainResult(
@@ -663,6 +708,25 @@ def _fit(
         history=run.history,
         skipped=sorted({s for h in run.history for s in h["skipped"]}),
     )
+
+
+def _no_training_data(skipped: list[str], epoch: int) -> str:
+    from vidrec.engine.evaluate import _nothing_read
+
+    return f"{_nothing_read('training', skipped)} (epoch {epoch + 1}; no checkpoint was written for it)"
+
+
+def _save_interrupted(run: Run) -> None:
+    """Ctrl-C: keep a resumable last.safetensors at the last optimiser step (one process only: under
+    torchrun the other ranks may already be gone, so the last periodic checkpoint stays)."""
+    if run.info.enabled:
+        return
+    epoch, batches = run.position
+    try:
+        path = write_checkpoint(run, "last.safetensors", epoch=epoch, step_in_epoch=batches)
+    except NonFiniteLossError:
+        return
+    run.logger.info(f"interrupted: saved {path} (epoch {epoch + 1}, batch {batches}); continue with --resume")
 
 
 def _plot(run: Run) -> None:

@@ -1,0 +1,116 @@
+"""The run folder of `vidrec train`: one run at a time, never overwritten by accident, no leftovers.
+
+- `locked(out_dir)`: an exclusive `flock` on ``out_dir/.vidrec.lock`` for the whole run, so a second
+  `vidrec train` into the same folder stops at once (the lock goes away with the process, even on SIGKILL).
+- `check_fresh(out_dir, resume=..., overwrite=...)`: a folder holding a run is refused unless the run is
+  resumed (``--resume``) or ``overwrite=true`` asks to delete its checkpoints and logs first.
+- `remove_stale_temps(out_dir)`: temporary checkpoint files a killed write left behind.
+- `trim_logs(out_dir, epochs=..., steps=...)`: on resume, drop the CSV rows written after the checkpoint
+  (a kill between a row and the next checkpoint would otherwise repeat them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from vidrec.cli import UsageError
+
+RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.csv", "steps.csv")
+_DERIVED = ("curves.png", "config.yaml", "tb", "eval")  # deleted with the run files on overwrite
+LOCK_NAME = ".vidrec.lock"
+
+
+class RunFolderError(UsageError, RuntimeError):
+    """The run folder is in use by another run, or holds a run this one would overwrite."""
+
+
+@contextlib.contextmanager
+def locked(out_dir: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on `out_dir` (created) for the duration of the block."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunFolderError(
+                f"run folder {out_dir} is in use by another vidrec train (pid {holder}); wait for it to "
+                "finish or choose another out_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield out_dir
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def existing_run_files(out_dir: str | Path) -> list[str]:
+    """Names of the run files (checkpoints, CSV logs) already in `out_dir`."""
+    out_dir = Path(out_dir)
+    return [name for name in RUN_FILES if (out_dir / name).exists()]
+
+
+def check_fresh(out_dir: str | Path, *, resume: str, overwrite: bool) -> None:
+    """Refuse to start a fresh run over an existing one; with `overwrite`, delete the old run first."""
+    out_dir = Path(out_dir)
+    found = existing_run_files(out_dir)
+    if not found or resume:
+        return
+    if not overwrite:
+        raise RunFolderError(
+            f"out_dir {out_dir} already holds a run ({', '.join(found)}); continue it with --resume, "
+            "start afresh with overwrite=true (deletes its checkpoints and logs), or choose another out_dir"
+        )
+    for name in (*RUN_FILES, *_DERIVED):
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def remove_stale_temps(out_dir: str | Path) -> list[Path]:
+    """Delete ``.<name>.tmp-<pid>`` files of interrupted checkpoint writes; returns what was removed."""
+    stale = sorted(Path(out_dir).glob(".*.safetensors.tmp-*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def trim_logs(out_dir: str | Path, *, epochs: int, steps: int) -> None:
+    """Keep the `metrics.csv` rows of epochs <= `epochs` and the `steps.csv` rows of steps <= `steps`."""
+    out_dir = Path(out_dir)
+    _trim_csv(out_dir / "metrics.csv", "epoch", epochs)
+    _trim_csv(out_dir / "steps.csv", "step", steps)
+
+
+def _trim_csv(path: Path, key: str, last: int) -> None:
+    if not path.is_file():
+        return
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames or [], list(reader)
+    keep = [r for r in rows if _int(r.get(key)) is not None and _int(r.get(key)) <= last]
+    if len(keep) == len(rows):
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fields)
+        writer.writeheader()
+        writer.writerows(keep)
+    os.replace(tmp, path)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
