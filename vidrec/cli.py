@@ -70,6 +70,20 @@ def input_file(path: str | Path, what: str) -> Path:
     raise UsageError(f"{what} {path} is {kind}; give a regular file")
 
 
+def output_path(path: str | Path, what: str, *, overwrite: bool, inputs: tuple = ()) -> Path:
+    """`path` checked as an output: never one of `inputs` (same file), and an existing one only with
+    `overwrite` (the ``--overwrite`` flag); raises UsageError naming the path and the flag."""
+    path = Path(path)
+    for source in inputs:
+        if Path(source).exists() and path.exists() and path.resolve() == Path(source).resolve():
+            raise UsageError(f"{what} {path} is also an input of this command; write it somewhere else")
+    if path.exists() and not overwrite:
+        raise UsageError(
+            f"{what} {path} already exists; pass --overwrite to replace it, or choose another path"
+        )
+    return path
+
+
 def exit_code(err: BaseException) -> int:
     """2 for usage / config / input errors, 1 for runtime failures (see the module docstring)."""
     return 2 if isinstance(err, (UsageError, *_USAGE_OS_ERRORS)) else 1

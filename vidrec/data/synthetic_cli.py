@@ -20,10 +20,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--classes", nargs="+", default=list(CLASSES), choices=CLASSES, metavar="NAME",
         help=f"classes to write (default all: {' '.join(CLASSES)})",
     )  # fmt: skip
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="rewrite the lists of a folder that already holds them (default: refuse; videos are kept)",
+    )
     parser.add_argument("--test-fraction", type=float, default=0.25, help="share of each class in test.txt")
 
 
 def run(args: argparse.Namespace) -> int:
+    lists = [args.out / name for name in ("train.txt", "test.txt", "classes.txt")]
+    existing = [str(p) for p in lists if p.exists()]
+    if existing and not args.overwrite:
+        raise UsageError(
+            f"{args.out} already holds a dataset ({', '.join(existing)}); pass --overwrite to rewrite its "
+            "lists (its videos are kept), or choose another --out"
+        )
     try:
         root = make_synthetic_dataset(
             args.out,

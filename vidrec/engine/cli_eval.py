@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidrec.cli import UsageError, input_file
+from vidrec.cli import UsageError, input_file, output_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--out", default="", help="report folder (default: <run>/eval)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing report in --out (default: refuse)"
+    )
 
 
 def _updated_config(cfg, args: argparse.Namespace):
@@ -68,18 +71,54 @@ def _fusion(items: list[str]) -> dict[str, float] | None:
         raise UsageError(f"--fusion expects STREAM=WEIGHT items, got {items}") from err
 
 
+def eval_records(list_file: str, *, root: str, class_names: list[str], classes_file: str = "") -> list:
+    """The records of `list_file` with labels indexing the checkpoint's `class_names` (its outputs).
+
+    Name labels map by name. Integer labels are read with the list's own class file (`classes_file`, else
+    `classes.txt` beside the list) and mapped by name; without any class file they index `class_names`.
+    A class the checkpoint does not know is an error, never a silently wrong label.
+    """
+    import dataclasses
+
+    from vidrec.data import read_list_file
+
+    beside = Path(list_file).parent / "classes.txt"
+    source = classes_file if classes_file and Path(classes_file).is_file() else ""
+    source = source or (str(beside) if beside.is_file() and beside != Path(list_file) else "")
+    records, names = read_list_file(list_file, root=root, classes=source or list(class_names))
+    if names == list(class_names):
+        return records
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({names[r.label] for r in records} - set(index))
+    if unknown:
+        raise UsageError(
+            f"{list_file}: classes {unknown[:5]} (from {source}) are not among the checkpoint's "
+            f"{len(class_names)} classes; evaluate a list of the classes it was trained on"
+        )
+    return [dataclasses.replace(r, label=index[names[r.label]]) for r in records]
+
+
 def eval_loader(
-    cfg, modalities: tuple[str, ...], *, list_file: str, clips: int, crops: int, batch: int, workers: int
+    cfg,
+    modalities: tuple[str, ...],
+    *,
+    list_file: str,
+    clips: int,
+    crops: int,
+    batch: int,
+    workers: int,
+    class_names: list[str],
 ):
-    """A loader of `(B, V, T, C, H, W)` batches (V = clips x crops) over `list_file`."""
+    """A loader of `(B, V, T, C, H, W)` batches (V = clips x crops) over `list_file`; labels index
+    `class_names` (the checkpoint's)."""
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from vidrec.data import VideoDataset, build_sampler, collate_skip, read_list_file
+    from vidrec.data import VideoDataset, build_sampler, collate_skip
     from vidrec.data.transforms import test_transform
     from vidrec.engine import distributed as D
 
     root = cfg.data.root or str(Path(cfg.data.train_list).parent)
-    records, _ = read_list_file(list_file, root=root, classes=cfg.data.classes or None)
+    records = eval_records(list_file, root=root, class_names=class_names, classes_file=cfg.data.classes)
     sampler = build_sampler("test_clips", clip_len=cfg.data.frames, stride=cfg.data.stride, num_clips=clips)
     transform = test_transform(cfg.data.size, crops=crops)
     ds = VideoDataset(
@@ -111,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
     info = D.init_distributed(device.type, "auto")
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
+    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval"
+    if info.is_main:  # before the work: an existing report is kept unless --overwrite
+        output_path(out / "report.md", "report", overwrite=args.overwrite)
     model, cfg, class_names = load_for_inference(args.checkpoint, device, factory=args.model_factory)
     cfg = _updated_config(cfg, args)
     list_file = args.list or cfg.data.val_list
@@ -124,10 +166,10 @@ def run(args: argparse.Namespace) -> int:
         crops=args.crops,
         batch=args.batch or cfg.data.batch_size,
         workers=cfg.data.workers if args.workers < 0 else args.workers,
+        class_names=class_names,
     )
     result = evaluate(model, loader, device=device, fusion_weights=_fusion(args.fusion))
     if info.is_main:
-        out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval"
         curves = Path(args.checkpoint).resolve().parent / "curves.png"
         extra = {"clips": args.clips, "crops": args.crops, "list": list_file, "checkpoint": args.checkpoint}
         md = write_report(

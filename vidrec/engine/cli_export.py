@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidrec.cli import UsageError
+from vidrec.cli import UsageError, output_path
 from vidrec.engine.export import FORMATS, example_inputs, export_model, run_exported, run_onnx
 
 
@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "to be imported; give it only for a module you trust (default: registered models only)",
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output (default: refuse)"
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
 
 
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vidrec.engine.checkpoint import load_for_inference
 
+    output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint,))
     model, cfg, _ = load_for_inference(args.checkpoint, "cpu", factory=args.model_factory)
     inputs = example_inputs(
         model,

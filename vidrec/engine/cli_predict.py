@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidrec.cli import UsageError, input_file
+from vidrec.cli import UsageError, input_file, output_path
 from vidrec.engine.predict import (
     Preprocess,
     list_videos,
@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow the checkpoint's own model factory (a `module:function` that is not a registered model) "
         "to be imported; give it only for a module you trust (default: registered models only)",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output (default: refuse)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
 
 
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         input_file(target, "video")
     elif not args.out:
         raise UsageError(f"{target} is a folder: give --out preds.csv for the per-video predictions")
+    else:
+        output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint,))
     model, cfg, class_names = load_for_inference(args.checkpoint, args.device, factory=args.model_factory)
     preprocess = Preprocess.from_config(cfg)
     frames = args.frames or cfg.data.frames
