@@ -126,6 +126,7 @@ def train_config(name: str, factory: str, data_root: Path, out_dir: Path, s: Dem
             "schedule": {"name": "cosine", "epochs": s.epochs},
             "runtime": {"device": device, "seed": s.seed},
             "out_dir": str(out_dir / name),
+            "overwrite": True,  # a demo run replaces the previous demo's models (its data is reused)
             "tensorboard": False,
         }
     )

@@ -18,7 +18,8 @@ class TinyNet(nn.Module):
     """Mean colour per frame, a small MLP per step, mean over time: `(B, T, 3, H, W) -> (B, K)`.
 
     `nan_after` makes the output NaN after that many training forwards; `hang_after` touches
-    `marker` and sleeps after that many training forwards (so a test can SIGKILL it at a known step).
+    `marker` and sleeps after that many training forwards (so a test can SIGKILL it at a known step);
+    `interrupt_after` raises KeyboardInterrupt (Ctrl-C) after that many training forwards.
     """
 
     modalities = ("rgb",)
@@ -33,6 +34,7 @@ class TinyNet(nn.Module):
         nan_after: int = 0,
         hang_after: int = 0,
         marker: str = "",
+        interrupt_after: int = 0,
     ) -> None:
         super().__init__()
         self.num_classes, self.per_step = num_classes, per_step
@@ -40,6 +42,7 @@ class TinyNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_classes)
         self.nan_after, self.hang_after, self.marker, self.calls = nan_after, hang_after, marker, 0
+        self.interrupt_after = interrupt_after
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -53,6 +56,8 @@ class TinyNet(nn.Module):
 
     def _debug_hooks(self) -> None:
         self.calls += 1
+        if self.interrupt_after and self.calls > self.interrupt_after:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
         if self.hang_after and self.calls > self.hang_after:
             Path(self.marker).write_text(str(self.calls))
             time.sleep(600)
@@ -127,3 +132,26 @@ class TwoStreamClips(ColorClips):
 def two_stream_data(cfg) -> tuple[Dataset, Dataset, list[str]]:
     f, s = cfg.data.frames, cfg.data.size
     return TwoStreamClips(24, 3, f, s), TwoStreamClips(9, 3, f, s, offset=100), ["a", "b", "c"]
+
+
+class Unreadable(Dataset):
+    """`n` items that all fail to decode: `None`, as `VideoDataset` returns for a skipped video."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> None:
+        return None
+
+
+def unreadable_train_data(cfg) -> tuple[Dataset, Dataset, list[str]]:
+    """Every training video is unreadable (e.g. data.root points at the wrong folder)."""
+    return Unreadable(8), ColorClips(9, 3, cfg.data.frames, cfg.data.size), ["red", "green", "blue"]
+
+
+def unreadable_val_data(cfg) -> tuple[Dataset, Dataset, list[str]]:
+    """Training reads fine, every validation video is unreadable."""
+    return ColorClips(24, 3, cfg.data.frames, cfg.data.size), Unreadable(3), ["red", "green", "blue"]

@@ -552,7 +552,11 @@ def _validate(run: Run, val_loader: DataLoader | None) -> dict[str, Any]:
         return {}
     from vidrec.engine.evaluate import evaluate
 
-    result = evaluate(run.model, val_loader, device=run.device, amp=run.amp, progress=run.cfg.progress)
+    try:
+        result = evaluate(run.model, val_loader, device=run.device, amp=run.amp, progress=run.cfg.progress)
+    except NoDataError as err:  # stop before this epoch's checkpoints: an untrained "best" is no result
+        message = str(err).replace("evaluation:", "validation:", 1)
+        raise NoDataError(f"{message} (no checkpoint was written for this epoch)") from None
     m = result.metrics
     return {
         "val_loss": m["loss"],
