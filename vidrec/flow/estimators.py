@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -107,7 +108,7 @@ class FlowEstimator:
             `cv2.calcOpticalFlowFarneback` keyword arguments; raft: see `vidrec.flow.raft.RaftFlow`.
     """
 
-    def __init__(self, method: str = "dis", **opts) -> None:
+    def __init__(self, method: str = "dis", **opts: Any) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.method = method

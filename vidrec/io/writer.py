@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["write_video"]
 
@@ -33,7 +38,7 @@ _PALETTE_SAMPLE = 16  # frames pooled to build a GIF's single shared palette
 
 def write_video(
     path: str | os.PathLike,
-    frames,
+    frames: np.ndarray | torch.Tensor | Sequence[np.ndarray],
     fps: float,
     *,
     codec: str = "libx264",
