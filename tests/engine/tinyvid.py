@@ -155,3 +155,11 @@ def unreadable_train_data(cfg) -> tuple[Dataset, Dataset, list[str]]:
 def unreadable_val_data(cfg) -> tuple[Dataset, Dataset, list[str]]:
     """Training reads fine, every validation video is unreadable."""
     return ColorClips(24, 3, cfg.data.frames, cfg.data.size), Unreadable(3), ["red", "green", "blue"]
+
+
+def tiny_lrcn(num_classes: int, **kwargs):
+    """A few-hundred-parameter LRCN (conv encoder + LSTM + head) with `step()`, for streaming tests."""
+    from vidrec.models.lrcn import LRCN
+
+    enc = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return LRCN(encoder=enc, rnn=nn.LSTM(4, 8, batch_first=True), head=nn.Linear(8, num_classes))

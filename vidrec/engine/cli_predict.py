@@ -1,40 +1,87 @@
-"""`vidrec predict CKPT VIDEO|FOLDER`: top-k classes, a per-window timeline, streaming, or a CSV."""
+"""`vidrec predict CKPT VIDEO|FOLDER|LIVE`: top-k classes, a per-window timeline, streaming, or a CSV.
+
+With --timeline / --stream each window's line is printed (and flushed) as soon as the window has been
+seen, followed by its latency; the source may be live (a growing file with --follow, `-` for stdin, a
+camera device, a URL). Ctrl-C stops cleanly with a one-line summary (exit code 130).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from vidrec.cli import UsageError, input_file, output_path
 from vidrec.engine.predict import (
     Preprocess,
+    frame_source,
     list_videos,
     predict_folder,
     predict_video,
-    stream_timeline,
-    timeline,
+    stream_windows,
     topk,
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a .safetensors checkpoint written by `vidrec train`")
-    parser.add_argument("video", help="a video file, or a folder of videos (then --out is required)")
+    parser.add_argument(
+        "video",
+        help="a video file, a folder of videos (then --out is required), or for --timeline/--stream a "
+        "live source: - (stdin), a camera device (/dev/video0) or a URL (rtsp://, http://, udp://...)",
+    )
     parser.add_argument("--topk", type=int, default=5, help="how many classes to print (default 5)")
     parser.add_argument(
         "--clips", type=int, default=5, help="evenly spaced clips averaged per video (default 5)"
     )
-    parser.add_argument("--frames", type=int, default=0, help="frames per clip; 0: the training clip length")
-    parser.add_argument("--timeline", action="store_true", help="one prediction per window, with timestamps")
     parser.add_argument(
-        "--stream", action="store_true", help="timeline by streaming a recurrent model (LRCN)"
+        "--frames", type=int, default=0, help="frames per clip; 0: the training clip length (default 0)"
+    )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="one prediction per window, printed as soon as the window has been seen (default off)",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="timeline by streaming a recurrent model (LRCN): each frame stepped once (default off)",
     )
     parser.add_argument("--window", type=float, default=16, help="timeline window length (default 16)")
     parser.add_argument("--stride", type=float, default=8, help="timeline window stride (default 8)")
     parser.add_argument(
-        "--unit", choices=["frames", "seconds"], default="frames", help="unit of --window/--stride"
+        "--unit",
+        choices=["frames", "seconds"],
+        default="frames",
+        help="unit of --window/--stride (default frames)",
     )
-    parser.add_argument("--out", default="", help="CSV file for a folder of videos (one row per video)")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="the file is still being written: wait for new frames at its end (default off)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=10.0,
+        help="seconds without new data after which a followed file or a URL ends (default 10)",
+    )
+    parser.add_argument(
+        "--input-format",
+        default=None,
+        help="FFmpeg demuxer of a live source, e.g. mpegts, v4l2, avfoundation (default: guessed; "
+        "v4l2 for /dev/video*)",
+    )
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=0.0,
+        help="frame rate for --unit seconds when the source does not state one (default 0: the "
+        "source's rate, else 25)",
+    )
+    parser.add_argument(
+        "--out", default="", help="CSV file for a folder of videos, one row per video (default none)"
+    )
     parser.add_argument(
         "--model-factory",
         default="",
@@ -55,29 +102,73 @@ def _frames(value: float, unit: str, fps: float, name: str) -> int:
     return n
 
 
-def _print_timeline(video: str, args, model, preprocess, class_names) -> None:
-    from vidrec.io import probe
+def _source_fps(args) -> float:
+    """The rate --unit seconds converts with: --fps, else the source's own (opened once), else 25."""
+    if args.fps > 0 or args.unit == "frames":
+        return args.fps or 25.0
+    from vidrec.io.live import LiveReader, is_live_source
 
-    fps = probe(video).fps or 25.0
+    if is_live_source(args.video) or args.follow:
+        raise UsageError(f"--unit seconds on the live source {args.video}: give its frame rate with --fps")
+    with LiveReader(args.video) as reader:
+        return reader.fps or 25.0
+
+
+def _print_timeline(video: str, args, model, preprocess, class_names) -> int:
+    fps = _source_fps(args)
     window = _frames(args.window, args.unit, fps, "window")
     stride = _frames(args.stride, args.unit, fps, "stride")
-    run = stream_timeline if args.stream else timeline
     if args.stream and not hasattr(model, "step"):
         raise UsageError(
             f"--stream needs a recurrent model with a step() method; {type(model).__name__} has none"
         )
-    for w in run(model, video, preprocess=preprocess, window=window, stride=stride):
-        best = ", ".join(f"{name} {score:.3f}" for name, score in topk(w.probs, class_names, args.topk))
-        print(f"{w.start_s:8.2f}s-{w.end_s:8.2f}s  frames {w.start_frame:5d}-{w.end_frame:5d}  {best}")
+    live = {"follow": args.follow, "idle_timeout": args.idle_timeout, "input_format": args.input_format}
+    frames = frame_source(model, video, preprocess=preprocess, **live)
+    windows = stream_windows(model, frames, window=window, stride=stride, recurrent=args.stream)
+    latencies: list[float] = []
+    try:
+        for w in windows:
+            best = ", ".join(f"{name} {score:.3f}" for name, score in topk(w.probs, class_names, args.topk))
+            print(
+                f"{w.start_s:8.2f}s-{w.end_s:8.2f}s  frames {w.start_frame:5d}-{w.end_frame:5d}  "
+                f"{best}  ({w.latency_s * 1000:.0f} ms)",
+                flush=True,
+            )
+            latencies.append(w.latency_s)
+    except KeyboardInterrupt:
+        windows.close()  # closes the frame source and the container
+        _summary(latencies, stopped=True)
+        return 130
+    _summary(latencies, stopped=False)
+    return 0
+
+
+def _summary(latencies: list[float], *, stopped: bool) -> None:
+    how = "stopped by Ctrl-C" if stopped else "end of stream"
+    if not latencies:
+        print(f"{how}: no window completed", file=sys.stderr, flush=True)
+        return
+    ms = sorted(x * 1000 for x in latencies)
+    print(
+        f"{how}: {len(ms)} windows, latency median {ms[len(ms) // 2]:.0f} ms, max {ms[-1]:.0f} ms",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from vidrec.engine.checkpoint import load_for_inference
+    from vidrec.io.live import is_live_source
 
     target = Path(args.video)  # checked first: a wrong path should not cost a model build
-    if not target.is_dir():
+    live = is_live_source(args.video) or args.follow
+    if live and not (args.timeline or args.stream):
+        raise UsageError(f"{args.video} is a live source: predict it with --timeline or --stream")
+    if args.follow:
+        input_file(target, "followed video")  # a file (still being written) must exist
+    elif not live and not target.is_dir():
         input_file(target, "video")
-    elif not args.out:
+    elif target.is_dir() and not args.out:
         raise UsageError(f"{target} is a folder: give --out preds.csv for the per-video predictions")
     else:
         output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint,))
@@ -94,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {path}: {err}")
         return 0
     if args.timeline or args.stream:
-        _print_timeline(str(target), args, model, preprocess, class_names)
-        return 0
+        return _print_timeline(args.video, args, model, preprocess, class_names)
     probs = predict_video(model, target, preprocess=preprocess, frames=frames, clips=args.clips)
     for name, score in topk(probs, class_names, args.topk):
         print(f"{score:.4f}  {name}")

@@ -1,15 +1,24 @@
-"""Run a trained recognizer on video files: top-k classes, a per-window timeline, streaming, folders.
+"""Run a trained recognizer on videos: top-k classes, a per-window timeline, streaming, folders.
 
-Frames are decoded with `vidrec.io.VideoReader` (resized to the training short side while decoding),
+Frames are decoded with `vidrec.io` (resized to the training short side while decoding),
 centre-cropped to the training size and normalised like training (`Preprocess`). Whole-video prediction
-averages the probabilities of K evenly spaced clips (the evaluation protocol with one crop). A recurrent
-model with a `step(frame, state)` method (LRCN) can stream: every frame goes through the CNN and one
-recurrent step exactly once, the state is carried across windows, so the cost per frame is constant.
+averages the probabilities of K evenly spaced clips (the evaluation protocol with one crop).
+
+Timelines stream: `frame_source` turns a file or a live source (growing file, stdin pipe, camera, URL;
+see `vidrec.io.live`) into `StreamFrame`s one at a time, and `stream_windows` yields each window's
+prediction as soon as its last frame has arrived, with its latency, keeping only the last window of
+frames in memory. A recurrent model with a `step(frame, state)` method (LRCN) can run with
+``recurrent=True``: every frame goes through the CNN and one recurrent step exactly once, the state is
+carried across windows, so the cost per frame is constant. `frame_source` is where a modality-specific
+source (e.g. flow computed on the fly) plugs in: anything yielding `StreamFrame`s works.
 """
 
 from __future__ import annotations
 
 import csv
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +65,7 @@ class WindowPrediction:
     start_s: float
     end_s: float
     probs: torch.Tensor  # (K,)
+    latency_s: float = 0.0  # from the arrival of the window's last frame to this prediction
 
 
 def topk(probs: torch.Tensor, class_names: list[str], k: int = 5) -> list[tuple[str, float]]:
@@ -104,34 +114,139 @@ def predict_video(
     return clip_probs(model, torch.stack(batch))  # (V, T, C, H, W) -> (K,)
 
 
-def _windows(num_frames: int, window: int, stride: int) -> list[tuple[int, int]]:
+def _check_window(window: int, stride: int) -> None:
     if window < 1 or stride < 1:
         raise ValueError(f"window ({window}) and stride ({stride}) must be at least one frame")
-    starts = range(0, max(num_frames - window, 0) + 1, stride)
-    return [(s, min(s + window, num_frames)) for s in starts]
 
 
-def timeline(
-    model: nn.Module, path: str | Path, *, preprocess: Preprocess, window: int, stride: int
-) -> list[WindowPrediction]:
-    """One prediction per window of `window` frames every `stride` frames (each window run afresh)."""
-    _check_rgb(model)
-    with VideoReader(path, size=preprocess.resize) as reader:
-        times, n = reader.frame_times(), reader.meta.num_frames
-        end_time = _end_time(times, reader.meta.fps)
-        out = []
-        for s, e in progress(_windows(n, window, stride), desc="timeline", leave=False):
-            probs = clip_probs(model, preprocess(reader.get_frames(range(s, e)))[None])
-            out.append(WindowPrediction(s, e, float(times[s]), _time_at(times, e, end_time), probs))
-    return out
+# ----------------------------------------------------------------------------- streaming
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    """One frame of a stream, ready for the model.
+
+    Attributes:
+        index: 0-based frame number.
+        time_s: presentation time in seconds from the first frame.
+        arrived: `time.perf_counter()` when the frame was decoded (window latency counts from here).
+        x: the model input of this frame: `(C, H, W)`, or `{modality: (C, H, W)}` for multi-stream models.
+        duration_s: how long the frame is shown (the end time of a window ending with it).
+    """
+
+    index: int
+    time_s: float
+    arrived: float
+    x: torch.Tensor | dict[str, torch.Tensor]
+    duration_s: float = 0.0
+
+
+def rgb_frames(source: str | Path, *, preprocess: Preprocess, **live_options) -> Iterator[StreamFrame]:
+    """`StreamFrame`s of a video file or a live source, one at a time.
+
+    A finished file is read with `VideoReader` (display rotation applied, exact timestamps); a live
+    source (``-``, a device, a URL, or ``follow=True``) with `vidrec.io.live.LiveReader`, which takes
+    `live_options` (``follow``, ``idle_timeout``, ``input_format``, ``options``).
+    """
+    from vidrec.io.live import LiveReader, is_live_source
+
+    if is_live_source(str(source)) or live_options.get("follow"):
+        with LiveReader(source, size=preprocess.resize, **live_options) as live:
+            step = 1.0 / live.fps if live.fps else 0.0
+            for f in live:
+                yield StreamFrame(f.index, f.time_s, f.arrived, preprocess(f.rgb[None])[0], step)
+        return
+    with VideoReader(source, size=preprocess.resize) as reader:
+        times = reader.frame_times()
+        ends = np.append(times[1:], _end_time(times, reader.meta.fps))
+        for i, rgb in enumerate(reader):
+            x = preprocess(rgb[None])[0]
+            yield StreamFrame(i, float(times[i]), time.perf_counter(), x, float(ends[i] - times[i]))
 
 
 def _end_time(times: np.ndarray, fps: float) -> float:
     return float(times[-1]) + (1.0 / fps if fps else 0.0)
 
 
-def _time_at(times: np.ndarray, index: int, end_time: float) -> float:
-    return float(times[index]) if index < len(times) else end_time
+def frame_source(
+    model: nn.Module, source: str | Path, *, preprocess: Preprocess, **live_options
+) -> Iterator[StreamFrame]:
+    """The frames `model` reads from `source`: the plug-in point for each input modality.
+
+    RGB models get `rgb_frames`; a modality-specific source (e.g. flow computed on the fly) plugs in here.
+    """
+    _check_rgb(model)
+    return rgb_frames(source, preprocess=preprocess, **live_options)
+
+
+def _stack(xs: list) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Frame inputs -> one clip `(1, T, C, H, W)` (or a dict of them)."""
+    if isinstance(xs[0], dict):
+        return {k: torch.stack([x[k] for x in xs])[None] for k in xs[0]}
+    return torch.stack(xs)[None]
+
+
+def _to(x, device: torch.device):
+    return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+
+
+@torch.no_grad()
+def _window_probs(model: nn.Module, frames: list[StreamFrame]) -> torch.Tensor:
+    """Probabilities `(K,)` of the model run afresh on one window of frames."""
+    out = model(_to(_stack([f.x for f in frames]), next(model.parameters()).device))
+    return video_probs(out, getattr(model, "fusion_weights", None))[0].cpu()
+
+
+def _emit(frames: list[StreamFrame], probs: torch.Tensor) -> WindowPrediction:
+    first, last = frames[0], frames[-1]
+    end_s = last.time_s + last.duration_s
+    latency = time.perf_counter() - last.arrived
+    return WindowPrediction(first.index, last.index + 1, first.time_s, end_s, probs, latency)
+
+
+def stream_windows(
+    model: nn.Module, frames: Iterable[StreamFrame], *, window: int, stride: int, recurrent: bool = False
+) -> Iterator[WindowPrediction]:
+    """Predictions of windows `[s, s + window)`, `s = 0, stride, ...`, each yielded as soon as its last
+    frame has arrived. Memory is constant: only the last `window` frames (or per-step outputs) are kept.
+
+    Args:
+        frames: `StreamFrame`s in order (a live source never ends; stop iterating to stop).
+        recurrent: feed every frame once through ``model.step`` carrying the state from the first
+            frame on; a window's probabilities are the mean of its per-step softmaxes. Otherwise each
+            window is one clip run afresh.
+
+    A stream shorter than `window` frames yields one window over all of it at its end.
+    """
+    _check_window(window, stride)
+    if recurrent and not hasattr(model, "step"):
+        raise TypeError(
+            f"{type(model).__name__} has no step(frame, state) method; use a recurrent model (LRCN)"
+        )
+    recent: deque[StreamFrame] = deque(maxlen=window)
+    steps: deque[torch.Tensor] = deque(maxlen=window)
+    state, emitted = None, False
+    for f in frames:
+        recent.append(f)
+        if recurrent:
+            p, state = stream_step_probs(model, _stack([f.x])[0], state)
+            steps.append(p[0])
+        start = f.index + 1 - window
+        if start >= 0 and start % stride == 0:
+            probs = torch.stack(list(steps)).mean(0) if recurrent else _window_probs(model, list(recent))
+            emitted = True
+            yield _emit(list(recent), probs)
+    if not emitted and recent:
+        probs = torch.stack(list(steps)).mean(0) if recurrent else _window_probs(model, list(recent))
+        yield _emit(list(recent), probs)
+
+
+def timeline(
+    model: nn.Module, path: str | Path, *, preprocess: Preprocess, window: int, stride: int
+) -> list[WindowPrediction]:
+    """One prediction per window of `window` frames every `stride` frames (each window run afresh)."""
+    frames = frame_source(model, path, preprocess=preprocess)
+    return list(stream_windows(model, frames, window=window, stride=stride))
 
 
 @torch.no_grad()
@@ -157,19 +272,8 @@ def stream_timeline(
     A window's probabilities are the mean of the per-step softmaxes inside it; with a recurrent state
     carried from the start of the video they reflect everything seen so far.
     """
-    _check_rgb(model)
-    with VideoReader(path, size=preprocess.resize) as reader:
-        times, n = reader.frame_times(), reader.meta.num_frames
-        end_time = _end_time(times, reader.meta.fps)
-        state, steps = None, []
-        for frame in progress(reader, total=n, desc="stream", leave=False):
-            p, state = stream_step_probs(model, preprocess(frame[None]), state)
-            steps.append(p[0])
-    steps = torch.stack(steps)  # (N, K)
-    return [
-        WindowPrediction(s, e, float(times[s]), _time_at(times, e, end_time), steps[s:e].mean(0))
-        for s, e in _windows(len(steps), window, stride)
-    ]
+    frames = frame_source(model, path, preprocess=preprocess)
+    return list(stream_windows(model, frames, window=window, stride=stride, recurrent=True))
 
 
 def list_videos(folder: str | Path) -> list[Path]:

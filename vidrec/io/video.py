@@ -387,21 +387,7 @@ class VideoReader:
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         transpose, flip_x, flip_y = self._orient
         height, width = self.size[::-1] if transpose else self.size  # the stored orientation's size
-        # When scaling, swscale writes planar RGB about twice as fast as packed rgb24, with the same
-        # pixels (PyAV's to_ndarray interleaves the planes); unscaled, its packed yuv->rgb24 path is fastest.
-        scaled = (height, width) != (frame.height, frame.width)
-        rgb = (
-            _reformatter()
-            .reformat(
-                frame,
-                width=width,
-                height=height,
-                format="gbrp" if scaled else "rgb24",
-                interpolation=self.interpolation,
-                threads=self._sws_threads,
-            )
-            .to_ndarray()
-        )  # (H, W, 3) as stored
+        rgb = frame_to_rgb(frame, (height, width), self.interpolation, threads=self._sws_threads)  # as stored
         if not (transpose or flip_x or flip_y):
             return rgb
         if transpose:
@@ -448,6 +434,28 @@ def _ranges(indices: list[int]) -> str:
             runs.append([i, i])
     text = ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:5])
     return text + (", ..." if len(runs) > 5 else "")
+
+
+def frame_to_rgb(
+    frame: av.VideoFrame, size: tuple[int, int], interpolation: str = INTERPOLATION, *, threads: int = 0
+) -> np.ndarray:
+    """A decoded frame as uint8 RGB `(H, W, 3)` of `size` `(H, W)`, as stored (no display rotation).
+
+    The one libswscale conversion `VideoReader` and `vidrec.io.live.LiveReader` share.
+    """
+    height, width = size
+    # When scaling, swscale writes planar RGB about twice as fast as packed rgb24, with the same
+    # pixels (PyAV's to_ndarray interleaves the planes); unscaled, its packed yuv->rgb24 path is fastest.
+    scaled = (height, width) != (frame.height, frame.width)
+    rgb = _reformatter().reformat(
+        frame,
+        width=width,
+        height=height,
+        format="gbrp" if scaled else "rgb24",
+        interpolation=interpolation,
+        threads=threads,
+    )
+    return rgb.to_ndarray()
 
 
 def _numbered(packets: Iterator[av.Packet], first: int, end: int) -> Iterator[tuple[int, av.Packet]]:

@@ -32,6 +32,7 @@ _CONTAINERS = {
     ".webm": "webm",
     ".avi": "avi",
     ".gif": "gif",
+    ".ts": "mpegts",  # MPEG transport stream: readable while still being written (live sources)
 }
 _PALETTE_SAMPLE = 16  # frames pooled to build a GIF's single shared palette
 
