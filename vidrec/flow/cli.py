@@ -49,11 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder list paths are relative to (default: the list file's folder / the input folder)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (required)")
     parser.add_argument("--method", choices=METHODS, default="dis", help="flow method (default dis, tuned)")
     parser.add_argument("--bound", type=float, default=20.0, help="quantisation bound in px (default 20)")
     parser.add_argument(
-        "--short-side", type=int, default=256, help="resize frames to this short side; 0 = native"
+        "--short-side",
+        type=int,
+        default=256,
+        help="shrink frames whose short side is larger to this short side; smaller videos keep their "
+        "native size (never upscaled unless --upscale); 0 = always native (default 256)",
+    )
+    parser.add_argument(
+        "--upscale",
+        action="store_true",
+        help="also enlarge videos smaller than --short-side to it (default off)",
     )
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
@@ -68,12 +77,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shard", default=None, help="i/n: process only shard i of n (default: torchrun rank)"
     )
-    parser.add_argument("--strict", action="store_true", help="exit with code 1 when any video fails")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with code 1 when any video fails (default off)"
+    )
     parser.add_argument(
         "--raft-weights", default="DEFAULT", help="RAFT state-dict path (default: torchvision cache)"
     )
-    parser.add_argument("--raft-model", choices=("small", "large"), default="small")
-    parser.add_argument("--device", default=None, help="RAFT device (default: cuda if present)")
+    parser.add_argument(
+        "--raft-model", choices=("small", "large"), default="small", help="RAFT variant (default small)"
+    )
+    parser.add_argument("--device", default=None, help="RAFT device (default: cuda if present, else cpu)")
 
 
 def list_jobs(source: Path, root: Path | None = None) -> list[FlowJob]:
@@ -143,6 +156,17 @@ def shard_jobs(jobs: list[FlowJob], index: int, count: int) -> list[FlowJob]:
     return sorted(jobs, key=lambda j: j.video_id)[index::count]
 
 
+def flow_short_side(short_side: int, height: int, width: int, *, upscale: bool = False) -> int | None:
+    """The short side a `height x width` video is resized to before flow; None keeps its native size.
+
+    Videos are only shrunk: a smaller video keeps its size unless `upscale` (enlarging adds no motion
+    detail and costs quadratically more flow computation and storage).
+    """
+    if short_side <= 0 or (min(height, width) <= short_side and not upscale):
+        return None
+    return short_side
+
+
 # -- worker side ----------------------------------------------------------------------------------------
 _WORKER: dict = {}
 
@@ -168,12 +192,11 @@ def _process(job: FlowJob) -> tuple[str, int, int, str | None]:
     w = _WORKER
     try:
         storage.remove_stale_temps(w["out"], job.video_id)
-        q = storage.flow_video(
-            job.path, short_side=w["short_side"], bound=w["bound"], estimator=w["estimator"]
-        )
-        fps = probe(job.path).fps
+        meta = probe(job.path)
+        short_side = flow_short_side(w["short_side"], meta.height, meta.width, upscale=w["upscale"])
+        q = storage.flow_video(job.path, short_side=short_side, bound=w["bound"], estimator=w["estimator"])
         data = storage.save_flow(
-            w["out"], job.video_id, q, bound=w["bound"], method=w["method"], fps=fps, format=w["format"]
+            w["out"], job.video_id, q, bound=w["bound"], method=w["method"], fps=meta.fps, format=w["format"]
         )
         return job.video_id, len(q), _disk_bytes(data), None
     except (VideoDecodeError, OSError, ValueError) as e:
@@ -192,7 +215,9 @@ def _disk_bytes(path: Path) -> int:
 BYTES_PER_VALUE = {"npy": 1.0, "ffv1": 0.066, "denseflow": 0.055}
 
 
-def projected_bytes(jobs: list[FlowJob], *, short_side: int, fmt: str, sample: int = 32) -> tuple[float, int]:
+def projected_bytes(
+    jobs: list[FlowJob], *, short_side: int, fmt: str, sample: int = 32, upscale: bool = False
+) -> tuple[float, int]:
     """(bytes the outputs of `jobs` will take, about; how many video headers the estimate read).
 
     Reads the container headers of up to `sample` videos spread over the list (frame count and size,
@@ -201,13 +226,15 @@ def projected_bytes(jobs: list[FlowJob], *, short_side: int, fmt: str, sample: i
     if not jobs:
         return 0.0, 0
     step = max(1, len(jobs) // sample)
-    values = [v for v in (_flow_values(j.path, short_side) for j in jobs[::step][:sample]) if v is not None]
+    values = [
+        v for v in (_flow_values(j.path, short_side, upscale) for j in jobs[::step][:sample]) if v is not None
+    ]
     if not values:
         return 0.0, 0
     return sum(values) / len(values) * len(jobs) * BYTES_PER_VALUE[fmt], len(values)
 
 
-def _flow_values(path: str, short_side: int) -> int | None:
+def _flow_values(path: str, short_side: int, upscale: bool = False) -> int | None:
     """(frames - 1) x H x W x 2 of a video at the flow's size, from its header; None if unreadable."""
     import av
 
@@ -218,7 +245,8 @@ def _flow_values(path: str, short_side: int) -> int | None:
             stream = container.streams.video[0]
             seconds = float(stream.duration * stream.time_base) if stream.duration else 0.0
             frames = stream.frames or int(seconds * float(stream.average_rate or 0))
-            h, w = output_size(short_side or None, height=stream.height, width=stream.width)
+            size = flow_short_side(short_side, stream.height, stream.width, upscale=upscale)
+            h, w = output_size(size, height=stream.height, width=stream.width)
     except (OSError, ValueError, TypeError, IndexError, av.error.FFmpegError):
         return None
     return max(frames - 1, 0) * h * w * 2
@@ -233,7 +261,7 @@ def _human(n: float) -> str:
 
 
 def _print_projection(todo: list[FlowJob], args: argparse.Namespace) -> None:
-    total, read = projected_bytes(todo, short_side=args.short_side, fmt=args.format)
+    total, read = projected_bytes(todo, short_side=args.short_side, fmt=args.format, upscale=args.upscale)
     if not read:
         return
     raw = total / BYTES_PER_VALUE[args.format]
@@ -270,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         else {}
     )
     settings = {"out": str(args.out), "short_side": args.short_side, "bound": args.bound,
-                "format": args.format, "method": args.method}  # fmt: skip
+                "format": args.format, "method": args.method, "upscale": args.upscale}  # fmt: skip
     failures, frames, written = _run_jobs(todo, args.workers, (args.method, opts, settings))
     print(f"done: {len(todo) - len(failures)} extracted, {done_before} skipped, {len(failures)} failed")
     if frames:
