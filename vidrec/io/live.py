@@ -62,28 +62,38 @@ def is_live_source(source: str) -> bool:
     return source == "-" or "://" in source or source.startswith("/dev/")
 
 
-class _FollowFile(io.RawIOBase):
-    """A file read like ``tail -f``: at its end, wait for more bytes; end after `idle` quiet seconds."""
+class _PyFile(io.RawIOBase):
+    """A byte source PyAV reads through Python: stdin, or a file followed like ``tail -f``.
 
-    def __init__(self, path: str, idle: float, poll: float = 0.02) -> None:
-        self._fh = open(path, "rb", buffering=0)  # noqa: SIM115 (closed in close())
-        self.idle, self.poll = idle, poll
+    With `follow`, at the end of the file it waits for more bytes and ends after `idle` quiet seconds.
+    PyAV swallows exceptions raised inside its read callback (and takes them for the end of the
+    stream), so a Ctrl-C that lands here is remembered in `interrupted` and re-raised by the reader.
+    """
+
+    def __init__(self, raw, *, follow: bool, idle: float, poll: float = 0.02) -> None:
+        self._raw, self.follow, self.idle, self.poll = raw, follow, idle, poll
+        self.interrupted = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
+        try:
+            return self._read(buffer)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            return 0
+
+    def _read(self, buffer) -> int:
         quiet_since = time.monotonic()
         while True:
-            n = self._fh.readinto(buffer)
-            if n:
-                return n
-            if time.monotonic() - quiet_since >= self.idle:
-                return 0
+            n = self._raw.readinto(buffer)
+            if n or not self.follow or time.monotonic() - quiet_since >= self.idle:
+                return n or 0
             time.sleep(self.poll)
 
     def close(self) -> None:
-        self._fh.close()
+        self._raw.close()
         super().close()
 
 
@@ -120,7 +130,15 @@ class LiveReader:
     ) -> None:
         self.source = os.fspath(source)
         self.interpolation = interpolation
-        self._container = _open(self.source, follow, idle_timeout, input_format, dict(options or {}))
+        self._file: _PyFile | None = None
+        if self.source == "-":
+            self._file = _PyFile(
+                os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0), follow=False, idle=0
+            )
+        elif follow:
+            _check_path(self.source)
+            self._file = _PyFile(open(self.source, "rb", buffering=0), follow=True, idle=idle_timeout)  # noqa: SIM115
+        self._container = _open(self.source, self._file, idle_timeout, input_format, dict(options or {}))
         try:
             if not self._container.streams.video:
                 raise VideoDecodeError(self.source, "the source holds no video stream")
@@ -141,8 +159,10 @@ class LiveReader:
         self.close()
 
     def close(self) -> None:
-        """Release the source (also interrupts nothing: call it after iteration stops)."""
+        """Release the source."""
         self._container.close()
+        if self._file is not None:
+            self._file.close()
 
     def __iter__(self) -> Iterator[LiveFrame]:
         """Every frame in decode order as soon as it is decoded; ends when the source ends."""
@@ -159,21 +179,26 @@ class LiveReader:
                 rgb = frame_to_rgb(frame, self.size, self.interpolation)
                 yield LiveFrame(index, t, time.perf_counter(), rgb)
         except (av.FFmpegError, OSError) as e:
+            self._check_interrupted()
             if _is_timeout(e):
                 return  # a URL that went quiet: the stream has ended
             raise VideoDecodeError(self.source, f"decoding failed ({type(e).__name__}: {e})") from e
+        self._check_interrupted()
+
+    def _check_interrupted(self) -> None:
+        if self._file is not None and self._file.interrupted:
+            raise KeyboardInterrupt  # swallowed by PyAV inside the read callback: raise it here
 
 
 def _is_timeout(err: BaseException) -> bool:
     return isinstance(err, av.FFmpegError) and getattr(err, "errno", None) in (5, 110)  # EIO, ETIMEDOUT
 
 
-def _open(source: str, follow: bool, idle: float, fmt: str | None, options: dict[str, str]):
-    """The PyAV input container of `source` (see `LiveReader`)."""
+def _open(source: str, pyfile: _PyFile | None, idle: float, fmt: str | None, options: dict[str, str]):
+    """The PyAV input container of `source` (see `LiveReader`); `pyfile` for stdin / a followed file."""
     kwargs: dict = {"format": fmt, "options": options, "metadata_errors": "ignore"}
-    if source == "-":
-        target = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
-        kwargs["buffer_size"] = _READ_CHUNK
+    if pyfile is not None:
+        target, kwargs["buffer_size"] = pyfile, _READ_CHUNK
     elif "://" in source:
         target, kwargs["timeout"] = source, idle
     elif source.startswith("/dev/"):
@@ -181,12 +206,17 @@ def _open(source: str, follow: bool, idle: float, fmt: str | None, options: dict
         kwargs["format"] = fmt or ("v4l2" if source.startswith("/dev/video") else None)
     else:
         _check_path(source)
-        target = _FollowFile(source, idle) if follow else source
-        kwargs["buffer_size"] = _READ_CHUNK if follow else 32768
+        target = source
     try:
-        return av.open(target, **kwargs)
+        container = av.open(target, **kwargs)
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+        if pyfile is not None:
+            pyfile.close()
         raise VideoDecodeError(source, f"FFmpeg cannot open it as a video ({type(e).__name__}: {e})") from e
+    if pyfile is not None and pyfile.interrupted:
+        container.close()
+        raise KeyboardInterrupt
+    return container
 
 
 def _check_path(path: str) -> None:
