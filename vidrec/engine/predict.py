@@ -160,8 +160,9 @@ def rgb_frames(source: str | Path, *, preprocess: Preprocess, **live_options) ->
         times = reader.frame_times()
         ends = np.append(times[1:], _end_time(times, reader.meta.fps))
         for i, rgb in enumerate(reader):
+            arrived = time.perf_counter()  # decoded: latency counts preprocessing and the model from here
             x = preprocess(rgb[None])[0]
-            yield StreamFrame(i, float(times[i]), time.perf_counter(), x, float(ends[i] - times[i]))
+            yield StreamFrame(i, float(times[i]), arrived, x, float(ends[i] - times[i]))
 
 
 def _end_time(times: np.ndarray, fps: float) -> float:
