@@ -166,9 +166,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.video} is a live source: predict it with --timeline or --stream")
     if args.follow:
         input_file(target, "followed video")  # a file (still being written) must exist
-    elif not live and not target.is_dir():
+    elif live:
+        pass  # stdin, a device or a URL: LiveReader reports what it cannot open
+    elif not target.is_dir():
         input_file(target, "video")
-    elif target.is_dir() and not args.out:
+    elif not args.out:
         raise UsageError(f"{target} is a folder: give --out preds.csv for the per-video predictions")
     else:
         output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint,))
