@@ -179,3 +179,13 @@ def test_projection_beyond_the_free_space_warns(good_videos, tmp_path, capsys, m
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "999 B free" in captured.out and "more than the free space" in captured.err
+
+
+def test_with_two_stores_of_one_video_the_json_picks_the_one_written_last(tmp_path):
+    old = quantize(_smooth_flow(n=3, seed=1))
+    new = quantize(_smooth_flow(n=3, seed=2))
+    _save(tmp_path, q=old, format="npy")
+    _save(tmp_path, q=new)  # ffv1, e.g. a re-extraction into the same folder
+    np.testing.assert_array_equal(load_flow(tmp_path / "v"), new)
+    _save(tmp_path, q=old, format="npy")
+    np.testing.assert_array_equal(load_flow(tmp_path / "v"), old)

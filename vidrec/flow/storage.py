@@ -185,6 +185,8 @@ def _stored_format(base: Path) -> str | None:
     found = [fmt for fmt, suffix in _SUFFIX.items() if base.with_name(base.name + suffix).is_file()]
     if base.is_dir() and any((base / name).is_file() for name in _DENSEFLOW_FIRST):
         found.append("denseflow")
+    if len(found) <= 1:  # the usual case: no JSON to read
+        return found[0] if found else None
     try:
         said = json.loads(_json_path(base).read_text()).get("format", "npy")
     except (OSError, ValueError, AttributeError):
