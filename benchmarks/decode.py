@@ -6,15 +6,23 @@ then reads 8 frames per video (one random frame in each of 8 equal segments, as 
 resized to a 224 short side, with ONE decoder thread everywhere (throughput per core). vidrec's frames
 are checked to equal those of a full sequential decode in the same run.
 
+With `--files DIR [DIR ...]` (folders searched recursively, or list files) it runs the same TSN-8
+comparison on real videos instead: a row per file (codec, size, frames, mean keyframe interval, each
+method's videos per CPU-second, vidrec over the better of decord and torchcodec, and whether vidrec's
+frames equal a full sequential decode at every index set), then the geometric mean of the ratios.
+Frames are compared as stored (no display rotation), as the peers return them.
+
 Peers: `pip install decord==0.6.0 torchcodec` and FFmpeg's shared libraries for torchcodec
 (`apt-get install ffmpeg`, as root). A peer that cannot load is skipped with the reason printed.
 
 Usage: python benchmarks/decode.py [--videos 12] [--out /tmp/vidrec_decode_bench] [--threads 1]
+       python benchmarks/decode.py --files ../shared/data/clips ../shared/data/msrvtt_sample/videos
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +33,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from tqdm import tqdm
 
-from vidrec.io import read_frames
+from vidrec.io import VideoReader, read_frames
+from vidrec.io.cli import list_videos
 from vidrec.io.dense import dense_encode
 from vidrec.io.video import INTERPOLATION, output_size
 
@@ -104,11 +113,17 @@ def tsn_indices(num_frames: int, rng: np.random.Generator) -> list[int]:
 
 
 # -- decoders under test -------------------------------------------------------------------------------
-HW = output_size(SHORT_SIDE, height=HEIGHT, width=WIDTH)  # (224, 299)
+HW = output_size(SHORT_SIDE, height=HEIGHT, width=WIDTH)  # (224, 299) for the generated videos
+SIZES: dict[str, tuple[int, int]] = {}  # output (H, W) of real files, filled before timing
+
+
+def hw_of(path: Path) -> tuple[int, int]:
+    return SIZES.get(str(path), HW)
 
 
 def vidrec_read(path: Path, indices: list[int], threads: int) -> np.ndarray:
-    return read_frames(path, indices, size=SHORT_SIDE, threads=threads)
+    # as stored, as the peers return frames (no real file here carries a display rotation anyway)
+    return read_frames(path, indices, size=SHORT_SIDE, threads=threads, autorotate=False)
 
 
 _PYAV_REFORMATTER = VideoReformatter()
@@ -116,7 +131,7 @@ _PYAV_REFORMATTER = VideoReformatter()
 
 def pyav_full(path: Path, indices: list[int], threads: int) -> np.ndarray:
     """Decode every frame, convert (and resize) only the picked ones."""
-    want, picked = set(indices), {}
+    want, picked, (height, width) = set(indices), {}, hw_of(path)
     reformatter = _PYAV_REFORMATTER  # one swscale context kept across frames and videos, as vidrec does
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -124,7 +139,7 @@ def pyav_full(path: Path, indices: list[int], threads: int) -> np.ndarray:
         for i, frame in enumerate(container.decode(stream)):
             if i in want:
                 rgb = reformatter.reformat(  # planar RGB, vidrec's faster scaled conversion, same pixels
-                    frame, format="gbrp", width=HW[1], height=HW[0], interpolation=INTERPOLATION
+                    frame, format="gbrp", width=width, height=height, interpolation=INTERPOLATION
                 )
                 picked[i] = rgb.to_ndarray()
     return np.stack([picked[i] for i in indices])
@@ -136,7 +151,8 @@ def load_peers(threads: int) -> dict[str, Callable]:
         import decord
 
         def decord_read(path, indices, threads=threads):
-            reader = decord.VideoReader(str(path), width=HW[1], height=HW[0], num_threads=threads)
+            height, width = hw_of(path)
+            reader = decord.VideoReader(str(path), width=width, height=height, num_threads=threads)
             return reader.get_batch(indices).asnumpy()
 
         peers["decord_get_batch"] = decord_read
@@ -152,7 +168,9 @@ def load_peers(threads: int) -> dict[str, Callable]:
             # its decoder-side Resize transform measured slower than decoding full size + torch resize
             decoder = VideoDecoder(str(path), num_ffmpeg_threads=threads)
             frames = decoder.get_frames_at(indices).data.float()  # (N, 3, H, W)
-            frames = torch.nn.functional.interpolate(frames, size=HW, mode="bilinear", antialias=True)
+            frames = torch.nn.functional.interpolate(
+                frames, size=hw_of(path), mode="bilinear", antialias=True
+            )
             return frames.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
         peers["torchcodec_get_frames_at"] = torchcodec_read
@@ -221,8 +239,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="decoder threads for every method (default 1)")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes, best kept (default 5)")
     parser.add_argument("--dense-gop", type=int, default=8, help="GOP of the re-encoded row (0: off)")
+    parser.add_argument(
+        "--files",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="real videos instead of generated ones: folders (recursive) or list files (default: off)",
+    )
+    parser.add_argument(
+        "--index-sets",
+        type=int,
+        default=4,
+        help="--files: TSN-8 index sets read per file and pass (default 4)",
+    )
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    if args.files:
+        run_files(args)
+        return
     sets = make_videos(args.out, args.videos)
     peers = load_peers(args.threads)
     rng = np.random.default_rng(1)
@@ -259,6 +293,86 @@ def print_table(title: str, n: int, times: dict[str, float], notes: dict[str, st
         rel = times["vidrec"] / t
         print(f"{name:<26} {n / t:>9.1f} {SEGMENTS * n / t:>9.1f} {rel:>9.2f}x  {notes.get(name, '')}")
     print(f"vidrec speed-up over the best peer: {best_peer / times['vidrec']:.2f}x")
+
+
+# -- real files ------------------------------------------------------------------------------------------
+PEERS = ("decord_get_batch", "torchcodec_get_frames_at")  # the third-party decoders of the goal
+
+
+def describe(path: Path) -> dict | None:
+    """Codec, size, frames and mean keyframe interval of a file (None, printed, when it does not read)."""
+    try:
+        with VideoReader(path, threads=1, autorotate=False) as reader:
+            meta, index = reader.meta, reader._index
+            SIZES[str(path)] = output_size(SHORT_SIDE, height=meta.height, width=meta.width)
+            gop = index.num_packets / max(len(index.key_pos), 1)
+            return {
+                "codec": meta.codec,
+                "size": f"{meta.width}x{meta.height}",
+                "frames": len(reader),
+                "gop": gop,
+            }
+    except Exception as e:  # noqa: BLE001 - reported and left out, as a dataset would
+        print(f"SKIP {path}: {type(e).__name__}: {e}")
+        return None
+
+
+def check_file(path: Path, index_sets: list[list[int]], threads: int) -> str:
+    """'exact' when vidrec equals the full decode at every index set, else what differs."""
+    for indices in index_sets:
+        try:
+            got = vidrec_read(path, indices, threads)
+        except Exception as e:  # noqa: BLE001
+            return f"ERROR {type(e).__name__}"
+        if not np.array_equal(got, pyav_full(path, indices, threads)):
+            return f"DIFFERS at {indices}"
+    return "exact"
+
+
+def run_files(args: argparse.Namespace) -> None:
+    paths = [Path(p) for p in list_videos([str(f) for f in args.files])]
+    infos = {p: info for p in tqdm(paths, desc="indexing", leave=False) if (info := describe(p))}
+    peers = load_peers(args.threads)
+    rng = np.random.default_rng(1)
+    rows = []
+    for path, info in tqdm(infos.items(), desc="files", leave=False):
+        sets = [tsn_indices(info["frames"], rng) for _ in range(args.index_sets)]
+        exact = check_file(path, sets, args.threads)
+        jobs = [(path, indices) for indices in sets]
+        methods = {"vidrec": (vidrec_read, jobs)} | {name: (fn, jobs) for name, fn in peers.items()}
+        times = time_methods(methods, args.threads, args.repeats)
+        rows.append((path, info, exact, {name: len(jobs) / t for name, t in times.items()}))
+    print_files_table(rows, list(peers))
+
+
+def print_files_table(rows: list, peer_names: list[str]) -> None:
+    third = [p for p in peer_names if p in PEERS]
+    short = {
+        "pyav_full_decode": "pyav_all",
+        "decord_get_batch": "decord",
+        "torchcodec_get_frames_at": "torchcodec",
+    }
+    head = f"{'file':<34} {'codec':<6} {'size':>9} {'frames':>6} {'gop':>5} {'vidrec':>7}"
+    head += "".join(f" {short.get(p, p):>10}" for p in peer_names) + f" {'ratio':>6}  vidrec frames"
+    print(f"\nTSN-{SEGMENTS} reads of real files, {SHORT_SIDE} short side, videos per CPU-second (best pass)")
+    print(head)
+    ratios = []
+    for path, info, exact, speed in rows:
+        best = max((speed[p] for p in third), default=float("nan"))
+        ratio = speed["vidrec"] / best
+        ratios.append(ratio)
+        line = f"{path.name[-34:]:<34} {info['codec']:<6} {info['size']:>9} {info['frames']:>6}"
+        line += f" {info['gop']:>5.0f}"
+        line += f" {speed['vidrec']:>7.1f}" + "".join(f" {speed[p]:>10.1f}" for p in peer_names)
+        print(f"{line} {ratio:>5.2f}x  {exact}")
+    good = [r for r in ratios if math.isfinite(r) and r > 0]
+    geo = math.exp(sum(map(math.log, good)) / len(good)) if good else float("nan")
+    n_exact = sum(row[2] == "exact" for row in rows)
+    print(
+        f"geometric mean of vidrec / best of {'+'.join(short[p] for p in third) or 'none'}: {geo:.2f}x "
+        f"(min {min(good, default=float('nan')):.2f}x, max {max(good, default=float('nan')):.2f}x)"
+    )
+    print(f"RESULT decode_tsn8_files files={len(rows)} exact={n_exact} vidrec_vs_best_peer_geomean={geo:.2f}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ do, so the frames around it still decode.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import numbers
 import os
@@ -125,21 +126,37 @@ class VideoReader:
         self._ctx.thread_count = threads  # before the first decode, which opens the decoder
         self._ctx.thread_type = "AUTO" if threads != 1 else "NONE"
         self._sws_threads = 1 if threads == 1 else 0  # one decoder thread: no hidden scaler threads either
+        self.autorotate, self.interpolation, self._size_arg = autorotate, interpolation, size
         try:
             self._index = _build_index(self.path, self._container, self._stream)
-            matrix = self._display_matrix()
-            self._orient = _orientation(matrix) if autorotate else (False, False, False)
-            self.meta = _meta(self.path, self._container, self._stream, self._index, matrix, self._orient)
+            self._stored = _meta(self.path, self._container, self._stream, self._index)  # as stored
             self._report_truncation()
         except BaseException:
             self._container.close()
             raise
-        self.size = output_size(size, height=self.meta.height, width=self.meta.width)
-        self.interpolation = interpolation
+        # The display matrix is known once a frame is decoded: the first frame a read converts brings it
+        # at no cost; `meta` or `size` asked before that decode one keyframe for it.
+        self._oriented = False
+        if not any(f in self._container.format.name for f in _MATRIX_FORMATS):
+            self._set_orientation(None)  # this container cannot carry a display matrix
 
     # -- public API -------------------------------------------------------------------------------------
+    @property
+    def meta(self) -> VideoMeta:
+        """`VideoMeta` of the frames returned (size as displayed unless `autorotate=False`)."""
+        if not self._oriented:
+            self._set_orientation(self._display_matrix())
+        return self._meta
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """`(H, W)` of the frames returned."""
+        if not self._oriented:
+            self._set_orientation(self._display_matrix())
+        return self._size
+
     def __len__(self) -> int:
-        return self.meta.num_frames
+        return self._stored.num_frames
 
     def __enter__(self) -> VideoReader:
         return self
@@ -154,7 +171,7 @@ class VideoReader:
     def frame_times(self) -> np.ndarray:
         """`(num_frames,)` float64 presentation time of every frame, in seconds from the first shown."""
         if not self._index.by_pts:
-            return np.arange(len(self)) / (self.meta.fps or 1.0)
+            return np.arange(len(self)) / (self._stored.fps or 1.0)
         pts = self._index.pts[self._index.order].astype(np.float64)
         return (pts - pts[0]) * float(self._stream.time_base or 0)
 
@@ -196,7 +213,7 @@ class VideoReader:
         Warns nothing and raises nothing for damage (it is the answer); `VideoDecodeError` only when
         decoding cannot go on at all.
         """
-        seen, found, count = len(self.damage), list(self.meta.problems), 0
+        seen, found, count = len(self.damage), list(self._stored.problems), 0
         produced: set[int] = set()
         for count, frame in enumerate(self._sequential_frames(), start=1):
             self._check_frame(frame, count - 1)
@@ -214,13 +231,13 @@ class VideoReader:
 
     # -- damage ------------------------------------------------------------------------------------------
     def _report_truncation(self) -> None:
-        if not self.meta.truncated:
+        if not self._stored.truncated:
             return
-        what = "; ".join(self.meta.problems)
+        what = "; ".join(self._stored.problems)
         if self.strict:
             raise VideoDecodeError(self.path, f"truncated: {what}; re-download or re-encode it")
         warnings.warn(
-            f"{self.path}: truncated: {what}; using the {self.meta.num_frames} frames present",
+            f"{self.path}: truncated: {what}; using the {self._stored.num_frames} frames present",
             VideoDamageWarning,
             stacklevel=3,
         )
@@ -385,6 +402,8 @@ class VideoReader:
             ctx.flush_buffers()
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        if not self._oriented:  # every decoded frame carries the stream's display matrix
+            self._set_orientation(_frame_matrix(frame))
         transpose, flip_x, flip_y = self._orient
         height, width = self.size[::-1] if transpose else self.size  # the stored orientation's size
         rgb = frame_to_rgb(frame, (height, width), self.interpolation, threads=self._sws_threads)  # as stored
@@ -394,14 +413,20 @@ class VideoReader:
             rgb = rgb.transpose(1, 0, 2)
         return np.ascontiguousarray(rgb[:: -1 if flip_y else 1, :: -1 if flip_x else 1])
 
-    def _display_matrix(self) -> tuple[int, ...] | None:
-        """The stream's display matrix (9 ints, FFmpeg layout), read from the first decoded frame.
+    def _set_orientation(self, matrix: tuple[int, ...] | None) -> None:
+        self._orient = _orientation(matrix) if self.autorotate else (False, False, False)
+        stored = self._stored
+        width, height = (stored.height, stored.width) if self._orient[0] else (stored.width, stored.height)
+        self._meta = dataclasses.replace(stored, width=width, height=height, rotation=_rotation(matrix))
+        self._size = output_size(self._size_arg, height=height, width=width)
+        self._oriented = True
 
-        PyAV exposes it only on frames, so containers that can carry one (MP4/MOV, Matroska) cost one
-        keyframe decode when opened; others cost nothing.
+    def _display_matrix(self) -> tuple[int, ...] | None:
+        """The stream's display matrix (9 ints, FFmpeg layout), from a decode of the first keyframe.
+
+        PyAV exposes it only on frames; this runs only when `meta` or `size` is asked before any frame
+        was converted, for containers that can carry one (MP4/MOV, Matroska).
         """
-        if not any(f in self._container.format.name for f in _MATRIX_FORMATS):
-            return None
         frame = None
         try:
             for pos, packet in self._packets_from(0):
@@ -415,13 +440,18 @@ class VideoReader:
             pass  # damaged data is reported when frames are decoded
         finally:
             self._ctx.flush_buffers()
-        if frame is None:
-            return None
-        try:
-            data = bytes(frame.side_data["DISPLAYMATRIX"])
-        except (KeyError, ValueError):
-            return None
-        return struct.unpack("=9i", data[:36]) if len(data) >= 36 else None
+        return None if frame is None else _frame_matrix(frame)
+
+
+def _frame_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    """The display matrix a decoded frame carries (9 ints, FFmpeg layout), or None."""
+    if not len(frame.side_data):
+        return None
+    try:
+        data = bytes(frame.side_data["DISPLAYMATRIX"])
+    except (KeyError, ValueError):
+        return None
+    return struct.unpack("=9i", data[:36]) if len(data) >= 36 else None
 
 
 def _ranges(indices: list[int]) -> str:
@@ -608,9 +638,8 @@ def _rotation(matrix: tuple[int, ...] | None) -> int:
     return int(round(angle / 90.0)) % 4 * 90
 
 
-def _meta(
-    path: str, container, stream: av.VideoStream, index: FrameIndex, matrix, orient: tuple[bool, ...]
-) -> VideoMeta:
+def _meta(path: str, container, stream: av.VideoStream, index: FrameIndex) -> VideoMeta:
+    """Metadata of the stored frames (no rotation applied)."""
     ctx = stream.codec_context
     if not ctx.width or not ctx.height:
         raise VideoDecodeError(path, f"the {ctx.name} stream has no frame size; the header is damaged")
@@ -625,16 +654,14 @@ def _meta(
     shown = span + 1 / fps if span and fps else None  # seconds the frames present cover
     problems = _truncation(index, stream, header=header, shown=shown, fps=fps)
     duration = (shown if problems else header) or shown or (num_frames / fps if fps else 0.0)
-    width, height = (ctx.height, ctx.width) if orient[0] else (ctx.width, ctx.height)
     return VideoMeta(
         path,
         fps,
         num_frames,
         duration,
-        width,
-        height,
+        ctx.width,
+        ctx.height,
         ctx.name,
-        rotation=_rotation(matrix),
         truncated=bool(problems),
         problems=tuple(problems),
     )
