@@ -178,3 +178,15 @@ def test_rotation_is_applied_or_kept(tmp_path, rotation, hflip, expect):
     np.testing.assert_array_equal(kept, stored[[0, 7]])
     small = read_frames(path, [3], size=24)
     assert min(small.shape[1:3]) == 24 and (small.shape[1] > small.shape[2]) == (expect(stored).shape[1] > 48)
+
+
+def test_damage_without_timestamps_is_not_renumbered(videos, tmp_path):
+    """AVI with B-frames has no timestamps: frames are counted, so after a rejected packet the count
+    would shift; the reader refuses those frames instead of returning the wrong ones."""
+    path = damage_packet(videos["mpeg4_bframes.avi"], tmp_path / "bf.avi", 30, at=0.0, length=8)
+    truth = full_decode(videos["mpeg4_bframes.avi"])
+    with VideoReader(path, threads=1) as reader:
+        assert not reader._index.by_pts
+        np.testing.assert_array_equal(reader.get_frames([3, 20]), truth[[3, 20]])  # before the damage
+        with pytest.warns(VideoDamageWarning), pytest.raises(VideoDecodeError, match="numbered exactly"):
+            reader.get_frames([45])
