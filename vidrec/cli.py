@@ -153,4 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m vidrec.cli` (torchrun) runs this file as `__main__`: call the imported module's main so
+    # that the UsageError every other module raises is the class `exit_code` checks (exit 2, not 1).
+    from vidrec.cli import main as _main
+
+    sys.exit(_main())

@@ -30,6 +30,7 @@ class TinyNet(nn.Module):
         *,
         hidden: int = 16,
         dropout: float = 0.0,
+        batchnorm: bool = False,
         per_step: bool = False,
         nan_after: int = 0,
         hang_after: int = 0,
@@ -40,6 +41,7 @@ class TinyNet(nn.Module):
         self.num_classes, self.per_step = num_classes, per_step
         self.fc1 = nn.Linear(3, hidden)
         self.drop = nn.Dropout(dropout)
+        self.bn = nn.BatchNorm1d(hidden) if batchnorm else nn.Identity()
         self.head = nn.Linear(hidden, num_classes)
         self.nan_after, self.hang_after, self.marker, self.calls = nan_after, hang_after, marker, 0
         self.interrupt_after = interrupt_after
@@ -47,7 +49,8 @@ class TinyNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             self._debug_hooks()
-        h = self.drop(torch.relu(self.fc1(x.mean(dim=(3, 4)))))  # (B, T, hidden)
+        h = torch.relu(self.fc1(x.mean(dim=(3, 4))))  # (B, T, hidden)
+        h = self.drop(self.bn(h.flatten(0, 1)).view_as(h))  # BatchNorm over the B*T steps
         out = self.head(h)  # (B, T, K)
         out = out if self.per_step else out.mean(dim=1)
         if self.nan_after and self.calls > self.nan_after:

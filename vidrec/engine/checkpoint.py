@@ -5,11 +5,14 @@ Layout (see docs/contracts.md "vidrec.engine"):
 - tensors ``model.<state_dict key>``: the model weights and buffers;
 - tensors ``optim.state.<param index>.<key>``: the optimiser's per-parameter state (momentum buffers,
   Adam moments and step counters); non-tensor per-parameter values go to the ``optim_scalars`` JSON;
-- tensors ``rng.torch`` (CPU generator ByteTensor) and ``rng.cuda.<device>``;
+- tensors ``rng.torch`` (CPU generator ByteTensor) and ``rng.cuda.<device>`` of rank 0, and
+  ``rng.rank<r>.torch`` / ``rng.rank<r>.cuda.<device>`` of every other rank of a distributed run;
 - header metadata (strings): ``format``, ``config`` (the TrainConfig as JSON), ``class_names``,
   ``epoch`` (the epoch in progress, 0-based), ``step_in_epoch`` (loader batches of that epoch already
   done), ``global_step`` (optimiser steps), ``scheduler``, ``optim_groups`` (param-group hyper-parameters),
-  ``rng_numpy``, ``rng_random``, ``sampler``, ``best_metric``, ``metrics``.
+  ``rng_numpy``, ``rng_random``, ``rng_ranks`` (the other ranks' numpy / random states), ``sampler``
+  (with every rank's sampler position), ``best_metric``, ``metrics``, ``epoch_sums`` (the running sums of
+  the epoch in progress, so a mid-epoch resume logs the same epoch row as an uninterrupted run).
 
 Writing goes to a temporary file in the same folder, is fsync'ed and then `os.replace`d over the target,
 so a reader (or a resumed run) only ever sees a complete old or complete new file.
@@ -53,10 +56,12 @@ class Checkpoint:
     global_step: int = 0
     optimizer: dict[str, Any] | None = None  # torch `Optimizer.state_dict()` form
     scheduler: dict[str, Any] = field(default_factory=dict)
-    rng: dict[str, Any] | None = None  # from `capture_rng()`
+    rng: dict[str, Any] | None = None  # from `capture_rng()`, rank 0
+    rank_rngs: list[dict[str, Any]] = field(default_factory=list)  # ranks 1.. of a distributed run
     sampler: dict[str, Any] = field(default_factory=dict)
     best_metric: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    epoch_sums: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -110,15 +115,23 @@ def _flatten(ckpt: Checkpoint) -> tuple[dict[str, torch.Tensor], dict[str, str]]
         "optim_scalars": json.dumps(scalars),
         **{
             k: json.dumps(getattr(ckpt, k))
-            for k in ("config", "class_names", "scheduler", "sampler", "metrics")
+            for k in ("config", "class_names", "scheduler", "sampler", "metrics", "epoch_sums")
         },
     }
     if ckpt.rng is not None:
-        tensors["rng.torch"] = ckpt.rng["torch"].clone()
-        for i, state in enumerate(ckpt.rng["cuda"]):
-            tensors[f"rng.cuda.{i}"] = state.cpu().clone()
+        tensors.update(_rng_tensors("rng.", ckpt.rng))
         meta["rng_numpy"], meta["rng_random"] = json.dumps(ckpt.rng["numpy"]), json.dumps(ckpt.rng["random"])
+    for rank, rng in enumerate(ckpt.rank_rngs, start=1):
+        tensors.update(_rng_tensors(f"rng.rank{rank}.", rng))
+    meta["rng_ranks"] = json.dumps([{"numpy": r["numpy"], "random": r["random"]} for r in ckpt.rank_rngs])
     return tensors, meta
+
+
+def _rng_tensors(prefix: str, rng: dict[str, Any]) -> dict[str, torch.Tensor]:
+    tensors = {f"{prefix}torch": rng["torch"].clone()}
+    for i, state in enumerate(rng["cuda"]):
+        tensors[f"{prefix}cuda.{i}"] = state.cpu().clone()
+    return tensors
 
 
 def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, Any] | None:
@@ -138,12 +151,24 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> 
 def _rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, Any] | None:
     if "rng.torch" not in tensors:
         return None
-    cuda = [tensors[f"rng.cuda.{i}"] for i in range(len([k for k in tensors if k.startswith("rng.cuda.")]))]
+    return _rng_from("rng.", tensors, json.loads(meta["rng_numpy"]), json.loads(meta["rng_random"]))
+
+
+def _rank_rngs(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> list[dict[str, Any]]:
+    states = json.loads(meta.get("rng_ranks", "[]"))
+    return [
+        _rng_from(f"rng.rank{rank}.", tensors, s["numpy"], s["random"])
+        for rank, s in enumerate(states, start=1)
+    ]
+
+
+def _rng_from(prefix: str, tensors: dict[str, torch.Tensor], numpy_state, random_state) -> dict[str, Any]:
+    n_cuda = len([k for k in tensors if k.startswith(f"{prefix}cuda.")])
     return {
-        "torch": tensors["rng.torch"],
-        "cuda": cuda,
-        "numpy": json.loads(meta["rng_numpy"]),
-        "random": json.loads(meta["rng_random"]),
+        "torch": tensors[f"{prefix}torch"],
+        "cuda": [tensors[f"{prefix}cuda.{i}"] for i in range(n_cuda)],
+        "numpy": numpy_state,
+        "random": random_state,
     }
 
 
@@ -230,9 +255,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         optimizer=_optimizer_state(tensors, meta),
         scheduler=json.loads(meta["scheduler"]),
         rng=_rng_state(tensors, meta),
+        rank_rngs=_rank_rngs(tensors, meta),
         sampler=json.loads(meta["sampler"]),
         best_metric=json.loads(meta["best_metric"]),
         metrics=json.loads(meta["metrics"]),
+        epoch_sums=json.loads(meta.get("epoch_sums", "{}")),
     )
 
 

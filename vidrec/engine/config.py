@@ -121,6 +121,11 @@ class RuntimeConfig:
     dist_backend: Literal["auto", "nccl", "gloo"] = opt(
         "auto", "DDP backend; auto: nccl on CUDA, gloo on CPU"
     )
+    sync_bn: bool = opt(
+        False,
+        "DDP on CUDA: BatchNorm statistics over the global batch (torch SyncBatchNorm) instead of each "
+        "process's own batch; CUDA only",
+    )
 
 
 @dataclass

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import importlib
 import math
 import random
@@ -330,6 +331,7 @@ class Run:
     best_top1: float | None = None
     last_good: Path | None = None
     position: tuple[int, int] = (0, 0)  # (epoch, its batches whose optimiser step is done): resume point
+    stats: EpochStats | None = None  # running sums of the epoch in progress (this rank's)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def ddp_module(self) -> DistributedDataParallel | None:
@@ -367,6 +369,24 @@ class EpochStats:
         self.correct += int((probs.argmax(dim=1) == labels).sum())
         self.clips += len(labels)
 
+    def summed(self, device: torch.device) -> dict[str, Any]:
+        """The running sums over all ranks so far (a collective: every rank calls it), for checkpoints."""
+        t = D.all_reduce_sum(
+            torch.tensor(
+                [self.loss_sum, self.correct, self.clips, self.seconds], device=device, dtype=torch.float64
+            )
+        )
+        loss_sum, correct, clips, seconds = t.tolist()
+        skipped = sorted({s for part in D.all_gather_objects(self.skipped) for s in part})
+        seconds /= max(D.all_reduce_sum(torch.ones(1, device=device)).item(), 1)  # wall time: the ranks' mean
+        return {"loss_sum": loss_sum, "correct": int(correct), "clips": int(clips), "seconds": seconds,
+                "skipped": skipped}  # fmt: skip
+
+    @classmethod
+    def from_sums(cls, sums: dict[str, Any]) -> EpochStats:
+        """Stats that continue from `summed()` output stored in a checkpoint (on rank 0 only)."""
+        return cls(sums["loss_sum"], sums["correct"], sums["clips"], list(sums["skipped"]), sums["seconds"])
+
     def reduced(self, device: torch.device) -> dict[str, Any]:
         t = D.all_reduce_sum(
             torch.tensor([self.loss_sum, self.correct, self.clips], device=device, dtype=torch.float64)
@@ -403,6 +423,9 @@ def write_checkpoint(
             f"weights {bad[:5]} became NaN/inf by optimiser step {run.global_step}; {name} was not written "
             f"(the last good checkpoint is {run.last_good}). Lower optim.lr or enable optim.clip_grad_norm."
         )
+    rngs = D.all_gather_objects(capture_rng())  # every rank's dropout / augmentation streams
+    samplers = D.all_gather_objects({"rank": run.info.rank, "batches_done": step_in_epoch})
+    sums = run.stats.summed(run.device) if step_in_epoch and run.stats is not None else {}
     D.barrier()
     if run.info.is_main:
         ckpt = Checkpoint(
@@ -414,16 +437,19 @@ def write_checkpoint(
             global_step=run.global_step,
             optimizer=run.optimizer.state_dict(),
             scheduler={"name": run.cfg.schedule.name, "global_step": run.global_step},
-            rng=capture_rng(),
+            rng=rngs[0],
+            rank_rngs=rngs[1:],
             sampler={
                 "seed": run.cfg.runtime.seed,
                 "epoch": epoch,
                 "world_size": run.info.world_size,
                 "batch_size": run.cfg.data.batch_size,
                 "batches_done": step_in_epoch,
+                "ranks": samplers,
             },
             best_metric=run.best_top1,
             metrics=metrics or {},
+            epoch_sums=sums,
         )
         save_checkpoint(path, ckpt)
     D.barrier()
@@ -432,14 +458,20 @@ def write_checkpoint(
     return path
 
 
-def resume_point(run: Run) -> tuple[int, int]:
-    """Load ``cfg.resume`` into the run; returns (epoch, batches already done in it)."""
+def resume_point(run: Run) -> tuple[int, int, EpochStats | None]:
+    """Load ``cfg.resume`` into the run; returns (epoch, batches already done in it, this rank's running
+    sums of that epoch or None).
+
+    Every rank reads the checkpoint from its own disk; the ranks first agree that they all see the same
+    file (`agree_on_checkpoint`), so a run folder that is not shared between nodes stops the job with one
+    line instead of mixing a resumed model with fresh ones.
+    """
     resume = run.cfg.resume
     path = run.out_dir / "last.safetensors" if resume == "auto" else Path(resume)
-    if resume == "auto" and not path.is_file():
+    if not agree_on_checkpoint(path, run.info, run.device):
         if run.info.is_main:  # rows of a run killed before its first checkpoint
             runfolder.trim_logs(run.out_dir, epochs=0, steps=0)
-        return 0, 0
+        return 0, 0, None
     ckpt = load_checkpoint(path)
     stored_batch = ckpt.sampler.get("batch_size", run.cfg.data.batch_size)
     if stored_batch != run.cfg.data.batch_size:
@@ -456,16 +488,52 @@ def resume_point(run: Run) -> tuple[int, int]:
     load_model_state(run.model, ckpt.model, source=str(path))
     run.optimizer.load_state_dict(ckpt.optimizer)
     run.global_step, run.best_top1, run.last_good = ckpt.global_step, ckpt.best_metric, path
-    if ckpt.rng is not None and run.info.rank == 0:
-        restore_rng(ckpt.rng)
-    elif ckpt.rng is not None:  # other ranks' streams are not stored: reseed them reproducibly
-        seed_everything(run.cfg.runtime.seed + 1000 * run.info.rank + ckpt.global_step)
+    _restore_rank_rng(run, ckpt)
     if run.info.is_main:  # rows logged after this checkpoint would be written again
         runfolder.trim_logs(run.out_dir, epochs=ckpt.epoch, steps=ckpt.global_step)
     run.logger.info(
         f"resumed from {path}: epoch {ckpt.epoch}, batch {ckpt.step_in_epoch}, step {ckpt.global_step}"
     )
-    return ckpt.epoch, ckpt.step_in_epoch
+    sums = ckpt.epoch_sums if ckpt.step_in_epoch and ckpt.epoch_sums else None
+    stats = (EpochStats.from_sums(sums) if run.info.is_main else EpochStats()) if sums else None
+    return ckpt.epoch, ckpt.step_in_epoch, stats
+
+
+def _restore_rank_rng(run: Run, ckpt: Checkpoint) -> None:
+    """This rank's generators as they were when the checkpoint was written (dropout masks continue)."""
+    rank, stored = run.info.rank, [ckpt.rng, *ckpt.rank_rngs] if ckpt.rng is not None else []
+    if rank < len(stored) and len(stored) == run.info.world_size:
+        restore_rng(stored[rank])
+    elif ckpt.rng is not None:  # another world size (an epoch boundary): fresh, reproducible streams
+        seed_everything(run.cfg.runtime.seed + 1000 * rank + ckpt.global_step)
+
+
+class RunFolderNotShared(ConfigError):
+    """The ranks of a distributed run do not see the same checkpoint to resume from."""
+
+
+def checkpoint_fingerprint(path: Path) -> tuple[int, str] | None:
+    """(size, sha256) of the file at `path`, or None when there is none."""
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        return path.stat().st_size, hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def agree_on_checkpoint(path: Path, info: D.DistInfo, device: torch.device) -> bool:
+    """True when every rank sees the same file at `path`, False when none sees one; otherwise every rank
+    raises `RunFolderNotShared` naming what each rank sees (a collective: all ranks call it)."""
+    seen = D.all_gather_objects(checkpoint_fingerprint(path))
+    if all(s == seen[0] for s in seen):
+        return seen[0] is not None
+    what = "; ".join(
+        f"rank {r}: " + (f"sha256 {s[1][:12]} ({s[0]} bytes)" if s else "no file") for r, s in enumerate(seen)
+    )
+    raise RunFolderNotShared(
+        f"resume: the ranks do not see the same {path} ({what}). Every node must read one shared run folder "
+        "(out_dir on a shared file system) or an identical copy of the checkpoint; see the README, "
+        "'Many machines'"
+    )
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -499,9 +567,16 @@ def _optimizer_step(run: Run) -> float:
     return lr
 
 
-def train_one_epoch(run: Run, loader: DataLoader, *, epoch: int, start_batch: int = 0) -> dict[str, Any]:
-    """One pass over this epoch's batches from `start_batch` on; returns rank-reduced train metrics."""
-    cfg, model, stats = run.cfg, run.train_model, EpochStats()
+def train_one_epoch(
+    run: Run, loader: DataLoader, *, epoch: int, start_batch: int = 0, stats: EpochStats | None = None
+) -> dict[str, Any]:
+    """One pass over this epoch's batches from `start_batch` on; returns rank-reduced train metrics.
+
+    `stats` continues the running sums of an epoch resumed part-way (see `resume_point`).
+    """
+    cfg, model = run.cfg, run.train_model
+    stats = run.stats = stats or EpochStats()
+    seconds_before = stats.seconds
     modalities = tuple(cfg.data.modalities) or tuple(run.model.modalities)
     accum, steps = cfg.optim.accum_steps, run.batches_per_epoch
     model.train()
@@ -540,10 +615,11 @@ def train_one_epoch(run: Run, loader: DataLoader, *, epoch: int, start_batch: in
             run.logger.step(run.global_step, {"loss": float(loss.detach()), "lr": lr, "clips_per_s": rate})
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}")
             window_clips, window_tic = 0, time.perf_counter()
+        stats.seconds = seconds_before + time.perf_counter() - tic
         if cfg.ckpt_every_steps and run.global_step % cfg.ckpt_every_steps == 0 and batch_idx + 1 < steps:
             write_checkpoint(run, "last.safetensors", epoch=epoch, step_in_epoch=batch_idx + 1)
     bar.close()
-    stats.seconds = time.perf_counter() - tic
+    stats.seconds = seconds_before + time.perf_counter() - tic
     return stats.reduced(run.device)
 
 
@@ -604,6 +680,7 @@ def _setup(cfg: TrainConfig, info: D.DistInfo, device: torch.device):
         train_ds, val_ds = list_datasets(cfg, records, modalities)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    model = with_sync_bn(model, enabled=cfg.runtime.sync_bn and info.enabled, device=device)
     train_model: nn.Module = model
     if info.enabled:
         ids = (
@@ -613,6 +690,23 @@ def _setup(cfg: TrainConfig, info: D.DistInfo, device: torch.device):
     if cfg.runtime.compile:
         train_model = torch.compile(train_model)
     return model, train_model, train_ds, val_ds, class_names
+
+
+def with_sync_bn(model: nn.Module, *, enabled: bool, device: torch.device) -> nn.Module:
+    """`model` with every BatchNorm layer turned into `nn.SyncBatchNorm` when `enabled` (DDP only).
+
+    SyncBatchNorm normalises with the mean / variance of the global batch (all ranks), so BatchNorm
+    behaves as in one process with the global batch. torch implements it for CUDA only; on CPU each
+    process keeps normalising with its own batch (see the README's "Many machines").
+    """
+    if not enabled:
+        return model
+    if device.type != "cuda":
+        raise ConfigError(
+            "runtime.sync_bn: torch's SyncBatchNorm runs on CUDA devices only; on CPU (gloo) each process "
+            "normalises with its own batch statistics. Set runtime.sync_bn=false or train on GPUs"
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -682,7 +776,7 @@ def _fit(
     run: Run, loader: DataLoader, sampler: ResumableSampler, val_loader: DataLoader | None
 ) -> TrainResult:
     cfg = run.cfg
-    start_epoch, start_batch = resume_point(run) if cfg.resume else (0, 0)
+    start_epoch, start_batch, stats = resume_point(run) if cfg.resume else (0, 0, None)
     set_lr(run.optimizer, lr_factor(run.global_step, cfg.schedule, run.steps_per_epoch))
     run.position = (start_epoch, start_batch)
     try:
@@ -690,7 +784,8 @@ def _fit(
             loader.dataset.set_epoch(epoch)
             sampler.set_epoch(epoch, start=start_batch * cfg.data.batch_size)
             loader.generator.manual_seed(cfg.runtime.seed + epoch)  # worker seeds of this epoch
-            train_m = train_one_epoch(run, loader, epoch=epoch, start_batch=start_batch)
+            train_m = train_one_epoch(run, loader, epoch=epoch, start_batch=start_batch, stats=stats)
+            stats = None
             if train_m.pop("clips") == 0 and start_batch < run.batches_per_epoch:
                 raise NoDataError(_no_training_data(train_m["skipped"], epoch))
             last = epoch + 1 == cfg.schedule.epochs
