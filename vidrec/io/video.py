@@ -121,6 +121,7 @@ class VideoReader:
         self.path = os.fspath(path)
         self.strict = strict
         self.damage: list[str] = []  # what decoding found wrong so far, one sentence each
+        self._rejected = 0  # packets the decoder rejected so far
         self._container, self._stream = _open_video(self.path)
         self._ctx = self._stream.codec_context
         self._ctx.thread_count = threads  # before the first decode, which opens the decoder
@@ -130,6 +131,7 @@ class VideoReader:
         try:
             self._index = _build_index(self.path, self._container, self._stream)
             self._stored = _meta(self.path, self._container, self._stream, self._index)  # as stored
+            output_size(size, height=self._stored.height, width=self._stored.width)  # a bad size fails here
             self._report_truncation()
         except BaseException:
             self._container.close()
@@ -265,6 +267,7 @@ class VideoReader:
                 raise
             said = e.log[2].strip() if getattr(e, "log", None) else e.strerror
             self.damage.append(f"the decoder rejected packet {position} ({said})")
+            self._rejected += 1
             return []
 
     # -- decoding ---------------------------------------------------------------------------------------
@@ -371,11 +374,9 @@ class VideoReader:
 
     def _decode_counting(self, wanted: list[int]) -> dict[int, np.ndarray]:
         """Frames by counting decoder outputs from the start (no timestamps identify them)."""
-        want, out, clean = set(wanted), {}, len(self.damage)
+        want, out, rejected = set(wanted), {}, self._rejected
         for i, frame in enumerate(self._sequential_frames()):
-            if len(self.damage) > clean and any(
-                self.damage[k].startswith("the decoder rejected") for k in range(clean, len(self.damage))
-            ):
+            if self._rejected > rejected:
                 # a rejected packet shows no frame: every later frame would be numbered one too low
                 raise VideoDecodeError(
                     self.path,
