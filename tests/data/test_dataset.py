@@ -257,3 +257,26 @@ def test_truncated_video_warns_and_strict_raises(records, synth_root, tmp_path):
     assert not isinstance(item, SkippedItem)
     with pytest.raises(VideoDecodeError, match="cut.mkv: truncated"):
         VideoDataset(cut, root=synth_root, sampler=_dense(), strict=True)[0]
+
+
+@pytest.mark.parametrize("views", [False, True], ids=["train", "test_views"])
+def test_uint8_items_normalised_on_device_equal_float_items(records, synth_root, views):
+    from vidrec.engine.evaluate import model_inputs
+
+    def make(normalize):
+        if views:
+            sampler = build_sampler("test_clips", clip_len=4, num_clips=2)
+            transform = test_transform(24, crops=3, normalize=normalize)
+        else:
+            sampler, transform = _dense(), train_transform(24, kind="tsn", normalize=normalize)
+        return VideoDataset(records[:4], root=synth_root, sampler=sampler, transform=transform, seed=5)
+
+    raw, ref = make(False), make(True)
+    raw_batch = collate_skip([raw[i] for i in range(4)])
+    ref_batch = collate_skip([ref[i] for i in range(4)])
+    assert raw_batch["rgb"].dtype == torch.uint8 and ref_batch["rgb"].dtype == torch.float32
+    assert raw_batch["rgb"].element_size() * 4 == ref_batch["rgb"].element_size()
+    x_raw, v_raw = model_inputs(raw_batch, ("rgb",), "cpu")
+    x_ref, v_ref = model_inputs(ref_batch, ("rgb",), "cpu")
+    assert v_raw == v_ref == (6 if views else 1)
+    torch.testing.assert_close(x_raw, x_ref)

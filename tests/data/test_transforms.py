@@ -187,3 +187,46 @@ def test_bound_8_store_keeps_the_lrcn_codec_precision():
         err = np.abs(dequantize(quantize(u, bound), bound) - u).max()
         assert err <= worst + 1e-5
     assert np.abs(dequantize(quantize(u, 20.0), 20.0) - u).max() > 1 / 32  # the default store is coarser
+
+
+def _random_item(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    rgb = tv_tensors.Video(torch.randint(0, 256, (T, 3, H, W), generator=g, dtype=torch.uint8))
+    flow = FlowVideo(torch.randn(T, 4, H, W, generator=g) * 3)
+    flow3 = Flow3Video(torch.randn(T, 3, H, W, generator=g) * 40)
+    return {"rgb": rgb, "flow": flow, "flow3": flow3}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: train_transform(32, kind="tsn", **kw),
+        lambda **kw: train_transform(32, kind="resized", **kw),
+        lambda **kw: train_transform(32, kind="crop", **kw),
+        lambda **kw: test_transform(32, crops=10, resize=36, **kw),
+    ],
+    ids=["tsn", "resized", "crop", "test10"],
+)
+def test_uint8_output_normalised_on_device_equals_the_float_pipeline(make):
+    from vidrec.data.transforms import normalize_rgb
+
+    for seed in range(3):
+        torch.manual_seed(seed)
+        ref = make()(_random_item(seed))
+        torch.manual_seed(seed)
+        raw = make(normalize=False)(_random_item(seed))
+        assert raw["rgb"].dtype == torch.uint8 and raw["flow"].dtype == torch.float32
+        torch.testing.assert_close(normalize_rgb(raw["rgb"]), ref["rgb"].as_subclass(torch.Tensor))
+        torch.testing.assert_close(raw["flow"], ref["flow"])
+        torch.testing.assert_close(raw["flow3"], ref["flow3"])  # flow3 is normalised in the worker either way
+
+
+def test_normalize_rgb_leaves_float_alone_and_rejects_other_types():
+    from vidrec.data.transforms import normalize_rgb
+
+    x = torch.randn(2, 3, 4, 4)
+    assert normalize_rgb(x) is x
+    with pytest.raises(TypeError, match="uint8"):
+        normalize_rgb(torch.zeros(2, 3, 4, 4, dtype=torch.int32))
+    custom = normalize_rgb(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8), mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert torch.allclose(custom, torch.ones(1, 3, 1, 1))

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from vidrec.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidrec.engine.export import example_inputs, export_model, run_exported, run_onnx
 from vidrec.models.lrcn import LRCN
 
@@ -32,6 +33,9 @@ def tiny_lrcn() -> LRCN:
 
 
 def reference(model, xs):
+    """The model on the training normalisation of uint8 pixels, written out: (x / 255 - mean) / std."""
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    xs = [(x.float() / 255 - mean) / std if x.dtype == torch.uint8 else x for x in xs]
     with torch.no_grad():
         return model.eval()(*xs).softmax(-1).reshape(xs[0].shape[0], -1, K).mean(1)
 
@@ -61,3 +65,17 @@ def test_unknown_format_and_missing_channels(tmp_path):
     model.modalities = ("flow",)
     with pytest.raises(ValueError, match="flow=20"):
         example_inputs(model, frames=2, size=16)
+
+
+def test_export_takes_uint8_pixels_or_documented_float(tmp_path):
+    torch.manual_seed(0)
+    model = TinySingleFrame().eval()
+    xs = example_inputs(model, frames=3, size=32, batch=3)
+    assert xs[0].dtype == torch.uint8
+    path = export_model(model, xs, tmp_path / "m.onnx", fmt="onnx")
+    torch.testing.assert_close(run_onnx(path, xs), reference(model, xs), atol=1e-4, rtol=1e-4)
+    floats = example_inputs(model, frames=3, size=32, batch=3, uint8_rgb=False)
+    path = export_model(model, floats, tmp_path / "f.onnx", fmt="onnx", normalize=False)
+    torch.testing.assert_close(run_onnx(path, floats), reference(model, floats), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="uint8 pixels"):
+        export_model(model, floats, tmp_path / "x.onnx", fmt="onnx")

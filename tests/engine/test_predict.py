@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torchvision import tv_tensors
 
 from vidrec.engine.predict import (
     Preprocess,
+    clip_probs,
     clip_starts,
     list_videos,
     predict_folder,
@@ -60,7 +62,7 @@ def test_stream_timeline_matches_forward_on_whole_video(video):
     from vidrec.io import VideoReader
 
     with VideoReader(video, size=32) as r:
-        x = PRE(r.get_frames(range(12)))
+        x = PRE.normalize(PRE(r.get_frames(range(12))), "cpu")
     with torch.no_grad():
         steps = model(x[None])[0].softmax(-1)  # (12, K)
     torch.testing.assert_close(wins[1].probs, steps[4:8].mean(0), atol=1e-5, rtol=1e-5)
@@ -103,3 +105,22 @@ def test_flow_models_are_refused(video):
     model.modalities = ("flow",)
     with pytest.raises(ValueError, match="RGB only"):
         predict_video(model, video, preprocess=PRE, frames=4)
+
+
+def test_preprocess_sends_uint8_and_normalises_like_training(video):
+    from vidrec.data.transforms import test_transform
+    from vidrec.io import VideoReader
+
+    with VideoReader(video, size=32) as r:
+        frames = r.get_frames(range(5))
+    raw = PRE(frames)
+    assert raw.dtype == torch.uint8 and raw.shape == (5, 3, 32, 32)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    ref = test_transform(32, crops=1)({"rgb": tv_tensors.Video(x)})["rgb"].as_subclass(torch.Tensor)
+    torch.testing.assert_close(PRE.normalize(raw, "cpu"), ref)
+    model = tiny_lrcn()
+    with torch.no_grad():
+        want = model(ref[None]).softmax(-1).mean(1)[0]  # (K,)
+    torch.testing.assert_close(clip_probs(model, raw[None], preprocess=PRE), want)
+    streamed, _ = stream_step_probs(model, raw, preprocess=PRE)
+    torch.testing.assert_close(streamed.mean(0), want, atol=1e-5, rtol=1e-5)

@@ -179,3 +179,20 @@ def test_training_flip_follows_the_dataset(tmp_path, synthetic, flip, flips):
     cfg = load_config(None, [f"data.train_list={root / 'train.txt'}", f"data.flip={flip}"])
     train_ds, _ = list_datasets(cfg, ([], None, ["a"]), ("rgb",))
     assert ("HorizontalFlip" in repr(train_ds.transform)) == flips
+
+
+def test_list_datasets_send_uint8_rgb_from_workers(tmp_path):
+    from vidrec.engine.train import build_datasets
+
+    root = vidrec.data.make_synthetic_dataset(
+        tmp_path / "synth", per_class=2, frames=8, size=32, progress=False
+    )
+    cfg = load_config(
+        None,
+        [f"data.train_list={root / 'train.txt'}", f"data.val_list={root / 'test.txt'}", "data.frames=4",
+         "data.resize=32", "data.size=24", "model.name=tinyvid:tiny_net"],
+    )  # fmt: skip
+    train_ds, val_ds, _ = build_datasets(cfg, ("rgb",))
+    for ds in (train_ds, val_ds):
+        item = ds[0]
+        assert item["rgb"].dtype == torch.uint8 and item["rgb"].shape == (4, 3, 24, 24)

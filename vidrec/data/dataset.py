@@ -22,6 +22,10 @@ is resized to it with its displacements scaled accordingly.
 Randomness: item `index` of epoch `e` draws everything (sampler and transform) from generators seeded by
 `(seed, e, index)`, so items are the same whatever the worker that makes them; call `set_epoch` each epoch.
 
+Prepared copies: with `prepared="auto"` (the default) RGB is read from a copy made by `vidrec prepare`
+(short-GOP videos or a uint8 frame store) when one is registered in `root` and covers every record with
+unchanged sources (see `vidrec.data.prepare`); ids, labels and flow stay those of the originals.
+
 Bad videos: a `VideoDecodeError` or missing file raises in `strict` mode; otherwise the dataset warns once
 per path, records it in `dataset.skipped` (path -> reason; per process, so workers' copies are their own)
 and returns a `SkippedItem(path, reason)`, which `collate_skip` drops and reports in `batch["skipped"]`.
@@ -43,6 +47,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
+from vidrec.data.prepare import FrameStoreReader, find_prepared, resize_frames
 from vidrec.data.records import VideoRecord
 from vidrec.data.samplers import ClipSample
 from vidrec.data.transforms import Flow3Video, FlowVideo
@@ -85,6 +90,8 @@ class VideoDataset(Dataset):
         flow_bound: quantisation bound (pixels) for denseflow folders (flow files carry their own).
         frame_tmpl: file name template of RGB frame folders (1-based numbers).
         decode_threads: FFmpeg threads per decode (1 suits DataLoader workers).
+        prepared: "auto" (a complete, matching `vidrec prepare` copy registered in `root`), a copy's
+            folder, or None for the original files always.
     """
 
     def __init__(
@@ -104,6 +111,7 @@ class VideoDataset(Dataset):
         flow_bound: float = 20.0,
         frame_tmpl: str = "img_{:05d}.jpg",
         decode_threads: int = 1,
+        prepared: str | os.PathLike | None = "auto",
     ) -> None:
         self.modalities = tuple(modalities)
         bad = [m for m in self.modalities if m not in MODALITIES]
@@ -120,6 +128,9 @@ class VideoDataset(Dataset):
         self.size, self.strict, self.seed = size, strict, seed
         self.flow_length, self.flow_bound, self.frame_tmpl = flow_length, flow_bound, frame_tmpl
         self.decode_threads = decode_threads
+        self.prepared = None  # vidrec.data.prepare.PreparedCopy the RGB is read from
+        if "rgb" in self.modalities and self.frames_root is None:
+            self.prepared = find_prepared([r.path for r in self.records], self.root, prepared, size=size)
         self.epoch = 0
         self.skipped: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -158,9 +169,7 @@ class VideoDataset(Dataset):
     def _item(self, record: VideoRecord, rng: np.random.Generator) -> dict[str, Any]:
         reader = None
         if "rgb" in self.modalities and self.frames_root is None:
-            reader = VideoReader(
-                self.root / record.path, size=self.size, threads=self.decode_threads, strict=self.strict
-            )
+            reader = self._open_video(record)
         try:
             samples = self.sampler(self._num_starts(record, reader), rng)
             flat = [i for s in samples for i in s.indices]
@@ -170,6 +179,14 @@ class VideoDataset(Dataset):
                 reader.close()
         views = self._views(streams, samples, int(rng.integers(2**62)))
         return {**views, "label": int(record.label), "video_id": record.video_id}
+
+    def _open_video(self, record: VideoRecord) -> VideoReader | FrameStoreReader:
+        """The record's frames: its prepared copy when there is one, else the original file."""
+        copy = self.prepared.files.get(str(record.path)) if self.prepared is not None else None
+        path = self.root / record.path if copy is None else copy
+        if copy is not None and self.prepared.format == "frames":
+            return FrameStoreReader(copy, size=self.size)
+        return VideoReader(path, size=self.size, threads=self.decode_threads, strict=self.strict)
 
     def _num_starts(self, record: VideoRecord, reader: VideoReader | None) -> int:
         """How many indices the sampler may use: frames, or usable flow-stack starts."""
@@ -225,10 +242,7 @@ class VideoDataset(Dataset):
         frames = read_rgb_folder(self.frames_root / record.video_id, flat, tmpl=self.frame_tmpl)
         if self.size is None:
             return frames
-        h, w = output_size(self.size, height=frames.shape[1], width=frames.shape[2])
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2)
-        x = torch.nn.functional.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True)
-        return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return resize_frames(frames, output_size(self.size, height=frames.shape[1], width=frames.shape[2]))
 
     def _flow_size(self, flow: torch.Tensor) -> tuple[int, int]:
         return output_size(self.size, height=flow.shape[1], width=flow.shape[2])
@@ -299,11 +313,18 @@ def _resize_flow(flow: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 
 def _stack_views(clips: list[torch.Tensor], *, single: bool) -> torch.Tensor:
-    """One clip `(T, C, H, W)` stays as is; otherwise `(V, T, C, H, W)` with V = clips x crops."""
+    """One clip `(T, C, H, W)` stays as is; otherwise `(V, T, C, H, W)` with V = clips x crops.
+
+    uint8 stays uint8 (RGB a transform left for `normalize_rgb` on the device); anything else is float32.
+    """
     if single and clips[0].ndim == 4:
-        return clips[0].float().contiguous()
+        return _float_unless_uint8(clips[0]).contiguous()
     views = [c if c.ndim == 5 else c[None] for c in clips]  # each (N, T, C, H, W)
-    return torch.cat(views).float().contiguous()
+    return _float_unless_uint8(torch.cat(views)).contiguous()
+
+
+def _float_unless_uint8(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.uint8 else x.float()
 
 
 def _flow_api() -> dict[str, Callable]:

@@ -19,6 +19,10 @@ scale the dataset hands over, so it applies unchanged wherever it runs (worker o
   spread of the RGB input;
 - flow (stacks in pixels): untouched, as TSN and ST-ResNet feed the mean-subtracted values.
 Spatial resizing does not rescale flow values (as in TSN and LRCN, flow crops are treated as images).
+With `normalize=False` the transforms leave RGB uint8 (4x fewer bytes from DataLoader workers) and
+`normalize_rgb` does its float conversion and normalisation on the device, to float tolerance the same
+numbers (every resampling step runs on uint8 either way); flow3, float in any case, is still normalised
+in the worker.
 
 Test views (`test_transform(crops=3|5|10)`) return tensors with a leading views axis `(N, T, C, h, w)`.
 """
@@ -44,6 +48,7 @@ __all__ = [
     "Normalization",
     "TestViews",
     "normalize_modality",
+    "normalize_rgb",
     "test_transform",
     "train_transform",
 ]
@@ -230,6 +235,32 @@ def _finish(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
     ]
 
 
+def _flow3_only() -> v2.Transform:
+    """The worker's share of normalisation when RGB is left uint8 for the device: flow3 only."""
+    return v2.Lambda(
+        lambda x: tv_tensors.wrap(NORMALIZATION["flow3"](x.as_subclass(torch.Tensor)), like=x), Flow3Video
+    )
+
+
+def normalize_rgb(
+    x: torch.Tensor, *, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """uint8 RGB `(..., 3, H, W)` -> float32 normalised, where `x` lives (run it on the device).
+
+    The same arithmetic as the transforms' `ToDtype(scale=True)` + `Normalize`. A floating-point `x` is
+    taken as already normalised and returned unchanged.
+    """
+    if x.is_floating_point():
+        return x
+    if x.dtype != torch.uint8:
+        raise TypeError(f"normalize_rgb expects uint8 or float RGB, got {x.dtype}")
+    if x.shape[-3] != 3:
+        raise ValueError(f"normalize_rgb expects RGB (..., 3, H, W), got shape {tuple(x.shape)}")
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    return x.to(torch.float32).mul_(1.0 / 255.0).sub_(m).div_(s)
+
+
 def train_transform(
     size: int | Sequence[int],
     *,
@@ -242,6 +273,7 @@ def train_transform(
     flip: bool = True,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    normalize: bool = True,
 ) -> v2.Compose:
     """Training augmentation for clips (one set of parameters per item, shared by all streams).
 
@@ -253,6 +285,7 @@ def train_transform(
         flip: random horizontal flip with p = 0.5 (flow x negated).
         mean: RGB normalisation mean per channel.
         std: RGB normalisation standard deviation per channel.
+        normalize: False leaves RGB uint8 for `normalize_rgb` on the device (flow is float either way).
     """
     if kind == "tsn":
         crop = MultiScaleCornerCrop(
@@ -265,7 +298,7 @@ def train_transform(
     else:
         raise ValueError(f"kind must be 'tsn', 'resized' or 'crop', got {kind!r}")
     steps = [crop] + ([v2.RandomHorizontalFlip(0.5)] if flip else [])
-    return v2.Compose(steps + _finish(mean, std))
+    return v2.Compose(steps + (_finish(mean, std) if normalize else [_flow3_only()]))
 
 
 def test_transform(
@@ -275,13 +308,16 @@ def test_transform(
     resize: int | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    normalize: bool = True,
 ) -> v2.Compose:
     """Test-time views: optional short-side `resize`, then 1 / 3 / 5 / 10 crops of `size`, normalised.
 
     With crops > 1 each modality comes back as `(N, T, C, h, w)`; the dataset folds N into its views.
+    `normalize=False` leaves RGB uint8 for `normalize_rgb` on the device.
     """
     steps = [v2.Resize(resize, antialias=True)] if resize else []
-    return v2.Compose(steps + _finish(mean, std) + [TestViews(size, crops=crops)])
+    finish = _finish(mean, std) if normalize else [_flow3_only()]
+    return v2.Compose(steps + finish + [TestViews(size, crops=crops)])
 
 
 test_transform.__test__ = False  # type: ignore[attr-defined]

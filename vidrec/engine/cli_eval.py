@@ -120,7 +120,7 @@ def eval_loader(
     root = cfg.data.root or str(Path(cfg.data.train_list).parent)
     records = eval_records(list_file, root=root, class_names=class_names, classes_file=cfg.data.classes)
     sampler = build_sampler("test_clips", clip_len=cfg.data.frames, stride=cfg.data.stride, num_clips=clips)
-    transform = test_transform(cfg.data.size, crops=crops)
+    transform = test_transform(cfg.data.size, crops=crops, normalize=False)  # uint8 RGB: normalised on device
     ds = VideoDataset(
         records,
         root=root,
@@ -128,6 +128,7 @@ def eval_loader(
         sampler=sampler,
         transform=transform,
         flow_root=cfg.data.flow_root or None,
+        prepared=None if cfg.data.prepared == "off" else cfg.data.prepared,
         size=cfg.data.resize,
     )
     info = D.env_info()

@@ -1,4 +1,8 @@
-"""`vidrec export CKPT --format onnx|export|torchscript --out FILE`."""
+"""`vidrec export CKPT --format onnx|export|torchscript --out FILE`.
+
+The exported graph takes uint8 RGB pixels and normalises them itself (`--float-input`: the old contract,
+normalised float32); see `vidrec.engine.export` for the input contract.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace an existing output (default: refuse)"
     )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+    parser.add_argument(
+        "--float-input",
+        action="store_true",
+        help="leave the normalisation out of the graph: rgb is float32 already normalised with the ImageNet "
+        "mean/std (default: rgb is uint8 pixels (B, T, 3, H, W), normalised inside the graph)",
+    )
 
 
 def _channels(items: list[str]) -> dict[str, int]:
@@ -56,15 +66,30 @@ def run(args: argparse.Namespace) -> int:
         frames=args.frames or cfg.data.frames,
         size=args.size or cfg.data.size,
         channels=_channels(args.channels),
+        uint8_rgb=not args.float_input,
     )
-    out = export_model(model, inputs, args.out, fmt=args.format, opset=args.opset)
-    print(f"wrote {out} ({args.format}); inputs {[tuple(x.shape) for x in inputs]} (batch axis dynamic)")
+    normalize = not args.float_input
+    out = export_model(model, inputs, args.out, fmt=args.format, opset=args.opset, normalize=normalize)
+    shapes = [
+        f"{m} {tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}"
+        for m, x in zip(model.modalities, inputs)
+    ]
+    print(f"wrote {out} ({args.format}); inputs {shapes} (batch axis dynamic)")
+    if "rgb" in model.modalities:
+        print(
+            "rgb input: "
+            + (
+                "uint8 pixels, normalised in the graph"
+                if normalize
+                else "float32, already normalised with the ImageNet mean/std"
+            )
+        )
     if args.no_check or args.format == "torchscript":
         return 0
     from vidrec.engine.export import ProbabilityModel
 
     with torch.no_grad():
-        ref = ProbabilityModel(model.eval())(*inputs)
+        ref = ProbabilityModel(model.eval(), normalize=normalize)(*inputs)
     got = run_onnx(out, inputs) if args.format == "onnx" else run_exported(out, inputs)
     err = (got - ref).abs().max().item()
     print(f"parity with PyTorch: max |diff| = {err:.2e}")

@@ -124,7 +124,9 @@ def _print_timeline(video: str, args, model, preprocess, class_names) -> int:
         )
     live = {"follow": args.follow, "idle_timeout": args.idle_timeout, "input_format": args.input_format}
     frames = frame_source(model, video, preprocess=preprocess, **live)
-    windows = stream_windows(model, frames, window=window, stride=stride, recurrent=args.stream)
+    windows = stream_windows(
+        model, frames, window=window, stride=stride, recurrent=args.stream, preprocess=preprocess
+    )
     latencies: list[float] = []
     try:
         for w in windows:

@@ -48,6 +48,12 @@ class DataConfig:
     size: int = opt(112, "square crop size in pixels fed to the model")
     resize: int = opt(128, "short side the frames are resized to at decode time, before cropping")
     frames_root: str = opt("", "folder of `<video_id>/img_00001.jpg` frame folders read instead of videos")
+    prepared: str = opt(
+        "auto",
+        "RGB from a `vidrec prepare` copy: auto = the copy registered in the data root when it is "
+        "complete and matches the list (else the originals, with a warning); off = the original videos; "
+        "or a copy's folder",
+    )
     sampler: Literal["random", "segments", "uniform"] = opt(
         "random",
         "clip sampler: random = `frames` consecutive frames (`stride` apart) from a random start "

@@ -4,6 +4,12 @@ The exported graph is the recognizer followed by `video_probs`: it takes one `(B
 modality (in the model's `modalities` order, named after them) and returns class probabilities `(B, K)`
 (softmax, mean over LRCN's time steps, streams fused with the model's `fusion_weights`), so every
 architecture deploys with the same output. The batch axis is dynamic in both formats.
+
+Input contract. By default (`normalize=True`) the normalisation is part of the graph: `rgb` is **uint8**
+pixels `(B, T, 3, H, W)`, RGB order, resized and centre-cropped as in training (`vidrec.engine.predict.
+Preprocess`), and the graph converts them to float and normalises them with the ImageNet mean/std, exactly
+as training did on its device. With `normalize=False` `rgb` is float32 already normalised
+(`(x / 255 - mean) / std`). Flow inputs are float either way (pixels for `flow`, LRCN's units for `flow3`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from vidrec.data.transforms import normalize_rgb
 from vidrec.models.outputs import video_probs
 
 Format = Literal["onnx", "export", "torchscript"]
@@ -22,26 +29,40 @@ _DEFAULT_CHANNELS = {"rgb": 3, "flow3": 3}
 
 
 class ProbabilityModel(nn.Module):
-    """`recognizer` + `video_probs`, with one positional tensor per modality."""
+    """`recognizer` + `video_probs`, with one positional tensor per modality.
 
-    def __init__(self, recognizer: nn.Module, fusion_weights: dict[str, float] | None = None):
+    With `normalize`, a uint8 `rgb` input is converted and normalised first (`normalize_rgb`).
+    """
+
+    def __init__(
+        self, recognizer: nn.Module, fusion_weights: dict[str, float] | None = None, *, normalize: bool = True
+    ):
         super().__init__()
         self.recognizer = recognizer
         self.modalities = tuple(getattr(recognizer, "modalities", ("rgb",)))
         self.fusion_weights = fusion_weights or getattr(recognizer, "fusion_weights", None)
+        self.normalize = normalize
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:  # each (B, T, C, H, W) -> (B, K)
+        if self.normalize:
+            xs = tuple(normalize_rgb(x) if m == "rgb" else x for m, x in zip(self.modalities, xs))
         x = xs[0] if len(xs) == 1 else dict(zip(self.modalities, xs))
         return video_probs(self.recognizer(x), self.fusion_weights)
 
 
 def example_inputs(
-    model: nn.Module, *, frames: int, size: int, batch: int = 2, channels: dict[str, int] | None = None
+    model: nn.Module,
+    *,
+    frames: int,
+    size: int,
+    batch: int = 2,
+    channels: dict[str, int] | None = None,
+    uint8_rgb: bool = True,
 ) -> tuple[torch.Tensor, ...]:
     """Random inputs `(batch, frames, C, size, size)` for each of the model's modalities.
 
     `channels` gives C per modality; RGB and LRCN's flow image default to 3, a flow stack must be given
-    (`{"flow": 2 * L}`).
+    (`{"flow": 2 * L}`). `uint8_rgb`: RGB as uint8 pixels (the default export contract), else float.
     """
     channels = _DEFAULT_CHANNELS | (channels or {})
     modalities = tuple(getattr(model, "modalities", ("rgb",)))
@@ -49,7 +70,12 @@ def example_inputs(
     if missing:
         raise ValueError(f"give the channel count of modalities {missing}, e.g. --channels flow=20")
     gen = torch.Generator().manual_seed(0)
-    return tuple(torch.randn(batch, frames, channels[m], size, size, generator=gen) for m in modalities)
+    return tuple(
+        torch.randint(0, 256, (batch, frames, 3, size, size), generator=gen, dtype=torch.uint8)
+        if m == "rgb" and uint8_rgb
+        else torch.randn(batch, frames, channels[m], size, size, generator=gen)
+        for m in modalities
+    )
 
 
 def export_model(
@@ -60,6 +86,7 @@ def export_model(
     fmt: Format = "onnx",
     fusion_weights: dict[str, float] | None = None,
     opset: int = 17,
+    normalize: bool = True,
 ) -> Path:
     """Write `model` (+ `video_probs`) to `out` in `fmt`; returns the path.
 
@@ -72,8 +99,11 @@ def export_model(
             program saved with `torch.export.save`) or `torchscript` (`torch.jit.trace`).
         fusion_weights: stream weights; default the model's own.
         opset: ONNX opset.
+        normalize: put the RGB normalisation in the graph; `rgb` inputs are then uint8 pixels (see the
+            module docstring for the input contract).
     """
-    wrapped = ProbabilityModel(model.cpu().eval(), fusion_weights).eval()
+    wrapped = ProbabilityModel(model.cpu().eval(), fusion_weights, normalize=normalize).eval()
+    _check_rgb_dtype(wrapped, inputs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -86,6 +116,14 @@ def export_model(
         else:
             raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
     return out
+
+
+def _check_rgb_dtype(wrapped: ProbabilityModel, inputs: tuple[torch.Tensor, ...]) -> None:
+    want = torch.uint8 if wrapped.normalize else torch.float32
+    for m, x in zip(wrapped.modalities, inputs):
+        if m == "rgb" and x.dtype != want:
+            contract = "uint8 pixels (normalize=True)" if wrapped.normalize else "normalised float32"
+            raise ValueError(f"the rgb example input is {x.dtype}; this export takes {contract}")
 
 
 def _to_onnx(wrapped: ProbabilityModel, inputs: tuple[torch.Tensor, ...], out: Path, opset: int) -> None:

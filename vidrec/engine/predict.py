@@ -1,8 +1,10 @@
 """Run a trained recognizer on videos: top-k classes, a per-window timeline, streaming, folders.
 
-Frames are decoded with `vidrec.io` (resized to the training short side while decoding),
-centre-cropped to the training size and normalised like training (`Preprocess`). Whole-video prediction
-averages the probabilities of K evenly spaced clips (the evaluation protocol with one crop).
+Frames are decoded with `vidrec.io` (resized to the training short side while decoding) and
+centre-cropped to the training size as uint8 (`Preprocess`); the float conversion and normalisation run on
+the model's device (`Preprocess.normalize`, i.e. `vidrec.data.transforms.normalize_rgb`), as in training.
+Whole-video prediction averages the probabilities of K evenly spaced clips (the evaluation protocol with
+one crop).
 
 Timelines stream: `frame_source` turns a file or a live source (growing file, stdin pipe, camera, URL;
 see `vidrec.io.live`) into `StreamFrame`s one at a time, and `stream_windows` yields each window's
@@ -27,7 +29,7 @@ import torch
 from torch import nn
 from torchvision import tv_tensors
 
-from vidrec.data.transforms import IMAGENET_MEAN, IMAGENET_STD, test_transform
+from vidrec.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_rgb, test_transform
 from vidrec.io import VideoDecodeError, VideoReader
 from vidrec.models.outputs import video_probs
 from vidrec.progress import progress
@@ -37,7 +39,10 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpe
 
 @dataclass(frozen=True)
 class Preprocess:
-    """uint8 frames `(T, H, W, 3)` (already resized to `resize` short side) -> float `(T, 3, size, size)`."""
+    """uint8 frames `(T, H, W, 3)` (already resized to `resize` short side) -> uint8 `(T, 3, size, size)`.
+
+    `normalize` turns that into the model's float input where the model is (mean/std as in training).
+    """
 
     resize: int = 128
     size: int = 112
@@ -50,10 +55,15 @@ class Preprocess:
         return cls(resize=cfg.data.resize, size=cfg.data.size)
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
-        """The data package's single-view test transform (centre crop, [0, 1], normalise)."""
+        """The data package's single-view test transform without normalisation: a uint8 centre crop."""
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
-        out = test_transform(self.size, crops=1, mean=self.mean, std=self.std)({"rgb": tv_tensors.Video(x)})
-        return out["rgb"].as_subclass(torch.Tensor)  # (T, 3, size, size)
+        out = test_transform(self.size, crops=1, normalize=False)({"rgb": tv_tensors.Video(x)})
+        return out["rgb"].as_subclass(torch.Tensor)  # (T, 3, size, size) uint8
+
+    def normalize(self, x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+        """uint8 RGB `(..., 3, H, W)` -> normalised float32 on `device` (moved as uint8: 4x fewer bytes);
+        a float tensor is taken as the model's input already and only moved."""
+        return normalize_rgb(x.to(device), mean=self.mean, std=self.std)
 
 
 @dataclass(frozen=True)
@@ -84,9 +94,16 @@ def _check_rgb(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def clip_probs(model: nn.Module, clips: torch.Tensor, fusion_weights: dict | None = None) -> torch.Tensor:
-    """Mean probabilities `(K,)` over clips `(V, T, C, H, W)`."""
-    out = model(clips.to(next(model.parameters()).device))
+def clip_probs(
+    model: nn.Module,
+    clips: torch.Tensor,
+    fusion_weights: dict | None = None,
+    *,
+    preprocess: Preprocess | None = None,
+) -> torch.Tensor:
+    """Mean probabilities `(K,)` over clips `(V, T, C, H, W)`: uint8 frames (normalised on the model's
+    device by `preprocess`, default ImageNet statistics) or the model's float input."""
+    out = model(_to_model(clips, next(model.parameters()).device, preprocess))
     return video_probs(out, fusion_weights or getattr(model, "fusion_weights", None)).mean(0).cpu()
 
 
@@ -111,7 +128,7 @@ def predict_video(
             preprocess(reader.get_frames(_window_indices(s, frames, n)))
             for s in clip_starts(n, frames, clips)
         ]
-    return clip_probs(model, torch.stack(batch))  # (V, T, C, H, W) -> (K,)
+    return clip_probs(model, torch.stack(batch), preprocess=preprocess)  # (V, T, C, H, W) -> (K,)
 
 
 def _check_window(window: int, stride: int) -> None:
@@ -187,14 +204,18 @@ def _stack(xs: list) -> torch.Tensor | dict[str, torch.Tensor]:
     return torch.stack(xs)[None]
 
 
-def _to(x, device: torch.device):
-    return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+def _to_model(x, device: torch.device, preprocess: Preprocess | None = None):
+    """Inputs on the model's device; uint8 RGB (a tensor, or a dict's "rgb") normalised there."""
+    pre = preprocess or Preprocess()
+    if isinstance(x, dict):
+        return {k: pre.normalize(v, device) if k == "rgb" else v.to(device) for k, v in x.items()}
+    return pre.normalize(x, device)
 
 
 @torch.no_grad()
-def _window_probs(model: nn.Module, frames: list[StreamFrame]) -> torch.Tensor:
+def _window_probs(model: nn.Module, frames: list[StreamFrame], preprocess: Preprocess | None) -> torch.Tensor:
     """Probabilities `(K,)` of the model run afresh on one window of frames."""
-    out = model(_to(_stack([f.x for f in frames]), next(model.parameters()).device))
+    out = model(_to_model(_stack([f.x for f in frames]), next(model.parameters()).device, preprocess))
     return video_probs(out, getattr(model, "fusion_weights", None))[0].cpu()
 
 
@@ -206,7 +227,13 @@ def _emit(frames: list[StreamFrame], probs: torch.Tensor) -> WindowPrediction:
 
 
 def stream_windows(
-    model: nn.Module, frames: Iterable[StreamFrame], *, window: int, stride: int, recurrent: bool = False
+    model: nn.Module,
+    frames: Iterable[StreamFrame],
+    *,
+    window: int,
+    stride: int,
+    recurrent: bool = False,
+    preprocess: Preprocess | None = None,
 ) -> Iterator[WindowPrediction]:
     """Predictions of windows `[s, s + window)`, `s = 0, stride, ...`, each yielded as soon as its last
     frame has arrived. Memory is constant: only the last `window` frames (or per-step outputs) are kept.
@@ -216,6 +243,7 @@ def stream_windows(
         recurrent: feed every frame once through ``model.step`` carrying the state from the first
             frame on; a window's probabilities are the mean of its per-step softmaxes. Otherwise each
             window is one clip run afresh.
+        preprocess: normalises uint8 RGB frames on the model's device (default: ImageNet statistics).
 
     A stream shorter than `window` frames yields one window over all of it at its end.
     """
@@ -230,15 +258,21 @@ def stream_windows(
     for f in frames:
         recent.append(f)
         if recurrent:
-            p, state = stream_step_probs(model, _stack([f.x])[0], state)
+            p, state = stream_step_probs(model, _stack([f.x])[0], state, preprocess=preprocess)
             steps.append(p[0])
         start = f.index + 1 - window
         if start >= 0 and start % stride == 0:
-            probs = torch.stack(list(steps)).mean(0) if recurrent else _window_probs(model, list(recent))
+            probs = (
+                torch.stack(list(steps)).mean(0)
+                if recurrent
+                else _window_probs(model, list(recent), preprocess)
+            )
             emitted = True
             yield _emit(list(recent), probs)
     if not emitted and recent:
-        probs = torch.stack(list(steps)).mean(0) if recurrent else _window_probs(model, list(recent))
+        probs = (
+            torch.stack(list(steps)).mean(0) if recurrent else _window_probs(model, list(recent), preprocess)
+        )
         yield _emit(list(recent), probs)
 
 
@@ -247,20 +281,26 @@ def timeline(
 ) -> list[WindowPrediction]:
     """One prediction per window of `window` frames every `stride` frames (each window run afresh)."""
     frames = frame_source(model, path, preprocess=preprocess)
-    return list(stream_windows(model, frames, window=window, stride=stride))
+    return list(stream_windows(model, frames, window=window, stride=stride, preprocess=preprocess))
 
 
 @torch.no_grad()
-def stream_step_probs(model: nn.Module, frames: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
-    """Feed frames `(T, C, H, W)` one at a time through `model.step`; per-step probabilities `(T, K)`."""
+def stream_step_probs(
+    model: nn.Module, frames: torch.Tensor, state=None, *, preprocess: Preprocess | None = None
+) -> tuple[torch.Tensor, object]:
+    """Feed frames `(T, C, H, W)` one at a time through `model.step`; per-step probabilities `(T, K)`.
+
+    Frames are the model's float input, or uint8 that `preprocess.normalize` turns into it on the device.
+    """
     if not hasattr(model, "step"):
         raise TypeError(
             f"{type(model).__name__} has no step(frame, state) method; use a recurrent model (LRCN)"
         )
     device = next(model.parameters()).device
+    frames = _to_model(frames, device, preprocess)
     probs = []
     for frame in frames:
-        logits, state = model.step(frame[None].to(device), state)  # (1, K)
+        logits, state = model.step(frame[None], state)  # (1, K)
         probs.append(logits.float().softmax(-1)[0].cpu())
     return torch.stack(probs), state
 
@@ -274,7 +314,9 @@ def stream_timeline(
     carried from the start of the video they reflect everything seen so far.
     """
     frames = frame_source(model, path, preprocess=preprocess)
-    return list(stream_windows(model, frames, window=window, stride=stride, recurrent=True))
+    return list(
+        stream_windows(model, frames, window=window, stride=stride, recurrent=True, preprocess=preprocess)
+    )
 
 
 def list_videos(folder: str | Path) -> list[Path]:

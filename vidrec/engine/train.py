@@ -146,6 +146,7 @@ def check_paths(cfg: TrainConfig) -> None:
     needed += [("data.classes", data.classes)] if data.classes else []
     needed += [("data.flow_root", data.flow_root)] if data.flow_root else []
     needed += [("data.frames_root", data.frames_root)] if data.frames_root else []
+    needed += [("data.prepared", data.prepared)] if data.prepared not in ("auto", "off", "") else []
     needed += [("resume", cfg.resume)] if cfg.resume not in ("", "auto") else []
     for name, path in needed:
         if not Path(path).exists():
@@ -243,7 +244,10 @@ def read_records(cfg: TrainConfig) -> tuple[list, list | None, list[str]]:
 def list_datasets(
     cfg: TrainConfig, records: tuple, modalities: tuple[str, ...]
 ) -> tuple[Dataset, Dataset | None]:
-    """`VideoDataset`s of the records: random training clips and augmentation, centred validation clips."""
+    """`VideoDataset`s of the records: random training clips and augmentation, centred validation clips.
+
+    RGB leaves the workers as uint8; `model_inputs` normalises it on the device.
+    """
     from vidrec.data import VideoDataset, build_sampler, test_transform, train_transform
 
     d = cfg.data
@@ -257,6 +261,7 @@ def list_datasets(
         "modalities": modalities,
         "flow_root": d.flow_root or None,
         "frames_root": d.frames_root or None,
+        "prepared": None if d.prepared == "off" else d.prepared,
         "size": d.resize,
         "flow_length": d.flow_length,
         "seed": cfg.runtime.seed,
@@ -264,7 +269,7 @@ def list_datasets(
     train = VideoDataset(
         records[0],
         sampler=build_sampler(name, train=True, **options[name]),
-        transform=train_transform(d.size, kind=d.augment, flip=flip),
+        transform=train_transform(d.size, kind=d.augment, flip=flip, normalize=False),  # uint8 RGB
         **common,
     )
     val = None
@@ -272,7 +277,7 @@ def list_datasets(
         val = VideoDataset(
             records[1],
             sampler=build_sampler(name, train=False, **options[name]),
-            transform=test_transform(d.size),
+            transform=test_transform(d.size, normalize=False),
             **common,
         )
     return train, val
