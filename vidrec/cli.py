@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sheet": ("vidrec.io.cli_sheet", "sample frames from a video and write a contact-sheet PNG"),
     "synth": ("vidrec.data.synthetic_cli", "generate the synthetic temporal-order video dataset"),
     "flow": ("vidrec.flow.cli", "extract optical flow for a list or folder of videos"),
+    "prepare": ("vidrec.data.prepare_cli", "re-encode a dataset to short GOPs or a uint8 frame store, once"),
     "models": ("vidrec.models.cli", "list registered models with parameters and FLOPs"),
     "train": ("vidrec.engine.cli_train", "train a recognizer from a YAML config"),
     "eval": ("vidrec.engine.cli_eval", "evaluate a checkpoint with the K-clip x N-crop protocol"),

@@ -28,3 +28,13 @@ def test_dense_encode_bad_input(tmp_path):
     with pytest.raises(VideoDecodeError, match="bad.mp4"):
         dense_encode(tmp_path / "bad.mp4", tmp_path / "out.mp4")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_dense_encode_scales_to_a_short_side(videos, tmp_path):
+    src = videos["h264_bframes_gop100.mp4"]
+    before = probe(src)
+    dst = dense_encode(src, tmp_path / "small.mp4", gop=4, short_side=30)
+    after = probe(dst)
+    assert min(after.width, after.height) == 30 and after.num_frames == before.num_frames
+    ratio = max(before.width, before.height) / min(before.width, before.height)
+    assert abs(max(after.width, after.height) - 30 * ratio) <= 2 and after.width % 2 == after.height % 2 == 0

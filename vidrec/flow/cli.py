@@ -16,29 +16,29 @@ Example: vidrec flow data/ucf101/list.txt --root data/ucf101 --out data/ucf101_f
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import shutil
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
-from vidrec.cli import UsageError
 from vidrec.flow.estimators import METHODS
 from vidrec.flow.storage import DEFAULT_FORMAT, FORMATS
-from vidrec.progress import progress
+from vidrec.jobs import VIDEO_EXTS, ShardError, VideoJob, list_jobs, parse_shard, run_pool, shard_jobs
 
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
+__all__ = [
+    "VIDEO_EXTS",
+    "FlowJob",
+    "ShardError",
+    "add_arguments",
+    "list_jobs",
+    "parse_shard",
+    "projected_bytes",
+    "run",
+    "shard_jobs",
+]
 
-
-@dataclass(frozen=True)
-class FlowJob:
-    """One video to process."""
-
-    path: str
-    video_id: str
+# The listing / sharding / pool machinery is shared with `vidrec prepare` (vidrec.jobs).
+FlowJob = VideoJob
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,73 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--raft-model", choices=("small", "large"), default="small", help="RAFT variant (default small)"
     )
     parser.add_argument("--device", default=None, help="RAFT device (default: cuda if present, else cpu)")
-
-
-def list_jobs(source: Path, root: Path | None = None) -> list[FlowJob]:
-    """Videos from a list file (`path [label]` lines, `#` comments) or a folder (recursive, by extension)."""
-    if source.is_dir():
-        root = root or source
-        paths = sorted(_walk_videos(source))
-    elif source.is_file():
-        root = root or source.parent
-        paths = [_list_path(line, root) for line in source.read_text().splitlines()]
-        paths = [p for p in paths if p is not None]
-    else:
-        raise FileNotFoundError(f"{source}: no such list file or folder of videos")
-    return [FlowJob(str(p), _video_id(p, root)) for p in paths]
-
-
-def _walk_videos(folder: Path):
-    """Video files under `folder`, following symlinked folders (datasets are often linked in)."""
-    for parent, dirs, files in os.walk(folder, followlinks=True):
-        dirs.sort()
-        for name in files:
-            path = Path(parent) / name
-            if path.suffix.lower() in VIDEO_EXTS and path.is_file():
-                yield path
-
-
-def _list_path(line: str, root: Path) -> Path | None:
-    parts = line.split("#", 1)[0].split()
-    if not parts:
-        return None
-    if len(parts) > 1 and parts[-1].lstrip("-").isdigit():  # trailing label
-        parts = parts[:-1]
-    path = Path(" ".join(parts))
-    return path if path.is_absolute() else root / path
-
-
-def _video_id(path: Path, root: Path) -> str:
-    """`path` relative to `root` without extension; symlinks inside `root` are not followed out of it."""
-    for p, r in ((path, root), (path.absolute(), root.absolute()), (path.resolve(), root.resolve())):
-        try:
-            return p.relative_to(r).with_suffix("").as_posix()
-        except ValueError:
-            continue
-    return Path(path.name).with_suffix("").as_posix()
-
-
-class ShardError(UsageError, ValueError):
-    """A malformed --shard value."""
-
-
-def parse_shard(shard: str | None, env: dict | None = None) -> tuple[int, int]:
-    """`"i/n"` -> `(i, n)`; without it, torchrun's `RANK`/`WORLD_SIZE`, else `(0, 1)`."""
-    env = os.environ if env is None else env
-    if shard is None:
-        return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
-    try:
-        i, n = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise ShardError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}") from None
-    if not 0 <= i < n:
-        raise ShardError(f"--shard {shard}: need 0 <= i < n")
-    return i, n
-
-
-def shard_jobs(jobs: list[FlowJob], index: int, count: int) -> list[FlowJob]:
-    """Every `count`-th job by sorted video id, starting at `index` (shards are disjoint and cover all)."""
-    return sorted(jobs, key=lambda j: j.video_id)[index::count]
 
 
 def flow_short_side(short_side: int, height: int, width: int, *, upscale: bool = False) -> int | None:
@@ -311,29 +244,5 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_jobs(todo: list[FlowJob], workers: int, init: tuple) -> tuple[list[tuple[str, str]], int, int]:
     """Run the jobs; returns (sorted failures, flow frames written, bytes written)."""
-    failures, frames, written, start = [], 0, 0, time.perf_counter()
-    bar = progress(total=len(todo), unit="video", dynamic_ncols=True)
-
-    def record(video_id: str, n: int, size: int, err: str | None) -> None:
-        nonlocal frames, written
-        frames, written = frames + n, written + size
-        if err:
-            failures.append((video_id, err))
-        bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} frames/s", refresh=False)
-        bar.update()
-
-    if workers <= 1 or len(todo) <= 1:
-        _init_worker(*init)
-        for job in todo:
-            record(*_process(job))
-    else:
-        # Workers come from a forkserver, never forked from this process: a fork of a process whose
-        # OpenCV or swscale thread pools have run hangs in the child as soon as it touches them.
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["vidrec.flow.cli", "vidrec.flow.estimators", "vidrec.flow.storage"])
-        n = min(workers, len(todo))
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
-            for fut in as_completed([pool.submit(_process, j) for j in todo]):
-                record(*fut.result())
-    bar.close()
-    return sorted(failures), frames, written
+    preload = ["vidrec.flow.cli", "vidrec.flow.estimators", "vidrec.flow.storage"]
+    return run_pool(todo, _process, workers=workers, initializer=_init_worker, initargs=init, preload=preload)

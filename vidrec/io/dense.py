@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 
 from vidrec.io.errors import VideoDecodeError
-from vidrec.io.video import probe
+from vidrec.io.video import output_size, probe
 
 __all__ = ["dense_encode"]
 
@@ -29,6 +29,7 @@ def dense_encode(
     crf: int = 18,
     preset: str = "veryfast",
     fast_decode: bool = True,
+    short_side: int | None = None,
 ) -> Path:
     """Re-encode `src` as H.264 in mp4 with a keyframe every `gop` frames and no B-frames.
 
@@ -39,6 +40,8 @@ def dense_encode(
         crf: x264 quality (lower is better; 18 is visually lossless for most content).
         preset: x264 speed preset of the one-off encode.
         fast_decode: x264 `tune=fastdecode` (no CABAC, no deblocking): faster decoding, larger files.
+        short_side: scale to this short side (aspect kept, even sizes; area filter) while re-encoding;
+            None keeps the size. Training that resizes at decode time anyway decodes fewer pixels.
 
     Returns:
         `dst` as a Path. The frame count is kept; timestamps are re-made at the average frame rate
@@ -46,12 +49,15 @@ def dense_encode(
     """
     dst = Path(dst)
     meta = probe(src)  # raises VideoDecodeError for unreadable input
+    height, width = output_size(short_side, height=meta.height, width=meta.width)
     tmp = dst.with_name(f".{dst.name}.part")
     try:
         with av.open(os.fspath(src)) as inp, av.open(str(tmp), "w", format="mp4") as out:
-            stream = _add_stream(out, meta.fps, meta.width, meta.height, gop, crf, preset, fast_decode)
+            stream = _add_stream(out, meta.fps, width, height, gop, crf, preset, fast_decode)
             for i, frame in enumerate(inp.decode(video=0)):  # frames stay in YUV: no RGB round trip
-                frame = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
+                frame = frame.reformat(
+                    width=stream.width, height=stream.height, format="yuv420p", interpolation="AREA"
+                )
                 frame.pts, frame.time_base = i, 1 / stream.average_rate  # constant rate
                 out.mux(stream.encode(frame))
             out.mux(stream.encode(None))

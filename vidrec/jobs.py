@@ -1,0 +1,155 @@
+"""One job per video over a list file or a folder: listing, sharding, and a worker pool with a progress bar.
+
+The machinery behind `vidrec flow` and `vidrec prepare`: both list videos the same way, split them across
+machines with `--shard i/n` (or torchrun's RANK / WORLD_SIZE), skip what an earlier run completed, and run
+one worker process per core from a forkserver, with a progress bar and a closing list of failures.
+
+A worker function takes a `VideoJob` and returns `(video_id, frames done, bytes written, error or None)`;
+it must live at module level (it is pickled by name) and read its settings from what the pool's
+initializer stored.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidrec.cli import UsageError
+from vidrec.progress import progress
+
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
+
+JobResult = tuple[str, int, int, "str | None"]
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video to process: its path and its id (path relative to the root, no extension, `/`)."""
+
+    path: str
+    video_id: str
+
+
+def list_jobs(source: Path, root: Path | None = None) -> list[VideoJob]:
+    """Videos from a list file (`path [label]` lines, `#` comments) or a folder (recursive, by extension)."""
+    source = Path(source)
+    if source.is_dir():
+        root = root or source
+        paths = sorted(_walk_videos(source))
+    elif source.is_file():
+        root = root or source.parent
+        paths = [_list_path(line, root) for line in source.read_text().splitlines()]
+        paths = [p for p in paths if p is not None]
+    else:
+        raise FileNotFoundError(f"{source}: no such list file or folder of videos")
+    return [VideoJob(str(p), video_id(p, root)) for p in paths]
+
+
+def default_root(source: Path) -> Path:
+    """The folder list paths are relative to when no root is given: the folder itself, or the list's."""
+    source = Path(source)
+    return source if source.is_dir() else source.parent
+
+
+def _walk_videos(folder: Path):
+    """Video files under `folder`, following symlinked folders (datasets are often linked in)."""
+    for parent, dirs, files in os.walk(folder, followlinks=True):
+        dirs.sort()
+        for name in files:
+            path = Path(parent) / name
+            if path.suffix.lower() in VIDEO_EXTS and path.is_file():
+                yield path
+
+
+def _list_path(line: str, root: Path) -> Path | None:
+    parts = line.split("#", 1)[0].split()
+    if not parts:
+        return None
+    if len(parts) > 1 and parts[-1].lstrip("-").isdigit():  # trailing label
+        parts = parts[:-1]
+    path = Path(" ".join(parts))
+    return path if path.is_absolute() else root / path
+
+
+def video_id(path: Path, root: Path) -> str:
+    """`path` relative to `root` without extension, with `/`; symlinks inside `root` are not followed out
+    of it (the file name when outside `root`)."""
+    path, root = Path(path), Path(root)
+    for p, r in ((path, root), (path.absolute(), root.absolute()), (path.resolve(), root.resolve())):
+        try:
+            return p.relative_to(r).with_suffix("").as_posix()
+        except ValueError:
+            continue
+    return Path(path.name).with_suffix("").as_posix()
+
+
+class ShardError(UsageError, ValueError):
+    """A malformed --shard value."""
+
+
+def parse_shard(shard: str | None, env: dict | None = None) -> tuple[int, int]:
+    """`"i/n"` -> `(i, n)`; without it, torchrun's `RANK`/`WORLD_SIZE`, else `(0, 1)`."""
+    env = os.environ if env is None else env
+    if shard is None:
+        return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise ShardError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}") from None
+    if not 0 <= i < n:
+        raise ShardError(f"--shard {shard}: need 0 <= i < n")
+    return i, n
+
+
+def shard_jobs(jobs: list[VideoJob], index: int, count: int) -> list[VideoJob]:
+    """Every `count`-th job by sorted video id, starting at `index` (shards are disjoint and cover all)."""
+    return sorted(jobs, key=lambda j: j.video_id)[index::count]
+
+
+def run_pool(
+    todo: Sequence[VideoJob],
+    process: Callable[[VideoJob], JobResult],
+    *,
+    workers: int,
+    initializer: Callable[..., None],
+    initargs: tuple,
+    preload: Sequence[str] = (),
+    desc: str | None = None,
+) -> tuple[list[tuple[str, str]], int, int]:
+    """Run `process` on every job, `workers` processes at a time.
+
+    Returns `(sorted [(video_id, error)], frames done, bytes written)`.
+
+    One worker (or one job) runs in this process. Otherwise workers come from a forkserver, never forked
+    from this process: a fork of a process whose OpenCV or swscale thread pools have run hangs in the
+    child as soon as it touches them. `preload` names modules the forkserver imports once.
+    """
+    failures, frames, written, start = [], 0, 0, time.perf_counter()
+    bar = progress(total=len(todo), unit="video", desc=desc, dynamic_ncols=True)
+
+    def record(vid: str, n: int, size: int, err: str | None) -> None:
+        nonlocal frames, written
+        frames, written = frames + n, written + size
+        if err:
+            failures.append((vid, err))
+        bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} frames/s", refresh=False)
+        bar.update()
+
+    if workers <= 1 or len(todo) <= 1:
+        initializer(*initargs)
+        for job in todo:
+            record(*process(job))
+    else:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(preload))
+        n = min(workers, len(todo))
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=initializer, initargs=initargs) as pool:
+            for fut in as_completed([pool.submit(process, j) for j in todo]):
+                record(*fut.result())
+    bar.close()
+    return sorted(failures), frames, written
