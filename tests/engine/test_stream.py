@@ -192,7 +192,7 @@ def test_timeline_of_a_file_equals_windows_run_afresh(ts_video):
     model = _model()
     wins = timeline(model, ts_video, preprocess=PRE, window=8, stride=8)
     with LiveReader(ts_video, size=16) as r:
-        x = PRE(np.stack([f.rgb for f in r]))  # (40, 3, 16, 16)
+        x = PRE.normalize(PRE(np.stack([f.rgb for f in r])), "cpu")  # (40, 3, 16, 16) float
     with torch.no_grad():
         want = model(x[None, 8:16]).softmax(-1).mean(1)[0]
     torch.testing.assert_close(wins[1].probs, want, atol=1e-5, rtol=1e-5)
