@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("vidrec.engine.cli_eval", "evaluate a checkpoint with the K-clip x N-crop protocol"),
     "predict": ("vidrec.engine.cli_predict", "run a checkpoint on a video or a folder of videos"),
     "export": ("vidrec.engine.cli_export", "export a checkpoint to ONNX or torch.export"),
+    "visualize": ("vidrec.visualize.cli", "activation maximisation and Grad-CAM pictures from a checkpoint"),
 }
 
 

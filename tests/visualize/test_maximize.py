@@ -1,0 +1,138 @@
+"""Activation maximisation: the objective rises, priors, zero gradient below fusion, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from viz_tiny import tiny_two_stream
+
+from vidrec.models import get_model
+from vidrec.visualize.maximize import (
+    MaximizeConfig,
+    Regularizer,
+    high_frequency_fraction,
+    input_gradients,
+    maximize,
+    tv_space,
+    tv_time,
+)
+from vidrec.visualize.units import Unit
+
+SHAPES = {"rgb": (4, 3, 16, 16), "flow": (4, 4, 16, 16)}
+
+
+def _run(model, unit, *, steps=25, seed=0, prior="slow", optimize=None, **kw):
+    config = MaximizeConfig(steps=steps, prior=prior, **kw)
+    return maximize(
+        model, unit, shapes=SHAPES, config=config, optimize=optimize, seed=seed, device="cpu", progress=False
+    )
+
+
+def test_objective_rises_for_a_fixed_unit():
+    model = tiny_two_stream()
+    for unit in (Unit(layer="rgb.conv2", channel=3), Unit(channel=1), Unit(layer="flow.conv1", channel=0)):
+        result = _run(model, unit)
+        assert result.objective[-1] > result.objective[0] + 1.0, unit
+        assert len(result.objective) == 26 and result.rho > 0
+
+
+def test_slow_prior_gives_lower_temporal_variation_than_fast():
+    model = tiny_two_stream()
+    unit = Unit(layer="flow.conv2", channel=5)
+    slow = _run(model, unit, prior="slow", steps=40)
+    fast = _run(model, unit, prior="fast", steps=40)
+    for m in ("rgb", "flow"):
+        x_slow, x_fast = slow.inputs[m][None], fast.inputs[m][None]
+        assert tv_time(x_slow, m) < 0.5 * tv_time(x_fast, m), m
+    assert high_frequency_fraction(slow.inputs["flow"], "flow") < high_frequency_fraction(
+        fast.inputs["flow"], "flow"
+    )
+
+
+def test_regularisers_vanish_on_constant_inputs():
+    const_space = torch.full((1, 3, 4, 8, 8), 0.7)
+    assert float(tv_space(const_space)) == 0.0
+    ramp_in_time = torch.arange(3.0)[None, :, None, None, None].expand(1, 3, 4, 8, 8)
+    assert float(tv_space(ramp_in_time)) == 0.0 and float(tv_time(ramp_in_time)) > 0
+    const_time = torch.randn(1, 1, 4, 8, 8).expand(1, 3, 4, 8, 8)
+    assert float(tv_time(const_time, "rgb")) == 0.0 and float(tv_space(const_time)) > 0
+    # a flow stack's time runs over its L fields: x/y pairs repeated over the channels is constant
+    flow = torch.randn(1, 1, 2, 8, 8).repeat(1, 2, 3, 1, 1)  # (1, T=2, 2L=6, 8, 8)
+    assert float(tv_time(flow, "flow")) == 0.0
+
+
+def test_zero_gradient_into_the_other_stream_below_fusion():
+    model = tiny_two_stream()
+    x = {m: torch.randn(2, *s) for m, s in SHAPES.items()}
+    below = input_gradients(model, Unit(layer="flow.conv2", channel=2), x)
+    assert torch.count_nonzero(below["rgb"]) == 0  # exactly zero, not small
+    assert torch.count_nonzero(below["flow"]) > 0
+    rgb_unit = input_gradients(model, Unit(layer="rgb.conv1", channel=1), x)
+    assert torch.count_nonzero(rgb_unit["flow"]) == 0 and torch.count_nonzero(rgb_unit["rgb"]) > 0
+    fused = input_gradients(model, Unit(channel=0), x)  # the fused logit sits above the fusion point
+    assert torch.count_nonzero(fused["rgb"]) > 0 and torch.count_nonzero(fused["flow"]) > 0
+
+
+def test_st_resnet_motion_units_send_nothing_to_rgb_but_appearance_units_reach_flow():
+    torch.manual_seed(0)
+    model = get_model("st_resnet50", num_classes=3, flow_length=1)
+    x = {"rgb": torch.randn(1, 2, 3, 32, 32), "flow": torch.randn(1, 2, 2, 32, 32)}
+    motion = input_gradients(model, Unit(layer="motion.net.layer2.0", channel=5), x)
+    assert torch.count_nonzero(motion["rgb"]) == 0 and torch.count_nonzero(motion["flow"]) > 0
+    stem = input_gradients(model, Unit(layer="appearance.net.conv1", channel=5), x)  # below res2a
+    assert torch.count_nonzero(stem["flow"]) == 0
+    fused = input_gradients(model, Unit(layer="appearance.net.layer2.1", channel=5), x)  # above res2a
+    assert torch.count_nonzero(fused["flow"]) > 0 and torch.count_nonzero(fused["rgb"]) > 0
+
+
+def test_deterministic_under_a_seed():
+    model = tiny_two_stream()
+    unit = Unit(layer="rgb.conv2", channel=1, position=(2, 3))
+    a, b = _run(model, unit, seed=7), _run(model, unit, seed=7)
+    c = _run(model, unit, seed=8)
+    assert a.objective == b.objective
+    assert all(torch.equal(a.inputs[m], b.inputs[m]) for m in SHAPES)
+    assert not torch.equal(a.inputs["rgb"], c.inputs["rgb"])
+
+
+def test_only_the_chosen_modality_is_optimised_and_weights_apply():
+    model = tiny_two_stream()
+    result = _run(model, Unit(channel=2), optimize=("flow",))
+    assert torch.count_nonzero(result.inputs["rgb"]) == 0 and torch.count_nonzero(result.inputs["flow"]) > 0
+    heavy = MaximizeConfig(steps=25, regularizers={"flow": Regularizer(norm=50.0)})
+    light = MaximizeConfig(steps=25, regularizers={"flow": Regularizer(norm=0.0)})
+    shapes = {"rgb": SHAPES["rgb"], "flow": SHAPES["flow"]}
+    x_heavy = maximize(model, Unit(channel=2), shapes=shapes, config=heavy, progress=False).inputs["flow"]
+    x_light = maximize(model, Unit(channel=2), shapes=shapes, config=light, progress=False).inputs["flow"]
+    assert x_heavy.abs().max() < x_light.abs().max()
+
+
+def test_bad_units_and_shapes_are_clear_errors():
+    model = tiny_two_stream()
+    with pytest.raises(ValueError, match="no layer 'rgb.nope'"):
+        _run(model, Unit(layer="rgb.nope"), steps=1)
+    with pytest.raises(ValueError, match="8 channels"):
+        _run(model, Unit(layer="rgb.conv1", channel=8), steps=1)
+    with pytest.raises(ValueError, match="exactly the model's inputs"):
+        maximize(model, Unit(), shapes={"rgb": SHAPES["rgb"]}, progress=False)
+    with pytest.raises(ValueError, match="prior"):
+        MaximizeConfig(prior="medium")
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "shapes", "units"),
+    [
+        ("two_stream_mobilenet_v2", {"flow_length": 2}, {"rgb": (1, 3, 32, 32), "flow": (1, 4, 32, 32)},
+         [Unit(layer="flow.backbone.net.features.4", channel=1), Unit(layer="rgb.backbone.net.features.3")]),
+        ("lrcn_resnet18", {}, {"rgb": (3, 3, 32, 32)}, [Unit(layer="rnn", channel=1), Unit(channel=2)]),
+    ],
+)  # fmt: skip
+def test_registered_models_of_every_output_layout(name, kwargs, shapes, units):
+    torch.manual_seed(0)
+    model = get_model(name, num_classes=3, **kwargs)  # random weights: per-step LSTM and dict outputs
+    for unit in units:
+        result = maximize(
+            model, unit, shapes=shapes, config=MaximizeConfig(steps=4, jitter=0), progress=False
+        )
+        assert {m: tuple(v.shape) for m, v in result.inputs.items()} == shapes
+        assert result.objective[-1] > result.objective[0]

@@ -1,0 +1,274 @@
+"""Space-time activation maximisation (Feichtenhofer, Pinz, Wildes, Zisserman: "What have we learned in
+deep representations for action recognition?", CVPR'18 / "Deep Insights", IJCV'19).
+
+From noise, Adam ascends on the model's input(s) x = (x^a, x^m) to maximise
+
+    a_unit(x) / rho  -  sum_m R_m(x^m),
+    R(x) = l_alpha * mean|x/s|^alpha + l_s * TV_s(x/s) + l_t * TV_t(x/s)
+
+(Mahendran & Vedaldi's natural pre-image regulariser plus a temporal term). `s` is the modality's
+value scale (RGB is ImageNet-normalised, flow is in pixels), rho the layer's mean |activation| at the
+start. TV_s = mean over (t, i, j) of ((dx)^2 + (dy)^2)^(beta/2); TV_t = mean over t of (x_{t+1} - x_t)^2,
+where time runs over the clip's T steps and, for a flow stack `(T, 2L, H, W)`, over its T*L flow fields.
+The "slow" prior (large l_t) asks for temporally smooth inputs, "fast" (l_t = 0) allows rapid change;
+a unit whose optimum stays the same under both is speed invariant. Jitter rolls the input by a random
+shift every step (the same shift for every modality, so the streams stay registered). A modality not
+being optimised is held at zero (the mean image / no motion). Runs are deterministic under `seed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+from tqdm import tqdm
+
+from vidrec.visualize.units import Unit, model_modalities, unit_value
+
+SCALES = {"rgb": 2.5, "flow": 5.0, "flow3": 64.0}  # typical |value| of each modality's model input
+PRIORS = {"slow": 4.0, "fast": 0.0}  # lambda_t of the temporal priors
+
+
+@dataclass(frozen=True)
+class Regularizer:
+    """One modality's regulariser weights (all terms are means, so they do not grow with the size)."""
+
+    norm: float = 0.05  # lambda_alpha, weight of mean |x/s|^alpha
+    alpha: float = 6.0
+    tv_space: float = 0.5  # lambda_s
+    beta: float = 2.0
+    tv_time: float | None = None  # lambda_t; None: taken from the prior
+
+
+@dataclass(frozen=True)
+class MaximizeConfig:
+    """Optimisation settings of `maximize`.
+
+    Attributes:
+        steps: Adam iterations.
+        lr: Adam step size in units of each modality's scale `s`.
+        prior: "slow" or "fast": the temporal-variation weight used where a Regularizer leaves it None.
+        jitter: largest random shift in pixels per step (0: off).
+        init_std: standard deviation of the starting noise, in units of `s`.
+        regularizers: per-modality weights; missing modalities use `Regularizer()`.
+        modality_weights: multiplies each modality's whole regulariser (e.g. `{"flow": 2.0}`).
+        scales: per-modality value scale `s`; missing ones use `SCALES`.
+    """
+
+    steps: int = 200
+    lr: float = 0.05
+    prior: str = "slow"
+    jitter: int = 2
+    init_std: float = 0.1
+    regularizers: dict[str, Regularizer] = field(default_factory=dict)
+    modality_weights: dict[str, float] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior={self.prior!r}; choose from {sorted(PRIORS)}")
+        if self.steps < 0 or self.lr <= 0 or self.jitter < 0 or self.init_std < 0:
+            raise ValueError("steps, jitter and init_std must be >= 0 and lr > 0")
+
+    def regularizer(self, modality: str) -> Regularizer:
+        reg = self.regularizers.get(modality, Regularizer())
+        return reg if reg.tv_time is not None else replace(reg, tv_time=PRIORS[self.prior])
+
+    def scale(self, modality: str) -> float:
+        return self.scales.get(modality, SCALES.get(modality, 1.0))
+
+
+@dataclass
+class MaxResult:
+    """Optimised inputs `{modality: (T, C, H, W)}` (model units, CPU) and the objective per step."""
+
+    inputs: dict[str, torch.Tensor]
+    objective: list[float]  # a/rho before each step, and after the last one
+    loss: list[float]  # the minimised loss (-objective + regularisers) before each step
+    rho: float
+    unit: Unit
+
+
+# ----------------------------------------------------------------------------- regularisers
+
+
+def time_major(x: torch.Tensor, modality: str) -> torch.Tensor:
+    """`(B, T, C, H, W)` -> `(B, T', c, H, W)` along real time: a flow stack's L fields become steps."""
+    if modality == "flow":
+        return rearrange(x, "b t (l xy) h w -> b (t l) xy h w", xy=2)  # (B, T*L, 2, H, W)
+    return x
+
+
+def norm_alpha(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """mean |x|^alpha: keeps values in range."""
+    return x.abs().pow(alpha).mean()
+
+
+def tv_space(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+    """Spatial total variation of `(..., H, W)`: mean of ((dx)^2 + (dy)^2)^(beta/2); 0 on constant images."""
+    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    return (dx.pow(2) + dy.pow(2)).pow(beta / 2).mean()
+
+
+def tv_time(x: torch.Tensor, modality: str = "rgb") -> torch.Tensor:
+    """Temporal variation of `(B, T, C, H, W)`: mean of (x_{t+1} - x_t)^2 along real time; 0 if constant."""
+    seq = time_major(x, modality)
+    if seq.shape[1] < 2:
+        return seq.new_zeros(())
+    return (seq[:, 1:] - seq[:, :-1]).pow(2).mean()
+
+
+def regularize(x: torch.Tensor, modality: str, reg: Regularizer, scale: float) -> torch.Tensor:
+    """R(x) for one modality's input `(B, T, C, H, W)` in model units."""
+    z = x / scale
+    total = reg.norm * norm_alpha(z, reg.alpha) + reg.tv_space * tv_space(z, reg.beta)
+    return total + (reg.tv_time or 0.0) * tv_time(z, modality)
+
+
+def temporal_spectrum(x: torch.Tensor, modality: str = "rgb") -> torch.Tensor:
+    """Energy per temporal frequency (DFT along real time, DC removed, mean over the rest): `(T'//2+1,)`."""
+    seq = time_major(x[None] if x.dim() == 4 else x, modality).double()  # (B, T', c, H, W)
+    seq = seq - seq.mean(dim=1, keepdim=True)
+    power = torch.fft.rfft(seq, dim=1).abs().pow(2)  # (B, T'//2+1, c, H, W)
+    return power.mean(dim=(0, 2, 3, 4))
+
+
+def high_frequency_fraction(x: torch.Tensor, modality: str = "rgb") -> float:
+    """The share of temporal energy above half the Nyquist frequency (0: smooth, 1: flickering)."""
+    spec = temporal_spectrum(x, modality)
+    n = len(spec)
+    return float(spec[n // 2 :].sum() / spec.sum().clamp_min(1e-30))
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode with no parameter gradients for the block; restored afterwards."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "auto" -> cuda when available, else cpu."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _jitter(x: dict[str, torch.Tensor], shift: tuple[int, int]) -> dict[str, torch.Tensor]:
+    if shift == (0, 0):
+        return x
+    return {m: torch.roll(v, shifts=shift, dims=(-2, -1)) for m, v in x.items()}
+
+
+def _start(shapes, optimize, config: MaximizeConfig, gen: torch.Generator, device) -> dict[str, torch.Tensor]:
+    x = {}
+    for m, shape in shapes.items():
+        noise = torch.randn((1, *shape), generator=gen) * config.init_std * config.scale(m)
+        x[m] = (noise if m in optimize else torch.zeros_like(noise)).to(device)  # (1, T, C, H, W)
+        x[m].requires_grad_(m in optimize)
+    return x
+
+
+def _total_reg(x: dict[str, torch.Tensor], optimize: tuple[str, ...], config: MaximizeConfig) -> torch.Tensor:
+    terms = [
+        config.modality_weights.get(m, 1.0) * regularize(x[m], m, config.regularizer(m), config.scale(m))
+        for m in optimize
+    ]
+    return torch.stack(terms).sum()
+
+
+def maximize(
+    model: nn.Module,
+    unit: Unit,
+    *,
+    shapes: dict[str, tuple[int, int, int, int]],
+    config: MaximizeConfig | None = None,
+    optimize: tuple[str, ...] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> MaxResult:
+    """Optimise the input(s) of `model` to maximise `unit`.
+
+    Args:
+        model: any vidrec recognizer (its `modalities` say which inputs it reads).
+        unit: the channel or class logit to maximise.
+        shapes: per-modality input shape `(T, C, H, W)` for every modality the model reads.
+        config: optimisation settings (defaults: 200 Adam steps, slow prior).
+        optimize: the modalities to optimise (default all; the others stay zero).
+        seed: seeds the starting noise and the jitter; the same seed gives the same result.
+        device: "auto" (GPU when present), "cpu", "cuda", ...
+        progress: show a tqdm bar.
+
+    Returns:
+        A `MaxResult` with the inputs `(T, C, H, W)` on CPU and the objective history.
+    """
+    config = config or MaximizeConfig()
+    mods = model_modalities(model)
+    if set(shapes) != set(mods):
+        raise ValueError(f"shapes must give (T, C, H, W) for exactly the model's inputs {list(mods)}")
+    optimize = tuple(optimize or mods)
+    if not set(optimize) <= set(mods):
+        raise ValueError(f"optimize={list(optimize)} names inputs the model does not read ({list(mods)})")
+    device = resolve_device(device)
+    gen = torch.Generator().manual_seed(seed)
+    with frozen(model):
+        model.to(device)
+        x = _start(shapes, optimize, config, gen, device)
+        adam = torch.optim.Adam([{"params": [x[m]], "lr": config.lr * config.scale(m)} for m in optimize])
+        objective, losses, rho = [], [], None
+        for _ in tqdm(range(config.steps), desc=f"maximise {unit.describe()}", disable=not progress):
+            shift = tuple(torch.randint(-config.jitter, config.jitter + 1, (2,), generator=gen).tolist())
+            value, layer_scale = unit_value(model, _jitter(x, shift), unit)
+            rho = rho or max(layer_scale, 1e-6)  # per-layer normaliser, fixed at the start
+            loss = -value / rho + _total_reg(x, optimize, config)
+            adam.zero_grad()
+            loss.backward()
+            adam.step()
+            objective.append(value.item() / rho)
+            losses.append(loss.item())
+        with torch.no_grad():
+            value, layer_scale = unit_value(model, x, unit)
+        rho = rho or max(layer_scale, 1e-6)
+        objective.append(float(value) / rho)
+    inputs = {m: v.detach()[0].cpu() for m, v in x.items()}
+    return MaxResult(inputs=inputs, objective=objective, loss=losses, rho=rho, unit=unit)
+
+
+def input_gradients(model: nn.Module, unit: Unit, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """d unit / d input for every modality (`(B, T, C, H, W)` each); an input the unit does not depend
+    on gets an all-zero tensor (autograd finds no path from it), as for units below a fusion point."""
+    with frozen(model):
+        x = {m: v.detach().clone().requires_grad_(True) for m, v in inputs.items()}
+        value, _ = unit_value(model, x, unit)
+        grads = torch.autograd.grad(value, list(x.values()), allow_unused=True)
+    return {m: torch.zeros_like(x[m]) if g is None else g for m, g in zip(x, grads)}
+
+
+def objective_rise(result: MaxResult) -> float:
+    """Final minus initial objective (a/rho); positive when the optimisation increased the unit."""
+    return result.objective[-1] - result.objective[0]
+
+
+__all__ = [
+    "PRIORS", "SCALES", "MaxResult", "MaximizeConfig", "Regularizer", "frozen", "high_frequency_fraction",
+    "input_gradients", "maximize", "norm_alpha", "objective_rise", "regularize", "temporal_spectrum",
+    "time_major", "tv_space", "tv_time",
+]  # fmt: skip
