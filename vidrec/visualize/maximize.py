@@ -242,8 +242,8 @@ def maximize(
             adam.zero_grad()
             loss.backward()
             adam.step()
-            objective.append(value.item() / rho)
-            losses.append(loss.item())
+            objective.append(value.detach().item() / rho)
+            losses.append(loss.detach().item())
         with torch.no_grad():
             value, layer_scale = unit_value(model, x, unit)
         rho = rho or max(layer_scale, 1e-6)
