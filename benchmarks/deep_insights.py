@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--flow-length", type=int, default=5, help="flow fields per stack L (default: 5)")
     p.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
     p.add_argument("--steps", type=int, default=200, help="Adam steps per maximisation (default: 200)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds of the slow/fast comparison (default: 3)")
+    p.add_argument("--seeds", type=int, default=2, help="seeds of the slow/fast comparison (default: 2)")
     p.add_argument("--layer", default="flow.backbone.net.features.10", help="layer searched for the unit")
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
@@ -79,7 +79,8 @@ def train_config(videos: Path, root: Path, args):
             },
             "model": {
                 "name": "two_stream_mobilenet_v2",
-                "kwargs": {"pretrained": True, "flow_length": args.flow_length, "dropout": 0.5},
+                "kwargs": {"pretrained": True, "flow_length": args.flow_length,
+                           "dropout": {"rgb": 0.5, "flow": 0.5}},
             },
             "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
             "schedule": {"name": "cosine", "epochs": args.epochs},

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import traceback
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from vidrec.cli import UsageError
 
 EXAMPLES = """examples:
   vidrec visualize maximize runs/ts/last.safetensors --class orbit_cw --out viz/ --frames 1
@@ -56,7 +56,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mp4", action="store_true", help="also write MP4 files beside the GIFs")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda (default: auto)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
 def _maximize_arguments(p: argparse.ArgumentParser) -> None:
@@ -112,24 +111,12 @@ def _gradcam_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model(path: str | Path, device: torch.device):
-    """`(model.eval(), TrainConfig, class names)` of a checkpoint; registered models only, weights from it."""
-    from vidrec.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
-    from vidrec.engine.config import config_from_dict
-    from vidrec.models import get_model, list_models
+    """`(model.eval(), TrainConfig, class names)` the way the engine loads checkpoints: registered models
+    only, every weight from the checkpoint (no ImageNet file read)."""
+    from vidrec.cli import input_file
+    from vidrec.engine.checkpoint import load_for_inference
 
-    ckpt = load_checkpoint(path)
-    cfg = config_from_dict(ckpt.config)
-    if cfg.model.name not in list_models():
-        raise CheckpointError(
-            f"{path} names model {cfg.model.name!r}, which is not a registered vidrec model; "
-            "`vidrec visualize` builds registered models only (see `vidrec models`)"
-        )
-    kwargs = {**cfg.model.kwargs, "num_classes": len(ckpt.class_names)}
-    if "pretrained" in kwargs:
-        kwargs["pretrained"] = False  # every weight comes from the checkpoint
-    model = get_model(cfg.model.name, **kwargs)
-    load_model_state(model, ckpt.model, source=str(path))
-    return model.to(device).eval(), cfg, list(ckpt.class_names)
+    return load_for_inference(input_file(path, "checkpoint"), device)
 
 
 def input_shapes(cfg, model, *, frames: int, size: int) -> dict[str, tuple[int, int, int, int]]:
@@ -147,7 +134,7 @@ def class_index(value: str, class_names: list[str]) -> int:
         return class_names.index(value)
     if value.isdigit() and int(value) < len(class_names):
         return int(value)
-    raise ValueError(f"--class {value!r} is neither a class name nor an index < {len(class_names)}; "
+    raise UsageError(f"--class {value!r} is neither a class name nor an index < {len(class_names)}; "
                      f"classes: {class_names}")  # fmt: skip
 
 
@@ -166,7 +153,7 @@ def _parse_regs(specs: list[str]):
         except ValueError:
             number = None
         if not (sep and dot and number is not None):
-            raise ValueError(f"--reg {spec!r}: expected MODALITY.FIELD=NUMBER, e.g. flow.tv_time=0")
+            raise UsageError(f"--reg {spec!r}: expected MODALITY.FIELD=NUMBER, e.g. flow.tv_time=0")
         if name == "weight":
             weights[mod] = number
         elif name == "scale":
@@ -174,7 +161,7 @@ def _parse_regs(specs: list[str]):
         elif name in Regularizer.__dataclass_fields__:
             regs[mod] = {**regs.get(mod, {}), name: number}
         else:
-            raise ValueError(f"--reg {spec!r}: unknown field {name!r}")
+            raise UsageError(f"--reg {spec!r}: unknown field {name!r}")
     return {m: Regularizer(**kw) for m, kw in regs.items()}, weights, scales
 
 
@@ -182,7 +169,7 @@ def _unit(args, class_names):
     from vidrec.visualize.units import Unit
 
     if bool(args.cls) == bool(args.layer):
-        raise ValueError("give exactly one of --class NAME (a class logit) or --layer NAME --channel C")
+        raise UsageError("give exactly one of --class NAME (a class logit) or --layer NAME --channel C")
     if args.cls:
         return Unit(channel=class_index(args.cls, class_names), stream=args.stream)
     position = None
@@ -190,7 +177,7 @@ def _unit(args, class_names):
         try:
             i, j = (int(v) for v in args.position.split(","))
         except ValueError:
-            raise ValueError(f"--position {args.position!r}: expected I,J (two integers)") from None
+            raise UsageError(f"--position {args.position!r}: expected I,J (two integers)") from None
         position = (i, j)
     return Unit(layer=args.layer, channel=args.channel, position=position)
 
@@ -239,8 +226,12 @@ def picture_rows(inputs: dict[str, torch.Tensor], *, stretch: bool) -> tuple[lis
 
 
 def _flow3_frames(x: torch.Tensor) -> np.ndarray:
-    img = (x.detach().float().cpu().permute(0, 2, 3, 1).numpy() + 128).clip(0, 255)
-    return img.round().astype(np.uint8)  # (T, H, W, 3)
+    """LRCN flow images from the model's normalised `(T, 3, H, W)` input, uint8 `(T, H, W, 3)`."""
+    from vidrec.data.transforms import NORMALIZATION
+
+    std = torch.tensor(NORMALIZATION["flow3"].std)[:, None, None]
+    img = (x.detach().float().cpu() * std + 128).permute(0, 2, 3, 1).numpy().clip(0, 255)
+    return img.round().astype(np.uint8)
 
 
 def save_inputs(path: Path, inputs: dict[str, torch.Tensor], meta: dict, overwrite: bool) -> Path:
@@ -322,6 +313,7 @@ def _centre_crop(a: np.ndarray, size: int) -> np.ndarray:
 
 def video_inputs(cfg, model, video: str, *, frames: int, flow_method: str) -> dict[str, torch.Tensor]:
     """`{modality: (1, T, C, size, size)}` for one clip of `video`, preprocessed as at evaluation."""
+    from vidrec.data.transforms import normalize_modality
     from vidrec.engine.predict import Preprocess
     from vidrec.flow import compute_flow, to_lrcn_image
     from vidrec.io import VideoReader
@@ -347,7 +339,8 @@ def video_inputs(cfg, model, video: str, *, frames: int, flow_method: str) -> di
             out["flow"] = torch.from_numpy(_centre_crop(np.stack(stacks), cfg.data.size)).permute(0, 3, 1, 2)
         if "flow3" in mods:
             imgs = np.stack([to_lrcn_image(flow(s)).astype(np.float32) - 128 for s in starts])
-            out["flow3"] = torch.from_numpy(_centre_crop(imgs, cfg.data.size)).permute(0, 3, 1, 2)
+            levels = torch.from_numpy(_centre_crop(imgs, cfg.data.size)).permute(0, 3, 1, 2)
+            out["flow3"] = normalize_modality("flow3", levels)  # as the dataset feeds it
     return {m: v.float()[None] for m, v in out.items()}  # (1, T, C, H, W)
 
 
@@ -377,7 +370,7 @@ def run_gradcam(args: argparse.Namespace) -> int:
     for spec in args.layer:
         stream, sep, name = spec.partition("=")
         if not sep or stream not in layers:
-            raise ValueError(f"--layer {spec!r}: expected STREAM=NAME with STREAM in {sorted(layers)}")
+            raise UsageError(f"--layer {spec!r}: expected STREAM=NAME with STREAM in {sorted(layers)}")
         layers[stream] = name
     out, stem = Path(args.out), Path(args.video).stem
     exts = (".gif", ".mp4") if args.mp4 else (".gif",)
@@ -385,7 +378,10 @@ def run_gradcam(args: argparse.Namespace) -> int:
     files["sheet"] = out / f"{stem}_gradcam_sheet.png"
     for path in files.values():
         render.check_new(path, args.overwrite)
-    inputs = video_inputs(cfg, model, args.video, frames=args.frames, flow_method=args.flow_method)
+    from vidrec.cli import input_file
+
+    video = str(input_file(args.video, "video"))
+    inputs = video_inputs(cfg, model, video, frames=args.frames, flow_method=args.flow_method)
     target = class_index(args.cls, class_names) if args.cls else None
     cam = grad_cam(model, {m: v.to(device) for m, v in inputs.items()}, target=target, layers=layers,
                    stream=args.stream)  # fmt: skip
@@ -413,19 +409,12 @@ def run_gradcam(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidrec.engine.checkpoint import CheckpointError
-    from vidrec.io import VideoDecodeError
-
+    """Errors are raised and reported by `vidrec.cli.run_command`; a bad unit, layer or shape (a
+    ValueError from `vidrec.visualize`) is a usage error of this command."""
     action = run_maximize if args.action == "maximize" else run_gradcam
     try:
         return action(args)
-    except (ValueError, FileExistsError, FileNotFoundError, CheckpointError, KeyError) as err:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (VideoDecodeError, OSError) as err:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except ValueError as err:
+        if isinstance(err, UsageError):
+            raise
+        raise UsageError(str(err)) from err

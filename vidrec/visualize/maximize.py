@@ -25,12 +25,12 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn as nn
 from einops import rearrange
-from tqdm import tqdm
 
+from vidrec.progress import progress as progress_bar
 from vidrec.visualize.units import Unit, model_modalities, unit_value
 
-SCALES = {"rgb": 2.5, "flow": 5.0, "flow3": 64.0}  # typical |value| of each modality's model input
-PRIORS = {"slow": 4.0, "fast": 0.0}  # lambda_t of the temporal priors
+SCALES = {"rgb": 2.5, "flow": 5.0, "flow3": 1.0}  # typical |value| of each modality's model input
+PRIORS = {"slow": 100.0, "fast": 0.0}  # lambda_t of the temporal priors
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Regularizer:
 
     norm: float = 0.05  # lambda_alpha, weight of mean |x/s|^alpha
     alpha: float = 6.0
-    tv_space: float = 0.5  # lambda_s
+    tv_space: float = 100.0  # lambda_s
     beta: float = 2.0
     tv_time: float | None = None  # lambda_t; None: taken from the prior
 
@@ -215,7 +215,7 @@ def maximize(
         optimize: the modalities to optimise (default all; the others stay zero).
         seed: seeds the starting noise and the jitter; the same seed gives the same result.
         device: "auto" (GPU when present), "cpu", "cuda", ...
-        progress: show a tqdm bar.
+        progress: show a progress bar (lines off a terminal).
 
     Returns:
         A `MaxResult` with the inputs `(T, C, H, W)` on CPU and the objective history.
@@ -234,7 +234,7 @@ def maximize(
         x = _start(shapes, optimize, config, gen, device)
         adam = torch.optim.Adam([{"params": [x[m]], "lr": config.lr * config.scale(m)} for m in optimize])
         objective, losses, rho = [], [], None
-        for _ in tqdm(range(config.steps), desc=f"maximise {unit.describe()}", disable=not progress):
+        for _ in progress_bar(range(config.steps), desc=f"maximise {unit.describe()}", disable=not progress):
             shift = tuple(torch.randint(-config.jitter, config.jitter + 1, (2,), generator=gen).tolist())
             value, layer_scale = unit_value(model, _jitter(x, shift), unit)
             rho = rho or max(layer_scale, 1e-6)  # per-layer normaliser, fixed at the start
