@@ -51,7 +51,8 @@ def test_arrows_point_along_the_flow():
 
 def test_rgb_frames_undo_the_normalisation():
     frames = np.random.default_rng(0).integers(0, 256, size=(3, 20, 20, 3), dtype=np.uint8)
-    x = Preprocess(resize=20, size=20)(frames)  # (T, 3, 20, 20), ImageNet-normalised
+    prep = Preprocess(resize=20, size=20)
+    x = prep.normalize(prep(frames), "cpu")  # (T, 3, 20, 20), ImageNet-normalised
     back = render.rgb_frames(x)
     assert np.abs(back.astype(int) - frames.astype(int)).max() <= 1
     stretched = render.rgb_frames(x * 0.01, stretch=True)

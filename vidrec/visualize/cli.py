@@ -328,7 +328,8 @@ def video_inputs(cfg, model, video: str, *, frames: int, flow_method: str) -> di
         decoded = dict(zip(wanted, reader.get_frames(wanted)))
     out = {}
     if "rgb" in mods:
-        out["rgb"] = Preprocess.from_config(cfg)(np.stack([decoded[s] for s in starts]))
+        prep = Preprocess.from_config(cfg)
+        out["rgb"] = prep.normalize(prep(np.stack([decoded[s] for s in starts])), "cpu")  # (T, 3, S, S)
     if "flow" in mods or "flow3" in mods:
 
         def flow(i: int) -> np.ndarray:  # (H, W, 2) pixels, frame i -> i + 1
