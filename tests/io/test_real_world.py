@@ -63,10 +63,11 @@ def test_edit_list_large_stream_mode(edit_list_mp4, monkeypatch):
             np.testing.assert_array_equal(reader.get_frames(indices), truth[indices], err_msg=str(indices))
 
 
-def test_one_frame_numbering_across_probe_read_flow_sheet(edit_list_mp4, tmp_path, capsys):
-    """probe, read_frames, iteration, the flow file and the sheet agree on frame i."""
+def test_one_frame_numbering_across_probe_read_flow_predict_sheet(edit_list_mp4, tmp_path, capsys):
+    """probe, read_frames, the flow file, predict's frames and the sheet agree on frame i."""
     from vidrec.cli import main
     from vidrec.data.samplers import tsn_segments
+    from vidrec.engine.predict import Preprocess, rgb_frames
     from vidrec.flow.storage import flow_video
 
     n = probe(edit_list_mp4).num_frames
@@ -74,6 +75,9 @@ def test_one_frame_numbering_across_probe_read_flow_sheet(edit_list_mp4, tmp_pat
     assert flow.shape[0] == n - 1
     frames = read_frames(edit_list_mp4, range(n))
     assert frames.shape[0] == n
+    streamed = list(rgb_frames(edit_list_mp4, preprocess=Preprocess(resize=48, size=48)))
+    assert [f.index for f in streamed] == list(range(n))
+    assert [f.time_s for f in streamed] == pytest.approx(np.arange(n) / 25)
     assert main(["sheet", str(edit_list_mp4), "--out", str(tmp_path / "s.png"), "--frames", "5"]) == 0
     shown = capsys.readouterr().out
     assert str(list(tsn_segments(n, num_segments=5, train=False)[0].indices)) in shown
