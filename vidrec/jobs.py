@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -111,6 +113,46 @@ def shard_jobs(jobs: list[VideoJob], index: int, count: int) -> list[VideoJob]:
     return sorted(jobs, key=lambda j: j.video_id)[index::count]
 
 
+def _worker_init(parent_pid: int, initializer: Callable[..., None], *initargs) -> None:
+    """A pool worker's initializer: `_die_with(parent_pid)`, then the job's own initializer."""
+    _die_with(parent_pid)
+    initializer(*initargs)
+
+
+def _die_with(pid: int) -> None:
+    """Exit this worker as soon as process `pid` (the command that started the pool) is gone.
+
+    A SIGKILLed parent cannot shut its pool down; the forkserver exits with it, but the workers (its
+    children) would finish their videos, still writing, and then wait forever. A daemon thread waits on
+    a pidfd of the parent (polls where pidfds are missing) and ends the process; half-written outputs are
+    temp files that the next run removes.
+    """
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            os._exit(1)
+        except (AttributeError, OSError):  # no pidfd (old kernel / not Linux): poll
+            while _alive(pid):
+                time.sleep(0.5)
+            os._exit(1)
+        select.select([fd], [], [])  # readable once the process has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="vidrec-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def run_pool(
     todo: Sequence[VideoJob],
     process: Callable[[VideoJob], JobResult],
@@ -127,7 +169,8 @@ def run_pool(
 
     One worker (or one job) runs in this process. Otherwise workers come from a forkserver, never forked
     from this process: a fork of a process whose OpenCV or swscale thread pools have run hangs in the
-    child as soon as it touches them. `preload` names modules the forkserver imports once.
+    child as soon as it touches them. `preload` names modules the forkserver imports once. Workers exit
+    when this process dies, even by SIGKILL (`_die_with`).
     """
     failures, frames, written, start = [], 0, 0, time.perf_counter()
     bar = progress(total=len(todo), unit="video", desc=desc, dynamic_ncols=True)
@@ -148,7 +191,8 @@ def run_pool(
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(list(preload))
         n = min(workers, len(todo))
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=initializer, initargs=initargs) as pool:
+        initargs = (os.getpid(), initializer, *initargs)  # workers die with this process
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init, initargs=initargs) as pool:
             for fut in as_completed([pool.submit(process, j) for j in todo]):
                 record(*fut.result())
     bar.close()
