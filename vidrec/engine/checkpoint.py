@@ -15,7 +15,8 @@ Layout (see docs/contracts.md "vidrec.engine"):
   the epoch in progress, so a mid-epoch resume logs the same epoch row as an uninterrupted run).
 
 Writing goes to a temporary file in the same folder, is fsync'ed and then `os.replace`d over the target,
-so a reader (or a resumed run) only ever sees a complete old or complete new file.
+so a reader (or a resumed run) only ever sees a complete old or complete new file. Temp files that a
+killed writer left behind are removed by the next write of the same checkpoint.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
     """Write `ckpt` to `path` atomically (temp file in the same folder + fsync + os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temps(path)
     tensors, meta = _flatten(ckpt)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -190,6 +192,29 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
     return path
+
+
+def remove_dead_temps(path: str | Path) -> list[Path]:
+    """Delete the temp files of `path` (``.<name>.tmp-<pid>``) whose writer process is gone (killed
+    mid-write); a live writer's temp file is left alone. Returns the removed paths."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
