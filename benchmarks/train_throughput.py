@@ -11,11 +11,22 @@ Three rows, same model, same clip shape, same batch size, same number of DataLoa
 
 Two more rows time the data pipelines alone (batches drawn from the same DataLoaders, no model): the
 clips/s a pipeline can feed, which is what bounds a fast accelerator. On a small CPU machine the model
-and the loader workers share the cores, so the end-to-end rows mostly measure the model.
+and the loader workers share the cores, so the end-to-end rows mostly measure the model. A last row
+runs vidrec's loader in one process (no workers): its clips/s per core sizes how many cores it takes to
+feed the device the benchmark runs on (its compute bound), or any device rate given with
+`--device-images-per-s` (e.g. the images/s a GPU trains the model at).
+
+Noise: every row is measured once per round and the rounds are repeated (`--repeats`), so a slow phase of
+a shared machine hits all rows alike; each row reports its best round and the spread over rounds
+((max - min) / max), and the ratios use the best rounds.
+
+vidrec's loader sends uint8 clips and normalises them on the device, as `vidrec train` does; the reference
+normalises in its workers, as torchvision's reference script does.
 
 Input videos are generated (UCF101-like: 320x240, 25 fps, MPEG-4 part 2 with GOP 12 as UCF101's files,
 or H.264 with `--codec h264`) under `--workdir`. The last line is
-`RESULT train_throughput e2e_vs_compute=X e2e_vs_reference=Y clips_per_s=Z`.
+`RESULT train_throughput e2e_vs_compute=X e2e_vs_reference=Y loader_vs_reference=L clips_per_s=Z
+cores_to_feed=C`.
 
 Peers: torchcodec needs FFmpeg's shared libraries (`apt-get install -y ffmpeg`) and
 `pip install torchcodec` (`make bench`); a reference row that cannot run prints why and is skipped.
@@ -48,8 +59,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=4, help="clips per step (default 4)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--steps", type=int, default=8, help="timed steps per row (default 8)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per row (default 2)")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per row and round (default 8)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per row and round (default 2)")
+    p.add_argument("--repeats", type=int, default=3, help="rounds; each row keeps its best round (default 3)")
+    p.add_argument(
+        "--device-images-per-s",
+        type=float,
+        default=0.0,
+        help="also size the loader for a device training this model at this many images (frames) per "
+        "second at this clip shape, e.g. a GPU's measured rate; 0: only the device it runs on (default 0)",
+    )
     p.add_argument("--videos", type=int, default=16, help="generated videos (default 16)")
     p.add_argument(
         "--video-frames", type=int, default=75, help="frames per generated video (default 75: 3 s)"
@@ -100,7 +119,7 @@ def vidrec_dataset(paths: list[Path], args: argparse.Namespace) -> Dataset:
     repeats = max(1, args.video_frames // args.frames)
     records = [VideoRecord(p.name, i % 6, p.stem) for i, p in enumerate(paths)] * repeats
     sampler = build_sampler("dense", clip_len=args.frames, train=True)
-    transform = train_transform(args.size, kind="crop")  # random crop + flip + normalise
+    transform = train_transform(args.size, kind="crop", normalize=False)  # random crop + flip, uint8 out
     return VideoDataset(records, root=paths[0].parent, sampler=sampler, transform=transform, size=args.resize)
 
 
@@ -180,9 +199,12 @@ def from_loader(ds: Dataset, args, device: torch.device):
         persistent_workers=args.workers > 0,
         pin_memory=device.type == "cuda",
     )
+    from vidrec.data.transforms import normalize_rgb
+
     while True:
         for batch in loader:
-            yield batch["rgb"].to(device, non_blocking=True), torch.as_tensor(batch["label"]).to(device)
+            x = normalize_rgb(batch["rgb"].to(device, non_blocking=True))  # uint8 -> float on the device
+            yield x, torch.as_tensor(batch["label"]).to(device)
 
 
 def pre_made(args, device: torch.device):
@@ -190,6 +212,42 @@ def pre_made(args, device: torch.device):
     y = torch.zeros(args.batch, dtype=torch.long, device=device)
     while True:
         yield x, y
+
+
+def measure_rows(rows: dict[str, Callable[[], float | str]], repeats: int) -> dict[str, list[float] | str]:
+    """Each row's rate once per round, `repeats` rounds, rows interleaved within a round.
+
+    A row that returns a string (why it cannot run) is not measured again.
+    """
+    out: dict[str, list[float] | str] = {name: [] for name in rows}
+    for r in range(repeats):
+        for name, measure in rows.items():
+            if isinstance(out[name], str):
+                continue
+            print(f"round {r + 1}/{repeats}: {name}", flush=True)
+            value = measure()
+            out[name] = value if isinstance(value, str) else [*out[name], value]
+    return out
+
+
+def best_and_spread(samples: list[float]) -> tuple[float, float]:
+    """(best rate, (max - min) / max over the rounds)."""
+    best = max(samples)
+    return best, (best - min(samples)) / best
+
+
+def cores_to_feed(device_clips_per_s: float, per_core_clips_per_s: float) -> float:
+    """Loader cores a device needs: its training rate over what one core's loader makes."""
+    return device_clips_per_s / per_core_clips_per_s
+
+
+COMPUTE, E2E, REF = (
+    "compute bound (pre-made tensors)",
+    "vidrec (videos -> DataLoader)",
+    "torchvision VideoClips reference",
+)
+LOADER, REF_LOADER = "vidrec loader alone (no model)", "reference loader alone (no model)"
+ONE_CORE = "vidrec loader, 1 process (no model)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,19 +269,28 @@ def main(argv: list[str] | None = None) -> int:
     def step(x, y):
         return train_step(model, opt, x, y)
 
-    rows: dict[str, float | str] = {
-        "compute bound (pre-made tensors)": time_steps(pre_made(args, device), step, args, device)
-    }
-    rows["vidrec (videos -> DataLoader)"] = time_steps(
-        from_loader(vidrec_dataset(paths, args), args, device), step, args, device
-    )
-    rows["torchvision VideoClips reference"] = _reference(paths, args, device, step)
+    # Every source is made once and kept alive (persistent workers), so rounds do not restart workers.
     loader_args = argparse.Namespace(**{**vars(args), "steps": args.steps * 4})
-    rows["vidrec loader alone (no model)"] = time_steps(
-        from_loader(vidrec_dataset(paths, args), args, device), _no_step, loader_args, device
-    )
-    rows["reference loader alone (no model)"] = _reference(paths, loader_args, device, _no_step)
-    _print_table(rows, args, device)
+    one_core_args = argparse.Namespace(**{**vars(loader_args), "workers": 0})
+    made, e2e_src = pre_made(args, device), from_loader(vidrec_dataset(paths, args), args, device)
+    loader_src = from_loader(vidrec_dataset(paths, args), args, device)
+    one_core_src = from_loader(vidrec_dataset(paths, args), one_core_args, device)
+    reference = _reference_sources(paths, args, device)
+    rows: dict[str, Callable[[], float | str]] = {
+        COMPUTE: lambda: time_steps(made, step, args, device),
+        E2E: lambda: time_steps(e2e_src, step, args, device),
+        REF: lambda: (
+            reference if isinstance(reference, str) else time_steps(reference[0], step, args, device)
+        ),
+        LOADER: lambda: time_steps(loader_src, _no_step, loader_args, device),
+        REF_LOADER: lambda: (
+            reference
+            if isinstance(reference, str)
+            else time_steps(reference[1], _no_step, loader_args, device)
+        ),
+        ONE_CORE: lambda: time_steps(one_core_src, _no_step, one_core_args, device),
+    }
+    _print_table(measure_rows(rows, args.repeats), args, device)
     return 0
 
 
@@ -231,7 +298,8 @@ def _no_step(x: torch.Tensor, y: torch.Tensor) -> None:
     """A training step that does nothing: times the data pipeline alone."""
 
 
-def _reference(paths, args, device, step) -> float | str:
+def _reference_sources(paths, args, device) -> tuple | str:
+    """(end-to-end source, loader-alone source) of the reference pipeline, or why it cannot run."""
     try:
         tic = time.perf_counter()
         ds = ReferenceClips(paths, args)
@@ -243,32 +311,51 @@ def _reference(paths, args, device, step) -> float | str:
         reason = f"skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         print(f"torchvision reference {reason} (install: apt-get install -y ffmpeg; pip install torchcodec)")
         return reason
-    return time_steps(from_loader(ds, args, device), step, args, device)
+    return from_loader(ds, args, device), from_loader(ds, args, device)
 
 
-def _print_table(rows: dict[str, float | str], args, device: torch.device) -> None:
-    compute = rows["compute bound (pre-made tensors)"]
-    e2e = rows["vidrec (videos -> DataLoader)"]
-    ref = rows["torchvision VideoClips reference"]
+def _print_table(results: dict[str, list[float] | str], args, device: torch.device) -> None:
+    best = {k: best_and_spread(v)[0] for k, v in results.items() if not isinstance(v, str)}
     print(
         f"\nmodel {args.model}, clips {args.frames}x3x{args.size}x{args.size}, batch {args.batch}, "
         f"workers {args.workers}, device {device}, torch threads {torch.get_num_threads()}, "
-        f"{args.codec} files"
+        f"{args.codec} files, best of {args.repeats} interleaved rounds"
     )
-    print(f"{'pipeline':<36} {'clips/s':>9} {'vidrec / row':>13}")
-    loader, ref_loader = rows["vidrec loader alone (no model)"], rows["reference loader alone (no model)"]
-    for name, value in rows.items():
-        base = loader if "alone" in name else e2e
+    print(f"{'pipeline':<38} {'clips/s':>9} {'spread':>7} {'vidrec / row':>13}")
+    for name, value in results.items():
         if isinstance(value, str):
-            print(f"{name:<36} {value}")
-        else:
-            print(f"{name:<36} {value:9.2f} {base / value:13.2f}")
-    vs_ref = f"{e2e / ref:.3f}" if isinstance(ref, float) else "nan"
-    loader_vs_ref = f"{loader / ref_loader:.3f}" if isinstance(ref_loader, float) else "nan"
+            print(f"{name:<38} {value}")
+            continue
+        rate, spread = best_and_spread(value)
+        base = best.get(LOADER if "alone" in name else E2E if name != ONE_CORE else ONE_CORE, float("nan"))
+        print(f"{name:<38} {rate:9.2f} {spread:7.1%} {base / rate:13.2f}")
+    _print_feeding(best, args, device)
+    e2e, compute = best[E2E], best[COMPUTE]
+    vs_ref = f"{e2e / best[REF]:.3f}" if REF in best else "nan"
+    loader_vs_ref = f"{best[LOADER] / best[REF_LOADER]:.3f}" if REF_LOADER in best else "nan"
     print(
         f"RESULT train_throughput e2e_vs_compute={e2e / compute:.3f} e2e_vs_reference={vs_ref} "
-        f"loader_vs_reference={loader_vs_ref} clips_per_s={e2e:.2f}"
+        f"loader_vs_reference={loader_vs_ref} clips_per_s={e2e:.2f} "
+        f"cores_to_feed={cores_to_feed(compute, best[ONE_CORE]):.1f}"
     )
+
+
+def _print_feeding(best: dict[str, float], args, device: torch.device) -> None:
+    """How many loader cores the device needs, from the one-process loader rate."""
+    per_core = best[ONE_CORE]
+    compute = best[COMPUTE]
+    print(
+        f"\nfeeding the device: one loader core makes {per_core:.1f} clips/s ({per_core * args.frames:.0f} "
+        f"images/s); this {device.type} trains at {compute:.1f} clips/s (the compute bound), so it takes "
+        f"{cores_to_feed(compute, per_core):.1f} loader cores to feed it"
+    )
+    if args.device_images_per_s:
+        clips = args.device_images_per_s / args.frames
+        print(
+            f"a device training at {args.device_images_per_s:.0f} images/s ({clips:.0f} clips/s of "
+            f"{args.frames} frames) at this clip shape would take {cores_to_feed(clips, per_core):.0f} "
+            "loader cores (a larger crop costs the loader more per image: size it at the training shape)"
+        )
 
 
 if __name__ == "__main__":

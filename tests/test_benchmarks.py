@@ -1,0 +1,39 @@
+"""Pure helpers of the benchmark scripts (the measurements themselves live in benchmarks/, not in tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_throughput_interleaves_rounds_keeps_best_and_spread():
+    tt = _load("train_throughput")
+    calls, rates = [], {"a": iter([10.0, 12.0, 8.0]), "b": iter([5.0, 4.0, 6.0])}
+
+    def row(name):
+        def measure():
+            calls.append(name)
+            return next(rates[name])
+
+        return measure
+
+    skipped = []
+    out = tt.measure_rows(
+        {"a": row("a"), "b": row("b"), "c": lambda: skipped.append(1) or "skipped: no peer"}, repeats=3
+    )
+    assert calls == ["a", "b", "a", "b", "a", "b"]  # rows interleaved within each round
+    assert out["a"] == [10.0, 12.0, 8.0] and out["c"] == "skipped: no peer" and skipped == [1]
+    best, spread = tt.best_and_spread(out["a"])
+    assert best == 12.0 and spread == pytest.approx(4.0 / 12.0)
+    assert tt.cores_to_feed(35600 / 8, 50.0) == pytest.approx(89.0)
