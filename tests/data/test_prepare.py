@@ -116,3 +116,27 @@ def test_failures_are_listed_and_other_settings_are_refused(root, tmp_path, caps
     with pytest.warns(RuntimeWarning, match="short side 16"):  # smaller than the dataset's decode size
         main([*args[:3], str(tmp_path / "small"), *args[4:], "--short-side", "16", "--no-register"])
         _dataset(root, prepared=tmp_path / "small")
+
+
+def test_a_copy_with_an_odd_size_reads_at_the_originals_size(tmp_path):
+    from vidrec.data import VideoRecord
+    from vidrec.io import write_video
+
+    yy, xx = np.mgrid[0:40, 0:58]
+    frames = np.stack([np.stack([(xx * 4 + t * 3) % 256, yy * 6, (xx + yy) * 2], -1) for t in range(12)])
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    write_video(folder / "a.mp4", frames.astype(np.uint8), 10)
+    out = tmp_path / "copy"
+    cmd = ["prepare", str(folder), "--out", str(out), "--short-side", "24", "--crf", "10", "--workers", "1"]
+    assert main(cmd) == 0
+    assert probe(out / "a.mp4").width == 34  # 58 * 24 / 40 = 34.8 -> 35, even for H.264 -> 34
+
+    def item(prepared):
+        sampler = build_sampler("tsn", num_segments=3, train=False)
+        records = [VideoRecord("a.mp4", 0, "a")]
+        return VideoDataset(records, root=folder, sampler=sampler, size=24, prepared=prepared)[0]["rgb"]
+
+    copy, original = item("auto"), item(None)
+    assert copy.shape == original.shape == (3, 3, 24, 35)
+    assert (copy - original).abs().mean() < 0.03  # float in [0, 1]: a few grey levels

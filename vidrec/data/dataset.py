@@ -183,10 +183,17 @@ class VideoDataset(Dataset):
     def _open_video(self, record: VideoRecord) -> VideoReader | FrameStoreReader:
         """The record's frames: its prepared copy when there is one, else the original file."""
         copy = self.prepared.files.get(str(record.path)) if self.prepared is not None else None
-        path = self.root / record.path if copy is None else copy
+        if copy is None:
+            path, size = self.root / record.path, self.size
+        else:  # the size decoding the original gives (a re-encode rounds odd sizes to even ones)
+            path, size = copy, self._original_size(record)
         if copy is not None and self.prepared.format == "frames":
-            return FrameStoreReader(copy, size=self.size)
-        return VideoReader(path, size=self.size, threads=self.decode_threads, strict=self.strict)
+            return FrameStoreReader(copy, size=size)
+        return VideoReader(path, size=size, threads=self.decode_threads, strict=self.strict)
+
+    def _original_size(self, record: VideoRecord) -> int | tuple[int, int] | None:
+        h, w = self.prepared.source_sizes[str(record.path)]
+        return output_size(self.size, height=h, width=w) if self.size is not None else (h, w)
 
     def _num_starts(self, record: VideoRecord, reader: VideoReader | None) -> int:
         """How many indices the sampler may use: frames, or usable flow-stack starts."""

@@ -26,7 +26,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +121,9 @@ def prepare_video(
     dst.with_name(f".{dst.name}.part").unlink(missing_ok=True)  # left by a killed run
     stamp = _stamp(src)
     try:
-        frames = _make(src, dst, settings)
+        meta = probe(src)
+        stamp |= {"source_height": meta.height, "source_width": meta.width}
+        frames = _make(src, dst, settings, meta.num_frames)
     except VideoDecodeError as err:
         _write_json(
             sidecar_path(out, video_id), {**stamp, "failed": err.reason, "settings": asdict(settings)}
@@ -132,8 +134,7 @@ def prepare_video(
     return frames
 
 
-def _make(src: str | os.PathLike, dst: Path, settings: PrepareSettings) -> int:
-    expected = probe(src).num_frames
+def _make(src: str | os.PathLike, dst: Path, settings: PrepareSettings, expected: int) -> int:
     if settings.format == "frames":
         return write_frame_store(src, dst, short_side=settings.short_side or None, num_frames=expected)
     from vidrec.io.dense import dense_encode
@@ -214,7 +215,8 @@ def write_manifest(
         if not entry or entry.get("settings") != asdict(settings):
             pending += 1
             continue
-        item = {"id": vid, **{k: entry[k] for k in ("source_size", "source_mtime_ns")}}
+        keys = ("source_size", "source_mtime_ns", "source_height", "source_width")
+        item = {"id": vid, **{k: entry[k] for k in keys if k in entry}}
         if "failed" in entry:
             item["failed"] = entry["failed"]
         else:
@@ -247,11 +249,14 @@ def register(root: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 @dataclass(frozen=True)
 class PreparedCopy:
-    """A usable prepared copy: its format and, per source path as the caller gave it, the prepared file."""
+    """A usable prepared copy: its format and, per source path as the caller gave it, the prepared file and
+    the source's `(height, width)` (a copy read at a short side must come out at the size the original
+    would: an odd width is rounded to an even one when re-encoding)."""
 
     folder: str
     format: str
     files: dict[str, str]
+    source_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def find_prepared(
@@ -308,7 +313,7 @@ def _unusable(manifest: dict, size: int | tuple[int, int] | None) -> str | None:
 
 
 def _match(folder: str, manifest: dict, paths: list, root) -> PreparedCopy | str:
-    videos, files = manifest["videos"], {}
+    videos, files, sizes = manifest["videos"], {}, {}
     for path in paths:
         key = source_key(Path(root) / path, root)
         entry = videos.get(key)
@@ -322,7 +327,8 @@ def _match(folder: str, manifest: dict, paths: list, root) -> PreparedCopy | str
             return f"{key} changed after it was prepared"
         if "failed" not in entry:  # a video that failed to prepare is read from the original
             files[str(path)] = str(Path(folder) / entry["file"])
-    return PreparedCopy(folder=str(folder), format=manifest["settings"]["format"], files=files)
+            sizes[str(path)] = (entry["source_height"], entry["source_width"])
+    return PreparedCopy(str(folder), manifest["settings"]["format"], files, sizes)
 
 
 class FrameStoreReader:
