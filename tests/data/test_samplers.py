@@ -207,3 +207,9 @@ def test_one_frame_and_one_of_everything_are_allowed():
     assert S.uniform_frames(1, num=1)[0].indices == (0,)
     assert [c.indices for c in S.test_clips(1, clip_len=1, num_clips=1)] == [(0,)]
     assert [c.indices for c in S.test_clips(3, clip_len=1, hop=1)] == [(0,), (1,), (2,)]
+
+
+def test_test_frames_defaults_are_the_two_stream_protocol():
+    views = S.test_frames(100)
+    assert len(views) == 25 and all(len(v.indices) == 1 for v in views)
+    assert views[0].indices == (0,) and views[-1].indices == (99,)
