@@ -3,6 +3,7 @@ uninterrupted run (same seed, CPU): data order, per-item randomness, dropout, LR
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -86,3 +87,11 @@ def test_kill_mid_epoch_and_resume_gives_identical_weights(tmp_path):
     for idx, state in ref.optimizer["state"].items():
         for key, value in state.items():
             assert torch.equal(got.optimizer["state"][idx][key], value), (idx, key)
+    # the interrupted epoch's metrics.csv row covers its whole epoch (running sums kept in the checkpoint)
+    rows = [
+        list(csv.DictReader((tmp_path / d / "metrics.csv").read_text().splitlines())) for d in ("ref", "run")
+    ]
+    assert [r["epoch"] for r in rows[1]] == ["1", "2", "3"]
+    for a, b in zip(*rows, strict=True):
+        for key in ("train_loss", "train_top1", "val_loss", "val_top1"):
+            assert a[key] == b[key], (a["epoch"], key)

@@ -15,7 +15,10 @@ CPU-only (gloo backend), e.g. for tests::
 
 `data.batch_size` is per process, so the global batch is ``batch_size * world_size * accum_steps``.
 Each process reads its share of every epoch through a `DistributedSampler` (re-shuffled by
-`set_epoch`); only rank 0 logs and writes checkpoints, with barriers around the writes.
+`set_epoch`); only rank 0 logs and writes checkpoints, with barriers around the writes. Checkpoints carry
+every rank's generator states (gathered to rank 0), and on resume the ranks compare the checkpoint each
+of them sees before loading it, so `out_dir` must be one folder shared by all nodes (README, "Many GPUs
+and machines", says what is and is not equal to a one-process run).
 """
 
 from __future__ import annotations
