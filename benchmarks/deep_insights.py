@@ -11,9 +11,10 @@ and inputs from the checkpoint with the `vidrec visualize` CLI -> three findings
    fast prior (same seeds);
 2. fusion: for that unit (below the late-fusion point) the RGB input receives exactly zero gradient,
    while the fused class logit sends gradient into both inputs;
-3. direction: the optimised flow stacks of the "orbit_cw" and "orbit_ccw" class units turn in opposite
-   directions (the sign of the turning of the flow between consecutive fields, calibrated on real test
-   flow), and the flow stream classifies each optimum's time reversal as the other class.
+3. direction: the optimised flow stacks of the "orbit_cw" and "orbit_ccw" class units rotate in opposite
+   directions about the image centre (rotation score and curl, calibrated on real test flow); the
+   turning between consecutive fields and the flow stream's verdict on each optimum's time reversal
+   are reported too.
 
 Usage: python benchmarks/deep_insights.py --out runs/deep_insights  (about 10-15 minutes on 2 CPU cores)
 Ends with a `RESULT deep_insights ...` line; pictures and `report.md` are under --out.
@@ -91,14 +92,15 @@ def train_config(videos: Path, root: Path, args):
     )  # fmt: skip
 
 
-def train_or_reuse(cfg) -> Path:
+def train_or_reuse(cfg) -> tuple[Path, bool]:
+    """(the last checkpoint, whether it was trained in this run)."""
     from vidrec.engine.train import train
 
     last = Path(cfg.out_dir) / "last.safetensors"
     if last.is_file():
         print(f"reusing {last}")
-        return last
-    return train(cfg).last_checkpoint
+        return last, False
+    return train(cfg).last_checkpoint, True
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -107,6 +109,7 @@ def train_or_reuse(cfg) -> Path:
 @torch.no_grad()
 def test_activations(model, cfg, layer: str):
     """Per test clip: stream probabilities and the channel means of `layer`; plus labels and flows."""
+    from vidrec.engine.evaluate import model_inputs
     from vidrec.engine.train import build_datasets
     from vidrec.visualize.hooks import capture
 
@@ -114,7 +117,7 @@ def test_activations(model, cfg, layer: str):
     acts, labels, probs, flows = [], [], {"rgb": [], "flow": [], "fused": []}, []
     for i in range(len(val_ds)):
         item = val_ds[i]
-        x = {m: item[m][None] for m in ("rgb", "flow")}
+        x = model_inputs({m: item[m][None] for m in ("rgb", "flow")}, ("rgb", "flow"), "cpu")[0]
         with capture(model, layer) as rec:
             out = model(x)
         acts.append(rec[layer][0].mean(dim=(0, 2, 3)))  # (C,): mean over segments and space
@@ -146,6 +149,31 @@ def turning(stack: torch.Tensor) -> float:
     cross = (u[:-1] * v[1:] - v[:-1] * u[1:]).sum()
     norm = (f[:-1].norm(dim=1) * f[1:].norm(dim=1)).sum().clamp_min(1e-12)
     return float(cross / norm)
+
+
+def _fields(stack: torch.Tensor) -> torch.Tensor:
+    return stack.reshape(-1, 2, *stack.shape[-2:]).double()  # (N, 2, H, W) fields in time order
+
+
+def rotation(stack: torch.Tensor) -> float:
+    """Rotation of a flow stack about the image centre: sum of (x - cx) v - (y - cy) u over the sum of
+    |r| |f| (in [-1, 1]; +1 is a rigid clockwise rotation on screen, y pointing down)."""
+    f = _fields(stack)
+    h, w = f.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(h) + 0.5 - h / 2, torch.arange(w) + 0.5 - w / 2, indexing="ij")
+    num = (xx * f[:, 1] - yy * f[:, 0]).sum()
+    return float(num / (torch.sqrt(xx**2 + yy**2) * f.norm(dim=1)).sum().clamp_min(1e-12))
+
+
+def curl(stack: torch.Tensor) -> float:
+    """Mean curl dv/dx - du/dy of a flow stack (px per px; positive: clockwise on screen)."""
+    f = _fields(stack)
+    dvdx = f[:, 1, :-1, 1:] - f[:, 1, :-1, :-1]
+    dudy = f[:, 0, 1:, :-1] - f[:, 0, :-1, :-1]
+    return float((dvdx - dudy).mean())
+
+
+MOTION_MEASURES = {"rotation": rotation, "curl": curl, "turning": turning}
 
 
 def time_reverse(flow: torch.Tensor) -> torch.Tensor:
@@ -180,7 +208,7 @@ def load_inputs(path: Path) -> dict[str, torch.Tensor]:
 
 def speed_prior(ckpt, viz, layer, channel, args, common) -> list[dict]:
     """Finding 1: slow vs fast prior on the same unit and seeds."""
-    from vidrec.visualize.maximize import high_frequency_fraction, tv_time
+    from vidrec.visualize.maximize import changing_energy_fraction, high_frequency_fraction, tv_time
 
     rows = []
     for seed in range(args.seeds):
@@ -191,6 +219,7 @@ def speed_prior(ckpt, viz, layer, channel, args, common) -> list[dict]:
                     "--seed", seed, "--name", name, *common)  # fmt: skip
             flow = load_inputs(viz / f"{name}.safetensors")["flow"][None]  # (1, T, 2L, H, W)
             rows.append({"seed": seed, "prior": prior, "tv_t": float(tv_time(flow / 5.0, "flow")),
+                         "changing": changing_energy_fraction(flow, "flow"),
                          "hf": high_frequency_fraction(flow, "flow")})  # fmt: skip
     return rows
 
@@ -226,8 +255,8 @@ def main(argv=None) -> int:
     tic = time.perf_counter()
     videos = make_data(root, args)
     cfg = train_config(videos, root, args)
-    ckpt = train_or_reuse(cfg)
-    train_s = time.perf_counter() - tic
+    ckpt, trained = train_or_reuse(cfg)
+    train_s = time.perf_counter() - tic if trained else None
     model, cfg, names = load_model(ckpt, torch.device("cpu"))
     cw, ccw = names.index("orbit_cw"), names.index("orbit_ccw")
     acts, labels, probs, flows = test_activations(model, cfg, args.layer)
@@ -236,8 +265,11 @@ def main(argv=None) -> int:
     pair = {k: float((v[orbit][:, [cw, ccw]].argmax(1) == (labels[orbit] == ccw).long()).float().mean())
             for k, v in probs.items()}  # fmt: skip
     channel, dprime = pick_unit(acts, labels, cw, ccw)
-    real_turn = {n: float(np.mean([turning(s) for i, f in enumerate(flows) if labels[i] == c for s in f]))
-                 for n, c in (("orbit_cw", cw), ("orbit_ccw", ccw))}  # fmt: skip
+    real = {
+        n: {k: float(np.mean([fn(s) for i, f in enumerate(flows) if labels[i] == c for s in f]))
+            for k, fn in MOTION_MEASURES.items()}
+        for n, c in (("orbit_cw", cw), ("orbit_ccw", ccw))
+    }  # fmt: skip
 
     viz = root / "viz"
     common = ["--frames", 1, "--steps", args.steps, "--out", viz, "--no-progress", "--device", args.device]
@@ -246,7 +278,9 @@ def main(argv=None) -> int:
 
     _, val_ds, _ = build_datasets(cfg, ("rgb", "flow"))
     item = val_ds[0]
-    real_clip = {"rgb": item["rgb"][None, :1], "flow": item["flow"][None, :1]}
+    from vidrec.engine.evaluate import model_inputs
+
+    real_clip = model_inputs({m: item[m][None, :1] for m in ("rgb", "flow")}, ("rgb", "flow"), "cpu")[0]
     grads = fusion_gradients(model, args.layer, channel, real_clip)
 
     classes = {}
@@ -256,37 +290,44 @@ def main(argv=None) -> int:
             cli("visualize", "maximize", ckpt, "--class", cls, "--seed", 0, "--name", name, "--mp4", *common)
         flow = load_inputs(viz / f"{name}.safetensors")["flow"]  # (1, 2L, H, W)
         p, p_rev = flow_probs(model, flow), flow_probs(model, time_reverse(flow))
-        classes[cls] = {"turning": turning(flow), "p_cw": float(p[cw]), "p_ccw": float(p[ccw]),
-                        "rev_p_cw": float(p_rev[cw]), "rev_p_ccw": float(p_rev[ccw])}  # fmt: skip
+        classes[cls] = {**{k: fn(flow) for k, fn in MOTION_MEASURES.items()}, "p_cw": float(p[cw]),
+                        "p_ccw": float(p[ccw]), "rev_p_cw": float(p_rev[cw]),
+                        "rev_p_ccw": float(p_rev[ccw])}  # fmt: skip
     test_video = videos / "orbit_cw" / f"orbit_cw_{args.per_class - 1:04d}.mp4"
     if not (viz / f"{test_video.stem}_gradcam_sheet.png").is_file():
         cli("visualize", "gradcam", ckpt, test_video, "--out", viz, "--device", args.device)
     total_s = time.perf_counter() - tic
-    text = report_text(args, acc, pair, channel, dprime, real_turn, speed, grads, classes, train_s, total_s)
+    text = report_text(args, acc, pair, channel, dprime, real, speed, grads, classes, train_s, total_s)
     print(text)
     write_report(root, text)
     (root / "study.json").write_text(json.dumps(
-        {"acc": acc, "pair": pair, "unit": [args.layer, channel, dprime], "real_turning": real_turn,
+        {"acc": acc, "pair": pair, "unit": [args.layer, channel, dprime], "real_orbit_flow": real,
          "speed": speed, "grads": grads, "classes": classes}, indent=1))  # fmt: skip
     slow = np.mean([r["tv_t"] for r in speed if r["prior"] == "slow"])
     fast = np.mean([r["tv_t"] for r in speed if r["prior"] == "fast"])
     hf_s = np.mean([r["hf"] for r in speed if r["prior"] == "slow"])
     hf_f = np.mean([r["hf"] for r in speed if r["prior"] == "fast"])
+    ch_s = np.mean([r["changing"] for r in speed if r["prior"] == "slow"])
+    ch_f = np.mean([r["changing"] for r in speed if r["prior"] == "fast"])
     print(
         f"RESULT deep_insights fused_top1={acc['fused']:.3f} flow_pair_acc={pair['flow']:.3f} "
-        f"rgb_pair_acc={pair['rgb']:.3f} tv_t_slow={slow:.4f} tv_t_fast={fast:.4f} hf_slow={hf_s:.3f} "
+        f"rgb_pair_acc={pair['rgb']:.3f} tv_t_slow={slow:.5f} tv_t_fast={fast:.5f} changing_slow={ch_s:.4f} "
+        f"changing_fast={ch_f:.4f} hf_slow={hf_s:.3f} "
         f"hf_fast={hf_f:.3f} rgb_grad_below_fusion={grads['flow unit (below fusion)']['rgb']:.1e} "
-        f"turn_cw={classes['orbit_cw']['turning']:.3f} turn_ccw={classes['orbit_ccw']['turning']:.3f} "
+        f"rotation_cw={classes['orbit_cw']['rotation']:+.3f} "
+        f"rotation_ccw={classes['orbit_ccw']['rotation']:+.3f} "
         f"seconds={total_s:.0f}"
     )
     return 0
 
 
-def report_text(args, acc, pair, channel, dprime, real_turn, speed, grads, classes, train_s, total_s) -> str:
+def report_text(args, acc, pair, channel, dprime, real, speed, grads, classes, train_s, total_s) -> str:
     lines = [
         "# Deep Insights study: two-stream MobileNetV2 on the synthetic temporal-order dataset",
         "",
-        f"Trained {args.epochs} epochs ({train_s:.0f} s incl. data); L = {args.flow_length} flow fields,"
+        f"Trained {args.epochs} epochs ("
+        + (f"{train_s:.0f} s incl. data" if train_s is not None else "checkpoint reused from an earlier run")
+        + f"); L = {args.flow_length} flow fields,"
         f" {args.size} px. Test accuracy (6 classes, chance 0.17) and orbit cw-vs-ccw pair accuracy"
         " (chance 0.5):",
         "",
@@ -298,9 +339,11 @@ def report_text(args, acc, pair, channel, dprime, real_turn, speed, grads, class
         "",
         "## 1. Slow vs fast temporal prior (same unit, same seeds)",
         "",
-        "| seed | prior | TV_t of the flow stack (in units of 5 px) | high-temporal-frequency share |",
-        "|---|---|---|---|",
-        *[f"| {r['seed']} | {r['prior']} | {r['tv_t']:.4f} | {r['hf']:.3f} |" for r in speed],
+        "| seed | prior | TV_t of the flow stack (units of 5 px) | energy changing in time "
+        "| of that, above 0.25 cycles/field |",
+        "|---|---|---|---|---|",
+        *[f"| {r['seed']} | {r['prior']} | {r['tv_t']:.5f} | {r['changing']:.4f} | {r['hf']:.3f} |"
+          for r in speed],
         "",
         "Pictures: `viz/unit_slow_seed0_sheet.png`, `viz/unit_fast_seed0_sheet.png` (and the GIFs).",
         "",
@@ -312,19 +355,25 @@ def report_text(args, acc, pair, channel, dprime, real_turn, speed, grads, class
         "",
         "## 3. Class units orbit_cw vs orbit_ccw (joint RGB + flow maximisation)",
         "",
-        f"Turning of real test flow: orbit_cw {real_turn['orbit_cw']:+.3f}, "
-        f"orbit_ccw {real_turn['orbit_ccw']:+.3f} (positive = turning clockwise on screen).",
+        "Motion measures of a flow stack: rotation about the image centre (+1 rigid clockwise on screen),"
+        " mean curl (positive clockwise), turning of the motion between consecutive fields (positive"
+        " clockwise). On real test flow (mean over clips):",
         "",
-        "| class unit | turning of the optimised flow | flow stream p(cw) / p(ccw) "
-        "| time-reversed: p(cw) / p(ccw) |",
+        "| real flow | rotation | curl | turning |",
         "|---|---|---|---|",
-        *[f"| {k} | {v['turning']:+.3f} | {v['p_cw']:.2f} / {v['p_ccw']:.2f} | "
-          f"{v['rev_p_cw']:.2f} / {v['rev_p_ccw']:.2f} |" for k, v in classes.items()],
+        *[f"| {k} | {v['rotation']:+.3f} | {v['curl']:+.4f} | {v['turning']:+.3f} |"
+          for k, v in real.items()],
+        "",
+        "| optimised flow of class unit | rotation | curl | turning | flow stream p(cw) / p(ccw) "
+        "| time-reversed: p(cw) / p(ccw) |",
+        "|---|---|---|---|---|---|",
+        *[f"| {k} | {v['rotation']:+.3f} | {v['curl']:+.4f} | {v['turning']:+.3f} | {v['p_cw']:.2f} / "
+          f"{v['p_ccw']:.2f} | {v['rev_p_cw']:.2f} / {v['rev_p_ccw']:.2f} |" for k, v in classes.items()],
         "",
         "Pictures: `viz/class_orbit_cw_sheet.png`, `viz/class_orbit_ccw_sheet.png`, the `_flow.gif` /"
         " `_flow_arrows.gif` animations, and Grad-CAM `viz/*_gradcam_sheet.png`.",
         "",
-        f"Total {total_s:.0f} s.",
+        f"Total {total_s:.0f} s (maximisations already on disk are reused).",
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
 

@@ -88,3 +88,13 @@ def test_frozen_restores_state_after_an_exception():
     assert (
         model.training and not model.rgb.conv1.weight.requires_grad and model.rgb.conv2.weight.requires_grad
     )
+
+
+def test_uint8_rgb_from_datasets_is_normalised_like_the_engine():
+    from vidrec.data.transforms import normalize_rgb
+
+    model = OneFrame(1)
+    pixels = torch.randint(0, 256, (1, 3, 3, 12, 12), dtype=torch.uint8)
+    a = grad_cam(model, {"rgb": pixels}, target=0, layers={"rgb": "conv"})
+    b = grad_cam(model, {"rgb": normalize_rgb(pixels)}, target=0, layers={"rgb": "conv"})
+    assert torch.equal(a.heat["rgb"], b.heat["rgb"])

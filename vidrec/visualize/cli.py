@@ -105,6 +105,13 @@ def _gradcam_arguments(p: argparse.ArgumentParser) -> None:
         "--layer", action="append", default=[], metavar="STREAM=NAME", help="layer per stream (repeatable)"
     )
     p.add_argument("--flow-method", default="dis", help="flow estimator for flow inputs (dis, tvl1, ...)")
+    p.add_argument(
+        "--flow-bound",
+        type=float,
+        default=20.0,
+        help="quantise the flow to uint8 with this bound (px) and back, as `vidrec flow` stores what the "
+        "model was trained on; 0: keep the float flow",
+    )
 
 
 # ----------------------------------------------------------------------------- loading
@@ -311,11 +318,14 @@ def _centre_crop(a: np.ndarray, size: int) -> np.ndarray:
     return a[..., top : top + size, left : left + size, :]
 
 
-def video_inputs(cfg, model, video: str, *, frames: int, flow_method: str) -> dict[str, torch.Tensor]:
-    """`{modality: (1, T, C, size, size)}` for one clip of `video`, preprocessed as at evaluation."""
+def video_inputs(
+    cfg, model, video: str, *, frames: int, flow_method: str, flow_bound: float = 20.0
+) -> dict[str, torch.Tensor]:
+    """`{modality: (1, T, C, size, size)}` for one clip of `video`, preprocessed as at evaluation (flow
+    computed between the decoded frames, and quantised with `flow_bound` as stored flow is)."""
     from vidrec.data.transforms import normalize_modality
     from vidrec.engine.predict import Preprocess
-    from vidrec.flow import compute_flow, to_lrcn_image
+    from vidrec.flow import compute_flow, dequantize, quantize, to_lrcn_image
     from vidrec.io import VideoReader
     from vidrec.visualize.units import model_modalities
 
@@ -333,7 +343,8 @@ def video_inputs(cfg, model, video: str, *, frames: int, flow_method: str) -> di
     if "flow" in mods or "flow3" in mods:
 
         def flow(i: int) -> np.ndarray:  # (H, W, 2) pixels, frame i -> i + 1
-            return compute_flow(decoded[min(i, n - 1)], decoded[min(i + 1, n - 1)], method=flow_method)
+            f = compute_flow(decoded[min(i, n - 1)], decoded[min(i + 1, n - 1)], method=flow_method)
+            return dequantize(quantize(f, flow_bound), flow_bound) if flow_bound > 0 else f
 
         if "flow" in mods:
             stacks = [np.concatenate([flow(s + k) for k in range(span)], axis=-1) for s in starts]
@@ -382,7 +393,8 @@ def run_gradcam(args: argparse.Namespace) -> int:
     from vidrec.cli import input_file
 
     video = str(input_file(args.video, "video"))
-    inputs = video_inputs(cfg, model, video, frames=args.frames, flow_method=args.flow_method)
+    inputs = video_inputs(cfg, model, video, frames=args.frames, flow_method=args.flow_method,
+                          flow_bound=args.flow_bound)  # fmt: skip
     target = class_index(args.cls, class_names) if args.cls else None
     cam = grad_cam(model, {m: v.to(device) for m, v in inputs.items()}, target=target, layers=layers,
                    stream=args.stream)  # fmt: skip

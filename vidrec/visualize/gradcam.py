@@ -21,7 +21,7 @@ from vidrec.models.backbones import Backbone
 from vidrec.models.outputs import video_probs
 from vidrec.visualize.hooks import capture
 from vidrec.visualize.maximize import frozen
-from vidrec.visualize.units import Unit, model_input, model_modalities, output_value
+from vidrec.visualize.units import Unit, as_model_units, model_input, model_modalities, output_value
 
 STREAM_INPUT = {"appearance": "rgb", "motion": "flow"}  # ST-ResNet stream names -> batch keys
 
@@ -101,7 +101,7 @@ def grad_cam(
 
     Args:
         model: a recognizer in any output layout (clip, per-step or multi-stream logits).
-        inputs: `{modality: (B, T, C, H, W)}` on the model's device.
+        inputs: `{modality: (B, T, C, H, W)}` on the model's device (uint8 RGB is normalised here).
         target: class to explain; None: the fused top-1 class of the first clip.
         layers: `{stream: layer name}`; default `default_layers(model)`.
         stream: score the logit of this output stream only; "" scores the fused logit.
@@ -111,7 +111,7 @@ def grad_cam(
     """
     layers = layers or default_layers(model)
     batch = next(iter(inputs.values())).shape[0]
-    x = {m: v.detach().requires_grad_(True) for m, v in inputs.items()}  # a graph with frozen weights
+    x = {m: v.detach().requires_grad_(True) for m, v in as_model_units(inputs).items()}  # frozen weights
     with frozen(model), capture(model, list(layers.values())) as rec:
         out = model(model_input(model, x))
         probs = video_probs(out, getattr(model, "fusion_weights", None)).detach()

@@ -27,7 +27,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from vidrec.progress import progress as progress_bar
-from vidrec.visualize.units import Unit, model_modalities, unit_value
+from vidrec.visualize.units import Unit, as_model_units, model_modalities, unit_value
 
 SCALES = {"rgb": 2.5, "flow": 5.0, "flow3": 1.0}  # typical |value| of each modality's model input
 PRIORS = {"slow": 100.0, "fast": 0.0}  # lambda_t of the temporal priors
@@ -130,19 +130,25 @@ def regularize(x: torch.Tensor, modality: str, reg: Regularizer, scale: float) -
     return total + (reg.tv_time or 0.0) * tv_time(z, modality)
 
 
-def temporal_spectrum(x: torch.Tensor, modality: str = "rgb") -> torch.Tensor:
-    """Energy per temporal frequency (DFT along real time, DC removed, mean over the rest): `(T'//2+1,)`."""
+def temporal_spectrum(x: torch.Tensor, modality: str = "rgb") -> tuple[torch.Tensor, torch.Tensor]:
+    """(frequencies in cycles per step `(F,)`, power `(F,)`): the DFT along real time of
+    `(T, C, H, W)` or `(B, T, C, H, W)`, averaged over the other axes (bin 0 is the clip's mean)."""
     seq = time_major(x[None] if x.dim() == 4 else x, modality).double()  # (B, T', c, H, W)
-    seq = seq - seq.mean(dim=1, keepdim=True)
-    power = torch.fft.rfft(seq, dim=1).abs().pow(2)  # (B, T'//2+1, c, H, W)
-    return power.mean(dim=(0, 2, 3, 4))
+    power = torch.fft.rfft(seq, dim=1).abs().pow(2).mean(dim=(0, 2, 3, 4))  # (T'//2+1,)
+    return torch.fft.rfftfreq(seq.shape[1]), power
 
 
-def high_frequency_fraction(x: torch.Tensor, modality: str = "rgb") -> float:
-    """The share of temporal energy above half the Nyquist frequency (0: smooth, 1: flickering)."""
-    spec = temporal_spectrum(x, modality)
-    n = len(spec)
-    return float(spec[n // 2 :].sum() / spec.sum().clamp_min(1e-30))
+def changing_energy_fraction(x: torch.Tensor, modality: str = "rgb") -> float:
+    """The share of the input's energy at non-zero temporal frequencies (0: constant in time)."""
+    _, power = temporal_spectrum(x, modality)
+    return float(power[1:].sum() / power.sum().clamp_min(1e-30))
+
+
+def high_frequency_fraction(x: torch.Tensor, modality: str = "rgb", cutoff: float = 0.25) -> float:
+    """Of the energy that changes over time, the share above `cutoff` cycles per step (0.5 = Nyquist)."""
+    freqs, power = temporal_spectrum(x, modality)
+    moving = power[1:].sum().clamp_min(1e-30)
+    return float(power[freqs > cutoff].sum() / moving)
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -256,7 +262,7 @@ def input_gradients(model: nn.Module, unit: Unit, inputs: dict[str, torch.Tensor
     """d unit / d input for every modality (`(B, T, C, H, W)` each); an input the unit does not depend
     on gets an all-zero tensor (autograd finds no path from it), as for units below a fusion point."""
     with frozen(model):
-        x = {m: v.detach().clone().requires_grad_(True) for m, v in inputs.items()}
+        x = {m: v.detach().clone().requires_grad_(True) for m, v in as_model_units(inputs).items()}
         value, _ = unit_value(model, x, unit)
         grads = torch.autograd.grad(value, list(x.values()), allow_unused=True)
     return {m: torch.zeros_like(x[m]) if g is None else g for m, g in zip(x, grads)}
@@ -268,7 +274,8 @@ def objective_rise(result: MaxResult) -> float:
 
 
 __all__ = [
-    "PRIORS", "SCALES", "MaxResult", "MaximizeConfig", "Regularizer", "frozen", "high_frequency_fraction",
+    "PRIORS", "SCALES", "MaxResult", "MaximizeConfig", "Regularizer", "changing_energy_fraction", "frozen",
+    "high_frequency_fraction",
     "input_gradients", "maximize", "norm_alpha", "objective_rise", "regularize", "temporal_spectrum",
     "time_major", "tv_space", "tv_time",
 ]  # fmt: skip

@@ -49,6 +49,14 @@ def model_modalities(model: nn.Module) -> tuple[str, ...]:
     return tuple(getattr(model, "modalities", ("rgb",)))
 
 
+def as_model_units(x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inputs as the model takes them: a uint8 `rgb` clip (what datasets and `Preprocess` give) is
+    converted and normalised like the engine does; float tensors are kept as they are."""
+    from vidrec.data.transforms import normalize_rgb
+
+    return {m: normalize_rgb(v) if m == "rgb" and v.dtype == torch.uint8 else v for m, v in x.items()}
+
+
 def model_input(model: nn.Module, x: dict[str, torch.Tensor]):
     """`{modality: (B, T, C, H, W)}` -> what `model.forward` takes (a tensor for one modality)."""
     mods = model_modalities(model)
