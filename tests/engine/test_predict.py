@@ -100,10 +100,10 @@ def test_folder_to_csv_lists_corrupt_videos(tmp_path, video):
     assert by_name["broken.mp4"]["error"] and by_name["broken.mp4"]["top1"] == ""
 
 
-def test_flow_models_are_refused(video):
+def test_flow_model_needs_flow_preprocessing(video):
     model = tiny_lrcn()
     model.modalities = ("flow",)
-    with pytest.raises(ValueError, match="RGB only"):
+    with pytest.raises(ValueError, match=r"reads \['flow'\] but"):
         predict_video(model, video, preprocess=PRE, frames=4)
 
 

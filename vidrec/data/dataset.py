@@ -156,6 +156,36 @@ class VideoDataset(Dataset):
                 raise
             return self._skip(record, err)
 
+    def drop_missing(self) -> list[str]:
+        """Remove the records whose input files do not exist (a cheap stat, no decoding); returns their paths.
+
+        An input is the video file (RGB from videos), the frame folder (`frames_root`) or the flow of the
+        video (its `<video_id>.flow.json`, `.flow.npy` or denseflow folder under `flow_root`). The paths are
+        also kept in `skipped` with the reason, so a summary counts every unusable video.
+        """
+        kept, missing = [], []
+        for record in self.records:
+            reason = self._missing(record)
+            if reason is None:
+                kept.append(record)
+            else:
+                missing.append(reason[0])
+                self.skipped[reason[0]] = reason[1]
+        self.records = kept
+        return missing
+
+    def _missing(self, record: VideoRecord) -> tuple[str, str] | None:
+        """`(path, reason)` of the first absent input of `record`, or None when all are there."""
+        if "rgb" in self.modalities and self.frames_root is None and not (self.root / record.path).is_file():
+            return str(self.root / record.path), "file not found"
+        if "rgb" in self.modalities and self.frames_root is not None:
+            folder = self.frames_root / record.video_id
+            if not folder.is_dir():
+                return str(folder), "frame folder not found"
+        if self._uses_flow and _flow_api()["find_flow"](self.flow_root, record.video_id) is None:
+            return str(self.root / record.path), f"no flow under {self.flow_root} (id {record.video_id})"
+        return None
+
     def _skip(self, record: VideoRecord, err: Exception) -> SkippedItem:
         path = getattr(err, "path", None) or str(self.root / record.path)
         reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
@@ -241,7 +271,7 @@ class VideoDataset(Dataset):
             wanted = (starts[:, None] + np.arange(length)).ravel()  # (N * L,)
             flow = self._read_flow(record, wanted)  # (N * L, H, W, 2) pixels
             hw = out["rgb"].shape[-2:] if "rgb" in out else None
-            flow = _resize_flow(flow, hw or self._flow_size(flow))
+            flow = resize_flow(flow, hw or self._flow_size(flow))
             out["flow_px"] = flow.reshape(len(flat), length, *flow.shape[1:])  # (N, L, H, W, 2)
         return out
 
@@ -309,7 +339,7 @@ def lrcn_flow_image(flow: torch.Tensor) -> torch.Tensor:
     return torch.cat([uv, mag], dim=-1).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
 
 
-def _resize_flow(flow: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+def resize_flow(flow: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Flow `(N, H, W, 2)` resized to `hw`, displacements scaled with the image (x by W'/W, y by H'/H)."""
     n, h, w, _ = flow.shape
     if (h, w) == tuple(hw):

@@ -12,7 +12,9 @@ Layout (see docs/contracts.md "vidrec.engine"):
   done), ``global_step`` (optimiser steps), ``scheduler``, ``optim_groups`` (param-group hyper-parameters),
   ``rng_numpy``, ``rng_random``, ``rng_ranks`` (the other ranks' numpy / random states), ``sampler``
   (with every rank's sampler position), ``best_metric``, ``metrics``, ``epoch_sums`` (the running sums of
-  the epoch in progress, so a mid-epoch resume logs the same epoch row as an uninterrupted run).
+  the epoch in progress, so a mid-epoch resume logs the same epoch row as an uninterrupted run),
+  and ``flow`` (method, bound and
+  short side of the training flow, for models that read flow: `vidrec predict` recomputes it from them).
 
 Writing goes to a temporary file in the same folder, is fsync'ed and then `os.replace`d over the target,
 so a reader (or a resumed run) only ever sees a complete old or complete new file. Temp files that a
@@ -63,6 +65,7 @@ class Checkpoint:
     best_metric: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     epoch_sums: dict[str, Any] = field(default_factory=dict)
+    flow: dict[str, Any] | None = None  # how the training flow was made (vidrec.engine.inputs.FlowSettings)
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -119,6 +122,8 @@ def _flatten(ckpt: Checkpoint) -> tuple[dict[str, torch.Tensor], dict[str, str]]
             for k in ("config", "class_names", "scheduler", "sampler", "metrics", "epoch_sums")
         },
     }
+    if ckpt.flow is not None:
+        meta["flow"] = json.dumps(ckpt.flow)
     if ckpt.rng is not None:
         tensors.update(_rng_tensors("rng.", ckpt.rng))
         meta["rng_numpy"], meta["rng_random"] = json.dumps(ckpt.rng["numpy"]), json.dumps(ckpt.rng["random"])
@@ -261,6 +266,17 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
 
 
+def read_header(path: str | Path) -> dict[str, str]:
+    """The header metadata of a safetensors file, without reading its tensors."""
+    path = Path(path)
+    _check_safetensors(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            return dict(fh.metadata() or {})
+    except Exception as err:  # safetensors raises its own error types
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by `save_checkpoint` (no unpickling)."""
     tensors, meta = read_tensors(path)
@@ -285,6 +301,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         best_metric=json.loads(meta["best_metric"]),
         metrics=json.loads(meta["metrics"]),
         epoch_sums=json.loads(meta.get("epoch_sums", "{}")),
+        flow=json.loads(meta["flow"]) if "flow" in meta else None,
     )
 
 

@@ -98,38 +98,49 @@ def eval_records(list_file: str, *, root: str, class_names: list[str], classes_f
     return [dataclasses.replace(r, label=index[names[r.label]]) for r in records]
 
 
+def eval_set(cfg, class_names: list[str], list_file: str = "") -> tuple[list, str]:
+    """(records labelled by the checkpoint's `class_names`, where they come from): `list_file`, else the
+    validation set of the stored ``data.format`` (ucf101 / hmdb51: the split's test list)."""
+    from vidrec.engine.train import data_root, read_records, relabel
+
+    if cfg.data.format == "list" or list_file:
+        list_file = list_file or cfg.data.val_list
+        if not list_file:
+            raise UsageError("no list to evaluate: give --list FILE or data.val_list=FILE")
+        root = str(data_root(cfg))
+        records = eval_records(list_file, root=root, class_names=class_names, classes_file=cfg.data.classes)
+        return records, list_file
+    _, val, names = read_records(cfg)
+    source = cfg.data.val_list or f"data.format={cfg.data.format} split {cfg.data.split} test list"
+    if val is None:
+        raise UsageError(f"{source}: no validation videos under data.root={data_root(cfg)}; give --list FILE")
+    return relabel(val, names, class_names, source=source), source
+
+
 def eval_loader(
-    cfg,
-    modalities: tuple[str, ...],
-    *,
-    list_file: str,
-    clips: int,
-    crops: int,
-    batch: int,
-    workers: int,
-    class_names: list[str],
+    cfg, modalities: tuple[str, ...], *, records: list, clips: int, crops: int, batch: int, workers: int
 ):
-    """A loader of `(B, V, T, C, H, W)` batches (V = clips x crops) over `list_file`; labels index
-    `class_names` (the checkpoint's)."""
+    """A loader of `(B, V, T, C, H, W)` batches (V = clips x crops) over `records`, read as training
+    reads them (data.root, flow_root, flow_length, frames_root, resize); absent videos are dropped."""
     from torch.utils.data import DataLoader, DistributedSampler
 
     from vidrec.data import VideoDataset, build_sampler, collate_skip
     from vidrec.data.transforms import test_transform
     from vidrec.engine import distributed as D
+    from vidrec.engine.train import data_root
 
-    root = cfg.data.root or str(Path(cfg.data.train_list).parent)
-    records = eval_records(list_file, root=root, class_names=class_names, classes_file=cfg.data.classes)
-    sampler = build_sampler("test_clips", clip_len=cfg.data.frames, stride=cfg.data.stride, num_clips=clips)
-    transform = test_transform(cfg.data.size, crops=crops, normalize=False)  # uint8 RGB: normalised on device
+    d = cfg.data
     ds = VideoDataset(
         records,
-        root=root,
+        root=data_root(cfg),
         modalities=modalities,
-        sampler=sampler,
-        transform=transform,
-        flow_root=cfg.data.flow_root or None,
-        prepared=None if cfg.data.prepared == "off" else cfg.data.prepared,
-        size=cfg.data.resize,
+        sampler=build_sampler("test_clips", clip_len=d.frames, stride=d.stride, num_clips=clips),
+        transform=test_transform(d.size, crops=crops, normalize=False),  # uint8 RGB: normalised on device
+        flow_root=d.flow_root or None,
+        frames_root=d.frames_root or None,
+        prepared=None if d.prepared == "off" else d.prepared,
+        size=d.resize,
+        flow_length=d.flow_length,
     )
     info = D.env_info()
     dist_sampler = DistributedSampler(ds, info.world_size, info.rank, shuffle=False) if info.enabled else None
@@ -156,20 +167,23 @@ def run(args: argparse.Namespace) -> int:
         output_path(out / "report.md", "report", overwrite=args.overwrite)
     model, cfg, class_names = load_for_inference(args.checkpoint, device, factory=args.model_factory)
     cfg = _updated_config(cfg, args)
-    list_file = args.list or cfg.data.val_list
-    if not list_file:
-        raise UsageError("no list to evaluate: give --list FILE or data.val_list=FILE")
+    records, list_file = eval_set(cfg, class_names, args.list)
+    modalities = tuple(cfg.data.modalities) or tuple(model.modalities)
     loader = eval_loader(
         cfg,
-        tuple(model.modalities),
-        list_file=list_file,
+        modalities,
+        records=records,
         clips=args.clips,
         crops=args.crops,
         batch=args.batch or cfg.data.batch_size,
         workers=cfg.data.workers if args.workers < 0 else args.workers,
-        class_names=class_names,
     )
+    from vidrec.engine.train import drop_missing_videos
+
+    missing = drop_missing_videos(cfg, loader.dataset, f"evaluation set ({list_file})")
     result = evaluate(model, loader, device=device, fusion_weights=_fusion(args.fusion))
+    result.skipped = sorted(set(result.skipped) | set(missing))
+    result.metrics["num_skipped"] = len(result.skipped)
     if info.is_main:
         curves = Path(args.checkpoint).resolve().parent / "curves.png"
         extra = {"clips": args.clips, "crops": args.crops, "list": list_file, "checkpoint": args.checkpoint}

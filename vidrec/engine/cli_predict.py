@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from vidrec.cli import UsageError, input_file, output_path
+from vidrec.engine.inputs import FlowSettings, flow_settings_from, stored_flow_settings
 from vidrec.engine.predict import (
     Preprocess,
     frame_source,
@@ -45,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stream",
         action="store_true",
-        help="timeline by streaming a recurrent model (LRCN): each frame stepped once (default off)",
+        help="timeline by streaming: a recurrent model (LRCN) steps once per frame with its state carried "
+        "over; any other model (flow, two-stream) runs on each window as it completes, as --timeline "
+        "(default off)",
     )
     parser.add_argument("--window", type=float, default=16, help="timeline window length (default 16)")
     parser.add_argument("--stride", type=float, default=8, help="timeline window stride (default 8)")
@@ -93,6 +96,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace an existing output (default: refuse)"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--flow-method",
+        default="",
+        help="flow models: method to compute flow with (default: the one stored in the checkpoint, "
+        "i.e. the training flow's; checkpoints without it: dis)",
+    )
+    parser.add_argument(
+        "--flow-short-side",
+        type=int,
+        default=-1,
+        help="flow models: short side frames are resized to before the flow, 0 = native "
+        "(default -1: the one stored in the checkpoint)",
+    )
 
 
 def _frames(value: float, unit: str, fps: float, name: str) -> int:
@@ -118,14 +134,11 @@ def _print_timeline(video: str, args, model, preprocess, class_names) -> int:
     fps = _source_fps(args)
     window = _frames(args.window, args.unit, fps, "window")
     stride = _frames(args.stride, args.unit, fps, "stride")
-    if args.stream and not hasattr(model, "step"):
-        raise UsageError(
-            f"--stream needs a recurrent model with a step() method; {type(model).__name__} has none"
-        )
     live = {"follow": args.follow, "idle_timeout": args.idle_timeout, "input_format": args.input_format}
     frames = frame_source(model, video, preprocess=preprocess, **live)
+    recurrent = args.stream and hasattr(model, "step")  # other models stream window by window
     windows = stream_windows(
-        model, frames, window=window, stride=stride, recurrent=args.stream, preprocess=preprocess
+        model, frames, window=window, stride=stride, recurrent=recurrent, preprocess=preprocess
     )
     latencies: list[float] = []
     try:
@@ -158,6 +171,29 @@ def _summary(latencies: list[float], *, stopped: bool) -> None:
     )
 
 
+def _flow_settings(args: argparse.Namespace, cfg, modalities: tuple[str, ...]) -> FlowSettings | None:
+    """The flow a flow model was trained on: stored in the checkpoint (or read from its flow files'
+    JSON), with --flow-method / --flow-short-side applied; None for RGB-only models."""
+    from dataclasses import replace
+
+    from vidrec.engine.checkpoint import read_header
+
+    if not {"flow", "flow3"} & set(cfg.data.modalities or modalities):
+        return None
+    flow = stored_flow_settings(read_header(args.checkpoint))
+    root = Path(cfg.data.flow_root) if cfg.data.flow_root else None
+    if flow is None and root is not None and root.is_dir():
+        first = sorted(root.rglob("*.flow.json"))[:1]
+        flow = flow_settings_from(root, [p.relative_to(root).as_posix()[: -len(".flow.json")] for p in first])
+    if flow is None:
+        print("note: the checkpoint does not say how its flow was made; using dis at the native size "
+              "(set --flow-method / --flow-short-side to match `vidrec flow`)", file=sys.stderr)  # fmt: skip
+        flow = FlowSettings()
+    if args.flow_method:
+        flow = replace(flow, method=args.flow_method)
+    return replace(flow, short_side=args.flow_short_side) if args.flow_short_side >= 0 else flow
+
+
 def run(args: argparse.Namespace) -> int:
     from vidrec.engine.checkpoint import load_for_inference
     from vidrec.io.live import is_live_source
@@ -177,7 +213,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint,))
     model, cfg, class_names = load_for_inference(args.checkpoint, args.device, factory=args.model_factory)
-    preprocess = Preprocess.from_config(cfg)
+    modalities = tuple(getattr(model, "modalities", ("rgb",)))
+    flow = _flow_settings(args, cfg, modalities)
+    preprocess = Preprocess.from_config(cfg, modalities=modalities, flow=flow)
     frames = args.frames or cfg.data.frames
     if target.is_dir():
         n_ok, failed = predict_folder(

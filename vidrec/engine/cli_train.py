@@ -35,7 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.__class__ = _IntermixedParser
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _NOTES
-    parser.add_argument("config", nargs="?", help="YAML file with the TrainConfig sections (optional)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        help="YAML file with the TrainConfig sections, or a built-in config's name such as "
+        "lrcn_ucf101_rgb (`vidrec configs` lists them); optional",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. optim.lr=0.01")
     parser.add_argument(
         "--set",

@@ -37,10 +37,25 @@ def opt(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's keyw
 
 @dataclass
 class DataConfig:
-    train_list: str = opt("", "list file of training videos (`relative/path.mp4 label` lines)")
-    val_list: str = opt("", "list file of validation videos; empty: no per-epoch validation")
-    root: str = opt("", "folder the list paths are relative to; empty: the train list's folder")
-    classes: str = opt("", "class-names file, one per line; empty: classes.txt beside the train list")
+    format: Literal["list", "ucf101", "hmdb51", "folders"] = opt(
+        "list",
+        "dataset layout: list = data.train_list / data.val_list files; ucf101 / hmdb51 = the official "
+        "download unpacked in data.root, read with its split files as they are (train list = training, "
+        "test list = validation); folders = data.root/train/<class>/<video> and val/ (or test/), or "
+        "data.root/<class>/<video> (training only)",
+    )
+    split: int = opt(1, "official split (1, 2 or 3) for data.format ucf101 / hmdb51")
+    train_list: str = opt("", "list file of training videos (`relative/path.mp4 label` lines), format=list")
+    val_list: str = opt("", "list file of validation videos; empty: no per-epoch validation (format=list)")
+    root: str = opt(
+        "",
+        "the dataset folder; list paths are relative to it (empty: the train list's folder); for "
+        "ucf101 it holds UCF-101/ and ucfTrainTestlist/, for hmdb51 the class folders and "
+        "testTrainMulti_7030_splits/ (see `vidrec train --help` notes and README)",
+    )
+    classes: str = opt(
+        "", "class-names file, one per line; empty: classes.txt beside the train list (format=list)"
+    )
     flow_root: str = opt("", "folder of per-video flow files (needed when the model reads flow)")
     flow_length: int = opt(1, "flows stacked per time step for the `flow` modality (two-stream: 10)")
     modalities: list[str] = opt([], "batch keys to load; empty: the model's `modalities` attribute")
@@ -153,6 +168,11 @@ class TrainConfig:
         False,
         "start afresh in an out_dir that already holds a run, deleting its checkpoints and logs first "
         "(without it, such a folder is refused unless the run is resumed)",
+    )
+    best_dtype: Literal["float32", "float16", "bfloat16"] = opt(
+        "float32",
+        "dtype of the weights in best.safetensors, which holds weights only (the optimiser, RNG and "
+        "sampler state for --resume live in last.safetensors); float16 halves its size",
     )
     ckpt_every_steps: int = opt(0, "also write last.safetensors every N optimiser steps; 0: epoch ends only")
     log_every_steps: int = opt(10, "write a row of steps.csv / TensorBoard every N optimiser steps")
@@ -292,13 +312,34 @@ def read_yaml(path: str | Path) -> Any:
         ) from err
 
 
+def builtin_configs() -> dict[str, Path]:
+    """Name -> path of the configs shipped in the package (`vidrec/configs/*.yaml`)."""
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_config(name: str | Path) -> Path:
+    """A config file path, or the built-in config of that name (`lrcn_ucf101_rgb`, with or without .yaml)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    known = builtin_configs()
+    stem = p.name[: -len(".yaml")] if p.name.endswith(".yaml") else p.name
+    if stem in known and (p.parent == Path(".") or p.parent.as_posix().endswith("configs")):
+        return known[stem]
+    hint = difflib.get_close_matches(stem, list(known), n=1)
+    extra = f" (did you mean {hint[0]}?)" if hint else ""
+    raise FileNotFoundError(
+        f"config {name} is neither a file nor a built-in config{extra}; built-in: {', '.join(known)} "
+        "(`vidrec configs` lists them)"
+    )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """YAML file (optional) + overrides -> validated `TrainConfig`."""
+    """YAML file or built-in config name (optional) + overrides -> validated `TrainConfig`."""
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {p} does not exist")
+        p = resolve_config(path)
         raw = read_yaml(p)
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
@@ -343,7 +384,7 @@ def validate(cfg: TrainConfig) -> None:
     allowed = {"rgb", "flow", "flow3"}
     bad = [m for m in cfg.data.modalities if m not in allowed]
     _check(not bad, "data.modalities", f"{bad} not in {sorted(allowed)}")
-    _check(bool(cfg.data.train_list or cfg.data.plugin), "data.train_list", "required (or set data.plugin)")
+    _check_data_source(cfg.data)
     _check(bool(cfg.model.name), "model.name", "required")
     _check(
         "num_classes" not in cfg.model.kwargs,
@@ -353,6 +394,22 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("ckpt_every_steps", "log_every_steps", "max_steps_per_epoch"):
         _check(getattr(cfg, name) >= 0, name, "must be >= 0")
     _check(cfg.eval_every >= 1, "eval_every", "must be >= 1")
+
+
+def _check_data_source(data: DataConfig) -> None:
+    if data.plugin:
+        return
+    if data.format == "list":
+        _check(bool(data.train_list), "data.train_list", "required with data.format=list (or data.plugin)")
+        return
+    _check(bool(data.root), "data.root", f"required with data.format={data.format} (the dataset folder)")
+    _check(data.split in (1, 2, 3), "data.split", f"must be 1, 2 or 3, got {data.split}")
+    for name in ("train_list", "val_list", "classes"):
+        _check(
+            not getattr(data, name),
+            f"data.{name}",
+            f"only for data.format=list; data.format={data.format} reads its own split files",
+        )
 
 
 def iter_fields(cls: type = TrainConfig, prefix: str = "") -> typing.Iterator[tuple[str, str, Any, str]]:

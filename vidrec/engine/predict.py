@@ -13,6 +13,10 @@ frames in memory. A recurrent model with a `step(frame, state)` method (LRCN) ca
 ``recurrent=True``: every frame goes through the CNN and one recurrent step exactly once, the state is
 carried across windows, so the cost per frame is constant. `frame_source` is where a modality-specific
 source (e.g. flow computed on the fly) plugs in: anything yielding `StreamFrame`s works.
+
+Flow and two-stream models: `Preprocess` carries the flow settings the checkpoint stores (method, bound,
+short side of the training flow) and `vidrec.engine.inputs.VideoInputs` computes the same flow in-process
+for the frames a clip needs (whole video) or for each frame as it is decoded (`flow_frames`, timelines).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 from torchvision import tv_tensors
 
 from vidrec.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_rgb, test_transform
+from vidrec.engine.inputs import FlowSettings, VideoInputs
 from vidrec.io import VideoDecodeError, VideoReader
 from vidrec.models.outputs import video_probs
 from vidrec.progress import progress
@@ -48,11 +53,30 @@ class Preprocess:
     size: int = 112
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    modalities: tuple[str, ...] = ("rgb",)  # what `open` / `frame_source` make (flow computed in-process)
+    flow: FlowSettings | None = None  # how the training flow was made (flow and two-stream models)
+    flow_length: int = 1
 
     @classmethod
-    def from_config(cls, cfg) -> Preprocess:
-        """The evaluation preprocessing of a `TrainConfig` (`data.resize`, `data.size`)."""
-        return cls(resize=cfg.data.resize, size=cfg.data.size)
+    def from_config(
+        cls, cfg, *, modalities: tuple[str, ...] = ("rgb",), flow: FlowSettings | None = None
+    ) -> Preprocess:
+        """The evaluation preprocessing of a `TrainConfig` (`data.resize`, `data.size`, `data.flow_length`)
+        for a model reading `modalities`, with the checkpoint's flow settings."""
+        d = cfg.data
+        mods = tuple(d.modalities) or tuple(modalities)
+        return cls(resize=d.resize, size=d.size, modalities=mods, flow=flow, flow_length=d.flow_length)
+
+    @property
+    def reads_flow(self) -> bool:
+        return "flow" in self.modalities or "flow3" in self.modalities
+
+    def open(self, path: str | Path) -> VideoInputs:
+        """The video's `VideoInputs`: random access to clips of every modality, or `steps()` in order."""
+        return VideoInputs(
+            path, modalities=self.modalities, resize=self.resize, size=self.size, flow=self.flow,
+            flow_length=self.flow_length,
+        )  # fmt: skip
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         """The data package's single-view test transform without normalisation: a uint8 centre crop."""
@@ -84,19 +108,24 @@ def topk(probs: torch.Tensor, class_names: list[str], k: int = 5) -> list[tuple[
     return [(class_names[i], float(s)) for s, i in zip(scores.tolist(), idx.tolist())]
 
 
-def _check_rgb(model: nn.Module) -> None:
-    modalities = tuple(getattr(model, "modalities", ("rgb",)))
-    if modalities != ("rgb",):
+def _check_inputs(model: nn.Module, preprocess: Preprocess) -> None:
+    needed = set(getattr(model, "modalities", ("rgb",)))
+    if not needed <= set(preprocess.modalities):
         raise ValueError(
-            f"predict runs models that read RGB only; this one reads {modalities} "
-            "(compute flow with `vidrec flow` and evaluate with `vidrec eval` instead)"
+            f"the model reads {sorted(needed)} but the preprocessing makes {list(preprocess.modalities)}; "
+            "build it with Preprocess.from_config(cfg, modalities=model.modalities, flow=...)"
         )
+
+
+def model_input(clips: dict[str, torch.Tensor], modalities: tuple[str, ...]):
+    """What `model.forward` takes: the tensor of its one modality, or the dict when it reads several."""
+    return clips[modalities[0]] if len(modalities) == 1 else {m: clips[m] for m in modalities}
 
 
 @torch.no_grad()
 def clip_probs(
     model: nn.Module,
-    clips: torch.Tensor,
+    clips: torch.Tensor | dict[str, torch.Tensor],
     fusion_weights: dict | None = None,
     *,
     preprocess: Preprocess | None = None,
@@ -120,15 +149,22 @@ def _window_indices(start: int, frames: int, num_frames: int) -> list[int]:
 def predict_video(
     model: nn.Module, path: str | Path, *, preprocess: Preprocess, frames: int, clips: int = 5
 ) -> torch.Tensor:
-    """Video-level probabilities `(K,)`: the mean over `clips` evenly spaced clips of `frames` frames."""
-    _check_rgb(model)
-    with VideoReader(path, size=preprocess.resize) as reader:
-        n = reader.meta.num_frames
-        batch = [
-            preprocess(reader.get_frames(_window_indices(s, frames, n)))
-            for s in clip_starts(n, frames, clips)
-        ]
-    return clip_probs(model, torch.stack(batch), preprocess=preprocess)  # (V, T, C, H, W) -> (K,)
+    """Video-level probabilities `(K,)`: the mean over `clips` evenly spaced clips of `frames` steps (a
+    step is a frame, with its flow stack for flow models)."""
+    _check_inputs(model, preprocess)
+    modalities = tuple(getattr(model, "modalities", ("rgb",)))
+    with preprocess.open(path) as video:
+        n = _usable(video, path)
+        views = [video.clip(_window_indices(s, frames, n)) for s in clip_starts(n, frames, clips)]
+    batch = {m: torch.stack([v[m] for v in views]) for m in modalities}  # (V, T, C, H, W) each
+    return clip_probs(model, model_input(batch, modalities), preprocess=preprocess)  # -> (K,)
+
+
+def _usable(video: VideoInputs, path) -> int:
+    n = video.num_starts
+    if n < 1:
+        raise VideoDecodeError(path, f"too few frames ({video.meta.num_frames}) for a flow stack")
+    return n
 
 
 def _check_window(window: int, stride: int) -> None:
@@ -182,6 +218,25 @@ def rgb_frames(source: str | Path, *, preprocess: Preprocess, **live_options) ->
             yield StreamFrame(i, float(times[i]), arrived, x, float(ends[i] - times[i]))
 
 
+def flow_frames(source: str | Path, *, preprocess: Preprocess, **live_options) -> Iterator[StreamFrame]:
+    """`StreamFrame`s of a flow or two-stream model: step i holds flows i..i+L-1 (and RGB frame i), each
+    frame decoded and each flow computed once, as the frames arrive. Video files only."""
+    from vidrec.cli import UsageError
+    from vidrec.io.live import is_live_source
+
+    if is_live_source(str(source)) or live_options.get("follow"):
+        raise UsageError(f"{source}: flow and two-stream models predict video files, not live sources")
+    modalities = preprocess.modalities
+    with preprocess.open(source) as video:
+        times = video.frame_times()
+        ends = np.append(times[1:], _end_time(times, video.meta.fps))
+        for i, clip in video.steps():  # {m: (1, C, H, W)}
+            arrived = time.perf_counter()
+            x = {m: clip[m][0] for m in modalities}
+            x = x if len(x) > 1 else x[modalities[0]]
+            yield StreamFrame(i, float(times[i]), arrived, x, float(ends[i] - times[i]))
+
+
 def _end_time(times: np.ndarray, fps: float) -> float:
     return float(times[-1]) + (1.0 / fps if fps else 0.0)
 
@@ -191,9 +246,11 @@ def frame_source(
 ) -> Iterator[StreamFrame]:
     """The frames `model` reads from `source`: the plug-in point for each input modality.
 
-    RGB models get `rgb_frames`; a modality-specific source (e.g. flow computed on the fly) plugs in here.
+    RGB models get `rgb_frames`; flow and two-stream models `flow_frames` (flow computed on the fly).
     """
-    _check_rgb(model)
+    _check_inputs(model, preprocess)
+    if preprocess.reads_flow:
+        return flow_frames(source, preprocess=preprocess, **live_options)
     return rgb_frames(source, preprocess=preprocess, **live_options)
 
 

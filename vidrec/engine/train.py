@@ -39,10 +39,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from vidrec.cli import UsageError
 from vidrec.engine import distributed as D
 from vidrec.engine import runfolder
 from vidrec.engine.checkpoint import (
     Checkpoint,
+    CheckpointError,
     capture_rng,
     load_checkpoint,
     load_model_state,
@@ -55,6 +57,10 @@ from vidrec.engine.logging import RunLogger
 from vidrec.engine.optim import build_optimizer, lr_factor, set_lr
 from vidrec.models.outputs import classification_loss, video_probs
 from vidrec.progress import progress
+
+
+class NoUsableVideosError(UsageError, ValueError):
+    """A training / validation / evaluation set has no video whose files exist (fix data.root)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -140,7 +146,7 @@ def build_model(model_cfg, num_classes: int, *, weights: bool = True) -> nn.Modu
 def check_paths(cfg: TrainConfig) -> None:
     """Fail before any model is built when a list file, the data root or the class file is missing."""
     data = cfg.data
-    needed = [] if data.plugin else [("data.train_list", data.train_list)]
+    needed = [] if data.plugin or data.format != "list" else [("data.train_list", data.train_list)]
     needed += [("data.val_list", data.val_list)] if data.val_list else []
     needed += [("data.root", data.root)] if data.root else []
     needed += [("data.classes", data.classes)] if data.classes else []
@@ -230,15 +236,35 @@ def _collate():
     return collate_skip
 
 
-def read_records(cfg: TrainConfig) -> tuple[list, list | None, list[str]]:
-    """(train records, val records or None, class names) from the list files (cheap: no decoding)."""
-    from vidrec.data import read_list_file
+def data_root(cfg: TrainConfig) -> Path:
+    """The folder record paths are relative to: ``data.root``, else the train list's folder."""
+    return Path(cfg.data.root) if cfg.data.root else Path(cfg.data.train_list).parent
 
-    d = cfg.data
-    root = Path(d.root) if d.root else Path(d.train_list).parent
+
+def read_records(cfg: TrainConfig) -> tuple[list, list | None, list[str]]:
+    """(train records, val records or None, class names) of ``data.format`` (cheap: no decoding)."""
+    from vidrec.data import read_list_file
+    from vidrec.data.layouts import split_records
+
+    d, root = cfg.data, data_root(cfg)
+    if d.format != "list":
+        train, names = split_records(d.format, root, split=d.split, train=True)
+        val = split_records(d.format, root, split=d.split, train=False)
+        return train, None if val is None else relabel(*val, names, source=f"{root} (validation)"), names
     train, names = read_list_file(d.train_list, root=root, classes=d.classes or None)
     val = read_list_file(d.val_list, root=root, classes=names)[0] if d.val_list else None
     return train, val, names
+
+
+def relabel(records: list, names: list[str], to_names: list[str], *, source: str) -> list:
+    """`records` labelled by `names` re-labelled by `to_names` (e.g. validation folders missing a class)."""
+    if names == to_names:
+        return records
+    index = {n: i for i, n in enumerate(to_names)}
+    unknown = sorted({names[r.label] for r in records} - set(index))
+    if unknown:
+        raise ValueError(f"{source}: classes {unknown[:5]} are not among the {len(to_names)} trained classes")
+    return [dataclasses.replace(r, label=index[names[r.label]]) for r in records]
 
 
 def list_datasets(
@@ -254,7 +280,7 @@ def list_datasets(
     name = {"random": "dense", "segments": "tsn", "uniform": "uniform"}[d.sampler]  # vidrec.data's names
     options = {"tsn": {"num_segments": d.frames}, "uniform": {"num": d.frames}}
     options["dense"] = {"clip_len": d.frames, "stride": d.stride}
-    root = Path(d.root) if d.root else Path(d.train_list).parent
+    root = data_root(cfg)
     flip = d.flip == "always" or (d.flip == "auto" and not (root / "synthetic.json").is_file())
     common = {
         "root": root,
@@ -315,6 +341,54 @@ def make_loaders(cfg: TrainConfig, train_ds: Dataset, val_ds: Dataset | None, in
     return train, sampler, val
 
 
+def drop_missing_videos(cfg: TrainConfig, dataset: Dataset, what: str, logger: Any = None) -> list[str]:
+    """Drop the listed videos whose files are absent (`VideoDataset.drop_missing`) and say how many.
+
+    Raises `NoUsableVideosError` (one line: what `data.root` / `data.flow_root` must hold) when none is left.
+    """
+    if not hasattr(dataset, "drop_missing"):  # a plug-in's own dataset
+        return []
+    total = len(dataset)
+    missing = dataset.drop_missing()
+    if len(dataset) == 0:
+        raise NoUsableVideosError(no_usable_videos(cfg, what, total, missing, dataset.skipped))
+    if missing and logger is not None:
+        logger.info(f"{what}: {len(missing)} of {total} listed videos are missing and skipped "
+                    f"(first: {missing[0]})")  # fmt: skip
+    return missing
+
+
+def training_flow(cfg: TrainConfig, dataset: Dataset) -> dict[str, Any] | None:
+    """Method, bound and short side of the flow files the run reads (from their JSON), or None."""
+    if not cfg.data.flow_root or not hasattr(dataset, "records"):
+        return None
+    from dataclasses import asdict
+
+    from vidrec.engine.inputs import flow_settings_from
+
+    found = flow_settings_from(cfg.data.flow_root, [r.video_id for r in dataset.records[:20]])
+    return asdict(found) if found is not None else None
+
+
+def no_usable_videos(cfg: TrainConfig, what: str, total: int, missing: list[str], reasons: dict) -> str:
+    """The one-line error for a split without a usable video."""
+    from vidrec.data.layouts import root_help
+
+    d = cfg.data
+    source = f"data.format={d.format} split {d.split}" if d.format != "list" else (
+        d.train_list if what.startswith("training") else d.val_list
+    )  # fmt: skip
+    if total == 0:
+        return f"{what}: {source} lists no videos; check the split files under data.root={data_root(cfg)}"
+    first = missing[0]
+    if "flow" in reasons.get(first, ""):
+        how = f"vidrec flow {data_root(cfg)} --out {d.flow_root}"
+        return (f"{what}: none of the {total} videos has flow under data.flow_root={d.flow_root} "
+                f"(first: {reasons[first]}); extract it with `{how}`")  # fmt: skip
+    return (f"{what}: none of the {total} videos listed by {source} exists under data.root={data_root(cfg)} "
+            f"(first: {first}); data.root must hold {root_help(d.format)}")  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- the run state
 
 
@@ -338,6 +412,8 @@ class Run:
     position: tuple[int, int] = (0, 0)  # (epoch, its batches whose optimiser step is done): resume point
     stats: EpochStats | None = None  # running sums of the epoch in progress (this rank's)
     history: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # listed videos whose files are absent (every epoch)
+    flow: dict[str, Any] | None = None  # how the training flow was made, stored in checkpoints
 
     def ddp_module(self) -> DistributedDataParallel | None:
         """The DDP wrapper inside `train_model` (also under torch.compile), for `no_sync`."""
@@ -433,17 +509,18 @@ def write_checkpoint(
     sums = run.stats.summed(run.device) if step_in_epoch and run.stats is not None else {}
     D.barrier()
     if run.info.is_main:
+        weights_only = name == "best.safetensors"  # for inference; resuming reads last.safetensors
         ckpt = Checkpoint(
-            model=run.model.state_dict(),
+            model=_weights(run.model.state_dict(), run.cfg.best_dtype if weights_only else "float32"),
             config=config_to_dict(run.cfg),
             class_names=run.class_names,
             epoch=epoch,
             step_in_epoch=step_in_epoch,
             global_step=run.global_step,
-            optimizer=run.optimizer.state_dict(),
+            optimizer=None if weights_only else run.optimizer.state_dict(),
             scheduler={"name": run.cfg.schedule.name, "global_step": run.global_step},
-            rng=rngs[0],
-            rank_rngs=rngs[1:],
+            rng=None if weights_only else rngs[0],
+            rank_rngs=[] if weights_only else rngs[1:],
             sampler={
                 "seed": run.cfg.runtime.seed,
                 "epoch": epoch,
@@ -454,13 +531,22 @@ def write_checkpoint(
             },
             best_metric=run.best_top1,
             metrics=metrics or {},
-            epoch_sums=sums,
+            epoch_sums={} if weights_only else sums,
+            flow=run.flow,
         )
         save_checkpoint(path, ckpt)
     D.barrier()
     if name == "last.safetensors":
         run.last_good = path
     return path
+
+
+def _weights(state: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+    """`state` with its floating-point tensors cast to `dtype` (integer buffers as they are)."""
+    if dtype == "float32":
+        return state
+    to = getattr(torch, dtype)
+    return {k: v.to(to) if v.is_floating_point() else v for k, v in state.items()}
 
 
 def resume_point(run: Run) -> tuple[int, int, EpochStats | None]:
@@ -478,6 +564,10 @@ def resume_point(run: Run) -> tuple[int, int, EpochStats | None]:
             runfolder.trim_logs(run.out_dir, epochs=0, steps=0)
         return 0, 0, None
     ckpt = load_checkpoint(path)
+    if ckpt.optimizer is None:
+        raise CheckpointError(
+            f"{path} holds weights only (a best.safetensors); resume from last.safetensors in the same folder"
+        )
     stored_batch = ckpt.sampler.get("batch_size", run.cfg.data.batch_size)
     if stored_batch != run.cfg.data.batch_size:
         raise ConfigError(
@@ -651,14 +741,15 @@ def _validate(run: Run, val_loader: DataLoader | None) -> dict[str, Any]:
 def _end_epoch(run: Run, epoch: int, train_m: dict, val_m: dict) -> None:
     """Epoch row in metrics.csv / TensorBoard, console summary, last / best checkpoints."""
     lr = run.optimizer.param_groups[0]["lr"]
-    skipped = sorted(set(train_m.pop("skipped")) | set(val_m.pop("val_skipped", [])))
+    skipped = sorted(set(train_m.pop("skipped")) | set(val_m.pop("val_skipped", [])) | set(run.missing))
     row = {**train_m, **val_m, "lr": lr, "num_skipped": len(skipped)}
     run.history.append({"epoch": epoch + 1, **row, "skipped": skipped})
     run.logger.epoch(epoch + 1, row, run.global_step)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
     run.logger.info(f"epoch {epoch + 1}/{run.cfg.schedule.epochs}: {summary}")
     if skipped:
-        run.logger.info(f"  skipped {len(skipped)} unreadable videos: {', '.join(skipped)}")
+        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        run.logger.info(f"  skipped {len(skipped)} unreadable videos: {', '.join(skipped[:10])}{more}")
     top1 = val_m.get("val_top1")
     is_best = top1 is not None and (run.best_top1 is None or top1 > run.best_top1)
     if is_best:
@@ -749,6 +840,8 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
     logger = RunLogger(out_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
     try:
         model, train_model, train_ds, val_ds, class_names = _setup(cfg, info, device)
+        missing = drop_missing_videos(cfg, train_ds, "training set", logger)
+        missing += drop_missing_videos(cfg, val_ds, "validation set", logger) if val_ds is not None else []
         for what, ds, source in (("training", train_ds, cfg.data.train_list), ("validation", val_ds, "")):
             if ds is not None and len(ds) == 0:
                 where = source or cfg.data.val_list or cfg.data.plugin
@@ -771,6 +864,8 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
             logger=logger,
             class_names=list(class_names),
             batches_per_epoch=steps,
+            missing=missing,
+            flow=training_flow(cfg, train_ds),
         )
         return _fit(run, loader, sampler, val_loader)
     finally:

