@@ -47,3 +47,19 @@ def test_weights_from_a_wheel_land_where_torchvision_looks(tmp_path, monkeypatch
     bad.write_bytes(b"not the weights")
     assert main(["weights", "--file", str(bad), "--force"]) == 2  # hash check refuses it
     assert "sha256" in capsys.readouterr().err and placed.read_bytes() == MOBILENET.read_bytes()
+
+
+def test_dataset_configs_start_from_imagenet_and_readme_paths_match_out_dir():
+    import re
+    from pathlib import Path
+
+    from vidrec.engine.config import builtin_configs, load_config
+
+    configs = {n: load_config(p) for n, p in builtin_configs().items() if "ucf101" in n or "hmdb51" in n}
+    assert len(configs) == 4
+    for name, cfg in configs.items():  # the papers fine-tune ImageNet networks (methods.md 1.3, 3.1)
+        assert cfg.model.kwargs.get("pretrained") is True, name
+        assert cfg.data.format in ("ucf101", "hmdb51") and cfg.out_dir == f"runs/{name}", name
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    used = set(re.findall(r"runs/([a-z0-9_]+)/best\.safetensors", readme))
+    assert used and used <= {Path(c.out_dir).name for c in configs.values()}
