@@ -336,7 +336,7 @@ def _print_table(results: dict[str, list[float] | str], args, device: torch.devi
     print(
         f"RESULT train_throughput e2e_vs_compute={e2e / compute:.3f} e2e_vs_reference={vs_ref} "
         f"loader_vs_reference={loader_vs_ref} clips_per_s={e2e:.2f} "
-        f"cores_to_feed={cores_to_feed(compute, best[ONE_CORE]):.1f}"
+        f"cores_to_feed={cores_to_feed(compute, best[ONE_CORE]):.2f}"
     )
 
 
@@ -347,7 +347,7 @@ def _print_feeding(best: dict[str, float], args, device: torch.device) -> None:
     print(
         f"\nfeeding the device: one loader core makes {per_core:.1f} clips/s ({per_core * args.frames:.0f} "
         f"images/s); this {device.type} trains at {compute:.1f} clips/s (the compute bound), so it takes "
-        f"{cores_to_feed(compute, per_core):.1f} loader cores to feed it"
+        f"{cores_to_feed(compute, per_core):.2f} loader cores to feed it"
     )
     if args.device_images_per_s:
         clips = args.device_images_per_s / args.frames
