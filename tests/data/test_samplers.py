@@ -213,3 +213,32 @@ def test_test_frames_defaults_are_the_two_stream_protocol():
     views = S.test_frames(100)
     assert len(views) == 25 and all(len(v.indices) == 1 for v in views)
     assert views[0].indices == (0,) and views[-1].indices == (99,)
+
+
+def test_training_draws_follow_the_seed_everywhere():
+    for seed in range(5):
+        a = S.dense_clip(300, seed, clip_len=5, stride=(5, 15))
+        assert a == S.dense_clip(300, seed, clip_len=5, stride=(5, 15))  # the stride draw uses the seed too
+        assert S.uniform_frames(100, seed, num=6, train=True) == S.uniform_frames(
+            100, seed, num=6, train=True
+        )
+    uniform = {S.uniform_frames(100, seed, num=4, train=True)[0].indices for seed in range(20)}
+    assert len(uniform) > 5  # training jitters; testing would give one answer
+
+
+def test_tsn_segments_draw_their_offsets_independently():
+    lo = np.array([0, 25, 50, 75])
+    offsets = [np.array(S.tsn_segments(100, seed, num_segments=4)[0].indices) - lo for seed in range(10)]
+    assert any(len(set(o.tolist())) > 1 for o in offsets)
+
+
+def test_uniform_and_odd_stride_range_test_layouts():
+    assert S.uniform_frames(11, num=3)[0].indices == (0, 5, 10)
+    assert S.uniform_frames(11, num=6)[0].indices == (0, 2, 4, 6, 8, 10)
+    # stride range (4, 7) tests with stride 5 (the integer middle), centred: room 24 -> start 12
+    assert S.dense_clip(40, clip_len=4, stride=(4, 7), train=False)[0].indices == (12, 17, 22, 27)
+
+
+def test_unknown_padding_is_named():
+    with pytest.raises(ValueError, match="pad must be 'repeat_last' or 'loop', got 'zeros'"):
+        S.dense_clip(3, 0, clip_len=5, pad="zeros")
