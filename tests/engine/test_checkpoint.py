@@ -226,9 +226,14 @@ def test_temp_files_of_dead_writers_are_removed(tmp_path):
     )
     stale = tmp_path / f".last.safetensors.tmp-{int(dead.stdout)}"
     stale.write_bytes(b"half")
-    live = tmp_path / f".last.safetensors.tmp-{os.getppid()}"  # a live process: maybe still writing
-    live.write_bytes(b"busy")
-    other = tmp_path / f".best.safetensors.tmp-{int(dead.stdout)}"
-    other.write_bytes(b"other file")
-    C.save_checkpoint(path, C.Checkpoint(model={}, config={}, class_names=[]))
-    assert not stale.exists() and live.exists() and other.exists()
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # still writing
+    try:
+        live = tmp_path / f".last.safetensors.tmp-{writer.pid}"
+        live.write_bytes(b"busy")
+        other = tmp_path / f".best.safetensors.tmp-{int(dead.stdout)}"
+        other.write_bytes(b"other file")
+        C.save_checkpoint(path, C.Checkpoint(model={}, config={}, class_names=[]))
+        assert not stale.exists() and live.exists() and other.exists()
+    finally:
+        writer.kill()
+        writer.wait()
