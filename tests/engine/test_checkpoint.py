@@ -234,6 +234,7 @@ def test_temp_files_of_dead_writers_are_removed(tmp_path):
         other.write_bytes(b"other file")
         C.save_checkpoint(path, C.Checkpoint(model={}, config={}, class_names=[]))
         assert not stale.exists() and live.exists() and other.exists()
+        assert writer.poll() is None  # probing a writer never signals it
     finally:
         writer.kill()
         writer.wait()
