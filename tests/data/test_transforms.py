@@ -230,3 +230,28 @@ def test_normalize_rgb_leaves_float_alone_and_rejects_other_types():
         normalize_rgb(torch.zeros(2, 3, 4, 4, dtype=torch.int32))
     custom = normalize_rgb(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8), mean=(0.5,) * 3, std=(0.5,) * 3)
     assert torch.allclose(custom, torch.ones(1, 3, 1, 1))
+
+
+def test_outer_corner_crop_f25noctr():
+    """ST-ResNet stage 1: offsets in the outer quarter near a corner, never the centre."""
+    from vidrec.data.transforms import OuterCornerCrop
+
+    boxes = _boxes(OuterCornerCrop(224), n=300, h=256, w=340)
+    dy, dx = 256 - 224, 340 - 224
+    for b in boxes:
+        assert b["height"] == b["width"] == 224
+        assert b["top"] <= dy // 4 or b["top"] >= dy - dy // 4
+        assert b["left"] <= dx // 4 or b["left"] >= dx - dx // 4
+    corners = {(b["top"] > dy // 2, b["left"] > dx // 2) for b in boxes}
+    assert len(corners) == 4 and len({b["left"] for b in boxes}) > 8  # all corners, jitter inside
+    train = train_transform(224, kind="multiscale")
+    assert train.transforms[0].crop_sizes == ST_RESNET_CROP_SIZES and train.transforms[0].max_distort >= 3
+
+
+def test_mirrored_flow_views_can_keep_x_as_lrcn_release():
+    """methods.md 1.4: LRCN's released test path does not negate u in mirrored flow crops."""
+    f3 = Flow3Video(torch.randn(T, 3, H, W) * 30)
+    kept = test_transform(32, crops=10, negate_flow=False)({"flow3": f3})["flow3"]
+    negated = test_transform(32, crops=10)({"flow3": f3})["flow3"]
+    assert torch.equal(kept[5:], kept[:5].flip(-1))
+    assert torch.equal(negated[5:, :, 0], -negated[:5, :, 0].flip(-1))

@@ -138,3 +138,34 @@ def test_cli_reports_a_bad_value_and_exits_2(capsys):
 
     assert main(["train", "data.train_list=t.txt", "--optim.name", "sgdd"]) == 2
     assert "optim.name: 'sgdd' is not one of ['sgd', 'adamw']" in capsys.readouterr().err
+
+
+def test_stride_range_and_st_resnet_crops(tmp_path):
+    """ST-ResNet (methods.md 3.3): a random temporal stride in 5..15 per training clip from the config."""
+    import numpy as np
+
+    from vidrec.engine.train import list_datasets
+
+    cfg = load_config(None, [f"data.train_list={tmp_path / 't.txt'}", "data.stride=[5, 15]", "data.frames=5"])
+    assert cfg.data.stride == [5, 15]
+    train_ds, _ = list_datasets(cfg, ([], [], ["a"]), ("rgb",))
+    steps = {np.diff(train_ds.sampler(200, np.random.default_rng(s))[0].indices)[0] for s in range(60)}
+    assert steps == set(range(5, 16))
+    with pytest.raises(ConfigError, match="data.stride"):
+        load_config(None, [f"data.train_list={tmp_path / 't.txt'}", "data.stride=[15, 5]"])
+    for kind in ("multiscale", "corners"):
+        cfg = load_config(None, [f"data.train_list={tmp_path / 't.txt'}", f"data.augment={kind}"])
+        assert type(list_datasets(cfg, ([], None, ["a"]), ("rgb",))[0].transform.transforms[0]).__name__ in (
+            "MultiScaleCornerCrop",
+            "OuterCornerCrop",
+        )
+
+
+def test_init_from_paths_are_checked_first(tmp_path):
+    from vidrec.engine.train import check_paths
+
+    cfg = load_config(
+        None, [f"data.train_list={tmp_path}", f"model.init_from={{motion: {tmp_path / 'no.pt'}}}"]
+    )
+    with pytest.raises(FileNotFoundError, match="model.init_from.motion"):
+        check_paths(cfg)

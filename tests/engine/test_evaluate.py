@@ -131,3 +131,21 @@ def test_distributed_gathers_and_dedupes(tmp_path, views):
     assert got["ids"] == ["a", "b", "c"]
     torch.testing.assert_close(got["probs"], single.probs)
     assert got["skipped"] == ["bad0.mp4", "bad1.mp4"]
+
+
+def test_lrcn_protocol_clips_and_flow_mirror_choice():
+    """methods.md 1.4: 16-frame clips with hop 8, the last aligned to the video's end."""
+    from types import SimpleNamespace
+
+    from vidrec.engine.cli_eval import clip_sampler, negate_mirrored_flow
+    from vidrec.models import get_model
+
+    cfg = SimpleNamespace(data=SimpleNamespace(stride=1, frames=4))
+    clips = clip_sampler(cfg, protocol="lrcn", clip_len=16, hop=8)(45, None)
+    assert [c.indices[0] for c in clips] == [0, 8, 16, 24, 29] and all(len(c.indices) == 16 for c in clips)
+    assert clips[-1].indices[-1] == 44
+    assert len(clip_sampler(cfg, clips=3)(45, None)) == 3
+    lrcn = get_model("lrcn_resnet18", num_classes=3, modality="flow3")
+    assert negate_mirrored_flow("auto", lrcn) is False  # the release's LRCN test path
+    assert negate_mirrored_flow("auto", get_model("tsn_resnet50", num_classes=3, modality="flow")) is True
+    assert negate_mirrored_flow("negate", lrcn) is True

@@ -45,6 +45,7 @@ __all__ = [
     "Flow3Video",
     "FlowVideo",
     "MultiScaleCornerCrop",
+    "OuterCornerCrop",
     "Normalization",
     "TestViews",
     "normalize_modality",
@@ -121,6 +122,35 @@ def _normalize_flow3(inpt: Flow3Video, *args, **kwargs) -> Flow3Video:
     return tv_tensors.wrap(out, like=inpt)
 
 
+class OuterCornerCrop(v2.Transform):
+    """ST-ResNet stage 1's "f25noCtr" crop (Feichtenhofer et al., NeurIPS 2016): a `size` crop whose
+    offset lies in the outer quarter of the free space near one of the 4 corners, never the centre.
+
+    With free space `dy`, `dx`, the top is drawn from `[0, dy/4]` or `[3dy/4, dy]` and the left from
+    `[0, dx/4]` or `[3dx/4, dx]` (one corner per clip, uniform inside its quarter).
+    """
+
+    def __init__(self, size: int | Sequence[int]) -> None:
+        super().__init__()
+        self.size = _pair(size)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        h, w = min(self.size[0], height), min(self.size[1], width)
+        top = self._offset(height - h, bool(torch.randint(2, ())))
+        left = self._offset(width - w, bool(torch.randint(2, ())))
+        return {"top": top, "left": left, "height": h, "width": w}
+
+    @staticmethod
+    def _offset(free: int, far: bool) -> int:
+        quarter = free // 4
+        step = int(torch.randint(quarter + 1, ()))
+        return free - step if far else step
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(F.resized_crop, inpt, **params, size=list(self.size), antialias=True)
+
+
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
@@ -182,16 +212,17 @@ class TestViews(v2.Transform):
     """Deterministic test crops of `size`, stacked on a new leading views axis: `(N, T, C, h, w)`.
 
     `crops`: 1 (centre; no views axis), 3 (start / centre / end of the longer side, as in SlowFast's
-    3-crop), 5 (4 corners + centre) or 10 (those 5 and their mirror images, flow x negated).
+    3-crop), 5 (4 corners + centre) or 10 (those 5 and their mirror images, flow x negated unless
+    `negate_flow=False`: LRCN's released test path mirrors flow crops without negating u, methods.md 1.4).
     """
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, size: int | Sequence[int], *, crops: int = 1) -> None:
+    def __init__(self, size: int | Sequence[int], *, crops: int = 1, negate_flow: bool = True) -> None:
         super().__init__()
         if crops not in (1, 3, 5, 10):
             raise ValueError(f"crops must be 1, 3, 5 or 10, got {crops}")
-        self.size, self.crops = _pair(size), crops
+        self.size, self.crops, self.negate_flow = _pair(size), crops, negate_flow
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = v2.query_size(flat_inputs)
@@ -208,11 +239,16 @@ class TestViews(v2.Transform):
             boxes = [(0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2)]
         return {"boxes": boxes}
 
+    def _mirror(self, view: Any) -> Any:
+        if self.negate_flow or not isinstance(view, FlowVideo | Flow3Video):
+            return F.horizontal_flip(view)
+        return tv_tensors.wrap(view.as_subclass(torch.Tensor).flip(-1), like=view)  # pixels only
+
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         h, w = self.size
         views = [F.crop(inpt, top, left, h, w) for top, left in params["boxes"]]
         if self.crops == 10:
-            views += [F.horizontal_flip(v) for v in views]
+            views += [self._mirror(v) for v in views]
         if self.crops == 1:
             return views[0]
         return torch.stack([v.as_subclass(torch.Tensor) for v in views])  # (N, T, C, h, w)
@@ -279,8 +315,9 @@ def train_transform(
 
     Args:
         size: output `(H, W)` or square side.
-        kind: "tsn" (`MultiScaleCornerCrop`; with `crop_sizes=ST_RESNET_CROP_SIZES, max_distort=3` it is
-            ST-ResNet's multiScaleRegular), "resized" (`RandomResizedCrop` with `resized_scale`) or "crop"
+        kind: "tsn" (`MultiScaleCornerCrop`), "multiscale" (ST-ResNet's multiScaleRegular: the same crop
+            with `crop_sizes=ST_RESNET_CROP_SIZES` drawn independently), "corners" (`OuterCornerCrop`,
+            ST-ResNet stage 1's f25noCtr), "resized" (`RandomResizedCrop` with `resized_scale`) or "crop"
             (a plain random crop, as LRCN's 227 crops from 240x320 frames).
         flip: random horizontal flip with p = 0.5 (flow x negated).
         mean: RGB normalisation mean per channel.
@@ -295,8 +332,13 @@ def train_transform(
         crop = v2.RandomResizedCrop(_pair(size), scale=resized_scale, antialias=True)
     elif kind == "crop":
         crop = v2.RandomCrop(_pair(size), pad_if_needed=True)
+    elif kind == "multiscale":  # ST-ResNet's base streams: multiScaleRegular
+        sizes = ST_RESNET_CROP_SIZES
+        crop = MultiScaleCornerCrop(size, crop_sizes=sizes, max_distort=len(sizes))
+    elif kind == "corners":  # ST-ResNet stage 1: f25noCtr
+        crop = OuterCornerCrop(size)
     else:
-        raise ValueError(f"kind must be 'tsn', 'resized' or 'crop', got {kind!r}")
+        raise ValueError(f"kind must be 'tsn', 'resized', 'crop', 'multiscale' or 'corners', got {kind!r}")
     steps = [crop] + ([v2.RandomHorizontalFlip(0.5)] if flip else [])
     return v2.Compose(steps + (_finish(mean, std) if normalize else [_flow3_only()]))
 
@@ -309,15 +351,17 @@ def test_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     normalize: bool = True,
+    negate_flow: bool = True,
 ) -> v2.Compose:
     """Test-time views: optional short-side `resize`, then 1 / 3 / 5 / 10 crops of `size`, normalised.
 
     With crops > 1 each modality comes back as `(N, T, C, h, w)`; the dataset folds N into its views.
-    `normalize=False` leaves RGB uint8 for `normalize_rgb` on the device.
+    `normalize=False` leaves RGB uint8 for `normalize_rgb` on the device. `negate_flow=False` mirrors flow
+    crops without negating x (LRCN's released test path).
     """
     steps = [v2.Resize(resize, antialias=True)] if resize else []
     finish = _finish(mean, std) if normalize else [_flow3_only()]
-    return v2.Compose(steps + finish + [TestViews(size, crops=crops)])
+    return v2.Compose(steps + finish + [TestViews(size, crops=crops, negate_flow=negate_flow)])
 
 
 test_transform.__test__ = False  # type: ignore[attr-defined]

@@ -338,6 +338,21 @@ def load_for_inference(
     return model.to(device).eval(), cfg, list(ckpt.class_names)
 
 
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Model tensors of a vidrec checkpoint, or a plain `.pth` / `.safetensors` state dict (never
+    unpickling anything but tensors)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        _check_safetensors(path)
+        with safe_open(str(path), framework="pt") as fh:
+            is_checkpoint = (fh.metadata() or {}).get("format") == FORMAT
+        if is_checkpoint:
+            return load_checkpoint(path).model
+    from vidrec.models.backbones import read_state_dict
+
+    return read_state_dict(path)
+
+
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
     """Strict `load_state_dict` whose error names the missing / unexpected keys and the source."""
     result = model.load_state_dict(state, strict=False)

@@ -1,7 +1,12 @@
-"""`vidrec eval CKPT [overrides] [--clips K --crops N]`: the K-clip x N-crop protocol and a report.
+"""`vidrec eval CKPT [overrides] [--clips K --crops N | --protocol lrcn]`: test protocols and a report.
 
-Every test video gives K evenly spaced clips of the training length, each cut into N crops (1, 3, 5 or
-10); the V = K x N views' probabilities are averaged per video (`vidrec.engine.evaluate`). Writes
+`--protocol clips` (default): every test video gives K evenly spaced clips of the training length.
+`--protocol lrcn` (methods.md 1.4): clips of `--clip-len` frames (16) every `--hop` frames (8), the last
+one aligned to the video's end, so the number of clips follows the video's length (one video per batch).
+Each clip is cut into N crops (1, 3, 5 or 10); the views' probabilities (each the mean of the per-step
+softmaxes for LRCN) are averaged per video (`vidrec.engine.evaluate`): the mean over steps, clips and
+crops. Mirrored flow crops: `--flow-mirror` (auto: not negated for LRCN models, as the release's LRCN
+test path does, negated for every other model). Writes
 `report.md`, `report.json` and `report_confusion.png` to `--out` (default: `eval/` in the run folder),
 linking the run's `curves.png` when there is one. Runs under torchrun too (results are gathered).
 """
@@ -21,7 +26,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", default="", help="YAML file of overrides applied on the stored config")
     parser.add_argument("--list", default="", help="list file to evaluate (default: data.val_list)")
-    parser.add_argument("--clips", type=int, default=5, help="K clips per video (default 5)")
+    parser.add_argument(
+        "--protocol",
+        choices=["clips", "lrcn"],
+        default="clips",
+        help="clips: K evenly spaced clips of the training length; lrcn: clips of --clip-len frames every "
+        "--hop frames, the last aligned to the end (LRCN's test protocol; one video per batch) "
+        "(default clips)",
+    )
+    parser.add_argument(
+        "--clips", type=int, default=5, help="K clips per video with --protocol clips (default 5)"
+    )
+    parser.add_argument(
+        "--clip-len", type=int, default=16, help="frames per clip with --protocol lrcn (default 16)"
+    )
+    parser.add_argument(
+        "--hop", type=int, default=8, help="frames between clip starts, --protocol lrcn (default 8)"
+    )
+    parser.add_argument(
+        "--flow-mirror",
+        choices=["auto", "negate", "keep"],
+        default="auto",
+        help="mirrored flow crops (--crops 10): negate x, or keep it as the release's LRCN test path does; "
+        "auto: keep for LRCN models, negate for others (default auto)",
+    )
     parser.add_argument(
         "--crops", type=int, default=1, choices=[1, 3, 5, 10], help="N crops per clip (default 1)"
     )
@@ -117,25 +145,49 @@ def eval_set(cfg, class_names: list[str], list_file: str = "") -> tuple[list, st
     return relabel(val, names, class_names, source=source), source
 
 
+def clip_sampler(cfg, *, protocol: str = "clips", clips: int = 5, clip_len: int = 16, hop: int = 8):
+    """The test-clip sampler of a protocol: K clips of `data.frames`, or LRCN's `clip_len` every `hop`."""
+    from vidrec.data import build_sampler
+
+    stride = cfg.data.stride
+    stride = (stride[0] + stride[1]) // 2 if isinstance(stride, list) else stride  # a range: its middle
+    if protocol == "lrcn":
+        return build_sampler("test_clips", clip_len=clip_len, stride=stride, hop=hop)
+    return build_sampler("test_clips", clip_len=cfg.data.frames, stride=stride, num_clips=clips)
+
+
 def eval_loader(
-    cfg, modalities: tuple[str, ...], *, records: list, clips: int, crops: int, batch: int, workers: int
+    cfg,
+    modalities: tuple[str, ...],
+    *,
+    records: list,
+    clips: int,
+    crops: int,
+    batch: int,
+    workers: int,
+    protocol: str = "clips",
+    clip_len: int = 16,
+    hop: int = 8,
+    negate_flow: bool = True,
 ):
     """A loader of `(B, V, T, C, H, W)` batches (V = clips x crops) over `records`, read as training
-    reads them (data.root, flow_root, flow_length, frames_root, resize); absent videos are dropped."""
+    reads them (data.root, flow_root, flow_length, frames_root, resize); absent videos are dropped.
+    With `protocol="lrcn"` V depends on the video's length, so a batch holds one video."""
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from vidrec.data import VideoDataset, build_sampler, collate_skip
+    from vidrec.data import VideoDataset, collate_skip
     from vidrec.data.transforms import test_transform
     from vidrec.engine import distributed as D
     from vidrec.engine.train import data_root
 
     d = cfg.data
+    batch = 1 if protocol == "lrcn" else batch
     ds = VideoDataset(
         records,
         root=data_root(cfg),
         modalities=modalities,
-        sampler=build_sampler("test_clips", clip_len=d.frames, stride=d.stride, num_clips=clips),
-        transform=test_transform(d.size, crops=crops, normalize=False),  # uint8 RGB: normalised on device
+        sampler=clip_sampler(cfg, protocol=protocol, clips=clips, clip_len=clip_len, hop=hop),
+        transform=test_transform(d.size, crops=crops, normalize=False, negate_flow=negate_flow),  # uint8 RGB
         flow_root=d.flow_root or None,
         frames_root=d.frames_root or None,
         prepared=None if d.prepared == "off" else d.prepared,
@@ -147,6 +199,15 @@ def eval_loader(
     return DataLoader(
         ds, batch_size=batch, sampler=dist_sampler, num_workers=workers, collate_fn=collate_skip
     )
+
+
+def negate_mirrored_flow(choice: str, model) -> bool:
+    """`--flow-mirror`: auto keeps x for LRCN models (the release's LRCN test path), negates otherwise."""
+    if choice != "auto":
+        return choice == "negate"
+    from vidrec.models.lrcn import LRCN
+
+    return not isinstance(model, LRCN)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,6 +238,10 @@ def run(args: argparse.Namespace) -> int:
         crops=args.crops,
         batch=args.batch or cfg.data.batch_size,
         workers=cfg.data.workers if args.workers < 0 else args.workers,
+        protocol=args.protocol,
+        clip_len=args.clip_len,
+        hop=args.hop,
+        negate_flow=negate_mirrored_flow(args.flow_mirror, model),
     )
     from vidrec.engine.train import drop_missing_videos
 
@@ -186,7 +251,15 @@ def run(args: argparse.Namespace) -> int:
     result.metrics["num_skipped"] = len(result.skipped)
     if info.is_main:
         curves = Path(args.checkpoint).resolve().parent / "curves.png"
-        extra = {"clips": args.clips, "crops": args.crops, "list": list_file, "checkpoint": args.checkpoint}
+        extra = {
+            "protocol": args.protocol,
+            "crops": args.crops,
+            "list": list_file,
+            "checkpoint": args.checkpoint,
+        }
+        extra.update(
+            {"clip_len": args.clip_len, "hop": args.hop} if args.protocol == "lrcn" else {"clips": args.clips}
+        )
         md = write_report(
             out,
             result,

@@ -74,10 +74,18 @@ class DataConfig:
         "clip sampler: random = `frames` consecutive frames (`stride` apart) from a random start "
         "(centred for validation); segments = one frame per segment (TSN); uniform = evenly spread",
     )
-    stride: int = opt(1, "frame stride inside a dense clip")
-    augment: Literal["crop", "tsn", "resized"] = opt(
+    stride: int | list[int] = opt(
+        1,
+        "frame stride inside a dense clip; [lo, hi]: a random stride in lo..hi per training clip "
+        "(ST-ResNet: [5, 15]), the middle one for validation and eval",
+    )
+    augment: Literal["crop", "tsn", "resized", "multiscale", "corners"] = opt(
         "crop",
-        "training crop: random crop (LRCN), TSN multi-scale corner crop, or RandomResizedCrop",
+        "training crop: crop = random crop (LRCN); tsn = TSN multi-scale corner crop; resized = "
+        "RandomResizedCrop; multiscale = ST-ResNet's base-stream multiScaleRegular (height and width from "
+        "{256, 224, 192, 168} independently, 4 corners or centre, resized to data.size); corners = "
+        "ST-ResNet stage 1's f25noCtr (a data.size crop whose offset lies in the outer quarter near a "
+        "corner, never the centre)",
     )
     flip: Literal["auto", "always", "never"] = opt(
         "auto",
@@ -98,6 +106,14 @@ class DataConfig:
 class ModelConfig:
     name: str = opt("lrcn", "registered model name (`vidrec models`) or `module.path:factory`")
     kwargs: dict[str, Any] = opt({}, "keyword arguments for the model builder (num_classes is added)")
+    init_from: str | dict[str, str] = opt(
+        "",
+        "start from trained weights: a checkpoint (or .pth/.safetensors state dict) whose matching tensors "
+        "are copied (same key, or same torchvision layer name), or {submodule: checkpoint} per part, e.g. "
+        "{appearance: rgb.safetensors, motion: flow.safetensors} for ST-ResNet; the heads start fresh "
+        "and the run log lists every tensor that kept its init and why",
+    )
+    init_heads: bool = opt(False, "with init_from: also copy the classifier heads when their shapes match")
 
 
 @dataclass
@@ -378,8 +394,15 @@ def validate(cfg: TrainConfig) -> None:
         "schedule.milestones",
         "must be increasing",
     )
-    for name in ("batch_size", "frames", "size", "stride", "flow_length"):
+    for name in ("batch_size", "frames", "size", "flow_length"):
         _check(getattr(cfg.data, name) >= 1, f"data.{name}", "must be >= 1")
+    stride = cfg.data.stride
+    lo_hi = stride if isinstance(stride, list) else [stride, stride]
+    _check(
+        len(lo_hi) == 2 and 1 <= lo_hi[0] <= lo_hi[1],
+        "data.stride",
+        f"must be an int >= 1 or a range [lo, hi] with 1 <= lo <= hi, got {stride}",
+    )
     _check(cfg.data.workers >= 0, "data.workers", "must be >= 0")
     allowed = {"rgb", "flow", "flow3"}
     bad = [m for m in cfg.data.modalities if m not in allowed]

@@ -143,6 +143,38 @@ def build_model(model_cfg, num_classes: int, *, weights: bool = True) -> nn.Modu
     return builder(**kwargs)
 
 
+def init_weights(model: nn.Module, model_cfg, *, log=None) -> list:
+    """Apply ``model.init_from`` (see `vidrec.models.init`); returns the `InitReport`s.
+
+    A path initialises the whole model; ``{submodule: path}`` each named part. A source of which nothing
+    matched is an error (it is the wrong file, not a partial match).
+    """
+    from vidrec.engine.checkpoint import read_weights
+    from vidrec.models.init import init_from
+
+    spec = model_cfg.init_from
+    parts = spec if isinstance(spec, dict) else {"": spec}
+    reports = []
+    for name, path in parts.items():
+        try:
+            target = model.get_submodule(name) if name else model
+        except AttributeError as err:
+            raise ValueError(f"model.init_from: the model has no part {name!r} ({err})") from None
+        report = init_from(
+            target, read_weights(path), source=str(path), keep_heads=model_cfg.init_heads,
+            num_classes=getattr(model, "num_classes", None),
+        )  # fmt: skip
+        if not report.loaded:
+            raise ValueError(
+                f"model.init_from{'.' + name if name else ''}: no tensor of {path} matches the model "
+                f"({len(report.unused)} source tensors, e.g. {report.unused[:3]}); is it the right file?"
+            )
+        if log is not None:
+            log(report.summary())
+        reports.append(report)
+    return reports
+
+
 def check_paths(cfg: TrainConfig) -> None:
     """Fail before any model is built when a list file, the data root or the class file is missing."""
     data = cfg.data
@@ -154,6 +186,9 @@ def check_paths(cfg: TrainConfig) -> None:
     needed += [("data.frames_root", data.frames_root)] if data.frames_root else []
     needed += [("data.prepared", data.prepared)] if data.prepared not in ("auto", "off", "") else []
     needed += [("resume", cfg.resume)] if cfg.resume not in ("", "auto") else []
+    init = cfg.model.init_from
+    init = init if isinstance(init, dict) else ({"": init} if init else {})
+    needed += [(f"model.init_from{'.' + k if k else ''}", v) for k, v in init.items()]
     for name, path in needed:
         if not Path(path).exists():
             raise FileNotFoundError(
@@ -267,6 +302,11 @@ def relabel(records: list, names: list[str], to_names: list[str], *, source: str
     return [dataclasses.replace(r, label=index[names[r.label]]) for r in records]
 
 
+def stride_option(stride: int | list[int]) -> int | tuple[int, int]:
+    """``data.stride`` as the samplers take it: an int, or a (lo, hi) range drawn per training clip."""
+    return tuple(stride) if isinstance(stride, list) else stride
+
+
 def list_datasets(
     cfg: TrainConfig, records: tuple, modalities: tuple[str, ...]
 ) -> tuple[Dataset, Dataset | None]:
@@ -279,7 +319,7 @@ def list_datasets(
     d = cfg.data
     name = {"random": "dense", "segments": "tsn", "uniform": "uniform"}[d.sampler]  # vidrec.data's names
     options = {"tsn": {"num_segments": d.frames}, "uniform": {"num": d.frames}}
-    options["dense"] = {"clip_len": d.frames, "stride": d.stride}
+    options["dense"] = {"clip_len": d.frames, "stride": stride_option(d.stride)}
     root = data_root(cfg)
     flip = d.flip == "always" or (d.flip == "auto" and not (root / "synthetic.json").is_file())
     common = {
@@ -759,7 +799,7 @@ def _end_epoch(run: Run, epoch: int, train_m: dict, val_m: dict) -> None:
         write_checkpoint(run, "best.safetensors", epoch=epoch + 1, step_in_epoch=0, metrics=row)
 
 
-def _setup(cfg: TrainConfig, info: D.DistInfo, device: torch.device):
+def _setup(cfg: TrainConfig, info: D.DistInfo, device: torch.device, log=None):
     """Seeds set, class names read, model built (after `check_paths`) and wrapped, datasets made."""
     seed_everything(cfg.runtime.seed + info.rank)
     if cfg.runtime.deterministic:
@@ -774,6 +814,9 @@ def _setup(cfg: TrainConfig, info: D.DistInfo, device: torch.device):
         model = build_model(cfg.model, num_classes=len(class_names)).to(device)
         modalities = tuple(cfg.data.modalities) or tuple(getattr(model, "modalities", ("rgb",)))
         train_ds, val_ds = list_datasets(cfg, records, modalities)
+    resuming = cfg.resume not in ("", "auto") or (Path(cfg.out_dir) / "last.safetensors").is_file()
+    if cfg.model.init_from and not (cfg.resume and resuming):  # a resumed checkpoint holds every weight
+        init_weights(model, cfg.model, log=log if info.is_main else None)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = with_sync_bn(model, enabled=cfg.runtime.sync_bn and info.enabled, device=device)
@@ -839,7 +882,7 @@ def absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
 def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir: Path) -> TrainResult:
     logger = RunLogger(out_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
     try:
-        model, train_model, train_ds, val_ds, class_names = _setup(cfg, info, device)
+        model, train_model, train_ds, val_ds, class_names = _setup(cfg, info, device, log=logger.info)
         missing = drop_missing_videos(cfg, train_ds, "training set", logger)
         missing += drop_missing_videos(cfg, val_ds, "validation set", logger) if val_ds is not None else []
         for what, ds, source in (("training", train_ds, cfg.data.train_list), ("validation", val_ds, "")):

@@ -135,7 +135,9 @@ class Backbone(nn.Module):
 
     Args:
         arch: one of `SPECS` (resnet18/50/101, vgg16, alexnet, mobilenet_v2).
-        pretrained: False, True (ImageNet from the local torch cache) or a local weights path.
+        pretrained: False, True (ImageNet from the local torch cache) or a local weights path (a
+            torchvision state dict; it may already have `in_chans` input channels and/or a
+            `num_classes` head, e.g. a trained flow stream, which then load as they are).
         in_chans: input channels; != 3 adapts the first conv after loading (flow stacks use 2L).
         num_classes: replaces the ImageNet head when given; 0 removes the head (and, with fc6 features,
             fc7) so that a model using only `forward_features` has no unused parameters.
@@ -160,17 +162,34 @@ class Backbone(nn.Module):
             raise ValueError(f"feature_layer={feature_layer!r} is not available for {arch}")
         self.arch, self.spec, self.feature_layer = arch, SPECS[arch], feature_layer
         self.net = self.spec.builder(weights=None)
+        state = source = None
         if pretrained is True:
-            load_strict(self.net, imagenet_state_dict(arch), source=str(weights_file(self.spec.weights)))
+            state, source = imagenet_state_dict(arch), str(weights_file(self.spec.weights))
         elif pretrained:
-            load_strict(self.net, read_state_dict(pretrained), source=str(pretrained))
-        if in_chans != 3:
+            state, source = read_state_dict(pretrained), str(pretrained)
+        # A file may already hold this model's shape (a trained flow stream's 2L-channel conv1, a
+        # 101-class head): shape the net like the file first, load strictly, then adapt the rest.
+        conv_done = in_chans != 3 and self._file_has(state, self.spec.first_conv, 1, in_chans)
+        head_done = bool(num_classes) and self._file_has(state, self.spec.head, 0, num_classes)
+        if conv_done:
+            set_submodule(self.net, self.spec.first_conv, adapt_first_conv(self._first_conv(), in_chans))
+        if head_done:
+            self.reset_classifier(num_classes)
+        if state is not None:
+            load_strict(self.net, state, source=source)
+        if in_chans != 3 and not conv_done:
             set_submodule(self.net, self.spec.first_conv, adapt_first_conv(self._first_conv(), in_chans))
         if num_classes == 0:
             self._remove_head()
-        elif num_classes is not None:
+        elif num_classes is not None and not head_done:
             self.reset_classifier(num_classes)
         self.in_chans = in_chans
+
+    @staticmethod
+    def _file_has(state: dict | None, layer: str, dim: int, size: int) -> bool:
+        """Whether `state`'s `layer.weight` has `size` along `dim` (input channels or classes)."""
+        w = None if state is None else state.get(f"{layer}.weight")
+        return w is not None and w.dim() > dim and w.shape[dim] == size
 
     @property
     def feature_dim(self) -> int:

@@ -97,14 +97,37 @@ class LRCN(nn.Module):
 
 
 class FeatureEncoder(nn.Module):
-    """Adapts a `Backbone` to an encoder: frames (N, C, H, W) -> pooled features (N, D)."""
+    """Adapts a `Backbone` to an encoder: frames (N, C, H, W) -> pooled features (N, D) -> dropout.
 
-    def __init__(self, backbone: Backbone) -> None:
+    `dropout` follows the features (LRCN-fc6: fc6 -> ReLU -> Dropout(0.9), methods.md 1.1).
+    """
+
+    def __init__(self, backbone: Backbone, *, dropout: float = 0.0) -> None:
         super().__init__()
         self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(x)  # (N, D)
+        return self.dropout(self.backbone.forward_features(x))  # (N, D)
+
+
+CAFFE_DROPOUT = {"fc6": 0.9, "fc7": 0.5}  # LRCN's hybrid net: drop6 0.9 (spec); drop7: CaffeNet's 0.5
+
+
+def caffe_order_(backbone: Backbone, *, drop6: float = CAFFE_DROPOUT["fc6"], drop7: float = 0.5) -> Backbone:
+    """Give torchvision AlexNet's classifier CaffeNet's dropout placement, in place, keys unchanged.
+
+    torchvision: Dropout -> fc6 -> ReLU -> Dropout -> fc7 -> ReLU -> fc8.
+    Caffe (LRCN): fc6 -> ReLU -> Dropout(drop6) -> fc7 -> ReLU -> Dropout(drop7) -> fc8.
+    Only parameter-free modules move, so state-dict keys stay torchvision's (`classifier.1` is fc6).
+    """
+    c = backbone.net.classifier
+    c[0] = nn.Identity()  # no dropout on pool5
+    if isinstance(c[3], nn.Dropout):
+        c[3].p = drop6
+    if isinstance(c[5], nn.ReLU):  # absent once the head is removed (fc6 features)
+        c[5] = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout(drop7))
+    return backbone
 
 
 class SingleFrame(nn.Module):
@@ -143,6 +166,7 @@ def build_lrcn(
     num_layers: int,
     dropout: float,
     feature_layer: str = "penultimate",
+    feature_dropout: float = 0.0,
 ) -> LRCN:
     """Shared body of the `lrcn_*` builders."""
     backbone = Backbone(
@@ -152,9 +176,12 @@ def build_lrcn(
         num_classes=0,
         feature_layer=feature_layer,
     )
+    if arch == "alexnet":
+        caffe_order_(backbone)
     rnn = lrcn_init_(nn.LSTM(backbone.feature_dim, hidden_size, num_layers=num_layers, batch_first=True))
     head = nn.Linear(hidden_size, num_classes)
-    return LRCN(encoder=FeatureEncoder(backbone), rnn=rnn, head=head, modality=modality, dropout=dropout)
+    encoder = FeatureEncoder(backbone, dropout=feature_dropout)
+    return LRCN(encoder=encoder, rnn=rnn, head=head, modality=modality, dropout=dropout)
 
 
 _LRCN_INPUT = {"rgb": (16, 3, 227, 227)}
@@ -169,11 +196,14 @@ def lrcn_alexnet(
     hidden_size: int = 256,
     num_layers: int = 1,
     dropout: float = 0.5,
+    feature_dropout: float = CAFFE_DROPOUT["fc6"],
 ) -> LRCN:
-    """LRCN-fc6 (Donahue et al. 2015) on torchvision AlexNet: fc6 features -> LSTM(256) -> per-step Linear."""
+    """LRCN-fc6 (Donahue et al. 2015) on torchvision AlexNet (the nearest offline net to the hybrid
+    CaffeNet): fc6 -> ReLU -> Dropout(0.9) -> LSTM(256) -> dropout 0.5 -> per-step Linear."""
     return build_lrcn(
         "alexnet", num_classes=num_classes, pretrained=pretrained, modality=modality,
         hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, feature_layer="fc6",
+        feature_dropout=feature_dropout,
     )  # fmt: skip
 
 
@@ -216,6 +246,18 @@ def _single_frame(arch: str, num_classes: int, pretrained: bool | str, modality:
         arch, pretrained=pretrained, in_chans=_check_modality(modality), num_classes=num_classes
     )
     return SingleFrame(backbone=backbone, modality=modality)
+
+
+@register_model(input_shapes=_LRCN_INPUT)
+def single_frame_alexnet(
+    *, num_classes: int, pretrained: bool | str = False, modality: str = "rgb"
+) -> SingleFrame:
+    """LRCN's stage (a) (Donahue et al. 2015): the single-frame AlexNet, CaffeNet's dropout placement
+    (fc6 -> ReLU -> Dropout(0.9) -> fc7 -> ReLU -> Dropout(0.5) -> fc8); per-frame logits (B, T, K).
+    Its conv1..fc6 weights initialise `lrcn_alexnet` (`model.init_from`)."""
+    model = _single_frame("alexnet", num_classes, pretrained, modality)
+    caffe_order_(model.backbone)
+    return model
 
 
 @register_model(input_shapes={"rgb": (16, 3, 224, 224)})

@@ -21,7 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from vidrec.models.backbones import Backbone
+from vidrec.models.backbones import Backbone, read_state_dict
+from vidrec.models.init import init_from
 from vidrec.models.layers import TimeAware, num_steps
 from vidrec.models.registry import register_model
 
@@ -155,20 +156,52 @@ class STResNet(nn.Module):
         return {name: logits.mean(dim=1) for name, logits in self.forward_frames(x).items()}
 
 
+StreamWeights = bool | str
+
+
+def _stream(source: StreamWeights, *, in_chans: int, num_classes: int) -> Backbone:
+    """A ResNet-50 stream: random (False), ImageNet (True, conv1 cross-modality for flow) or a trained
+    stream from a file: a vidrec checkpoint of one stream (e.g. `tsn_resnet50`) or a torchvision state
+    dict, matched by torchvision layer name (`vidrec.models.init`); every tensor must load."""
+    if not isinstance(source, str):
+        return Backbone("resnet50", pretrained=source, in_chans=in_chans, num_classes=num_classes)
+    backbone = Backbone("resnet50", in_chans=in_chans, num_classes=num_classes)
+    report = init_from(
+        backbone, read_state_dict(source), source=source, keep_heads=True, num_classes=num_classes
+    )
+    if report.skipped:
+        missing = "; ".join(f"{k}: {why}" for k, why in sorted(report.skipped.items())[:6])
+        raise ValueError(
+            f"{source} is not a trained ResNet-50 stream with {in_chans} input channels and "
+            f"{num_classes} classes: {len(report.skipped)} tensors do not match ({missing})"
+        )
+    return backbone
+
+
 @register_model(input_shapes={"rgb": (5, 3, 224, 224), "flow": (5, 20, 224, 224)})
 def st_resnet50(
     *,
     num_classes: int,
-    pretrained: bool | str = False,
+    pretrained: StreamWeights | dict[str, StreamWeights] = False,
     flow_length: int = 10,
     cross_stream: str = "code",
     temporal_init: str = "average",
     temporal_pool: bool = False,
 ) -> STResNet:
-    """ST-ResNet (Feichtenhofer et al., NIPS'16) on two ResNet-50 streams; `pretrained` initialises both
-    (the motion conv1 by cross-modality averaging); stage 2 sets `temporal_pool=True` with 11 frames."""
-    appearance = Backbone("resnet50", pretrained=pretrained, num_classes=num_classes)
-    motion = Backbone("resnet50", pretrained=pretrained, in_chans=2 * flow_length, num_classes=num_classes)
+    """ST-ResNet (Feichtenhofer et al., NIPS'16) on two ResNet-50 streams.
+
+    `pretrained` initialises the 2D streams before the temporal filters are grown from them: True is
+    ImageNet for both (motion conv1 by cross-modality averaging); `{"appearance": A, "motion": M}` sets
+    each stream, A/M being True, False or a trained stream's file, as the paper starts from two separately
+    trained streams (e.g. the checkpoints of `tsn_resnet50` RGB and flow with 2L-channel input and
+    `num_classes` heads, which are kept). Stage 2 sets `temporal_pool=True` with 11 frames."""
+    both = {"appearance": pretrained, "motion": pretrained}
+    per_stream = pretrained if isinstance(pretrained, dict) else both
+    unknown = set(per_stream) - {"appearance", "motion"}
+    if unknown:
+        raise ValueError(f"pretrained: unknown streams {sorted(unknown)}; use 'appearance' and 'motion'")
+    appearance = _stream(per_stream.get("appearance", False), in_chans=3, num_classes=num_classes)
+    motion = _stream(per_stream.get("motion", False), in_chans=2 * flow_length, num_classes=num_classes)
     return STResNet(
         appearance=appearance, motion=motion, cross_stream=cross_stream,
         temporal_init=temporal_init, temporal_pool=temporal_pool,
