@@ -246,3 +246,52 @@ def test_per_gate_copies_apply_the_same_batchnorm_as_u(cell):
     bn = {iw: net[0].norm for iw, net in nets.items()}
     assert torch.equal(bn["per_gate"].running_mean, bn["shared"].running_mean)  # one BN update per pass
     assert bn["per_gate"].num_batches_tracked == bn["shared"].num_batches_tracked == 1
+
+
+# ----------------------------------------------------------------------------- traditional-RNN baseline
+
+
+def test_rnn_baseline_is_like_for_like_with_prernn():
+    """Point 10: same backbone, layer, width and equations; only the recurrent layer starts fresh."""
+    from vidrec.models.prernn import build_prernn, build_rnn_baseline
+
+    torch.manual_seed(0)
+    pre = build_prernn("resnet18", "layer4.1.conv1", "gru", num_classes=5, pretrained=False)
+    torch.manual_seed(0)
+    base = build_rnn_baseline("resnet18", "layer4.1.conv1", "gru", num_classes=5, pretrained=False)
+    rec_p, rec_b = pre.net.layer4[1].conv1, base.net.layer4[1].conv1
+    assert isinstance(rec_b, RecurrentLayer) and rec_b.cell == "gru"
+    assert rec_b.input.weight.shape == rec_p.input.weight.shape  # the same width at the same place
+    assert not torch.equal(rec_b.input.weight, rec_p.input.weight)  # fresh input weights
+    assert rec_b.recurrent.weight.abs().sum() > 0 and torch.equal(
+        rec_b.gate_bias, torch.zeros_like(rec_b.gate_bias)
+    )
+    assert torch.equal(rec_b.norm.running_var, torch.ones_like(rec_b.norm.running_var))  # no stale BN stats
+    assert torch.equal(pre.net.layer3[0].conv1.weight, base.net.layer3[0].conv1.weight)  # same trunk
+    assert torch.equal(pre.net.fc.weight, base.net.fc.weight)  # same layers after it
+    x = torch.randn(2, 3, 3, 32, 32)
+    assert base(x).shape == pre(x).shape == (2, 3, 5)
+
+
+def test_rnn_baseline_any_backbone_frozen_trunk():
+    from vidrec.models.prernn import build_rnn_baseline
+
+    torch.manual_seed(0)
+    model = build_rnn_baseline(
+        "alexnet", "classifier.4", "lstm", num_classes=4, pretrained=False, freeze_trunk=True, init="lrcn"
+    ).train()
+    assert model.net.features[0].training is False  # frozen trunk stays in eval mode
+    rec = model.net.classifier[4]
+    assert rec.input.weight.abs().max() <= 0.01  # LRCN's U(-0.01, 0.01)
+    model(torch.randn(2, 2, 3, 64, 64)).sum().backward()
+    assert model.net.features[0].weight.grad is None and model.net.classifier[1].weight.grad is None
+    assert rec.input.weight.grad.abs().sum() > 0 and model.net.classifier[6].weight.grad.abs().sum() > 0
+    assert get_model_names_have_baselines()
+
+
+def get_model_names_have_baselines() -> bool:
+    from vidrec.models import list_models
+
+    return {"rnn_baseline_fc_vgg16", "rnn_baseline_conv_mobilenet_v2", "rnn_baseline_conv_resnet18"} <= set(
+        list_models()
+    )

@@ -57,6 +57,9 @@ def _recurrent_map(layer: nn.Module, width: int, out: int, kernel_size: int) -> 
 
 
 def _init_recurrent(module: nn.Module, how: str, *, candidate: bool) -> None:
+    if how == "pytorch":  # PyTorch's own default for the layer type (a fresh, traditional RNN)
+        module.reset_parameters()
+        return
     w = module.weight
     with torch.no_grad():
         w.zero_()
@@ -76,7 +79,8 @@ class RecurrentLayer(TimeAware):
         activation: λ, an idempotent activation (ReLU/ReLU6) or None for identity.
         cell: "rnn", "gru" or "lstm".
         input_weights: "shared" (gates read u_t) or "per_gate" (each gate gets a copy of W_x, b).
-        hidden_init: "zeros" (starts as the CNN), "identity" (IRNN) or "small" (U(-0.01, 0.01)).
+        hidden_init: "zeros" (starts as the CNN), "identity" (IRNN), "small" (U(-0.01, 0.01)) or
+            "pytorch" (the layer type's default init; the traditional-RNN baseline).
         kernel_size: of the conv hidden-to-hidden maps.
         start: "trainable" (finite gate biases; gates learn) or "exact" (saturated: the CNN bit for bit).
         gate_bias: magnitude of the gate biases; None: the `start`'s (4 or 1e4).
@@ -100,7 +104,7 @@ class RecurrentLayer(TimeAware):
         _check_choice("start", start, GATE_BIAS)
         gate_bias = GATE_BIAS[start] if gate_bias is None else float(gate_bias)
         _check_choice("input_weights", input_weights, ("shared", "per_gate"))
-        _check_choice("hidden_init", hidden_init, ("zeros", "identity", "small"))
+        _check_choice("hidden_init", hidden_init, ("zeros", "identity", "small", "pytorch"))
         if activation is not None and not isinstance(activation, IDEMPOTENT):
             raise ValueError(f"activation {activation} is not idempotent; PreRNN supports ReLU/ReLU6 here")
         self.input, self.cell = layer, cell
@@ -257,17 +261,66 @@ class PreRNN(nn.Module):
     Every non-recurrent layer runs on time folded into batch; only `RecurrentLayer`s step in time.
     """
 
-    def __init__(self, *, net: nn.Module, num_classes: int, modality: str = "rgb") -> None:
+    def __init__(
+        self, *, net: nn.Module, num_classes: int, modality: str = "rgb", frozen: tuple[str, ...] = ()
+    ) -> None:
         super().__init__()
         if not any(isinstance(m, RecurrentLayer) for m in net.modules()):
             raise ValueError("net has no RecurrentLayer; call convert_to_recurrent on it first")
         self.net, self.num_classes, self.modalities = net, num_classes, (modality,)
+        self.frozen = tuple(frozen)  # names in `net` of the frozen trunk (no gradients, eval mode)
+        for name in self.frozen:
+            net.get_submodule(name).requires_grad_(False)
+
+    def train(self, mode: bool = True) -> PreRNN:
+        super().train(mode)
+        for name in self.frozen:  # frozen BatchNorms keep their statistics
+            self.net.get_submodule(name).eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t = x.shape[:2]
         with num_steps(self.net, t):
             logits = self.net(rearrange(x, "b t c h w -> (b t) c h w"))  # (B*T, K)
         return rearrange(logits, "(b t) k -> b t k", b=b)  # (B, T, K)
+
+
+def trunk_before(net: nn.Module, layer: str) -> tuple[str, ...]:
+    """Names of the leaf modules of `net` registered before `layer` (the trunk feeding it).
+
+    Registration order is the forward order in torchvision's VGG, AlexNet, MobileNetV2 and ResNet.
+    """
+    names = []
+    for name, module in net.named_modules():
+        if name == layer or name.startswith(layer + "."):
+            return tuple(names)
+        if name and not any(True for _ in module.children()):
+            names.append(name)
+    raise ValueError(f"layer {layer!r} is not in the network")
+
+
+def refresh_(rec: RecurrentLayer, *, init: str = "pytorch") -> RecurrentLayer:
+    """Make `rec` a fresh recurrent layer of the same shape (the traditional-RNN baseline), in place.
+
+    init "pytorch": every map (input, per-gate inputs, hidden-to-hidden) and the BatchNorm get PyTorch's
+    default initialisation, the gate biases 0. init "lrcn": weights U(-0.01, 0.01) and biases 0 (LRCN's
+    release). Nothing pre-trained is left in the layer; the shape and the equations are PreRNN's.
+    """
+    _check_choice("init", init, ("pytorch", "lrcn"))
+    with torch.no_grad():
+        for module in (rec.input, rec.gate_input, rec.recurrent, rec.recurrent_gates):
+            if module is None:
+                continue
+            module.reset_parameters()
+            if init == "lrcn":
+                module.weight.uniform_(-0.01, 0.01)
+                if module.bias is not None:
+                    module.bias.zero_()
+        if hasattr(rec.norm, "reset_parameters"):
+            rec.norm.reset_parameters()  # the pre-trained statistics belong to the old weights
+        if hasattr(rec, "gate_bias"):
+            rec.gate_bias.zero_()
+    return rec
 
 
 def _in_chans(modality: str, flow_length: int) -> int:
@@ -285,6 +338,7 @@ class PreRNNOptions(TypedDict, total=False):
     gate_bias: float  # gate bias magnitude (default: 4 trainable, 1e4 exact)
     modality: str  # "rgb" | "flow"
     flow_length: int  # L: a flow input has 2L channels
+    freeze_trunk: bool  # no gradients (and eval-mode BN) for the layers before the recurrent one
 
 
 def build_prernn(
@@ -296,13 +350,50 @@ def build_prernn(
     pretrained: bool | str,
     modality: str = "rgb",
     flow_length: int = 10,
+    freeze_trunk: bool = False,
+    fresh: str | None = None,
     **convert,
 ) -> PreRNN:
-    """Backbone (ImageNet head replaced by `num_classes`) with `layer` made recurrent."""
+    """Backbone (ImageNet head replaced by `num_classes`) with `layer` made recurrent.
+
+    `fresh` ("pytorch" / "lrcn") re-initialises the recurrent layer (`refresh_`): the traditional-RNN
+    baseline of the same width at the same place; `freeze_trunk` freezes every layer before it.
+    """
     in_chans = _in_chans(modality, flow_length)
     backbone = Backbone(arch, pretrained=pretrained, in_chans=in_chans, num_classes=num_classes)
-    convert_to_recurrent(backbone.net, layer, cell=cell, **convert)
-    return PreRNN(net=backbone.net, num_classes=num_classes, modality=modality)
+    rec = convert_to_recurrent(backbone.net, layer, cell=cell, **convert)
+    if fresh is not None:
+        refresh_(rec, init=fresh)
+    frozen = trunk_before(backbone.net, layer) if freeze_trunk else ()
+    return PreRNN(net=backbone.net, num_classes=num_classes, modality=modality, frozen=frozen)
+
+
+def build_rnn_baseline(
+    arch: str,
+    layer: str,
+    cell: str,
+    *,
+    num_classes: int,
+    pretrained: bool | str,
+    init: str = "pytorch",
+    freeze_trunk: bool = False,
+    modality: str = "rgb",
+    flow_length: int = 10,
+    kernel_size: int = 3,
+) -> PreRNN:
+    """The "traditional RNN" baseline of PreRNN, like for like: the same (pre-trained) backbone with a
+    FRESH RNN/GRU/LSTM of the replaced layer's width at `layer` (any registered arch, any Linear/Conv2d).
+
+    Same equations, place, width and downstream layers as `build_prernn`; only the recurrent layer's
+    initialisation differs: `init="pytorch"` (PyTorch's defaults, gate biases 0; the PreRNN paper's
+    baseline init was not retrieved) or "lrcn" (U(-0.01, 0.01), biases 0). Gates read separate fresh
+    input weights (as nn.GRU/nn.LSTM do). `freeze_trunk=True` trains only the RNN and the layers after it.
+    """
+    return build_prernn(
+        arch, layer, cell, num_classes=num_classes, pretrained=pretrained, modality=modality,
+        flow_length=flow_length, freeze_trunk=freeze_trunk, fresh=init, kernel_size=kernel_size,
+        input_weights="shared" if cell == "rnn" else "per_gate", hidden_init="pytorch",
+    )  # fmt: skip
 
 
 _PRERNN_INPUT = {"rgb": (16, 3, 224, 224)}  # sequence length not in the retrieved sources: our default
@@ -385,8 +476,9 @@ def rnn_baseline_mobilenet_v2(
     modality: str = "rgb",
     flow_length: int = 10,
 ) -> LRCN:
-    """The "traditional RNN" baseline of PreRNN: a fresh, randomly initialised RNN/GRU/LSTM (PyTorch's
-    default init) on frozen (or tuned) MobileNetV2 features; per-step logits (B, T, K)."""
+    """An LRCN-style RNN baseline: a fresh RNN/GRU/LSTM (PyTorch's default init) on frozen (or tuned)
+    pooled MobileNetV2 features; per-step logits (B, T, K). The like-for-like baseline of a PreRNN model
+    (same layer, same width) is `build_rnn_baseline` / the `rnn_baseline_{fc,conv}_*` builders."""
     rnn_cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
     _check_choice("cell", cell, rnn_cls)
     backbone = Backbone(
@@ -396,4 +488,55 @@ def rnn_baseline_mobilenet_v2(
     return LRCN(
         encoder=FeatureEncoder(backbone), rnn=rnn, head=nn.Linear(hidden_size, num_classes),
         modality=modality, dropout=dropout, freeze_encoder=freeze_backbone,
+    )  # fmt: skip
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def rnn_baseline_fc_vgg16(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    cell: str = "lstm",
+    layer: str = "classifier.0",
+    init: str = "pytorch",
+    freeze_trunk: bool = False,
+) -> PreRNN:
+    """Traditional-RNN baseline for `prernn_*_fc_vgg16`: a fresh RNN/GRU/LSTM of 4096 units at fc6."""
+    return build_rnn_baseline(
+        "vgg16", layer, cell, num_classes=num_classes, pretrained=pretrained, init=init,
+        freeze_trunk=freeze_trunk,
+    )  # fmt: skip
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def rnn_baseline_conv_mobilenet_v2(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    cell: str = "lstm",
+    layer: str = "features.18.0",
+    init: str = "pytorch",
+    freeze_trunk: bool = False,
+) -> PreRNN:
+    """Traditional-RNN baseline for `prernn_*_conv_mobilenet_v2`: a fresh conv RNN/GRU/LSTM, last conv."""
+    return build_rnn_baseline(
+        "mobilenet_v2", layer, cell, num_classes=num_classes, pretrained=pretrained, init=init,
+        freeze_trunk=freeze_trunk,
+    )  # fmt: skip
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def rnn_baseline_conv_resnet18(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    cell: str = "gru",
+    layer: str = "layer4.1.conv1",
+    init: str = "pytorch",
+    freeze_trunk: bool = False,
+) -> PreRNN:
+    """Traditional-RNN baseline for `prernn_gru_conv_resnet18`: a fresh conv GRU at layer4.1.conv1."""
+    return build_rnn_baseline(
+        "resnet18", layer, cell, num_classes=num_classes, pretrained=pretrained, init=init,
+        freeze_trunk=freeze_trunk,
     )  # fmt: skip
