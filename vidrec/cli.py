@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("vidrec.data.prepare_cli", "re-encode a dataset to short GOPs or a uint8 frame store, once"),
     "models": ("vidrec.models.cli", "list registered models with parameters and FLOPs"),
     "train": ("vidrec.engine.cli_train", "train a recognizer from a YAML config"),
-    "eval": ("vidrec.engine.cli_eval", "evaluate a checkpoint with the K-clip x N-crop protocol"),
+    "eval": ("vidrec.engine.cli_eval", "evaluate a checkpoint: K clips x N crops, or LRCN's protocol"),
     "predict": ("vidrec.engine.cli_predict", "run a checkpoint on a video or a folder of videos"),
     "export": ("vidrec.engine.cli_export", "export a checkpoint to ONNX or torch.export"),
     "visualize": ("vidrec.visualize.cli", "activation maximisation and Grad-CAM pictures from a checkpoint"),
