@@ -56,9 +56,16 @@ def test_dataset_configs_start_from_imagenet_and_readme_paths_match_out_dir():
     from vidrec.engine.config import builtin_configs, load_config
 
     configs = {n: load_config(p) for n, p in builtin_configs().items() if "ucf101" in n or "hmdb51" in n}
-    assert len(configs) == 4
-    for name, cfg in configs.items():  # the papers fine-tune ImageNet networks (methods.md 1.3, 3.1)
-        assert cfg.model.kwargs.get("pretrained") is True, name
+    assert len(configs) == 9
+    runs = {f"runs/{n}/best.safetensors" for n in configs}
+    for name, cfg in configs.items():  # the papers fine-tune ImageNet networks (methods.md 1.3, 3.1) ...
+        start = cfg.model.kwargs.get("pretrained")
+        if cfg.model.init_from:  # ... or a previous stage of the recipe (LRCN (b) from (a))
+            assert cfg.model.init_from in runs and start is False, name
+        elif isinstance(start, dict):  # ... or two trained streams (ST-ResNet from the TSN runs)
+            assert set(start.values()) <= runs, name
+        else:
+            assert start is True, name
         assert cfg.data.format in ("ucf101", "hmdb51") and cfg.out_dir == f"runs/{name}", name
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     used = set(re.findall(r"runs/([a-z0-9_]+)/best\.safetensors", readme))
