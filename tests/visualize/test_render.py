@@ -57,6 +57,8 @@ def test_rgb_frames_undo_the_normalisation():
     assert np.abs(back.astype(int) - frames.astype(int)).max() <= 1
     stretched = render.rgb_frames(x * 0.01, stretch=True)
     assert stretched.max() - stretched.min() > 200  # a faint optimised image fills the range
+    flat = render.rgb_frames(torch.zeros(1, 3, 4, 4), stretch=True)  # all zero: the ImageNet mean colour
+    assert list(flat[0, 0, 0]) == [124, 116, 104]
 
 
 def test_flow_fields_are_in_time_order():

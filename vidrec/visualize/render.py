@@ -38,11 +38,13 @@ def rgb_frames(
     """RGB input `(T, 3, H, W)` (normalised) -> uint8 `(T, H, W, 3)`.
 
     `stretch` maps the clip's 1st..99th percentile to 0..255 (for optimised inputs, whose values
-    leave the natural range); otherwise the normalisation is undone and values clipped to [0, 1].
+    leave the natural range) unless that range is flat; otherwise the normalisation is undone and
+    values clipped to [0, 1].
     """
     img = x.detach().float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
     img = rearrange(img, "t c h w -> t h w c").numpy()
-    if stretch:
+    flat = float(np.ptp(img.reshape(-1, 3), axis=0).max()) < 1e-3  # e.g. an input the unit never saw
+    if stretch and not flat:
         lo, hi = np.percentile(img, [1, 99])
         img = (img - lo) / max(hi - lo, 1e-8)
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
