@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from io_helpers import X264_SHORT, encode, moving_texture, remux
 
 from vidrec.io import VideoDecodeError, VideoReader, probe
 from vidrec.io.dense import dense_encode
@@ -38,3 +39,21 @@ def test_dense_encode_scales_to_a_short_side(videos, tmp_path):
     assert min(after.width, after.height) == 30 and after.num_frames == before.num_frames
     ratio = max(before.width, before.height) / min(before.width, before.height)
     assert abs(max(after.width, after.height) - 30 * ratio) <= 2 and after.width % 2 == after.height % 2 == 0
+
+
+@pytest.mark.parametrize(("rotation", "hflip"), [(90, False), (180, True)])
+def test_dense_encode_keeps_the_displayed_orientation(tmp_path, rotation, hflip):
+    """A phone video stored rotated: the copy (which carries no display matrix) shows the same frames."""
+    src = encode(tmp_path / "src.mp4", moving_texture(12, seed=5), "libx264", options=X264_SHORT)
+    phone = remux(src, tmp_path / "phone.mp4", rotation=rotation, hflip=hflip)
+    dst = dense_encode(phone, tmp_path / "dense.mp4", gop=4, crf=0)
+    shown, copy = (read_all(path) for path in (phone, dst))
+    assert copy.shape == shown.shape
+    assert np.abs(copy.astype(int) - shown).mean() < 3  # crf 0: lossless up to colour rounding
+    stored = read_all(src)  # what a copy that ignored the matrix would hold
+    assert stored.shape != copy.shape or np.abs(stored.astype(int) - copy).mean() > 10
+
+
+def read_all(path) -> np.ndarray:
+    with VideoReader(path, threads=1) as reader:
+        return reader.get_frames(range(len(reader)))

@@ -14,9 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from vidrec.io.errors import VideoDecodeError
-from vidrec.io.video import output_size, probe
+from vidrec.io.video import _frame_matrix, _orientation, output_size, probe
 
 __all__ = ["dense_encode"]
 
@@ -45,7 +46,8 @@ def dense_encode(
 
     Returns:
         `dst` as a Path. The frame count is kept; timestamps are re-made at the average frame rate
-        (variable-rate input becomes constant-rate).
+        (variable-rate input becomes constant-rate). A display matrix (a phone video stored rotated)
+        is applied to the pixels, so the copy shows what `VideoReader` shows for the original.
     """
     dst = Path(dst)
     meta = probe(src)  # raises VideoDecodeError for unreadable input
@@ -54,7 +56,12 @@ def dense_encode(
     try:
         with av.open(os.fspath(src)) as inp, av.open(str(tmp), "w", format="mp4") as out:
             stream = _add_stream(out, meta.fps, width, height, gop, crf, preset, fast_decode)
-            for i, frame in enumerate(inp.decode(video=0)):  # frames stay in YUV: no RGB round trip
+            orient = None
+            for i, frame in enumerate(inp.decode(video=0)):  # frames stay in YUV unless turned
+                if orient is None:  # every decoded frame carries the stream's display matrix
+                    orient = _orientation(_frame_matrix(frame))
+                if any(orient):  # `meta` is the displayed size: turn before scaling
+                    frame = _oriented(frame, orient)
                 frame = frame.reformat(
                     width=stream.width, height=stream.height, format="yuv420p", interpolation="AREA"
                 )
@@ -66,6 +73,16 @@ def dense_encode(
         raise VideoDecodeError(src, f"re-encoding to {dst} failed ({type(e).__name__}: {e})") from e
     os.replace(tmp, dst)
     return dst
+
+
+def _oriented(frame: av.VideoFrame, orient: tuple[bool, bool, bool]) -> av.VideoFrame:
+    """The frame as displayed: `(transpose, flip_x, flip_y)` applied in RGB (the copy has no matrix)."""
+    transpose, flip_x, flip_y = orient
+    rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3) as stored
+    if transpose:
+        rgb = rgb.transpose(1, 0, 2)
+    rgb = np.ascontiguousarray(rgb[:: -1 if flip_y else 1, :: -1 if flip_x else 1])
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24")
 
 
 def _add_stream(out, fps: float, width: int, height: int, gop, crf, preset, fast_decode) -> av.VideoStream:
