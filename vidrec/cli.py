@@ -88,6 +88,22 @@ def output_path(path: str | Path, what: str, *, overwrite: bool, inputs: tuple =
     return path
 
 
+def add_overwrite_argument(parser: argparse.ArgumentParser, what: str = "an existing output") -> None:
+    """`--overwrite`: the one flag that lets a command replace `what` (see `output_path`)."""
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what} (default: refuse)")
+
+
+def add_model_factory_argument(parser: argparse.ArgumentParser) -> None:
+    """`--model-factory`: the only way a checkpoint's own `module:function` model factory gets imported."""
+    parser.add_argument(
+        "--model-factory",
+        default="",
+        metavar="MODULE:FUNCTION",
+        help="allow the checkpoint's own model factory (a `module:function` that is not a registered model) "
+        "to be imported; give it only for a module you trust (default: registered models only)",
+    )
+
+
 def exit_code(err: BaseException) -> int:
     """2 for usage / config / input errors, 1 for runtime failures (see the module docstring)."""
     return 2 if isinstance(err, (UsageError, *_USAGE_OS_ERRORS)) else 1

@@ -134,7 +134,7 @@ def _die_with(pid: int) -> None:
         except ProcessLookupError:
             os._exit(1)
         except (AttributeError, OSError):  # no pidfd (old kernel / not Linux): poll
-            while _alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.5)
             os._exit(1)
         select.select([fd], [], [])  # readable once the process has exited
@@ -143,7 +143,8 @@ def _die_with(pid: int) -> None:
     threading.Thread(target=watch, name="vidrec-parent-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without signalling)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

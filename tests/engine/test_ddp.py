@@ -5,13 +5,13 @@ statistics and dropout masks): see test_ddp_resume.py and the README, "Many GPUs
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from tinyvid import subprocess_env
 
 from vidrec.engine.checkpoint import load_checkpoint
 
@@ -34,8 +34,7 @@ COMMON = [
 
 
 def _run(prefix: list[str], out: Path, *extra: str) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
+    env = subprocess_env()
     cmd = [sys.executable, *prefix, "-m", "vidrec.cli", "train", *COMMON, f"out_dir={out}", *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tinyvid import subprocess_env
 
 from vidrec.engine.checkpoint import load_checkpoint
 from vidrec.engine.config import ConfigError, load_config
@@ -53,9 +54,8 @@ def _launch(out_dirs: list[Path], *extra: str) -> list[subprocess.Popen]:
     """One training process per run folder, joined into one gloo group (rank i uses out_dirs[i])."""
     port, procs = _port(), []
     for rank, out in enumerate(out_dirs):
-        env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        env = subprocess_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(len(out_dirs)))
-        env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
         cmd = [sys.executable, "-m", "vidrec.cli", "train", *COMMON, f"out_dir={out}", *extra]
         procs.append(
             subprocess.Popen(

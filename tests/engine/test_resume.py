@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+from tinyvid import subprocess_env
 
 from vidrec.engine.checkpoint import load_checkpoint
 
@@ -33,26 +34,21 @@ COMMON = [
 ]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def _cmd(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "vidrec.cli", "train", *COMMON, f"out_dir={out}", *extra]
 
 
 def _run(out: Path, *extra: str) -> None:
-    proc = subprocess.run(_cmd(out, *extra), env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        _cmd(out, *extra), env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def _run_and_kill(out: Path, marker: Path, *extra: str) -> None:
     proc = subprocess.Popen(
         _cmd(out, *extra),
-        env=_env(),
+        env=subprocess_env(),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

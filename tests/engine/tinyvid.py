@@ -6,6 +6,7 @@ this folder is on PYTHONPATH; nothing is registered in vidrec.models.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -166,3 +167,11 @@ def tiny_lrcn(num_classes: int, **kwargs):
 
     enc = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     return LRCN(encoder=enc, rnn=nn.LSTM(4, 8, batch_first=True), head=nn.Linear(8, num_classes))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment of a `python -m vidrec.cli` child: this module and the repo importable, one thread."""
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(here), str(here.parents[1]), env.get("PYTHONPATH", "")])
+    return env

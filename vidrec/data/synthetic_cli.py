@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidrec.cli import UsageError
+from vidrec.cli import UsageError, add_overwrite_argument
 from vidrec.data.synthetic import CLASSES, make_synthetic_dataset
 
 
@@ -20,11 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--classes", nargs="+", default=list(CLASSES), choices=CLASSES, metavar="NAME",
         help=f"classes to write (default all: {' '.join(CLASSES)})",
     )  # fmt: skip
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="rewrite the lists of a folder that already holds them (default: refuse; videos are kept)",
-    )
+    add_overwrite_argument(parser, "the lists of a folder that already holds them (videos are kept)")
     parser.add_argument("--test-fraction", type=float, default=0.25, help="share of each class in test.txt")
 
 

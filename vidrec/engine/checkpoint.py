@@ -36,6 +36,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from vidrec.cli import UsageError, input_file
+from vidrec.jobs import pid_alive
 
 FORMAT = "vidrec-checkpoint/1"
 # vidrec's own `module:function` model factories (the demo's); a checkpoint may name these.
@@ -206,20 +207,10 @@ def remove_dead_temps(path: str | Path) -> list[Path]:
     removed = []
     for tmp in path.parent.glob(f".{path.name}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _fsync_dir(folder: Path) -> None:

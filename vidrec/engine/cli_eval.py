@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidrec.cli import UsageError, input_file, output_path
+from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, input_file, output_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,18 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=0, help="videos per batch (default data.batch_size)")
     parser.add_argument("--workers", type=int, default=-1, help="DataLoader workers (default data.workers)")
     parser.add_argument("--fusion", nargs="*", default=[], metavar="STREAM=W", help="override fusion weights")
-    parser.add_argument(
-        "--model-factory",
-        default="",
-        metavar="MODULE:FUNCTION",
-        help="allow the checkpoint's own model factory (a `module:function` that is not a registered model) "
-        "to be imported; give it only for a module you trust (default: registered models only)",
-    )
+    add_model_factory_argument(parser)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--out", default="", help="report folder (default: <run>/eval)")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing report in --out (default: refuse)"
-    )
+    add_overwrite_argument(parser, "an existing report in --out")
 
 
 def _updated_config(cfg, args: argparse.Namespace):

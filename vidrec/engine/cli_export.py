@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidrec.cli import UsageError, output_path
+from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, output_path
 from vidrec.engine.export import FORMATS, example_inputs, export_model, run_exported, run_onnx
 
 
@@ -27,17 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODALITY=C",
         help="channels of flow inputs, e.g. flow=20",
     )
-    parser.add_argument(
-        "--model-factory",
-        default="",
-        metavar="MODULE:FUNCTION",
-        help="allow the checkpoint's own model factory (a `module:function` that is not a registered model) "
-        "to be imported; give it only for a module you trust (default: registered models only)",
-    )
+    add_model_factory_argument(parser)
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing output (default: refuse)"
-    )
+    add_overwrite_argument(parser)
     parser.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
     parser.add_argument(
         "--float-input",

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vidrec.cli import UsageError, input_file, output_path
+from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, input_file, output_path
 from vidrec.engine.inputs import FlowSettings, flow_settings_from, stored_flow_settings
 from vidrec.engine.predict import (
     Preprocess,
@@ -85,16 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="", help="CSV file for a folder of videos, one row per video (default none)"
     )
-    parser.add_argument(
-        "--model-factory",
-        default="",
-        metavar="MODULE:FUNCTION",
-        help="allow the checkpoint's own model factory (a `module:function` that is not a registered model) "
-        "to be imported; give it only for a module you trust (default: registered models only)",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing output (default: refuse)"
-    )
+    add_model_factory_argument(parser)
+    add_overwrite_argument(parser)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
         "--flow-method",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidrec.cli import UsageError
+from vidrec.cli import UsageError, add_overwrite_argument
 
 EXAMPLES = """examples:
   vidrec visualize maximize runs/ts/last.safetensors --class orbit_cw --out viz/ --frames 1
@@ -55,7 +55,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=4.0, help="frame rate of the animations (default: 4)")
     p.add_argument("--mp4", action="store_true", help="also write MP4 files beside the GIFs")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda (default: auto)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_overwrite_argument(p, "existing output files")
 
 
 def _maximize_arguments(p: argparse.ArgumentParser) -> None:
