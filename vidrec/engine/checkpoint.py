@@ -67,6 +67,7 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     epoch_sums: dict[str, Any] = field(default_factory=dict)
     flow: dict[str, Any] | None = None  # how the training flow was made (vidrec.engine.inputs.FlowSettings)
+    task_state: dict[str, Any] = field(default_factory=dict)  # `Task.state()`: e.g. a vocabulary
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -120,7 +121,7 @@ def _flatten(ckpt: Checkpoint) -> tuple[dict[str, torch.Tensor], dict[str, str]]
         "optim_scalars": json.dumps(scalars),
         **{
             k: json.dumps(getattr(ckpt, k))
-            for k in ("config", "class_names", "scheduler", "sampler", "metrics", "epoch_sums")
+            for k in ("config", "class_names", "scheduler", "sampler", "metrics", "epoch_sums", "task_state")
         },
     }
     if ckpt.flow is not None:
@@ -293,13 +294,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         metrics=json.loads(meta["metrics"]),
         epoch_sums=json.loads(meta.get("epoch_sums", "{}")),
         flow=json.loads(meta["flow"]) if "flow" in meta else None,
+        task_state=json.loads(meta.get("task_state", "{}")),
     )
 
 
 def load_for_inference(
     path: str | Path, device: str | torch.device = "cpu", *, factory: str = ""
 ) -> tuple[torch.nn.Module, Any, list[str]]:
-    """Rebuild the model from the checkpoint's stored config and weights.
+    """Rebuild the model from the checkpoint's stored config, task state and weights.
 
     A checkpoint is data: the model it names must be a registered one (or one of vidrec's own
     `PACKAGE_FACTORIES`); a ``module:function`` factory stored in it is imported only when the caller
@@ -308,25 +310,38 @@ def load_for_inference(
     holds every weight, so no ImageNet file is read.
 
     Returns:
-        ``(model.eval() on device, TrainConfig, class_names)``.
+        ``(model.eval() on device, TrainConfig, class_names)``; `load_task` also gives the task.
+    """
+    model, task = load_task(path, device, factory=factory)
+    return model, task.cfg, task.class_names()
+
+
+def load_task(path: str | Path, device: str | torch.device = "cpu", *, factory: str = "") -> tuple[Any, Any]:
+    """``(model.eval() on device, its vidrec.tasks.Task with the stored state)``; see `load_for_inference`.
+
+    The task holds the config (``task.cfg``) and what the checkpoint stored beside the weights (class
+    names, a vocabulary), so inference needs nothing but this file.
     """
     import dataclasses
 
     from vidrec.engine.config import config_from_dict
-    from vidrec.engine.train import build_model
+    from vidrec.tasks import make_task
 
     ckpt = load_checkpoint(path)
-    cfg = config_from_dict(ckpt.config)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, plugin=""))
+    stored = config_from_dict(ckpt.config)
+    cfg = dataclasses.replace(stored, data=dataclasses.replace(stored.data, plugin=""))
     name = cfg.model.name
     if ":" in name and name != factory and name not in PACKAGE_FACTORIES:
         raise CheckpointError(
             f"{path} names the model factory {name!r}, which is not a registered model; vidrec never "
             f"imports code a checkpoint names. If you trust that module, pass --model-factory {name}"
         )
-    model = build_model(cfg.model, num_classes=len(ckpt.class_names), weights=False)
+    task = make_task(stored)  # checked as it was trained; it never calls the stored plug-in
+    task.cfg = cfg
+    task.load_state(ckpt.task_state, class_names=list(ckpt.class_names))
+    model = task.build_model(weights=False)
     load_model_state(model, ckpt.model, source=str(path))
-    return model.to(device).eval(), cfg, list(ckpt.class_names)
+    return model.to(device).eval(), task
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:

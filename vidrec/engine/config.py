@@ -169,6 +169,14 @@ class RuntimeConfig:
 class TrainConfig:
     """Everything one `vidrec train` run needs."""
 
+    task: str = opt(
+        "classify",
+        "what the model learns: classify (clip labels), caption (sentences), landmarks (points per "
+        "frame), segment (masks per frame); each task's own settings go in task_options",
+    )
+    task_options: dict[str, Any] = opt(
+        {}, "settings of the chosen task (see the task's options in `vidrec train --help`)"
+    )
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "data"})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model"})
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimiser"})
@@ -281,6 +289,12 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- public API
+
+
+def build_section(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """An instance of dataclass `cls` from a mapping whose keys live under `prefix` (e.g. a task's
+    ``task_options.``); unknown keys and bad values raise `ConfigError` naming ``prefix + key``."""
+    return _build(cls, raw, prefix)
 
 
 def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
@@ -407,7 +421,6 @@ def validate(cfg: TrainConfig) -> None:
     allowed = {"rgb", "flow", "flow3"}
     bad = [m for m in cfg.data.modalities if m not in allowed]
     _check(not bad, "data.modalities", f"{bad} not in {sorted(allowed)}")
-    _check_data_source(cfg.data)
     _check(bool(cfg.model.name), "model.name", "required")
     _check(
         "num_classes" not in cfg.model.kwargs,
@@ -417,9 +430,13 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("ckpt_every_steps", "log_every_steps", "max_steps_per_epoch"):
         _check(getattr(cfg, name) >= 0, name, "must be >= 0")
     _check(cfg.eval_every >= 1, "eval_every", "must be >= 1")
+    from vidrec.tasks import make_task
+
+    make_task(cfg)  # an unknown task or a bad task_options value names its field
 
 
-def _check_data_source(data: DataConfig) -> None:
+def check_data_source(data: DataConfig) -> None:
+    """The list / dataset-layout fields a video classification run needs (the classify task calls it)."""
     if data.plugin:
         return
     if data.format == "list":
@@ -446,7 +463,10 @@ def iter_fields(cls: type = TrainConfig, prefix: str = "") -> typing.Iterator[tu
 
 
 def config_help() -> str:
-    """Every option as ``name (type, default X): meaning`` lines, grouped by section."""
+    """Every option as ``name (type, default X): meaning`` lines, grouped by section; each task's
+    ``task_options`` last."""
+    from vidrec.tasks import get_task_class, options_help, task_names
+
     lines, section = [], None
     for name, tp, default, text in iter_fields():
         head = name.split(".")[0] if "." in name else "run"
@@ -454,4 +474,8 @@ def config_help() -> str:
             section = head
             lines.append(f"\n[{section}]")
         lines.append(f"  {name} ({tp}, default {default!r})\n      {text}")
+    for task in task_names():
+        fields = options_help(get_task_class(task))
+        lines.append(f"\n[task_options with task={task}]" + ("" if fields else "\n  (none)"))
+        lines += [f"  {name} ({tp}, default {default!r})\n      {text}" for name, tp, default, text in fields]
     return "\n".join(lines).lstrip("\n")

@@ -1,7 +1,11 @@
 """Training: `train(cfg) -> TrainResult` and the loop it runs, `train_one_epoch`.
 
-Reads top to bottom: check paths -> read records and class names -> build the model -> datasets and
-loaders -> optimiser -> (resume) -> for each epoch: train, validate, checkpoint, log -> curves.
+Reads top to bottom: the task checks its paths -> the task builds the model and its datasets -> loaders
+-> optimiser -> (resume) -> for each epoch: train, validate, checkpoint, log -> curves.
+
+The loop does not know what it learns: ``cfg.task`` names a `vidrec.tasks.Task` (classify, caption,
+landmarks, segment) that gives the datasets, the model, each batch's loss and summed metrics, the
+validation metrics and the state stored beside the weights (class names, a vocabulary).
 
 Determinism and exact resume. Data order comes from a `DistributedSampler` seeded with
 ``runtime.seed + epoch`` (also for one process). Every item is produced under torch / numpy / random
@@ -39,7 +43,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from vidrec.cli import UsageError
 from vidrec.engine import distributed as D
 from vidrec.engine import runfolder
 from vidrec.engine.checkpoint import (
@@ -55,12 +58,20 @@ from vidrec.engine.config import ConfigError, TrainConfig, config_to_dict
 from vidrec.engine.evaluate import NoDataError
 from vidrec.engine.logging import RunLogger
 from vidrec.engine.optim import build_optimizer, lr_factor, set_lr
-from vidrec.models.outputs import classification_loss, video_probs
 from vidrec.progress import progress
-
-
-class NoUsableVideosError(UsageError, ValueError):
-    """A training / validation / evaluation set has no video whose files exist (fix data.root)."""
+from vidrec.tasks import Step, Task, make_task
+from vidrec.tasks.classify import (  # noqa: F401 - the classification data helpers' old home
+    NoUsableVideosError,
+    build_datasets,
+    check_paths,
+    data_root,
+    drop_missing_videos,
+    list_datasets,
+    no_usable_videos,
+    read_records,
+    relabel,
+    stride_option,
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -74,7 +85,7 @@ class TrainResult:
     out_dir: Path
     epochs_done: int
     global_step: int
-    best_top1: float | None
+    best_top1: float | None  # the best value of the task's `best_metric` (val_top1 for classify)
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -175,27 +186,6 @@ def init_weights(model: nn.Module, model_cfg, *, log=None) -> list:
     return reports
 
 
-def check_paths(cfg: TrainConfig) -> None:
-    """Fail before any model is built when a list file, the data root or the class file is missing."""
-    data = cfg.data
-    needed = [] if data.plugin or data.format != "list" else [("data.train_list", data.train_list)]
-    needed += [("data.val_list", data.val_list)] if data.val_list else []
-    needed += [("data.root", data.root)] if data.root else []
-    needed += [("data.classes", data.classes)] if data.classes else []
-    needed += [("data.flow_root", data.flow_root)] if data.flow_root else []
-    needed += [("data.frames_root", data.frames_root)] if data.frames_root else []
-    needed += [("data.prepared", data.prepared)] if data.prepared not in ("auto", "off", "") else []
-    needed += [("resume", cfg.resume)] if cfg.resume not in ("", "auto") else []
-    init = cfg.model.init_from
-    init = init if isinstance(init, dict) else ({"": init} if init else {})
-    needed += [(f"model.init_from{'.' + k if k else ''}", v) for k, v in init.items()]
-    for name, path in needed:
-        if not Path(path).exists():
-            raise FileNotFoundError(
-                f"{name}: {path} does not exist; fix the path in the config or override it"
-            )
-
-
 # ----------------------------------------------------------------------------- data
 
 
@@ -265,105 +255,16 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
-def _collate():
-    from vidrec.data import collate_skip
-
-    return collate_skip
-
-
-def data_root(cfg: TrainConfig) -> Path:
-    """The folder record paths are relative to: ``data.root``, else the train list's folder."""
-    return Path(cfg.data.root) if cfg.data.root else Path(cfg.data.train_list).parent
-
-
-def read_records(cfg: TrainConfig) -> tuple[list, list | None, list[str]]:
-    """(train records, val records or None, class names) of ``data.format`` (cheap: no decoding)."""
-    from vidrec.data import read_list_file
-    from vidrec.data.layouts import split_records
-
-    d, root = cfg.data, data_root(cfg)
-    if d.format != "list":
-        train, names = split_records(d.format, root, split=d.split, train=True)
-        val = split_records(d.format, root, split=d.split, train=False)
-        return train, None if val is None else relabel(*val, names, source=f"{root} (validation)"), names
-    train, names = read_list_file(d.train_list, root=root, classes=d.classes or None)
-    val = read_list_file(d.val_list, root=root, classes=names)[0] if d.val_list else None
-    return train, val, names
-
-
-def relabel(records: list, names: list[str], to_names: list[str], *, source: str) -> list:
-    """`records` labelled by `names` re-labelled by `to_names` (e.g. validation folders missing a class)."""
-    if names == to_names:
-        return records
-    index = {n: i for i, n in enumerate(to_names)}
-    unknown = sorted({names[r.label] for r in records} - set(index))
-    if unknown:
-        raise ValueError(f"{source}: classes {unknown[:5]} are not among the {len(to_names)} trained classes")
-    return [dataclasses.replace(r, label=index[names[r.label]]) for r in records]
-
-
-def stride_option(stride: int | list[int]) -> int | tuple[int, int]:
-    """``data.stride`` as the samplers take it: an int, or a (lo, hi) range drawn per training clip."""
-    return tuple(stride) if isinstance(stride, list) else stride
-
-
-def list_datasets(
-    cfg: TrainConfig, records: tuple, modalities: tuple[str, ...]
-) -> tuple[Dataset, Dataset | None]:
-    """`VideoDataset`s of the records: random training clips and augmentation, centred validation clips.
-
-    RGB leaves the workers as uint8; `model_inputs` normalises it on the device.
-    """
-    from vidrec.data import VideoDataset, build_sampler, test_transform, train_transform
-
-    d = cfg.data
-    name = {"random": "dense", "segments": "tsn", "uniform": "uniform"}[d.sampler]  # vidrec.data's names
-    options = {"tsn": {"num_segments": d.frames}, "uniform": {"num": d.frames}}
-    options["dense"] = {"clip_len": d.frames, "stride": stride_option(d.stride)}
-    root = data_root(cfg)
-    flip = d.flip == "always" or (d.flip == "auto" and not (root / "synthetic.json").is_file())
-    common = {
-        "root": root,
-        "modalities": modalities,
-        "flow_root": d.flow_root or None,
-        "frames_root": d.frames_root or None,
-        "prepared": None if d.prepared == "off" else d.prepared,
-        "size": d.resize,
-        "flow_length": d.flow_length,
-        "seed": cfg.runtime.seed,
-    }
-    train = VideoDataset(
-        records[0],
-        sampler=build_sampler(name, train=True, **options[name]),
-        transform=train_transform(d.size, kind=d.augment, flip=flip, normalize=False),  # uint8 RGB
-        **common,
-    )
-    val = None
-    if records[1] is not None:
-        val = VideoDataset(
-            records[1],
-            sampler=build_sampler(name, train=False, **options[name]),
-            transform=test_transform(d.size, normalize=False),
-            **common,
-        )
-    return train, val
-
-
-def build_datasets(
-    cfg: TrainConfig, modalities: tuple[str, ...]
-) -> tuple[Dataset, Dataset | None, list[str]]:
-    """(training dataset, validation dataset or None, class names) exactly as `train` builds them."""
-    if cfg.data.plugin:
-        return _import_object(cfg.data.plugin, "data.plugin")(cfg)
-    records = read_records(cfg)
-    return (*list_datasets(cfg, records, modalities), records[2])
-
-
-def make_loaders(cfg: TrainConfig, train_ds: Dataset, val_ds: Dataset | None, info: D.DistInfo):
-    """(train loader, its ResumableSampler, val loader or None)."""
+def make_loaders(
+    cfg: TrainConfig, train_ds: Dataset, val_ds: Dataset | None, info: D.DistInfo, collate: Any = None
+):
+    """(train loader, its ResumableSampler, val loader or None); `collate`: the task's (default
+    `vidrec.data.collate_skip`)."""
+    if collate is None:
+        from vidrec.data import collate_skip as collate
     train_ds = EpochSeeded(train_ds, cfg.runtime.seed)
     sampler = ResumableSampler(train_ds, world_size=info.world_size, rank=info.rank, seed=cfg.runtime.seed)
-    common = {"num_workers": cfg.data.workers, "collate_fn": _collate(), "worker_init_fn": seed_worker}
+    common = {"num_workers": cfg.data.workers, "collate_fn": collate, "worker_init_fn": seed_worker}
     common["pin_memory"] = torch.cuda.is_available()
     train = DataLoader(
         train_ds,
@@ -381,23 +282,6 @@ def make_loaders(cfg: TrainConfig, train_ds: Dataset, val_ds: Dataset | None, in
     return train, sampler, val
 
 
-def drop_missing_videos(cfg: TrainConfig, dataset: Dataset, what: str, logger: Any = None) -> list[str]:
-    """Drop the listed videos whose files are absent (`VideoDataset.drop_missing`) and say how many.
-
-    Raises `NoUsableVideosError` (one line: what `data.root` / `data.flow_root` must hold) when none is left.
-    """
-    if not hasattr(dataset, "drop_missing"):  # a plug-in's own dataset
-        return []
-    total = len(dataset)
-    missing = dataset.drop_missing()
-    if len(dataset) == 0:
-        raise NoUsableVideosError(no_usable_videos(cfg, what, total, missing, dataset.skipped))
-    if missing and logger is not None:
-        logger.info(f"{what}: {len(missing)} of {total} listed videos are missing and skipped "
-                    f"(first: {missing[0]})")  # fmt: skip
-    return missing
-
-
 def training_flow(cfg: TrainConfig, dataset: Dataset) -> dict[str, Any] | None:
     """Method, bound and short side of the flow files the run reads (from their JSON), or None."""
     if not cfg.data.flow_root or not hasattr(dataset, "records"):
@@ -408,25 +292,6 @@ def training_flow(cfg: TrainConfig, dataset: Dataset) -> dict[str, Any] | None:
 
     found = flow_settings_from(cfg.data.flow_root, [r.video_id for r in dataset.records[:20]])
     return asdict(found) if found is not None else None
-
-
-def no_usable_videos(cfg: TrainConfig, what: str, total: int, missing: list[str], reasons: dict) -> str:
-    """The one-line error for a split without a usable video."""
-    from vidrec.data.layouts import root_help
-
-    d = cfg.data
-    source = f"data.format={d.format} split {d.split}" if d.format != "list" else (
-        d.train_list if what.startswith("training") else d.val_list
-    )  # fmt: skip
-    if total == 0:
-        return f"{what}: {source} lists no videos; check the split files under data.root={data_root(cfg)}"
-    first = missing[0]
-    if "flow" in reasons.get(first, ""):
-        how = f"vidrec flow {data_root(cfg)} --out {d.flow_root}"
-        return (f"{what}: none of the {total} videos has flow under data.flow_root={d.flow_root} "
-                f"(first: {reasons[first]}); extract it with `{how}`")  # fmt: skip
-    return (f"{what}: none of the {total} videos listed by {source} exists under data.root={data_root(cfg)} "
-            f"(first: {first}); data.root must hold {root_help(d.format)}")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the run state
@@ -444,15 +309,14 @@ class Run:
     amp: bool
     info: D.DistInfo
     logger: RunLogger
-    class_names: list[str]
+    task: Task
     batches_per_epoch: int  # loader batches (micro-steps) per epoch on each rank
     global_step: int = 0
-    best_top1: float | None = None
+    best: float | None = None  # best value of task.best_metric so far
     last_good: Path | None = None
     position: tuple[int, int] = (0, 0)  # (epoch, its batches whose optimiser step is done): resume point
     stats: EpochStats | None = None  # running sums of the epoch in progress (this rank's)
     history: list[dict[str, Any]] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # listed videos whose files are absent (every epoch)
     flow: dict[str, Any] | None = None  # how the training flow was made, stored in checkpoints
 
     def ddp_module(self) -> DistributedDataParallel | None:
@@ -477,57 +341,53 @@ class Run:
 
 @dataclass
 class EpochStats:
-    """Sums over this rank's batches; `reduced()` sums them over ranks."""
+    """Sums over this rank's batches (loss x items, items, the task's `Step.sums`); `reduced()` sums them
+    over ranks."""
 
     loss_sum: float = 0.0
-    correct: int = 0
-    clips: int = 0
+    clips: int = 0  # items (clips, images, sequences)
+    sums: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def add(self, loss: float, probs: torch.Tensor, labels: torch.Tensor) -> None:
-        self.loss_sum += loss * len(labels)
-        self.correct += int((probs.argmax(dim=1) == labels).sum())
-        self.clips += len(labels)
+    def add(self, step: Step) -> None:
+        self.loss_sum += float(step.loss.detach()) * step.items
+        self.clips += step.items
+        for key, value in step.sums.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+
+    def _all_sums(self, device: torch.device, extra: list[float]) -> tuple[float, int, dict, list[float]]:
+        keys = sorted({k for part in D.all_gather_objects(sorted(self.sums)) for k in part})  # same on all
+        values = [self.loss_sum, self.clips, *extra, *(self.sums.get(k, 0.0) for k in keys)]
+        t = D.all_reduce_sum(torch.tensor(values, device=device, dtype=torch.float64)).tolist()
+        n = 2 + len(extra)
+        return t[0], int(t[1]), dict(zip(keys, t[n:], strict=True)), t[2:n]
 
     def summed(self, device: torch.device) -> dict[str, Any]:
         """The running sums over all ranks so far (a collective: every rank calls it), for checkpoints."""
-        t = D.all_reduce_sum(
-            torch.tensor(
-                [self.loss_sum, self.correct, self.clips, self.seconds], device=device, dtype=torch.float64
-            )
-        )
-        loss_sum, correct, clips, seconds = t.tolist()
+        loss_sum, clips, sums, (seconds,) = self._all_sums(device, [self.seconds])
         skipped = sorted({s for part in D.all_gather_objects(self.skipped) for s in part})
         seconds /= max(D.all_reduce_sum(torch.ones(1, device=device)).item(), 1)  # wall time: the ranks' mean
-        return {"loss_sum": loss_sum, "correct": int(correct), "clips": int(clips), "seconds": seconds,
-                "skipped": skipped}  # fmt: skip
+        return {"loss_sum": loss_sum, "clips": clips, "sums": sums, "seconds": seconds, "skipped": skipped}
 
     @classmethod
     def from_sums(cls, sums: dict[str, Any]) -> EpochStats:
         """Stats that continue from `summed()` output stored in a checkpoint (on rank 0 only)."""
-        return cls(sums["loss_sum"], sums["correct"], sums["clips"], list(sums["skipped"]), sums["seconds"])
+        task_sums = dict(sums.get("sums", {}))
+        if "correct" in sums:  # a checkpoint written before tasks existed
+            task_sums["correct"] = sums["correct"]
+        return cls(sums["loss_sum"], sums["clips"], task_sums, list(sums["skipped"]), sums["seconds"])
 
-    def reduced(self, device: torch.device) -> dict[str, Any]:
-        t = D.all_reduce_sum(
-            torch.tensor([self.loss_sum, self.correct, self.clips], device=device, dtype=torch.float64)
-        )
-        loss_sum, correct, clips = t.tolist()
+    def reduced(self, device: torch.device, task: Task) -> dict[str, Any]:
+        loss_sum, clips, sums, _ = self._all_sums(device, [])
         skipped = sorted({s for part in D.all_gather_objects(self.skipped) for s in part})
         return {
             "train_loss": loss_sum / max(clips, 1),
-            "train_top1": correct / max(clips, 1),
+            **task.train_metrics(sums, clips),
             "clips_per_s": clips / max(self.seconds, 1e-9),
-            "clips": int(clips),
+            "clips": clips,
             "skipped": skipped,
         }
-
-
-def _model_inputs(batch: dict, modalities: tuple[str, ...], device: torch.device):
-    from vidrec.engine.evaluate import model_inputs
-
-    x, _ = model_inputs(batch, modalities, device)
-    return x, torch.as_tensor(batch["label"]).to(device, non_blocking=True)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -553,7 +413,8 @@ def write_checkpoint(
         ckpt = Checkpoint(
             model=_weights(run.model.state_dict(), run.cfg.best_dtype if weights_only else "float32"),
             config=config_to_dict(run.cfg),
-            class_names=run.class_names,
+            class_names=run.task.class_names(),
+            task_state=run.task.state(),
             epoch=epoch,
             step_in_epoch=step_in_epoch,
             global_step=run.global_step,
@@ -569,7 +430,7 @@ def write_checkpoint(
                 "batches_done": step_in_epoch,
                 "ranks": samplers,
             },
-            best_metric=run.best_top1,
+            best_metric=run.best,
             metrics=metrics or {},
             epoch_sums={} if weights_only else sums,
             flow=run.flow,
@@ -622,7 +483,7 @@ def resume_point(run: Run) -> tuple[int, int, EpochStats | None]:
         )
     load_model_state(run.model, ckpt.model, source=str(path))
     run.optimizer.load_state_dict(ckpt.optimizer)
-    run.global_step, run.best_top1, run.last_good = ckpt.global_step, ckpt.best_metric, path
+    run.global_step, run.best, run.last_good = ckpt.global_step, ckpt.best_metric, path
     _restore_rank_rng(run, ckpt)
     if run.info.is_main:  # rows logged after this checkpoint would be written again
         runfolder.trim_logs(run.out_dir, epochs=ckpt.epoch, steps=ckpt.global_step)
@@ -712,7 +573,6 @@ def train_one_epoch(
     cfg, model = run.cfg, run.train_model
     stats = run.stats = stats or EpochStats()
     seconds_before = stats.seconds
-    modalities = tuple(cfg.data.modalities) or tuple(run.model.modalities)
     accum, steps = cfg.optim.accum_steps, run.batches_per_epoch
     model.train()
     bar = progress(
@@ -726,20 +586,19 @@ def train_one_epoch(
         if batch_idx >= steps:
             break
         stats.skipped += list(batch.get("skipped", []))
-        if "label" not in batch:  # every item of this batch failed to decode
+        if run.task.is_empty(batch):  # every item of this batch failed to load
             continue
-        x, labels = _model_inputs(batch, modalities, run.device)
         boundary = (batch_idx + 1) % accum == 0 or batch_idx + 1 == steps
         ddp = run.ddp_module()
         sync = ddp.no_sync() if ddp is not None and not boundary else contextlib.nullcontext()
         with sync:
             with run.autocast():
-                out = model(x)
-                loss = classification_loss(out, labels)
+                step = run.task.training_step(model, batch, run.device)
+            loss = step.loss
             _check_finite(run, loss, epoch, batch_idx)
             (loss / accum).backward()
-        stats.add(float(loss.detach()), video_probs(out).detach(), labels)
-        window_clips += len(labels) * run.info.world_size
+        stats.add(step)
+        window_clips += step.items * run.info.world_size
         bar.update(1)
         if not boundary:
             continue
@@ -755,33 +614,25 @@ def train_one_epoch(
             write_checkpoint(run, "last.safetensors", epoch=epoch, step_in_epoch=batch_idx + 1)
     bar.close()
     stats.seconds = seconds_before + time.perf_counter() - tic
-    return stats.reduced(run.device)
+    return stats.reduced(run.device, run.task)
 
 
 def _validate(run: Run, val_loader: DataLoader | None) -> dict[str, Any]:
     if val_loader is None:
         return {}
-    from vidrec.engine.evaluate import evaluate
-
     try:
-        result = evaluate(run.model, val_loader, device=run.device, amp=run.amp, progress=run.cfg.progress)
+        return run.task.validate(
+            run.model, val_loader, device=run.device, amp=run.amp, progress=run.cfg.progress
+        )
     except NoDataError as err:  # stop before this epoch's checkpoints: an untrained "best" is no result
         message = str(err).replace("evaluation:", "validation:", 1)
         raise NoDataError(f"{message} (no checkpoint was written for this epoch)") from None
-    m = result.metrics
-    return {
-        "val_loss": m["loss"],
-        "val_top1": m["top1"],
-        "val_top5": m.get("top5"),
-        "val_mean_class_acc": m.get("mean_class_acc"),
-        "val_skipped": list(result.skipped),
-    }
 
 
 def _end_epoch(run: Run, epoch: int, train_m: dict, val_m: dict) -> None:
     """Epoch row in metrics.csv / TensorBoard, console summary, last / best checkpoints."""
     lr = run.optimizer.param_groups[0]["lr"]
-    skipped = sorted(set(train_m.pop("skipped")) | set(val_m.pop("val_skipped", [])) | set(run.missing))
+    skipped = sorted(set(train_m.pop("skipped")) | set(val_m.pop("val_skipped", [])) | set(run.task.missing))
     row = {**train_m, **val_m, "lr": lr, "num_skipped": len(skipped)}
     run.history.append({"epoch": epoch + 1, **row, "skipped": skipped})
     run.logger.epoch(epoch + 1, row, run.global_step)
@@ -790,30 +641,27 @@ def _end_epoch(run: Run, epoch: int, train_m: dict, val_m: dict) -> None:
     if skipped:
         more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
         run.logger.info(f"  skipped {len(skipped)} unreadable videos: {', '.join(skipped[:10])}{more}")
-    top1 = val_m.get("val_top1")
-    is_best = top1 is not None and (run.best_top1 is None or top1 > run.best_top1)
+    value, task = val_m.get(run.task.best_metric), run.task
+    is_best = (
+        value is not None
+        and math.isfinite(value)
+        and (run.best is None or (value > run.best if task.higher_is_better else value < run.best))
+    )
     if is_best:
-        run.best_top1 = top1
+        run.best = value
     write_checkpoint(run, "last.safetensors", epoch=epoch + 1, step_in_epoch=0, metrics=row)
     if is_best:
         write_checkpoint(run, "best.safetensors", epoch=epoch + 1, step_in_epoch=0, metrics=row)
 
 
-def _setup(cfg: TrainConfig, info: D.DistInfo, device: torch.device, log=None):
-    """Seeds set, class names read, model built (after `check_paths`) and wrapped, datasets made."""
+def _setup(cfg: TrainConfig, task: Task, info: D.DistInfo, device: torch.device, log=None):
+    """Seeds set, model built by the task (after its `check`) and wrapped, the task's datasets made."""
     seed_everything(cfg.runtime.seed + info.rank)
     if cfg.runtime.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    if cfg.data.plugin:  # a `module:function` returning the datasets and class names
-        train_ds, val_ds, class_names = _import_object(cfg.data.plugin, "data.plugin")(cfg)
-        model = build_model(cfg.model, num_classes=len(class_names)).to(device)
-    else:
-        records = read_records(cfg)
-        class_names = records[2]
-        model = build_model(cfg.model, num_classes=len(class_names)).to(device)
-        modalities = tuple(cfg.data.modalities) or tuple(getattr(model, "modalities", ("rgb",)))
-        train_ds, val_ds = list_datasets(cfg, records, modalities)
+    model = task.build_model().to(device)
+    train_ds, val_ds = task.datasets(model, log if info.is_main else None)
     resuming = cfg.resume not in ("", "auto") or (Path(cfg.out_dir) / "last.safetensors").is_file()
     if cfg.model.init_from and not (cfg.resume and resuming):  # a resumed checkpoint holds every weight
         init_weights(model, cfg.model, log=log if info.is_main else None)
@@ -828,7 +676,7 @@ def _setup(cfg: TrainConfig, info: D.DistInfo, device: torch.device, log=None):
         train_model = DistributedDataParallel(model, device_ids=ids)
     if cfg.runtime.compile:
         train_model = torch.compile(train_model)
-    return model, train_model, train_ds, val_ds, class_names
+    return model, train_model, train_ds, val_ds
 
 
 def with_sync_bn(model: nn.Module, *, enabled: bool, device: torch.device) -> nn.Module:
@@ -854,7 +702,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     device = resolve_device(cfg.runtime.device)
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
-    check_paths(cfg)  # before any model is built
+    make_task(cfg).check()  # before any model is built
     cfg = absolute_data_paths(cfg)  # the stored config works from any directory
     owns_group = info.enabled and not D.is_dist()  # a caller's own process group is left alone
     info = D.init_distributed(device.type, cfg.runtime.dist_backend)
@@ -882,14 +730,13 @@ def absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
 def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir: Path) -> TrainResult:
     logger = RunLogger(out_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
     try:
-        model, train_model, train_ds, val_ds, class_names = _setup(cfg, info, device, log=logger.info)
-        missing = drop_missing_videos(cfg, train_ds, "training set", logger)
-        missing += drop_missing_videos(cfg, val_ds, "validation set", logger) if val_ds is not None else []
+        task = make_task(cfg)
+        model, train_model, train_ds, val_ds = _setup(cfg, task, info, device, log=logger.info)
         for what, ds, source in (("training", train_ds, cfg.data.train_list), ("validation", val_ds, "")):
             if ds is not None and len(ds) == 0:
                 where = source or cfg.data.val_list or cfg.data.plugin
                 raise NoDataError(f"{what}: the {what} set is empty ({where}); check the list file")
-        loader, sampler, val_loader = make_loaders(cfg, train_ds, val_ds, info)
+        loader, sampler, val_loader = make_loaders(cfg, train_ds, val_ds, info, task.collate())
         steps = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
         if steps == 0:
             raise ValueError(
@@ -905,9 +752,8 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
             amp=use_amp(cfg.runtime.amp, device),
             info=info,
             logger=logger,
-            class_names=list(class_names),
+            task=task,
             batches_per_epoch=steps,
-            missing=missing,
             flow=training_flow(cfg, train_ds),
         )
         return _fit(run, loader, sampler, val_loader)
@@ -944,7 +790,7 @@ def _fit(
         out_dir=out,
         epochs_done=cfg.schedule.epochs,
         global_step=run.global_step,
-        best_top1=run.best_top1,
+        best_top1=run.best,
         last_checkpoint=out / "last.safetensors",
         best_checkpoint=(out / "best.safetensors") if (out / "best.safetensors").is_file() else None,
         history=run.history,
