@@ -1,0 +1,245 @@
+"""``vidrec dff``: Deep Feature Flow on video; ``vidrec dff run`` writes a mask overlay, key frames marked.
+
+Each ``vidrec dff`` subcommand adds its parser in `SUBCOMMANDS` (name -> (add_arguments, run, help)); the
+module-level `add_arguments` / `run` are what `vidrec.cli` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, input_file, output_path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+KEY_COLOUR = (255, 200, 0)  # RGB: the border of key frames
+MASK_COLOUR = np.array([255, 40, 40], dtype=np.float32)  # RGB: the foreground tint
+
+
+# -- run -----------------------------------------------------------------------------------------------
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "checkpoint", help="a segment-task checkpoint (per-frame or DFF model) from `vidrec train`"
+    )
+    p.add_argument(
+        "input", help="a video file, or a folder of frames (.jpg/.png, sorted by name: DAVIS layout)"
+    )
+    p.add_argument("--out", required=True, help="the overlay video to write (.mp4, .mkv, .gif, ...)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--interval",
+        type=int,
+        default=None,
+        metavar="L",
+        help="fixed schedule: key frames 0, L, 2L, ... (default 10 unless --adaptive is given)",
+    )
+    which.add_argument(
+        "--adaptive",
+        type=int,
+        default=None,
+        metavar="BUDGET",
+        help="adaptive schedule: a key frame when the signal passes --threshold, at most BUDGET "
+        "key frames in any --window frames (default: off)",
+    )
+    p.add_argument("--window", type=int, default=20, help="frames the --adaptive budget covers (default 20)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=1.0,
+        help="--adaptive: new key frame above this signal (feature px for flow; default 1.0)",
+    )
+    p.add_argument(
+        "--signal",
+        choices=("flow", "warp"),
+        default="flow",
+        help="--adaptive signal: mean flow magnitude or warp photometric error (default flow)",
+    )
+    p.add_argument(
+        "--flow",
+        choices=("learned", "dis", "raft"),
+        default=None,
+        help="flow source: the model's own learned flow net (default for a DFF checkpoint), DIS "
+        "(default for a per-frame checkpoint), or RAFT (weights must be on disk)",
+    )
+    p.add_argument(
+        "--flow-weights",
+        default=None,
+        metavar="PATH",
+        help="--flow learned: a FlowNetLite .safetensors (from pretraining) for a per-frame model; "
+        "--flow raft: a RAFT state dict (default: torchvision's file under $TORCH_HOME)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=0,
+        help="resize frames to this short side before the model (default 0: as they are)",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="overlay frame rate (default: the video's; 24 for a frame folder)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--strict", action="store_true", help="stop on a damaged video instead of warning")
+    add_overwrite_argument(p, "an existing --out file")
+    add_model_factory_argument(p)
+
+
+def read_input(source: str, *, size: int, strict: bool) -> tuple[Iterator[np.ndarray], int, float | None]:
+    """(uint8 RGB frames `(H, W, 3)` one by one, their count, fps or None) of a video or a frame folder."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UsageError(f"frame folder {path} holds no .jpg/.png images; give a video or a frame folder")
+        return (_read_image(f, size) for f in files), len(files), None
+    from vidrec.io import VideoReader
+
+    reader = VideoReader(input_file(path, "input video"), size=size or None, strict=strict)
+    return iter(reader), reader.meta.num_frames, reader.meta.fps
+
+
+def _read_image(path: Path, size: int) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UsageError(f"frame {path} is not a readable image; remove or replace it")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if size:
+        h, w = rgb.shape[:2]
+        scale = size / min(h, w)
+        rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 `(H, W, 3)` -> ImageNet-normalised float `(1, 3, H, W)` on `device`."""
+    from vidrec.data.transforms import normalize_rgb
+
+    x = torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None].float()
+    return normalize_rgb(x)
+
+
+def foreground(out: torch.Tensor) -> np.ndarray:
+    """Bool mask `(H, W)` from task output `(1, K, H, W)`: logit > 0 for K = 1, else argmax != 0."""
+    mask = out[0, 0] > 0 if out.shape[1] == 1 else out[0].argmax(dim=0) != 0
+    return mask.cpu().numpy()
+
+
+def overlay(frame: np.ndarray, mask: np.ndarray, *, is_key: bool, index: int) -> np.ndarray:
+    """The frame with the mask tinted in, its number, and a border plus "KEY" on key frames."""
+    out = frame.astype(np.float32)
+    out[mask] = 0.5 * out[mask] + 0.5 * MASK_COLOUR
+    out = out.round().astype(np.uint8)
+    label = f"{index}" + (" KEY" if is_key else "")
+    cv2.putText(
+        out, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, KEY_COLOUR if is_key else (255, 255, 255), 1
+    )
+    if is_key:
+        t = max(2, min(out.shape[:2]) // 60)
+        out[:t], out[-t:], out[:, :t], out[:, -t:] = KEY_COLOUR, KEY_COLOUR, KEY_COLOUR, KEY_COLOUR
+    return out
+
+
+def make_schedule(args: argparse.Namespace):
+    from vidrec.dff.schedule import Adaptive, FixedInterval
+
+    try:
+        if args.adaptive is not None:
+            return Adaptive(
+                budget=args.adaptive, window=args.window, threshold=args.threshold, signal=args.signal
+            )
+        return FixedInterval(args.interval if args.interval is not None else 10)
+    except ValueError as err:
+        raise UsageError(f"key-frame schedule: {err}") from None
+
+
+def build_dff(model: torch.nn.Module, args: argparse.Namespace):
+    """The checkpoint's model as a `DFF` with the flow source `--flow` asks for."""
+    from vidrec.dff.flownets import make_flow_net
+    from vidrec.dff.model import DFF, as_dff
+
+    source = args.flow or ("learned" if isinstance(model, DFF) else "dis")
+    if source == "learned" and isinstance(model, DFF) and not args.flow_weights:
+        return as_dff(model)
+    if source == "learned" and not args.flow_weights:
+        raise UsageError("this checkpoint has no learned flow net; give --flow-weights FILE or --flow dis")
+    stride = int(getattr(model, "feature_stride", 16))
+    flow_net = make_flow_net(source, stride=stride, weights=args.flow_weights)
+    try:
+        return as_dff(model, flow_net=flow_net.to(args.device).eval())
+    except ValueError as err:
+        raise UsageError(f"{args.checkpoint}: {err}") from None
+
+
+def run_dff(args: argparse.Namespace) -> int:
+    from vidrec.engine.checkpoint import load_task
+    from vidrec.io import write_video
+    from vidrec.progress import progress
+
+    ckpt = input_file(args.checkpoint, "checkpoint")
+    out_path = output_path(args.out, "overlay video", overwrite=args.overwrite, inputs=(ckpt, args.input))
+    if not Path(args.input).exists():
+        raise UsageError(f"input {args.input} does not exist; give a video file or a frame folder")
+    schedule = make_schedule(args)
+    device = torch.device(args.device)
+    model, _task = load_task(ckpt, device, factory=args.model_factory)
+    dff = build_dff(model, args).eval()
+    frames, total, fps = read_input(args.input, size=args.size, strict=args.strict)
+    shown: list[np.ndarray] = []
+    kept: list[np.ndarray] = []  # the frame being processed, for its overlay
+    inputs = (to_input(f, device) for f in _keep(frames, kept))
+    keys, spent, start = 0, 0.0, time.perf_counter()
+    bar = progress(total=total, desc="dff run", unit="frame")
+    tick = time.perf_counter()
+    for index, (out, is_key) in enumerate(dff.run(inputs, schedule)):
+        spent += time.perf_counter() - tick  # decoding + DFF, not drawing or encoding
+        shown.append(overlay(kept.pop(), foreground(out), is_key=is_key, index=index))
+        keys += is_key
+        bar.update(1)
+        tick = time.perf_counter()
+    bar.close()
+    if not shown:
+        raise UsageError(f"input {args.input} has no frames")
+    wall = time.perf_counter() - start
+    write_video(out_path, np.stack(shown), fps=args.fps or fps or 24.0)
+    n = len(shown)
+    print(
+        f"{n} frames, {keys} key frames ({schedule}), flow {args.flow or 'default'}: "
+        f"{n / max(spent, 1e-9):.1f} frames/s (decoding + DFF), {n / wall:.1f} frames/s overall"
+    )
+    print(f"wrote {out_path}")
+    return 0
+
+
+def _keep(frames: Iterator[np.ndarray], kept: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Pass frames through, remembering the last one for the overlay."""
+    for f in frames:
+        kept.append(f)
+        yield f
+
+
+# -- the `vidrec dff` command --------------------------------------------------------------------------
+SUBCOMMANDS: dict[str, tuple[Callable, Callable, str]] = {
+    "run": (
+        add_run_arguments,
+        run_dff,
+        "run a checkpoint on a video with key frames: overlay video, frames/s",
+    ),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dff_command", metavar="SUBCOMMAND", required=True)
+    for name, (add, _run, help_text) in SUBCOMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+
+
+def run(args: argparse.Namespace) -> int:
+    return SUBCOMMANDS[args.dff_command][1](args)

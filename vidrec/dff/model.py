@@ -1,0 +1,203 @@
+"""Deep Feature Flow (Zhu et al., CVPR 2017; methods.md section 4): run the expensive feature network on
+key frames only, and carry its features to the other frames along the optical flow.
+
+``DFF(feature_net, flow_net, task_net, *, feature_stride)`` is built from three parts passed in:
+
+- ``feature_net(img (B, 3, H, W)) -> features (B, C, h, w)``, ``h = ceil(H / feature_stride)`` or so;
+- ``task_net(features (B, C, h, w)) -> output (B, K, h, w)`` (e.g. segmentation logits); with
+  ``upsample=True`` (default) DFF resizes it bilinearly to the image, ``(B, K, H, W)``;
+- ``flow_net(key_img, cur_img) -> (flow, scale_features)``, the **flow-net contract**: both images are
+  what the feature net takes, float ``(B, 3, H, W)``; ``flow`` is ``(B, 2, h', w')``, from the **current**
+  frame to the **key** frame, in pixels of its own grid, channel 0 = x (``cur(p) ~ key(p + flow(p))``);
+  usually ``(h', w')`` is the feature grid, else DFF resamples it with `resize_flow`. ``scale_features``
+  is ``(B, C_s, h', w')`` for the scale field (FlowNet's decoder features), or None for flow sources
+  without features (DIS, RAFT): then S = 1. A flow net may set ``scale_channels = C_s``.
+
+The scale field S (`ScaleField`) is a 1x1 conv on the flow net's features, weights 0 and bias 1 with the
+bias frozen (a buffer: no optimiser can move it), so S = 1 at initialisation. Propagation is
+``S * warp(f_key, flow)`` (`vidrec.dff.warp.warp`). Training uses (key, current) pairs (`forward`, the loss
+on the current frame reaches the task net, the feature net through the warp, the flow net and S);
+inference walks a video with a key-frame schedule (`run`, `vidrec.dff.schedule`).
+
+A checkpoint's model works with `as_dff` (and so with ``vidrec dff run``) when it is a `DFF` or any
+module with ``feature_net``, ``task_net`` and ``feature_stride`` attributes (a per-frame model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidrec.dff.schedule import Schedule
+from vidrec.dff.warp import resize_flow, warp
+
+__all__ = ["DFF", "SIGNALS", "ScaleField", "as_dff"]
+
+
+class ScaleField(nn.Module):
+    """S: a 1x1 conv `(B, C_s, h, w) -> (B, C, h, w)` with weights 0 and a frozen bias of 1 (a buffer)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        nn.init.zeros_(self.conv.weight)
+        self.register_buffer("bias", torch.ones(out_channels))  # the spec's frozen bias (lr 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.bias.view(1, -1, 1, 1)
+
+
+def flow_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> float:
+    """Mean flow magnitude, feature pixels: how far the current frame has moved from the key frame."""
+    return float(flow.norm(dim=1).mean())
+
+
+def warp_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> float:
+    """Photometric error of the warp on the flow's grid: mean |cur - warp(key, flow)| where it is defined."""
+    size = flow.shape[-2:]
+    key = F.interpolate(key_img, size=size, mode="area")  # (B, 3, h, w)
+    cur = F.interpolate(cur_img, size=size, mode="area")
+    inside = warp(torch.ones_like(key[:, :1]), flow) > 0.999  # (B, 1, h, w) all four neighbours in the map
+    err = (cur - warp(key, flow)).abs().mean(dim=1, keepdim=True)
+    return float(err[inside].mean()) if inside.any() else float("inf")
+
+
+SIGNALS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], float]] = {
+    "flow": flow_signal,
+    "warp": warp_signal,
+}
+
+
+class DFF(nn.Module):
+    """Deep Feature Flow around a feature net, a flow net and a task net (see the module docstring).
+
+    Args:
+        feature_net: `(B, 3, H, W) -> (B, C, h, w)`, the expensive part, run on key frames.
+        flow_net: the flow-net contract of the module docstring.
+        task_net: `(B, C, h, w) -> (B, K, h, w)`.
+        feature_stride: image pixels per feature pixel (16 in the paper).
+        scale_field: S, e.g. ``ScaleField(flow_net.scale_channels, C)``; None: S = 1.
+        upsample: resize the task output bilinearly to the image size.
+    """
+
+    def __init__(
+        self,
+        feature_net: nn.Module,
+        flow_net: nn.Module,
+        task_net: nn.Module,
+        *,
+        feature_stride: int = 16,
+        scale_field: ScaleField | None = None,
+        upsample: bool = True,
+    ) -> None:
+        super().__init__()
+        self.feature_net, self.flow_net, self.task_net = feature_net, flow_net, task_net
+        self.feature_stride = feature_stride
+        self.scale = scale_field
+        self.upsample = upsample
+
+    # -- the parts ----------------------------------------------------------------------------------
+    def key_features(self, img: torch.Tensor) -> torch.Tensor:
+        """N_feat on a key frame: `(B, 3, H, W) -> (B, C, h, w)`."""
+        return self.feature_net(img)
+
+    def head(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """N_task on features `(B, C, h, w)`, upsampled to `size` = (H, W) when `upsample`."""
+        out = self.task_net(features)
+        if self.upsample and out.shape[-2:] != tuple(size):
+            out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
+        return out
+
+    def flow(self, key_img: torch.Tensor, cur_img: torch.Tensor, grid: tuple[int, int]):
+        """(flow `(B, 2, h, w)` current -> key in feature px on `grid`, S `(B, C, h, w)` or None)."""
+        flow, scale_in = self.flow_net(key_img, cur_img)
+        flow = resize_flow(flow, grid)
+        if self.scale is None or scale_in is None:
+            return flow, None
+        scale = self.scale(scale_in)
+        if scale.shape[-2:] != tuple(grid):
+            scale = F.interpolate(scale, size=tuple(grid), mode="bilinear", align_corners=False)
+        return flow, scale
+
+    def propagate(self, key_feat: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> torch.Tensor:
+        """The current frame's features from the key frame's: ``S * warp(key_feat, flow(cur -> key))``."""
+        flow, scale = self.flow(key_img, cur_img, key_feat.shape[-2:])
+        return warp(key_feat, flow, scale)
+
+    # -- training and per-frame inference -----------------------------------------------------------
+    def per_frame(self, img: torch.Tensor) -> torch.Tensor:
+        """N_task(N_feat(img)): the per-frame baseline, `(B, 3, H, W) -> (B, K, H, W)`."""
+        return self.head(self.key_features(img), img.shape[-2:])
+
+    def forward(
+        self, key_img: torch.Tensor, cur_img: torch.Tensor, same: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The task output on the current frame `(B, K, H, W)`, its features propagated from the key frame.
+
+        Args:
+            key_img, cur_img: `(B, 3, H, W)` each.
+            same: optional bool `(B,)`: items whose key frame is the current frame use the key features
+                unwarped (the release's ``eq_flag``); the flow net still runs so that the batch is one shape.
+        """
+        key_feat = self.key_features(key_img)
+        feat = self.propagate(key_feat, key_img, cur_img)
+        if same is not None:
+            feat = torch.where(same.view(-1, 1, 1, 1).to(feat.device), key_feat, feat)
+        return self.head(feat, cur_img.shape[-2:])
+
+    # -- inference on a video -----------------------------------------------------------------------
+    def run(self, frames: Iterable[torch.Tensor], schedule: Schedule) -> Iterator[tuple[torch.Tensor, bool]]:
+        """Walk one video: yield ``(output (B, K, H, W), is_key)`` per frame `(B, 3, H, W)`, in order.
+
+        Key frames (as `schedule.decide` says) run the feature net and are kept; the others are propagated
+        from the last key frame. A schedule that `needs_signal` gets ``SIGNALS[schedule.signal]`` of the
+        flow to the last key frame (computed anyway for a non-key frame). Runs without autograd.
+        """
+        schedule.reset()
+        key_img = key_feat = None
+        signal_fn = SIGNALS[getattr(schedule, "signal", "flow")] if schedule.needs_signal else None
+        for index, img in enumerate(frames):
+            with torch.inference_mode():
+                flow = scale = signal = None
+                if signal_fn is not None and key_feat is not None:
+                    flow, scale = self.flow(key_img, img, key_feat.shape[-2:])
+                    signal = signal_fn(flow, key_img, img)
+                is_key = schedule.decide(index, signal) or key_feat is None  # frame 0 is always a key
+                if is_key:
+                    key_img, key_feat = img, self.key_features(img)
+                    feat = key_feat
+                elif flow is not None:
+                    feat = warp(key_feat, flow, scale)
+                else:
+                    feat = self.propagate(key_feat, key_img, img)
+                out = self.head(feat, img.shape[-2:])
+            yield out, is_key
+
+
+def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
+    """A `DFF` from a trained model: the model itself (its own flow net unless `flow_net` is given), or a
+    per-frame model's ``feature_net`` / ``task_net`` / ``feature_stride`` with `flow_net` (no scale field)."""
+    if isinstance(model, DFF):
+        if flow_net is None:
+            return model
+        return DFF(
+            model.feature_net,
+            flow_net,
+            model.task_net,
+            feature_stride=model.feature_stride,
+            upsample=model.upsample,
+        )
+    missing = [a for a in ("feature_net", "task_net", "feature_stride") if not hasattr(model, a)]
+    if missing:
+        raise ValueError(
+            f"{type(model).__name__} is not a DFF model and lacks {', '.join(missing)}; give a checkpoint of "
+            "the segment task (a per-frame or DFF segmentation model)"
+        )
+    if flow_net is None:
+        raise ValueError(
+            f"{type(model).__name__} has no flow net of its own; choose a flow source (dis or raft)"
+        )
+    return DFF(model.feature_net, flow_net, model.task_net, feature_stride=int(model.feature_stride))

@@ -1,0 +1,79 @@
+"""The Deep Feature Flow warp (Zhu et al., CVPR 2017; methods.md 4.2) and flow resizing.
+
+Propagation reads the key frame's features at the positions the flow points to:
+``f_i(p) = sum_q G(q, p + flow(p)) f_k(q)`` with the bilinear kernel ``G`` and zeros outside the map. The
+flow is from the **current** frame to the **key** frame, in feature-map pixels, channel 0 = x, 1 = y.
+In PyTorch this is `grid_sample(f_k, grid, "bilinear", padding_mode="zeros", align_corners=True)` with
+``grid = base + flow`` normalised as ``2 x / (W - 1) - 1``: with ``align_corners=True`` -1 and +1 are the
+centres of the corner pixels, so an integer flow moves features by whole cells, exactly. (mmtracking's port
+normalises by W and pads with the border: it is not this operator.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["resize_flow", "warp"]
+
+
+def _base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """Pixel coordinates `(1, 2, h, w)`: channel 0 = x (column), 1 = y (row)."""
+    ys = torch.arange(h, dtype=like.dtype, device=like.device)
+    xs = torch.arange(w, dtype=like.dtype, device=like.device)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")  # (h, w) each
+    return torch.stack([gx, gy])[None]
+
+
+def _dyadic(n: int) -> int:
+    """The least 2^k + 1 >= n (at least 2)."""
+    return 2 ** max(math.ceil(math.log2(max(n - 1, 1))), 0) + 1
+
+
+def warp(features: torch.Tensor, flow: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Bilinear warp of key-frame features to the current frame, optionally times the scale field.
+
+    Args:
+        features: key-frame features `(B, C, h, w)`.
+        flow: current -> key flow `(B, 2, h, w)` in feature-map pixels, channel 0 = x.
+        scale: the scale field S `(B, C, h, w)` (or anything broadcasting to it); None means S = 1.
+
+    Returns:
+        `(B, C, h, w)`: ``S * grid_sample(features, base + flow)``, zeros where the flow leaves the map.
+    """
+    b, _, h, w = features.shape
+    if flow.shape != (b, 2, h, w):
+        raise ValueError(
+            f"flow must be (B, 2, h, w) = {(b, 2, h, w)} like the features, got {tuple(flow.shape)}"
+        )
+    # grid_sample maps the normalised grid back to pixels as ((g + 1) / 2) (size - 1); in floating point that
+    # round trip is exact only when size - 1 is a power of two. So the map is zero-padded on the right and
+    # bottom to 2^k + 1 cells: reading the padding gives the zeros that zero padding gives anyway, and an
+    # integer flow now lands exactly on cells (without it a shift leaks ~1e-7 of a neighbour's value).
+    big_h, big_w = _dyadic(h), _dyadic(w)
+    padded = F.pad(features, (0, big_w - w, 0, big_h - h))  # (B, C, 2^k + 1, 2^j + 1)
+    coords = _base_grid(h, w, flow) + flow  # (B, 2, h, w) absolute positions in the key frame, px
+    norm = torch.tensor([big_w - 1, big_h - 1], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
+    grid = (2.0 * coords / norm - 1.0).permute(0, 2, 3, 1)  # (B, h, w, 2), x first; align_corners=True
+    out = F.grid_sample(
+        padded, grid.to(features.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+    return out if scale is None else out * scale
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Flow `(B, 2, H, W)` in pixels of its grid, resampled to `size = (h, w)` in pixels of the new grid.
+
+    The field is resampled bilinearly (area-averaged when shrinking) and x / y are multiplied by
+    ``w / W`` / ``h / H``, so a displacement of 16 image pixels becomes 1 feature pixel at stride 16.
+    """
+    h, w = size
+    big_h, big_w = flow.shape[-2:]
+    if (h, w) == (big_h, big_w):
+        return flow
+    shrinking = h < big_h and w < big_w
+    out = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False, antialias=shrinking)
+    factor = torch.tensor([w / big_w, h / big_h], dtype=flow.dtype, device=flow.device)
+    return out * factor.view(1, 2, 1, 1)
