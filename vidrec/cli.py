@@ -149,7 +149,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; with `command`, that subcommand's full parser (imports its module)."""
     parser = argparse.ArgumentParser(
         prog="vidrec",
-        description="vidrec: deep video recognition (LRCN, PreRNN, TSN/two-stream, ST-ResNet).",
+        description="vidrec: deep video recognition (LRCN, PreRNN, TSN/two-stream, ST-ResNet, DFF).",
         epilog="Run `vidrec COMMAND --help` for a command's options.",
     )
     _add_debug(parser, False)
