@@ -122,7 +122,7 @@ def to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 `(H, W, 3)` -> ImageNet-normalised float `(1, 3, H, W)` on `device`."""
     from vidrec.data.transforms import normalize_rgb
 
-    x = torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None]
     return normalize_rgb(x)
 
 

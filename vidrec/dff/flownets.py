@@ -241,14 +241,14 @@ def photometric_loss(
     net: nn.Module, key_img: torch.Tensor, cur_img: torch.Tensor, *, smooth_weight: float = 0.1
 ) -> torch.Tensor:
     """Unsupervised flow loss on a pair `(B, 3, H, W)`: Charbonnier error between the current frame and the
-    key frame warped by the predicted flow (at half resolution, where the net looks; out-of-frame pixels
-    left out) plus `smooth_weight` x the first-order smoothness of the flow."""
+    key frame warped by the predicted flow (at half resolution, where the net looks) plus `smooth_weight` x
+    the first-order smoothness of the flow. Pixels whose flow leaves the key frame compare against zeros
+    (the mean colour after normalisation) and count: masking them out would reward flow that leaves the frame.
+    """
     flow, _ = net(key_img, cur_img)  # (B, 2, h, w) feature px, current -> key
     key, cur = F.avg_pool2d(key_img, 2), F.avg_pool2d(cur_img, 2)  # (B, 3, H/2, W/2)
     dense = resize_flow(flow, cur.shape[-2:])  # (B, 2, H/2, W/2) px of the half-resolution image
-    valid = warp(torch.ones_like(cur[:, :1]), dense).detach()  # 1 inside, falling to 0 outside the key frame
-    err = torch.sqrt((cur - warp(key, dense)) ** 2 + 1e-6).mean(dim=1, keepdim=True)
-    photo = (err * valid).sum() / valid.sum().clamp_min(1.0)
+    photo = torch.sqrt((cur - warp(key, dense)) ** 2 + 1e-6).mean()
     smooth = (flow[..., 1:, :] - flow[..., :-1, :]).abs().mean() + (
         flow[..., 1:] - flow[..., :-1]
     ).abs().mean()
