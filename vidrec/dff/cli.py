@@ -77,8 +77,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--size",
         type=int,
-        default=0,
-        help="resize frames to this short side before the model (default 0: as they are)",
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="resize frames before the model: one number = the short side, two = H W (default: the "
+        "checkpoint's task_options.size when it has one, e.g. the segment task's, else as they are)",
     )
     p.add_argument(
         "--fps",
@@ -92,30 +95,49 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     add_model_factory_argument(p)
 
 
-def read_input(source: str, *, size: int, strict: bool) -> tuple[Iterator[np.ndarray], int, float | None]:
+def read_input(source: str, *, strict: bool) -> tuple[Iterator[np.ndarray], int, float | None]:
     """(uint8 RGB frames `(H, W, 3)` one by one, their count, fps or None) of a video or a frame folder."""
     path = Path(source)
     if path.is_dir():
         files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise UsageError(f"frame folder {path} holds no .jpg/.png images; give a video or a frame folder")
-        return (_read_image(f, size) for f in files), len(files), None
+        return (_read_image(f) for f in files), len(files), None
     from vidrec.io import VideoReader
 
-    reader = VideoReader(input_file(path, "input video"), size=size or None, strict=strict)
+    reader = VideoReader(input_file(path, "input video"), strict=strict)
     return iter(reader), reader.meta.num_frames, reader.meta.fps
 
 
-def _read_image(path: Path, size: int) -> np.ndarray:
+def _read_image(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise UsageError(f"frame {path} is not a readable image; remove or replace it")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    if size:
-        h, w = rgb.shape[:2]
-        scale = size / min(h, w)
-        rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    return rgb
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def frame_size(args: argparse.Namespace, task) -> list[int] | None:
+    """`--size` (short side or [H, W]), else the task's ``options.size`` ([H, W]), else None (as they are)."""
+    size = args.size if args.size is not None else getattr(getattr(task, "options", None), "size", None)
+    if size is None:
+        return None
+    size = [int(v) for v in size]
+    if len(size) not in (1, 2) or min(size) < 16:
+        raise UsageError(f"--size takes a short side or H W of at least 16 px each, got {size}")
+    return size
+
+
+def resize(frame: np.ndarray, size: list[int] | None) -> np.ndarray:
+    """`frame` (H, W, 3) with its short side `size[0]`, or exactly `size` = [H, W]; unchanged for None."""
+    if not size:
+        return frame
+    h, w = frame.shape[:2]
+    if len(size) == 1:
+        scale = size[0] / min(h, w)
+        size = [round(h * scale), round(w * scale)]
+    if [h, w] == size:
+        return frame
+    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
 
 def to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -161,15 +183,20 @@ def make_schedule(args: argparse.Namespace):
 
 
 def build_dff(model: torch.nn.Module, args: argparse.Namespace):
-    """The checkpoint's model as a `DFF` with the flow source `--flow` asks for."""
-    from vidrec.dff.flownets import make_flow_net
+    """The checkpoint's model as a `DFF` with the flow source `--flow` asks for (default: a DFF model's own
+    flow net, DIS for a per-frame model)."""
+    from vidrec.dff.flownets import FlowNetLite, make_flow_net
     from vidrec.dff.model import DFF, as_dff
 
-    source = args.flow or ("learned" if isinstance(model, DFF) else "dis")
-    if source == "learned" and isinstance(model, DFF) and not args.flow_weights:
+    own = model.flow_net if isinstance(model, DFF) else None
+    source = args.flow or ("own" if own is not None else "dis")
+    if source == "own" or (source == "learned" and not args.flow_weights and isinstance(own, FlowNetLite)):
         return as_dff(model)
     if source == "learned" and not args.flow_weights:
-        raise UsageError("this checkpoint has no learned flow net; give --flow-weights FILE or --flow dis")
+        raise UsageError(
+            f"{args.checkpoint} has no learned flow net; give --flow-weights FILE (a pretrained FlowNetLite) "
+            "or choose --flow dis"
+        )
     stride = int(getattr(model, "feature_stride", 16))
     flow_net = make_flow_net(source, stride=stride, weights=args.flow_weights)
     try:
@@ -181,7 +208,6 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
 def run_dff(args: argparse.Namespace) -> int:
     from vidrec.engine.checkpoint import load_task
     from vidrec.io import write_video
-    from vidrec.progress import progress
 
     ckpt = input_file(args.checkpoint, "checkpoint")
     out_path = output_path(args.out, "overlay video", overwrite=args.overwrite, inputs=(ckpt, args.input))
@@ -189,33 +215,44 @@ def run_dff(args: argparse.Namespace) -> int:
         raise UsageError(f"input {args.input} does not exist; give a video file or a frame folder")
     schedule = make_schedule(args)
     device = torch.device(args.device)
-    model, _task = load_task(ckpt, device, factory=args.model_factory)
+    model, task = load_task(ckpt, device, factory=args.model_factory)
     dff = build_dff(model, args).eval()
-    frames, total, fps = read_input(args.input, size=args.size, strict=args.strict)
-    shown: list[np.ndarray] = []
-    kept: list[np.ndarray] = []  # the frame being processed, for its overlay
-    inputs = (to_input(f, device) for f in _keep(frames, kept))
-    keys, spent, start = 0, 0.0, time.perf_counter()
-    bar = progress(total=total, desc="dff run", unit="frame")
-    tick = time.perf_counter()
-    for index, (out, is_key) in enumerate(dff.run(inputs, schedule)):
-        spent += time.perf_counter() - tick  # decoding + DFF, not drawing or encoding
-        shown.append(overlay(kept.pop(), foreground(out), is_key=is_key, index=index))
-        keys += is_key
-        bar.update(1)
-        tick = time.perf_counter()
-    bar.close()
+    size = frame_size(args, task)
+    frames, total, fps = read_input(args.input, strict=args.strict)
+    frames = (resize(f, size) for f in frames)
+    start = time.perf_counter()
+    shown, keys, spent = walk(dff, frames, schedule, device=device, total=total)
     if not shown:
         raise UsageError(f"input {args.input} has no frames")
     wall = time.perf_counter() - start
     write_video(out_path, np.stack(shown), fps=args.fps or fps or 24.0)
     n = len(shown)
     print(
-        f"{n} frames, {keys} key frames ({schedule}), flow {args.flow or 'default'}: "
+        f"{n} frames, {keys} key frames ({schedule}), flow {type(dff.flow_net).__name__}: "
         f"{n / max(spent, 1e-9):.1f} frames/s (decoding + DFF), {n / wall:.1f} frames/s overall"
     )
     print(f"wrote {out_path}")
     return 0
+
+
+def walk(dff, frames: Iterator[np.ndarray], schedule, *, device: torch.device, total: int | None):
+    """Run `dff` over uint8 frames with a progress bar: (overlay frames, key-frame count, seconds spent
+    decoding and in DFF -- not drawing)."""
+    from vidrec.progress import progress
+
+    shown: list[np.ndarray] = []
+    kept: list[np.ndarray] = []  # the frame being processed, for its overlay
+    inputs = (to_input(f, device) for f in _keep(frames, kept))
+    keys, spent = 0, 0.0
+    with progress(total=total, desc="dff run", unit="frame") as bar:
+        tick = time.perf_counter()
+        for index, (out, is_key) in enumerate(dff.run(inputs, schedule)):
+            spent += time.perf_counter() - tick
+            shown.append(overlay(kept.pop(), foreground(out), is_key=is_key, index=index))
+            keys += is_key
+            bar.update(1)
+            tick = time.perf_counter()
+    return shown, keys, spent
 
 
 def _keep(frames: Iterator[np.ndarray], kept: list[np.ndarray]) -> Iterator[np.ndarray]:

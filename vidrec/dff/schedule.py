@@ -47,6 +47,9 @@ class FixedInterval:
         if int(self.interval) != self.interval or self.interval < 1:
             raise ValueError(f"key-frame interval must be an integer >= 1, got {self.interval!r}")
 
+    def __str__(self) -> str:
+        return f"fixed interval {self.interval}"
+
     def decide(self, index: int, signal: float | None = None) -> bool:
         return index % self.interval == 0
 
@@ -86,6 +89,10 @@ class Adaptive:
             raise ValueError(f"adaptive signal must be 'flow' or 'warp', got {self.signal!r}")
         if self.max_gap is not None and self.max_gap < 1:
             raise ValueError(f"max_gap must be >= 1, got {self.max_gap}")
+
+    def __str__(self) -> str:
+        gap = f", max gap {self.max_gap}" if self.max_gap else ""
+        return f"adaptive: {self.budget} per {self.window} frames, {self.signal} > {self.threshold:g}{gap}"
 
     def reset(self) -> None:
         self._keys.clear()

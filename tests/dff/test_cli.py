@@ -1,0 +1,128 @@
+"""`vidrec dff run` on a tiny generated video and a frame folder: an overlay with key frames marked and
+frames/s printed; an existing output is refused without --overwrite; bad inputs give one-line errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vidrec.cli import main
+from vidrec.dff.cli import KEY_COLOUR
+from vidrec.engine.checkpoint import Checkpoint, save_checkpoint
+from vidrec.engine.config import config_to_dict, load_config
+from vidrec.io import probe, read_frames, write_video
+from vidrec.tasks import Task, register_task
+
+
+class TinySeg(nn.Module):
+    """A per-frame segmentation model with the parts `as_dff` needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feature_net = nn.Conv2d(3, 4, 16, stride=16)
+        self.task_net = nn.Conv2d(4, 2, 1)
+        self.feature_stride = 16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.task_net(self.feature_net(x))
+
+
+@register_task
+class ToyDffSeg(Task):
+    name = "toy_dffseg"
+
+    def build_model(self, *, weights: bool = True) -> nn.Module:
+        return TinySeg()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    cfg = load_config(None, ["task=toy_dffseg", "data.plugin=unused:unused"])
+    path = tmp_path_factory.mktemp("ckpt") / "seg.safetensors"
+    save_checkpoint(
+        path, Checkpoint(model=TinySeg().state_dict(), config=config_to_dict(cfg), class_names=[])
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> str:
+    """12 frames 64 x 96: a bright square moving right on a dark textured background."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for t in range(12):
+        f = rng.integers(0, 40, (64, 96, 3)).astype(np.uint8)
+        f[20:44, 10 + 4 * t : 34 + 4 * t] = 220
+        frames.append(f)
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    write_video(path, np.stack(frames), fps=12)
+    return str(path)
+
+
+def _border_is_key_colour(frame: np.ndarray) -> bool:
+    return bool(np.abs(frame[:2, 20:-20].reshape(-1, 3).mean(0) - np.array(KEY_COLOUR)).max() < 40)
+
+
+def test_run_writes_an_overlay_with_key_frames_marked(checkpoint, video, tmp_path, capsys):
+    out = tmp_path / "overlay.mp4"
+    assert main(["dff", "run", checkpoint, video, "--out", str(out), "--interval", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "12 frames, 3 key frames (fixed interval 5), flow DISFlow" in printed and "frames/s" in printed
+    assert probe(out).num_frames == 12
+    frames = read_frames(out, range(12))
+    assert frames.shape == (12, 64, 96, 3)
+    assert [_border_is_key_colour(f) for f in frames] == [i % 5 == 0 for i in range(12)]
+
+
+def test_run_refuses_to_overwrite_and_replaces_with_overwrite(checkpoint, video, tmp_path, capsys):
+    out = tmp_path / "overlay.mp4"
+    out.write_bytes(b"keep me")
+    assert main(["dff", "run", checkpoint, video, "--out", str(out)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+    assert main(["dff", "run", checkpoint, video, "--out", str(out), "--adaptive", "2", "--overwrite"]) == 0
+    assert "adaptive: 2 per 20 frames" in capsys.readouterr().out and probe(out).num_frames == 12
+
+
+def test_run_reads_a_frame_folder_and_resizes(checkpoint, video, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(read_frames(video, range(6))):
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "folder.mp4"
+    assert (
+        main(["dff", "run", checkpoint, str(folder), "--out", str(out), "--size", "32", "--interval", "2"])
+        == 0
+    )
+    meta = probe(out)
+    assert meta.num_frames == 6 and (meta.height, meta.width) == (32, 48)
+    assert "3 key frames" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--flow", "learned"], "has no learned flow net; give --flow-weights"),
+        (["--interval", "0"], "key-frame schedule: key-frame interval must be an integer >= 1"),
+        (["--adaptive", "5", "--window", "3"], "1 <= budget <= window"),
+    ],
+)
+def test_run_bad_options_are_one_line_errors(checkpoint, video, tmp_path, capsys, extra, message):
+    assert main(["dff", "run", checkpoint, video, "--out", str(tmp_path / "o.mp4"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "o.mp4").exists()
+
+
+def test_run_missing_or_empty_inputs(checkpoint, tmp_path, capsys):
+    assert (
+        main(["dff", "run", checkpoint, str(tmp_path / "absent.mp4"), "--out", str(tmp_path / "o.mp4")]) == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["dff", "run", checkpoint, str(tmp_path / "empty"), "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "holds no .jpg/.png images" in capsys.readouterr().err
+    assert main(["dff", "run", str(tmp_path / "no.safetensors"), str(tmp_path), "--out", "o.mp4"]) == 2
+    assert "checkpoint" in capsys.readouterr().err
