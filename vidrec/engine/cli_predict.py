@@ -83,7 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "source's rate, else 25)",
     )
     parser.add_argument(
-        "--out", default="", help="CSV file for a folder of videos, one row per video (default none)"
+        "--out",
+        default="",
+        help="CSV file for a folder of videos, one row per video; for a checkpoint whose task draws its "
+        "predictions (task=landmarks) and one video: the video to draw them on (required then; its "
+        "points also go to <out stem>.landmarks.json) (default none)",
     )
     add_model_factory_argument(parser)
     add_overwrite_argument(parser)
@@ -186,8 +190,26 @@ def _flow_settings(args: argparse.Namespace, cfg, modalities: tuple[str, ...]) -
     return replace(flow, short_side=args.flow_short_side) if args.flow_short_side >= 0 else flow
 
 
+def _draw(args: argparse.Namespace, model, task, target: Path, live: bool) -> int:
+    """A task that draws its predictions (landmarks): one video in, the drawn video (--out) out."""
+    import torch
+
+    if live or target.is_dir() or args.timeline or args.stream:
+        raise UsageError(f"a task={task.name} checkpoint predicts one video file at a time (no folder, live "
+                         "source, --timeline or --stream)")  # fmt: skip
+    if not args.out:
+        raise UsageError(f"task={task.name}: give --out drawn.mp4, the video to draw the predictions on")
+    out = output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint, args.video))
+    print(
+        task.draw_predictions(
+            model, target, out, device=torch.device(args.device), progress=True, overwrite=args.overwrite
+        )
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    from vidrec.engine.checkpoint import load_for_inference
+    from vidrec.engine.checkpoint import load_task
     from vidrec.io.live import is_live_source
 
     target = Path(args.video)  # checked first: a wrong path should not cost a model build
@@ -204,7 +226,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} is a folder: give --out preds.csv for the per-video predictions")
     else:
         output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint,))
-    model, cfg, class_names = load_for_inference(args.checkpoint, args.device, factory=args.model_factory)
+    model, task = load_task(args.checkpoint, args.device, factory=args.model_factory)
+    if task.draws_predictions:
+        return _draw(args, model, task, target, live)
+    cfg, class_names = task.cfg, task.class_names()
     modalities = tuple(getattr(model, "modalities", ("rgb",)))
     flow = _flow_settings(args, cfg, modalities)
     preprocess = Preprocess.from_config(cfg, modalities=modalities, flow=flow)

@@ -785,6 +785,8 @@ def _fit(
         _save_interrupted(run)
         raise
     _plot(run)
+    if cfg.plots and run.info.is_main:
+        run.task.report(run.out_dir, run.history)  # the task's own pictures (e.g. an error curve)
     out = run.out_dir
     return TrainResult(
         out_dir=out,

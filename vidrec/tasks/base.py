@@ -18,6 +18,9 @@ TensorBoard and the NaN stop; it never asks which task it runs. A task is one ob
    every checkpoint beside the weights and given back by `load_state` for resume and inference;
 8. `report(out_dir, history)` -- optional pictures at the end (the engine draws the loss curves).
 
+`vidrec predict` asks a task whose `draws_predictions` is true (landmarks) to `draw_predictions` on a
+video into ``--out``; the others keep the class printout (classify).
+
 A task module reads top to bottom and registers its class with `register_task`.
 """
 
@@ -119,6 +122,23 @@ class Task:
 
     def report(self, out_dir: Path, history: list[dict[str, Any]]) -> None:
         """Pictures of the finished run in `out_dir` (optional)."""
+
+    # -- inference ----------------------------------------------------------------------------------
+    draws_predictions: ClassVar[bool] = False  # True: `vidrec predict VIDEO --out OUT` calls the next
+
+    def draw_predictions(
+        self,
+        model: nn.Module,
+        video: Path,
+        out: Path,
+        *,
+        device: torch.device,
+        progress: bool,
+        overwrite: bool,
+    ) -> str:
+        """Write `video` with the model's predictions drawn on it to `out` (any other file it writes is
+        kept unless `overwrite`); a one-line summary back."""
+        raise NotImplementedError(f"task {self.name} draws no predictions")
 
 
 def register_task(cls: type[Task]) -> type[Task]:

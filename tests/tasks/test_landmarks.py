@@ -1,0 +1,120 @@
+"""task=landmarks: NME / AUC / jitter are exact on known errors, the task trains through the one engine
+loop and its checkpoint comes back for inference, and `vidrec predict` draws the points on a video."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from faces import template, write_face_video
+
+from vidrec.engine.checkpoint import load_checkpoint, load_task
+from vidrec.engine.config import ConfigError, load_config
+from vidrec.engine.train import train
+from vidrec.tasks.landmarks import (
+    Landmarks,
+    auc,
+    frame_nme,
+    inter_ocular,
+    inter_pupil,
+    jitter,
+    landmark_metrics,
+    per_step_points,
+)
+
+
+def test_nme_of_a_known_offset_is_exact_with_both_normalisations():
+    truth = torch.tensor(template() * 100)  # outer eye corners 52 px apart, eye centres 36 px
+    assert float(inter_ocular(truth)) == pytest.approx(52.0, abs=1e-9)
+    assert float(inter_pupil(truth)) == pytest.approx(36.0, abs=1e-9)
+    pred = truth + torch.tensor([3.0, 4.0])  # every point 5 px off
+    assert float(frame_nme(pred, truth, inter_ocular)) == pytest.approx(5 / 52, abs=1e-12)
+    assert float(frame_nme(pred, truth, inter_pupil)) == pytest.approx(5 / 36, abs=1e-12)
+    m = landmark_metrics(pred.numpy()[None, None], truth.numpy()[None, None])
+    assert m["val_nme"] == pytest.approx(5 / 52) and m["val_nme_ip"] == pytest.approx(5 / 36)
+
+
+def test_auc_at_008_on_known_errors():
+    assert auc(np.array([0.0, 0.04, 0.08, 0.1])) == pytest.approx((1 + 0.5 + 0 + 0) / 4)
+    assert auc(np.zeros(5)) == 1.0 and auc(np.full(3, 0.2)) == 0.0
+    assert auc(np.array([0.02])) == pytest.approx(0.75)
+    # the same area by integrating the step curve numerically
+    errors = np.random.default_rng(0).uniform(0, 0.12, 50)
+    x = np.linspace(0, 0.08, 200001)
+    curve = (errors[None] <= x[:, None]).mean(1)
+    assert auc(errors) == pytest.approx(np.trapezoid(curve, x) / 0.08, abs=1e-4)
+
+
+def test_jitter_is_zero_for_a_constant_offset_and_measures_shake():
+    truth = np.stack([template() * 100 + [t, 0] for t in range(5)])[None]  # (1, 5, 68, 2), moving
+    assert jitter(truth + [2.0, -1.0], truth) == pytest.approx(0.0, abs=1e-12)
+    shaky = truth + np.array([0, 5.2, 0, 5.2, 0])[None, :, None, None] * [1, 0]
+    assert jitter(shaky, truth) == pytest.approx(0.1)  # 5.2 px per frame / 52 px
+
+
+def _config(tmp_path, *extra):
+    (tmp_path / "faces").mkdir(exist_ok=True)
+    for i in range(2):
+        write_face_video(tmp_path / "faces", f"face{i}", frames=12, size=48, seed=i)
+    return load_config(None, [
+        "task=landmarks", f"data.root={tmp_path}/faces", "data.frames=4", "data.size=16",
+        "data.batch_size=2", "data.workers=0", "model.name=prernn_rnn_conv_mobilenet_v2",
+        "model.kwargs={pretrained: false}", "progress=false", "tensorboard=false", "schedule.epochs=2",
+        "optim.lr=0.001", f"out_dir={tmp_path}/run", "task_options={jitter_scale: 0.05}", *extra,
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """PreRNN (conv RNN, MobileNetV2) trained 2 one-step epochs on generated faces: (folder, result)."""
+    tmp = tmp_path_factory.mktemp("landmarks")
+    return tmp, train(_config(tmp))
+
+
+def test_landmarks_trains_through_the_engine_and_its_checkpoint_round_trips(trained):
+    tmp_path, result = trained
+    hist = result.history
+    assert all(np.isfinite(h["val_nme"]) and 0 <= h["val_auc08"] <= 1 for h in hist)
+    assert all("train_nme" in h and "val_jitter" in h and "val_nme_ip" in h for h in hist)
+    assert result.best_top1 == min(h["val_nme"] for h in hist)  # lower is better
+    assert (tmp_path / "run" / "ced.png").is_file()  # the task's report
+    best = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert best.task_state == {"points": 68, "frames": 4, "size": 16, "margin": 1.3}
+    model, task = load_task(tmp_path / "run" / "best.safetensors")
+    assert isinstance(task, Landmarks) and task.crop.size == 16 and task.crop.frames == 4
+    _, val = task.datasets(model)
+    loader = torch.utils.data.DataLoader(val, batch_size=2, collate_fn=task.collate())
+    again = task.validate(model, loader, device=torch.device("cpu"), amp=False, progress=False)
+    assert again["val_nme"] == pytest.approx(best.best_metric, rel=1e-5)  # the stored weights score the same
+
+
+def test_per_clip_models_and_bad_options_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"task_options\.loss"):
+        _config(tmp_path, "task_options={loss: huber}")
+    with pytest.raises(ValueError, match=r"per-step outputs \(B, 4, 136\).*gave \(2, 136\)"):
+        per_step_points(torch.zeros(2, 136), 4)  # one output per clip (TSN-like)
+    with pytest.raises(ValueError, match="one-stream model"):
+        per_step_points({"rgb": torch.zeros(2, 4, 136)}, 4)
+    assert per_step_points(torch.arange(136.0)[None], 1).shape == (1, 1, 68, 2)  # one-frame clips are fine
+
+
+def test_vidrec_predict_draws_the_landmarks_on_a_video(trained, tmp_path, capsys):
+    from vidrec.cli import main
+    from vidrec.io import read_frames
+
+    ckpt = str(trained[0] / "run" / "last.safetensors")
+    video = write_face_video(tmp_path, "new", frames=10, size=48, seed=7)
+    out = tmp_path / "drawn.mp4"
+    assert main(["predict", ckpt, str(video), "--out", str(out)]) == 0
+    assert "drew 10 frames" in capsys.readouterr().out
+    drawn, src = read_frames(out, range(10)), read_frames(video, range(10))
+    points = np.array(json.loads((tmp_path / "drawn.landmarks.json").read_text())["landmarks"])
+    assert points.shape == (10, 68, 2)
+    green = (drawn[..., 1].astype(int) - drawn[..., 0] > 80) & (src[..., 1].astype(int) - src[..., 0] < 30)
+    assert green.sum() > 10 * 20  # dots drawn on every frame
+    inside = np.round(points[0]).astype(int)
+    inside = inside[((inside >= 0) & (inside < 48)).all(1)]
+    assert len(inside) and green[0][inside[:, 1], inside[:, 0]].mean() > 0.5  # where the points are
+    assert main(["predict", ckpt, str(video), "--out", str(out)]) == 2  # an existing output is kept

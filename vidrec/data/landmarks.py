@@ -1,0 +1,331 @@
+"""Face landmarks: 300VW `.pts` files, videos with per-frame points, face crops and clips of T frames.
+
+Formats
+- 300VW / iBUG `.pts`: ``version: 1``, ``n_points: 68``, ``{``, one ``x y`` line per point, ``}``;
+  `read_pts` / `write_pts` round-trip the values exactly (shortest repr of each float).
+- A video with ``<video stem>.landmarks.json`` beside it: ``landmarks`` holds one entry per decoded frame
+  (PyAV decode order): null, or 68 ``[x, y]`` pairs in 0-based pixels; ``boxes`` (optional) one
+  ``[left, top, right, bottom]`` per frame. Frames are decoded with `vidrec.io`.
+
+Crops: a square box around a frame's points (their bounding box's centre, side = ``margin`` x its longer
+side), jittered in training by one scale and shift drawn per clip, cut and resized to ``size`` pixels with
+OpenCV. The crop's points are the image points mapped by the same box (`Box.to_crop`), so points and pixels
+always agree; `Box.to_image` maps predictions back to image pixels.
+
+Split (`split_tracks`): by video when there are two or more (the last ``val_fraction`` of them in sorted
+name order are validation); one video is cut into a leading training block and a trailing validation
+block with a gap of one clip length between them, so no training clip overlaps a validation frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+NUM_POINTS = 68
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+
+
+# ----------------------------------------------------------------------------- .pts files
+
+
+def read_pts(path: str | Path) -> np.ndarray:
+    """Points `(N, 2)` float64 of a 300VW / iBUG ``.pts`` file; a malformed file raises ValueError."""
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    try:
+        n = int(next(ln for ln in lines if ln.startswith("n_points")).split(":")[1])
+        start = lines.index("{") + 1
+        rows = [[float(v) for v in ln.split()] for ln in lines[start : lines.index("}")]]
+    except (StopIteration, ValueError, IndexError) as err:
+        raise ValueError(
+            f"{path}: not a .pts landmark file ({err}); expected n_points: N and {{ x y ... }}"
+        ) from err
+    points = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+    if len(points) != n:
+        raise ValueError(f"{path}: n_points says {n} but the file holds {len(points)} points")
+    return points
+
+
+def _number(v: float) -> str:
+    """Shortest text that reads back as exactly `v` (``778`` for 778.0, as 300VW writes integers)."""
+    text = repr(float(v))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def write_pts(path: str | Path, points: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write points `(N, 2)` as a ``.pts`` file, atomically; an existing file is kept unless `overwrite`."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    body = "\n".join(f"{_number(x)} {_number(y)}" for x, y in pts)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"version: 1\nn_points: {len(pts)}\n{{\n{body}\n}}\n")
+    tmp.replace(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- videos with landmarks
+
+
+@dataclass
+class FaceTrack:
+    """One video's landmarks: `points` `(F, 68, 2)` float32 image pixels (NaN where a frame has none),
+    `boxes` `(F, 4)` or None, and the frames `[first, end)` of the video this track covers."""
+
+    video: Path
+    points: np.ndarray
+    boxes: np.ndarray | None = None
+    fps: float = 25.0
+    first: int = 0
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+def landmarks_file(video: str | Path) -> Path:
+    """``<stem>.landmarks.json`` beside `video`."""
+    video = Path(video)
+    return video.with_name(video.stem + ".landmarks.json")
+
+
+def read_track(video: str | Path) -> FaceTrack:
+    """The `FaceTrack` of `video` from its ``.landmarks.json`` (which must exist)."""
+    video, path = Path(video), landmarks_file(video)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: every video needs its <stem>.landmarks.json beside it")
+    data = json.loads(path.read_text())
+    if "landmarks" not in data:
+        raise ValueError(f"{path}: no 'landmarks' list (one entry per frame: null or 68 [x, y] pairs)")
+    nan = np.full((NUM_POINTS, 2), np.nan, dtype=np.float32)
+    frames = [
+        nan if p is None else np.asarray(p, dtype=np.float32).reshape(NUM_POINTS, 2)
+        for p in data["landmarks"]
+    ]
+    boxes = np.asarray(data["boxes"], dtype=np.float32) if data.get("boxes") else None
+    return FaceTrack(video, np.stack(frames), boxes, float(data.get("fps", 25.0)))
+
+
+def find_videos(root: str | Path) -> list[Path]:
+    """Videos directly in `root` that have a ``.landmarks.json`` beside them, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder of videos with <stem>.landmarks.json files")
+    videos = sorted(
+        p for p in root.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and landmarks_file(p).is_file()
+    )
+    if not videos:
+        raise FileNotFoundError(f"{root} holds no video with a <stem>.landmarks.json beside it")
+    return videos
+
+
+def split_tracks(
+    tracks: list[FaceTrack], *, val_fraction: float, gap: int
+) -> tuple[list[FaceTrack], list[FaceTrack]]:
+    """(training, validation) tracks: by video, or by contiguous blocks of one video (module docstring)."""
+    tracks = sorted(tracks, key=lambda t: t.video.name)
+    if len(tracks) >= 2:
+        n_val = min(len(tracks) - 1, max(1, round(len(tracks) * val_fraction)))
+        return tracks[:-n_val], tracks[-n_val:]
+    (one,) = tracks
+    n_val = max(1, round(len(one) * val_fraction))
+    cut = len(one) - n_val
+    train_end = cut - gap
+    if train_end < 1:
+        raise ValueError(
+            f"{one.video}: {len(one)} frames are too few to split into blocks with a {gap}-frame gap"
+        )
+    train = replace(
+        one, points=one.points[:train_end], boxes=None if one.boxes is None else one.boxes[:train_end]
+    )
+    val = replace(
+        one, points=one.points[cut:], boxes=None if one.boxes is None else one.boxes[cut:], first=cut
+    )
+    return [train], [val]
+
+
+# ----------------------------------------------------------------------------- face boxes and crops
+
+
+@dataclass(frozen=True)
+class Box:
+    """A square face box: top-left corner `(x0, y0)` and `side`, in image pixels."""
+
+    x0: float
+    y0: float
+    side: float
+
+    def to_crop(self, points: np.ndarray, size: int) -> np.ndarray:
+        """Image pixels `(..., 2)` -> pixels of the `size` x `size` crop of this box."""
+        return (points - np.array([self.x0, self.y0], dtype=np.float32)) * (size / self.side)
+
+    def to_image(self, points: np.ndarray, size: int) -> np.ndarray:
+        """Crop pixels `(..., 2)` -> image pixels (the inverse of `to_crop`)."""
+        return points * (self.side / size) + np.array([self.x0, self.y0], dtype=np.float32)
+
+    def moved(self, factor: float, dx: float, dy: float) -> Box:
+        """This box scaled by `factor` about its centre and shifted by (dx, dy) x its side."""
+        side = self.side * factor
+        cx, cy = self.x0 + self.side * (0.5 + dx), self.y0 + self.side * (0.5 + dy)
+        return Box(cx - side / 2, cy - side / 2, side)
+
+    def array(self) -> np.ndarray:
+        return np.array([self.x0, self.y0, self.side], dtype=np.float32)
+
+
+def box_from_points(points: np.ndarray, *, margin: float = 1.3) -> Box:
+    """The square box centred on the bounding box of `points` `(N, 2)` (NaN ignored), side `margin` x its
+    longer side."""
+    lo, hi = np.nanmin(points, axis=0), np.nanmax(points, axis=0)
+    side = float(max(hi - lo)) * margin
+    cx, cy = (lo + hi) / 2
+    return Box(float(cx) - side / 2, float(cy) - side / 2, max(side, 1.0))
+
+
+def draw_jitter(rng: np.random.Generator, *, scale: float, shift: float) -> tuple[float, float, float]:
+    """(factor, dx, dy): a scale factor in ``[1 - scale, 1 + scale]`` and a shift in ``[-shift, shift]``
+    box sides in x and y, uniform draws from `rng` (arguments of `Box.moved`)."""
+    factor = 1.0 + float(rng.uniform(-scale, scale))
+    dx, dy = (float(v) for v in rng.uniform(-shift, shift, size=2))
+    return factor, dx, dy
+
+
+def jitter_box(box: Box, *, scale: float, shift: float, rng: np.random.Generator) -> Box:
+    """`box` with a random scale and shift (`draw_jitter`) about its centre."""
+    return box.moved(*draw_jitter(rng, scale=scale, shift=shift))
+
+
+def crop_face(frame: np.ndarray, box: Box, size: int) -> np.ndarray:
+    """The `box` of `frame` `(H, W, 3)` uint8 resized to `(size, size, 3)`; outside the image is black."""
+    k = size / box.side
+    affine = np.array([[k, 0, -box.x0 * k], [0, k, -box.y0 * k]], dtype=np.float64)  # image -> crop pixels
+    return cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+# ----------------------------------------------------------------------------- the dataset
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How clips are cut: `frames` per clip, crop `size`, box `margin`, training jitter (scale, shift)."""
+
+    frames: int = 16
+    size: int = 128
+    margin: float = 1.3
+    jitter_scale: float = 0.1
+    jitter_shift: float = 0.05
+
+
+class LandmarkClips(Dataset):
+    """Clips of `settings.frames` consecutive frames with their face crops and points.
+
+    Training (``train=True``): ``len = sum(frames // T)`` random clips per epoch (start and box jitter from
+    an RNG seeded by (seed, epoch, index)). Validation: every non-overlapping clip from frame 0, no jitter.
+    Frames without points are never part of a clip.
+
+    An item: ``rgb`` uint8 `(T, 3, S, S)`; ``points`` float32 `(T, 68, 2)` crop pixels; ``truth`` float32
+    `(T, 68, 2)` image pixels; ``box`` float32 `(T, 3)` = (x0, y0, side) per frame; ``video`` the path;
+    ``start`` the first frame's index in the video.
+    """
+
+    def __init__(
+        self, tracks: list[FaceTrack], settings: CropSettings, *, train: bool, seed: int = 0
+    ) -> None:
+        self.tracks, self.settings, self.train, self.seed, self.epoch = tracks, settings, train, seed, 0
+        t = settings.frames
+        self.starts = [self._starts(track, t) for track in tracks]
+        if train:  # (track, None): a random start drawn per item
+            per_track = [max(len(starts) // t, 1) if starts else 0 for starts in self.starts]
+            self.index = [(i, None) for i, n in enumerate(per_track) for _ in range(n)]
+        else:
+            self.index = [(i, s) for i, starts in enumerate(self.starts) for s in _disjoint(starts, t)]
+
+    @staticmethod
+    def _starts(track: FaceTrack, t: int) -> list[int]:
+        """Clip starts (track-relative) whose T frames all have points."""
+        ok = ~np.isnan(track.points).any(axis=(1, 2))
+        run = np.convolve(ok.astype(int), np.ones(t, dtype=int), mode="valid") if len(ok) >= t else []
+        return [int(s) for s in np.flatnonzero(np.asarray(run) == t)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        i, start = self.index[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        track, s = self.tracks[i], self.settings
+        if start is None:
+            start = int(rng.choice(self.starts[i]))
+        from vidrec.io import read_frames
+
+        frames = read_frames(track.video, [track.first + start + k for k in range(s.frames)])  # (T, H, W, 3)
+        truth = track.points[start : start + s.frames]  # (T, 68, 2)
+        boxes = [box_from_points(p, margin=s.margin) for p in truth]
+        if self.train:  # one jitter per clip: the same scale and shift on every frame's box
+            jitter = draw_jitter(rng, scale=s.jitter_scale, shift=s.jitter_shift)
+            boxes = [b.moved(*jitter) for b in boxes]
+        crops = np.stack(
+            [crop_face(f, b, s.size) for f, b in zip(frames, boxes, strict=True)]
+        )  # (T, S, S, 3)
+        points = np.stack([b.to_crop(p, s.size) for b, p in zip(boxes, truth, strict=True)])
+        return {
+            "rgb": torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous(),  # (T, 3, S, S) uint8
+            "points": torch.from_numpy(points.astype(np.float32)),
+            "truth": torch.from_numpy(truth.astype(np.float32)),
+            "box": torch.from_numpy(np.stack([b.array() for b in boxes])),
+            "video": str(track.video),
+            "start": track.first + start,
+        }
+
+
+def _disjoint(starts: list[int], t: int) -> list[int]:
+    """Greedy non-overlapping clip starts from the earliest."""
+    out: list[int] = []
+    for s in starts:
+        if not out or s >= out[-1] + t:
+            out.append(s)
+    return out
+
+
+def inter_ocular(points: np.ndarray | torch.Tensor) -> Any:
+    """Distance between the outer eye corners (iBUG points 36 and 45, 0-based) of `(..., 68, 2)` points."""
+    return _norm(points[..., 36, :] - points[..., 45, :])
+
+
+def inter_pupil(points: np.ndarray | torch.Tensor) -> Any:
+    """Distance between the eye centres (means of points 36-41 and 42-47) of `(..., 68, 2)` points."""
+    return _norm(points[..., 36:42, :].mean(-2) - points[..., 42:48, :].mean(-2))
+
+
+def _norm(v: np.ndarray | torch.Tensor) -> Any:
+    return torch.linalg.vector_norm(v, dim=-1) if isinstance(v, torch.Tensor) else np.linalg.norm(v, axis=-1)
+
+
+__all__ = [
+    "Box",
+    "CropSettings",
+    "FaceTrack",
+    "LandmarkClips",
+    "box_from_points",
+    "crop_face",
+    "find_videos",
+    "inter_ocular",
+    "inter_pupil",
+    "draw_jitter",
+    "jitter_box",
+    "landmarks_file",
+    "read_pts",
+    "read_track",
+    "split_tracks",
+    "write_pts",
+]
