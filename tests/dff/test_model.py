@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dff_helpers import tiny_dff
 from torch import nn
 
-from tests.dff.conftest import tiny_dff
 from vidrec.dff.model import DFF, ScaleField, as_dff
 from vidrec.dff.schedule import Adaptive, FixedInterval
 
