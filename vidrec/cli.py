@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("vidrec.engine.cli_export", "export a checkpoint to ONNX or torch.export"),
     "visualize": ("vidrec.visualize.cli", "activation maximisation and Grad-CAM pictures from a checkpoint"),
     "configs": ("vidrec.engine.cli_configs", "list the built-in training configs, or print one"),
-    "dff": ("vidrec.dff.cli", "Deep Feature Flow: run a segmentation checkpoint on video with key frames"),
+    "dff": ("vidrec.dff.cli", "Deep Feature Flow: video segmentation with key frames (run, pretrain-flow)"),
     "weights": ("vidrec.models.cli_weights", "put ImageNet weight files where torchvision looks (offline)"),
 }
 

@@ -126,3 +126,22 @@ def test_run_missing_or_empty_inputs(checkpoint, tmp_path, capsys):
     assert "holds no .jpg/.png images" in capsys.readouterr().err
     assert main(["dff", "run", str(tmp_path / "no.safetensors"), str(tmp_path), "--out", "o.mp4"]) == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+def test_pretrain_flow_writes_weights_that_run_uses_and_refuses_to_overwrite(
+    checkpoint, video, tmp_path, capsys
+):
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, f in enumerate(read_frames(video, range(5))):
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    weights = tmp_path / "flownet.safetensors"
+    args = ["dff", "pretrain-flow", str(tmp_path), "--out", str(weights), "--steps", "2", "--batch", "2"]
+    assert main([*args, "--size", "64", "96", "--width", "4"]) == 0
+    assert "(first / last tenth of 2 steps)" in capsys.readouterr().out and weights.is_file()
+    assert main([*args, "--size", "64", "96"]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    out = tmp_path / "learned.mp4"
+    run = ["dff", "run", checkpoint, video, "--out", str(out), "--flow", "learned"]
+    assert main([*run, "--flow-weights", str(weights)]) == 0
+    assert "flow FlowNetLite" in capsys.readouterr().out and probe(out).num_frames == 12

@@ -262,12 +262,58 @@ def _keep(frames: Iterator[np.ndarray], kept: list[np.ndarray]) -> Iterator[np.n
         yield f
 
 
+# -- pretrain-flow ---------------------------------------------------------------------------------------
+def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="unlabelled frames: a folder of videos and/or frame folders (searched "
+                   "recursively, e.g. DAVIS JPEGImages/480p), or one video")  # fmt: skip
+    p.add_argument("--out", required=True, help="the FlowNetLite weights to write (.safetensors)")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
+    p.add_argument("--batch", type=int, default=8, help="frame pairs per step (default 8)")
+    p.add_argument("--size", type=int, nargs=2, default=[128, 224], metavar=("H", "W"),
+                   help="frames are resized to H W once, on loading (default 128 224)")  # fmt: skip
+    p.add_argument("--max-frames", type=int, default=120, help="frames read per clip (default 120)")
+    p.add_argument("--max-gap", type=int, default=5, help="pairs are 1..max-gap frames apart (default 5)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine decay (default 1e-3)")
+    p.add_argument("--smooth", type=float, default=0.1, help="smoothness weight of the loss (default 0.1)")
+    p.add_argument("--stride", type=int, choices=(8, 16, 32), default=16,
+                   help="flow output stride: the feature net's (default 16)")  # fmt: skip
+    p.add_argument("--width", type=int, default=16, help="channels of the first level (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_overwrite_argument(p, "an existing --out file")
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from vidrec.dff.pretrain import pretrain_flownet
+
+    out = output_path(args.out, "flow-net weights", overwrite=args.overwrite, inputs=(args.source,))
+    if not Path(args.source).exists():
+        raise UsageError(f"frame source {args.source} does not exist; give a folder of videos or frames")
+    if min(args.steps, args.batch, args.max_gap, args.max_frames - 1) < 1 or min(args.size) < 32:
+        raise UsageError("--steps, --batch, --max-gap must be >= 1, --max-frames >= 2 and --size >= 32 px")
+    start = time.perf_counter()
+    _, losses = pretrain_flownet(
+        args.source, out, size=tuple(args.size), max_frames=args.max_frames, stride=args.stride,
+        width=args.width, steps=args.steps, batch=args.batch, lr=args.lr, max_gap=args.max_gap,
+        smooth_weight=args.smooth, seed=args.seed, device=args.device,
+    )  # fmt: skip
+    head, tail = np.mean(losses[: max(1, len(losses) // 10)]), np.mean(losses[-max(1, len(losses) // 10) :])
+    print(f"loss {head:.4f} -> {tail:.4f} (first / last tenth of {len(losses)} steps), "
+          f"{time.perf_counter() - start:.0f} s; wrote {out}")  # fmt: skip
+    return 0
+
+
 # -- the `vidrec dff` command --------------------------------------------------------------------------
 SUBCOMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "run": (
         add_run_arguments,
         run_dff,
         "run a checkpoint on a video with key frames: overlay video, frames/s",
+    ),
+    "pretrain-flow": (
+        add_pretrain_arguments,
+        run_pretrain,
+        "pretrain the light flow net self-supervised on unlabelled frames (photometric + smoothness)",
     ),
 }
 
