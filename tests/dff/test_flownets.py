@@ -96,6 +96,10 @@ def test_pretrain_from_a_folder_of_jpeg_sequences_writes_safetensors(tmp_path):
         for t in range(4):
             cv2.imwrite(str(folder / f"{t:05d}.jpg"), big[8:72, 4 * t : 4 * t + 96])
     assert [p.name for p in find_clips(tmp_path)] == ["a", "b"]
+    links = tmp_path / "train"  # a folder of symlinks to chosen sequences, as for a split
+    links.mkdir()
+    (links / "b").symlink_to(tmp_path / "JPEGImages" / "b", target_is_directory=True)
+    assert [p.name for p in find_clips(links)] == ["b"]
     out = tmp_path / "flownet.safetensors"
     net, losses = pretrain_flownet(tmp_path, out, size=(64, 96), steps=3, batch=2, show_progress=False)
     assert out.is_file() and len(losses) == 3 and all(np.isfinite(losses))

@@ -34,9 +34,15 @@ def find_clips(source: str | os.PathLike) -> list[Path]:
         return [source]
     if not source.is_dir():
         raise FileNotFoundError(f"frame source {source} does not exist; give a folder of videos or frames")
-    clips = [p for p in sorted(source.rglob("*")) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
-    folders = {p.parent for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
-    return clips + sorted(folders)
+    clips, folders = [], set()
+    for root, _dirs, files in os.walk(source, followlinks=True):  # a folder of symlinks to sequences works
+        for name in files:
+            suffix = Path(name).suffix.lower()
+            if suffix in VIDEO_SUFFIXES:
+                clips.append(Path(root) / name)
+            elif suffix in IMAGE_SUFFIXES:
+                folders.add(Path(root))
+    return sorted(clips) + sorted(folders)
 
 
 def load_clip(path: Path, size: tuple[int, int], *, max_frames: int = 120) -> np.ndarray:
