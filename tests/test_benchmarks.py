@@ -37,3 +37,16 @@ def test_train_throughput_interleaves_rounds_keeps_best_and_spread():
     best, spread = tt.best_and_spread(out["a"])
     assert best == 12.0 and spread == pytest.approx(4.0 / 12.0)
     assert tt.cores_to_feed(35600 / 8, 50.0) == pytest.approx(89.0)
+
+
+def test_dff_schedules_compares_fixed_l_with_the_adaptive_curve_at_the_same_cost():
+    ds = _load("dff_schedules")
+    rows = [
+        ("per-frame", 1, 100, (0.80, 0.0, 100)),
+        ("fixed l=5", 5, 20, (0.70, 0.4, 20)),
+        ("adaptive t=1", 0, 10, (0.60, 0.5, 10)),
+        ("adaptive t=0.5", 0, 30, (0.78, 0.3, 30)),
+    ]
+    assert ds.at_cost(rows, 20) == pytest.approx(0.69)  # halfway between 10 keys (0.60) and 30 keys (0.78)
+    assert ds.at_cost(rows, 40) is None and ds.at_cost(rows, 5) is None  # never extrapolated
+    assert set(ds.VAL).isdisjoint(ds.TRAIN) and len(ds.VAL) + len(ds.TRAIN) == 14
