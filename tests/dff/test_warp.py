@@ -84,3 +84,13 @@ def test_resize_flow_scales_to_feature_pixels():
 def test_warp_rejects_a_flow_of_another_size():
     with pytest.raises(ValueError, match=r"flow must be \(B, 2, h, w\)"):
         warp(torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 8, 8))
+
+
+def test_half_precision_features_are_sampled_with_float32_coordinates():
+    torch.manual_seed(4)
+    f = torch.randn(1, 3, 40, 50)
+    flow = torch.full((1, 2, 40, 50), 0.3)
+    flow[:, 0] = 17.37  # bf16 holds 17.37 as 17.375 and the grid value 2 * x / 63 - 1 far worse
+    out = warp(f.bfloat16(), flow)
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), warp(f.bfloat16().float(), flow), atol=1e-2)

@@ -52,14 +52,16 @@ def warp(features: torch.Tensor, flow: torch.Tensor, scale: torch.Tensor | None 
     # round trip is exact only when size - 1 is a power of two. So the map is zero-padded on the right and
     # bottom to 2^k + 1 cells: reading the padding gives the zeros that zero padding gives anyway, and an
     # integer flow now lands exactly on cells (without it a shift leaks ~1e-7 of a neighbour's value).
+    # Half-precision inputs (AMP, .half()) are sampled in float32: a bf16 coordinate is off by up to 1/4 px.
+    work = torch.promote_types(torch.promote_types(features.dtype, flow.dtype), torch.float32)
     big_h, big_w = _dyadic(h), _dyadic(w)
-    padded = F.pad(features, (0, big_w - w, 0, big_h - h))  # (B, C, 2^k + 1, 2^j + 1)
+    padded = F.pad(features.to(work), (0, big_w - w, 0, big_h - h))  # (B, C, 2^k + 1, 2^j + 1)
+    flow = flow.to(work)
     coords = _base_grid(h, w, flow) + flow  # (B, 2, h, w) absolute positions in the key frame, px
     norm = torch.tensor([big_w - 1, big_h - 1], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
     grid = (2.0 * coords / norm - 1.0).permute(0, 2, 3, 1)  # (B, h, w, 2), x first; align_corners=True
-    out = F.grid_sample(
-        padded, grid.to(features.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
-    )
+    out = F.grid_sample(padded, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = out.to(features.dtype)
     return out if scale is None else out * scale
 
 
