@@ -83,8 +83,11 @@ def test_run_refuses_to_overwrite_and_replaces_with_overwrite(checkpoint, video,
     out.write_bytes(b"keep me")
     assert main(["dff", "run", checkpoint, video, "--out", str(out)]) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == b"keep me"
-    assert main(["dff", "run", checkpoint, video, "--out", str(out), "--adaptive", "2", "--overwrite"]) == 0
-    assert "adaptive: 2 per 20 frames" in capsys.readouterr().out and probe(out).num_frames == 12
+    args = ["--adaptive", "2", "--threshold", "1e9", "--max-gap", "4", "--overwrite"]
+    assert main(["dff", "run", checkpoint, video, "--out", str(out), *args]) == 0
+    printed = capsys.readouterr().out
+    assert "adaptive: 2 per 20 frames, flow > 1e+09, max gap 4" in printed and probe(out).num_frames == 12
+    assert "12 frames, 2 key frames" in printed  # 0 and 4; 8 would be the third in 20 frames
 
 
 def test_run_reads_a_frame_folder_and_resizes(checkpoint, video, tmp_path, capsys):

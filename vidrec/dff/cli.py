@@ -61,6 +61,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="--adaptive signal: mean flow magnitude or warp photometric error (default flow)",
     )
     p.add_argument(
+        "--max-gap",
+        type=int,
+        default=None,
+        help="--adaptive: a key frame after this many frames without one, budget allowing (default: none)",
+    )
+    p.add_argument(
         "--flow",
         choices=("learned", "dis", "raft"),
         default=None,
@@ -175,7 +181,11 @@ def make_schedule(args: argparse.Namespace):
     try:
         if args.adaptive is not None:
             return Adaptive(
-                budget=args.adaptive, window=args.window, threshold=args.threshold, signal=args.signal
+                budget=args.adaptive,
+                window=args.window,
+                threshold=args.threshold,
+                signal=args.signal,
+                max_gap=args.max_gap,
             )
         return FixedInterval(args.interval if args.interval is not None else 10)
     except ValueError as err:
