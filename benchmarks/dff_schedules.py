@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="adaptive thresholds swept (default: 0.25 .. 4 feature px for flow, 0.05 .. 0.8 for warp)",
     )
+    p.add_argument(
+        "--max-gap",
+        type=int,
+        default=None,
+        help="adaptive: a key frame after this many frames (default none)",
+    )
     p.add_argument("--flow", choices=("dis", "learned"), default="dis", help="flow source (default dis)")
     p.add_argument(
         "--flow-weights", type=Path, default=None, help="FlowNetLite .safetensors for --flow learned"
@@ -221,7 +227,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     for t in progress(args.thresholds or sweep, desc="adaptive sweep", unit="threshold"):
         score = _score(
-            probe, val, Adaptive(budget=1, window=2, threshold=t, signal=args.signal), flows, args.signal
+            probe,
+            val,
+            Adaptive(budget=1, window=2, threshold=t, signal=args.signal, max_gap=args.max_gap),
+            flows,
+            args.signal,
         )
         rows.append((f"adaptive t={t:g}", 0, score[2], score))
     feat_ms, flow_ms = time_parts(net, flow_net, next(iter(val.values()))[0])
@@ -257,12 +267,17 @@ def _report(args, rows, feat_ms: float, flow_ms: float, frames: int) -> None:
     r = feat_ms / flow_ms
     print(
         f"\nDAVIS val {', '.join(args.val)}: {frames} frames at {args.size[0]}x{args.size[1]}; "
-        f"flow {args.flow}, signal {args.signal}; feature net {feat_ms:.1f} ms, flow + warp "
-        f"{flow_ms:.1f} ms per frame (r = {r:.2f})"
+        f"flow {args.flow}, signal {args.signal}, max gap {args.max_gap}; feature net {feat_ms:.1f} ms, "
+        f"flow + warp {flow_ms:.1f} ms per frame (r = {r:.2f})"
     )
     cols = f"{'schedule':<18} {'keys':>5} {'key %':>6} {'J':>6} {'feat err':>8} {'speed-up':>8}"
     print(cols + f" {'adaptive J same cost':>21}")
-    result = [f"flow={args.flow}", f"signal={args.signal}", f"J_per_frame={rows[0][3][0]:.4f}"]
+    result = [
+        f"flow={args.flow}",
+        f"signal={args.signal}",
+        f"max_gap={args.max_gap}",
+        f"J_per_frame={rows[0][3][0]:.4f}",
+    ]
     for name, l, keys, (j, err, _) in rows:
         p = keys / frames
         speed = 1 / (p + (1 - p) / r)
