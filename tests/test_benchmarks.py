@@ -50,3 +50,19 @@ def test_dff_schedules_compares_fixed_l_with_the_adaptive_curve_at_the_same_cost
     assert ds.at_cost(rows, 20) == pytest.approx(0.69)  # halfway between 10 keys (0.60) and 30 keys (0.78)
     assert ds.at_cost(rows, 40) is None and ds.at_cost(rows, 5) is None  # never extrapolated
     assert set(ds.VAL).isdisjoint(ds.TRAIN) and len(ds.VAL) + len(ds.TRAIN) == 14
+
+
+def test_prernn_faces_cached_head_is_the_models_own_forward():
+    """The face benchmark trains on cached features.17 maps: its head must compute what the model does on
+    pixels (here PreRNN, whose recurrent layer steps in time), so the cache changes the speed, not the model."""
+    import torch
+    from einops import rearrange
+
+    pf = _load("prernn_faces")
+    model = pf.build("prernn", 0, pretrained=False).eval()
+    x = torch.randn(2, 3, 3, 32, 32)  # (B, T, C, H, W)
+    with torch.no_grad():
+        full = model(x).reshape(2, 3, 68, 2)
+        maps = pf._net(model).features[:18](rearrange(x, "b t c h w -> (b t) c h w"))
+        cached = pf.head_forward(model, rearrange(maps, "(b t) ... -> b t ...", b=2))
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)

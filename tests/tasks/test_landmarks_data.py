@@ -98,6 +98,9 @@ def test_split_by_video_and_by_blocks(tmp_path):
     np.testing.assert_array_equal(val[0].points, tracks[0].points[6:])
     clips = LandmarkClips(val, CropSettings(frames=2, size=32), train=False)
     assert [clips[i]["start"] for i in range(len(clips))] == [6]  # video frame numbers
+    train, val = split_tracks(tracks[:2], val_fraction=0.25, gap=4, by="blocks")  # blocks of every video
+    assert [(t.video.stem, t.first, len(t)) for t in train] == [("v0", 0, 2), ("v1", 0, 2)]
+    assert [(t.video.stem, t.first, len(t)) for t in val] == [("v0", 6, 2), ("v1", 6, 2)]
 
 
 def test_missing_landmarks_folder_is_one_clear_error(tmp_path):

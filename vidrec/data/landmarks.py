@@ -13,8 +13,9 @@ OpenCV. The crop's points are the image points mapped by the same box (`Box.to_c
 always agree; `Box.to_image` maps predictions back to image pixels.
 
 Split (`split_tracks`): by video when there are two or more (the last ``val_fraction`` of them in sorted
-name order are validation); one video is cut into a leading training block and a trailing validation
-block with a gap of one clip length between them, so no training clip overlaps a validation frame.
+name order are validation); one video -- or every video, with ``by="blocks"`` -- is cut into a leading
+training block and a trailing validation block with a gap of one clip length between them, so no training
+clip overlaps a validation frame.
 """
 
 from __future__ import annotations
@@ -127,28 +128,38 @@ def find_videos(root: str | Path) -> list[Path]:
 
 
 def split_tracks(
-    tracks: list[FaceTrack], *, val_fraction: float, gap: int
+    tracks: list[FaceTrack], *, val_fraction: float, gap: int, by: str = "video"
 ) -> tuple[list[FaceTrack], list[FaceTrack]]:
-    """(training, validation) tracks: by video, or by contiguous blocks of one video (module docstring)."""
+    """(training, validation) tracks (module docstring).
+
+    ``by="video"``: the last `val_fraction` of the videos in name order validate (one video: blocks);
+    ``by="blocks"``: every video gives its leading frames to training and its last `val_fraction` of frames
+    to validation, with `gap` frames left out between them so that no clip overlaps both.
+    """
+    if by not in ("video", "blocks"):
+        raise ValueError(f"split by {by!r}: 'video' or 'blocks'")
     tracks = sorted(tracks, key=lambda t: t.video.name)
-    if len(tracks) >= 2:
+    if by == "video" and len(tracks) >= 2:
         n_val = min(len(tracks) - 1, max(1, round(len(tracks) * val_fraction)))
         return tracks[:-n_val], tracks[-n_val:]
-    (one,) = tracks
-    n_val = max(1, round(len(one) * val_fraction))
-    cut = len(one) - n_val
-    train_end = cut - gap
-    if train_end < 1:
+    pairs = [_blocks(t, val_fraction=val_fraction, gap=gap) for t in tracks]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _blocks(track: FaceTrack, *, val_fraction: float, gap: int) -> tuple[FaceTrack, FaceTrack]:
+    """A leading training block and a trailing validation block of one track, `gap` frames apart."""
+    cut = len(track) - max(1, round(len(track) * val_fraction))
+    end = cut - gap
+    if end < 1:
         raise ValueError(
-            f"{one.video}: {len(one)} frames are too few to split into blocks with a {gap}-frame gap"
+            f"{track.video}: {len(track)} frames are too few to split into blocks with a {gap}-frame gap"
         )
-    train = replace(
-        one, points=one.points[:train_end], boxes=None if one.boxes is None else one.boxes[:train_end]
-    )
-    val = replace(
-        one, points=one.points[cut:], boxes=None if one.boxes is None else one.boxes[cut:], first=cut
-    )
-    return [train], [val]
+
+    def part(lo: int, hi: int) -> FaceTrack:
+        boxes = None if track.boxes is None else track.boxes[lo:hi]
+        return replace(track, points=track.points[lo:hi], boxes=boxes, first=track.first + lo)
+
+    return part(0, end), part(cut, len(track))
 
 
 # ----------------------------------------------------------------------------- face boxes and crops
@@ -187,6 +198,25 @@ def box_from_points(points: np.ndarray, *, margin: float = 1.3) -> Box:
     side = float(max(hi - lo)) * margin
     cx, cy = (lo + hi) / 2
     return Box(float(cx) - side / 2, float(cy) - side / 2, max(side, 1.0))
+
+
+def box_from_rect(rect: np.ndarray, *, margin: float = 1.3) -> Box:
+    """The square box centred on a detector rectangle ``[left, top, right, bottom]``, side `margin` x its
+    longer side."""
+    left, top, right, bottom = (float(v) for v in rect)
+    side = max(right - left, bottom - top) * margin
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    return Box(cx - side / 2, cy - side / 2, max(side, 1.0))
+
+
+def face_boxes(track: FaceTrack, *, margin: float, source: str = "points") -> list[Box]:
+    """One box per frame of `track`: around its true points (``source="points"``) or around the detector
+    rectangle stored with them (``"detector"``: the json's ``boxes``, independent of the points)."""
+    if source == "detector":
+        if track.boxes is None:
+            raise ValueError(f"{landmarks_file(track.video)} has no 'boxes'; use the points' boxes instead")
+        return [box_from_rect(r, margin=margin) for r in track.boxes]
+    return [box_from_points(p, margin=margin) for p in track.points]
 
 
 def draw_jitter(rng: np.random.Generator, *, scale: float, shift: float) -> tuple[float, float, float]:

@@ -1,9 +1,10 @@
 """Landmarks: 68-point face alignment per frame (PreRNN's sequential face alignment, methods.md 2).
 
 Data: ``data.root`` holds videos with ``<stem>.landmarks.json`` beside them (`vidrec.data.landmarks`),
-split by video (or, for one video, into contiguous frame blocks); clips of ``data.frames`` frames, face
-crops of ``data.size`` pixels around each frame's true points (``task_options.margin``), the box jittered
-in training (``jitter_scale``, ``jitter_shift``: one draw per clip).
+split by video (or, for one video or with ``task_options.split=blocks``, into contiguous frame blocks);
+clips of ``data.frames`` frames, face crops of ``data.size`` pixels around each frame's true points
+(``task_options.margin``), the box jittered in training (``jitter_scale``, ``jitter_shift``: one draw per
+clip).
 
 Model: any vidrec model built with ``num_classes = 68 * 2``; its per-step output `(B, T, 136)` (single-frame
 CNN, LRCN, PreRNN, the RNN baselines) is read as `(B, T, 68, 2)` coordinates in crop units, centred:
@@ -67,6 +68,11 @@ class LandmarksOptions:
     val_fraction: float = opt(
         0.25, "share of the videos (sorted by name) kept for validation; one video: its last frames"
     )
+    split: Literal["video", "blocks"] = opt(
+        "video",
+        "video: whole videos validate; blocks: every video's last val_fraction of frames validates (a "
+        "clip-long gap before it); one video always splits in blocks",
+    )
     margin: float = opt(1.3, "face box side = margin x the longer side of the points' bounding box")
     jitter_scale: float = opt(0.1, "training box scale jitter: a factor in [1 - x, 1 + x] per clip")
     jitter_shift: float = opt(0.05, "training box shift jitter: up to x box sides in x and y per clip")
@@ -98,7 +104,9 @@ class Landmarks(Task):
         self, model: nn.Module, log: Callable[[str], None] | None = None
     ) -> tuple[Dataset, Dataset | None]:
         tracks = [read_track(v) for v in find_videos(self.cfg.data.root)]
-        train, val = split_tracks(tracks, val_fraction=self.options.val_fraction, gap=self.crop.frames)
+        train, val = split_tracks(
+            tracks, val_fraction=self.options.val_fraction, gap=self.crop.frames, by=self.options.split
+        )
         if log is not None:
             log(f"landmarks: {len(train)} training / {len(val)} validation tracks of {len(tracks)} videos")
         seed = self.cfg.runtime.seed
