@@ -22,10 +22,11 @@ The recurrent cell is ``--cell`` (default rnn: vanilla; GRU/LSTM cost 3-4x more 
 model's last Linear starts at zero weights and the mean training shape as bias (the same start for all).
 
 Crops: the face box of each frame's dlib detector rectangle (``--box detector``, side x ``--margin`` 1.2;
-independent of the points, as at test time) or of its true points (``--box points``), ``--jitters`` versions of every training
-frame with one (scale, shift) jitter per version (``--jitter-scale``, ``--jitter-shift``); a training clip of
-``--frames`` consecutive frames uses one version on every frame (one jitter per clip, as `vidrec train`).
-Validation: non-overlapping clips, no jitter. L1 on centred crop coordinates, AdamW.
+independent of the points, as at test time) or of its true points (``--box points``); ``--jitters``
+versions of every training frame, one (scale, shift) jitter per version (``--jitter-scale``,
+``--jitter-shift``); a training clip of ``--frames`` consecutive frames uses one version on every frame
+(one jitter per clip, as `vidrec train`). Validation: non-overlapping clips, no jitter. L1 on centred
+crop coordinates, AdamW.
 
 Printed: NME (inter-ocular and inter-pupil), AUC@0.08, failure rate (NME > 0.08), jitter (frame-to-frame
 motion of the predicted points minus the truth's, / inter-ocular distance; `vidrec.tasks.landmarks`),

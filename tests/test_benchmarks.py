@@ -54,7 +54,7 @@ def test_dff_schedules_compares_fixed_l_with_the_adaptive_curve_at_the_same_cost
 
 def test_prernn_faces_cached_head_is_the_models_own_forward():
     """The face benchmark trains on cached features.17 maps: its head must compute what the model does on
-    pixels (here PreRNN, whose recurrent layer steps in time), so the cache changes the speed, not the model."""
+    pixels (here PreRNN, whose recurrent layer steps in time); the cache changes the speed, not the model."""
     import torch
     from einops import rearrange
 
