@@ -25,9 +25,11 @@ from pathlib import Path
 
 from vidrec.data.records import VideoRecord, class_folders, hmdb51_split, ucf101_split, video_id_of
 
-__all__ = ["FORMATS", "root_help", "split_records"]
+__all__ = ["BUILTIN_PLUGINS", "FORMATS", "root_help", "split_records"]
 
-FORMATS = ("list", "ucf101", "hmdb51", "folders")
+FORMATS = ("list", "ucf101", "hmdb51", "folders", "gestures")
+# formats whose datasets are built by a function (`data.plugin`'s signature) rather than from records
+BUILTIN_PLUGINS = {"gestures": "vidrec.data.gestures:config_datasets"}
 
 _ROOT_HELP = {
     "ucf101": "UCF-101/<Class>/v_<Class>_gXX_cYY.avi (UCF101.rar unpacked) and ucfTrainTestlist/ "
@@ -36,6 +38,7 @@ _ROOT_HELP = {
     "in hmdb51_org/) and testTrainMulti_7030_splits/ (<class>_test_split1.txt, ...)",
     "folders": "train/<class>/<video> and val/<class>/<video> (or test/), or <class>/<video> folders",
     "list": "the videos at the paths the list files name",
+    "gestures": "point_history.csv (class id + 16 x, y points per row) and labels.csv (class names)",
 }
 
 

@@ -37,12 +37,14 @@ def opt(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's keyw
 
 @dataclass
 class DataConfig:
-    format: Literal["list", "ucf101", "hmdb51", "folders"] = opt(
+    format: Literal["list", "ucf101", "hmdb51", "folders", "gestures"] = opt(
         "list",
         "dataset layout: list = data.train_list / data.val_list files; ucf101 / hmdb51 = the official "
         "download unpacked in data.root, read with its split files as they are (train list = training, "
         "test list = validation); folders = data.root/train/<class>/<video> and val/ (or test/), or "
-        "data.root/<class>/<video> (training only)",
+        "data.root/<class>/<video> (training only); gestures = data.root/point_history.csv + labels.csv "
+        "(fingertip trajectories rendered as data.size-pixel 16-frame clips, split in contiguous blocks "
+        "per class: vidrec.data.gestures)",
     )
     split: int = opt(1, "official split (1, 2 or 3) for data.format ucf101 / hmdb51")
     train_list: str = opt("", "list file of training videos (`relative/path.mp4 label` lines), format=list")

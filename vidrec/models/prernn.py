@@ -517,11 +517,12 @@ def rnn_baseline_conv_mobilenet_v2(
     layer: str = "features.18.0",
     init: str = "pytorch",
     freeze_trunk: bool = False,
+    kernel_size: int = 3,
 ) -> PreRNN:
     """Traditional-RNN baseline for `prernn_*_conv_mobilenet_v2`: a fresh conv RNN/GRU/LSTM, last conv."""
     return build_rnn_baseline(
         "mobilenet_v2", layer, cell, num_classes=num_classes, pretrained=pretrained, init=init,
-        freeze_trunk=freeze_trunk,
+        freeze_trunk=freeze_trunk, kernel_size=kernel_size,
     )  # fmt: skip
 
 
@@ -540,3 +541,72 @@ def rnn_baseline_conv_resnet18(
         "resnet18", layer, cell, num_classes=num_classes, pretrained=pretrained, init=init,
         freeze_trunk=freeze_trunk,
     )  # fmt: skip
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def prernn_gru_conv_mobilenet_v2(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    layer: str = "features.18.0",
+    **options: Unpack[PreRNNOptions],
+) -> PreRNN:
+    """PreRNN (Yang et al., CVPR'18), conv GRU at MobileNetV2's last conv (1x1, BN, ReLU6)."""
+    return build_prernn(
+        "mobilenet_v2", layer, "gru", num_classes=num_classes, pretrained=pretrained, **options
+    )
+
+
+def pooled_last_layer(net: nn.Module) -> str:
+    """Make torchvision MobileNetV2's last conv block (1x1 conv 320->1280, BN, ReLU6) a fully connected
+    layer on globally pooled features, in place; returns the new Linear's name (``features.18.2``).
+
+    ``features.18`` becomes pool -> flatten -> Linear (the conv's weights) -> BatchNorm1d (its BN) ->
+    ReLU6 -> a 1x1 map, so the classifier reads it unchanged. Pooling before the layer instead of after
+    it changes the output only through ReLU6 (the conv and BN are affine and commute with the mean).
+    """
+    block = net.features[18]
+    conv, bn, act = block[0], block[1], block[2]
+    linear = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None)
+    norm = nn.BatchNorm1d(bn.num_features, eps=bn.eps, momentum=bn.momentum)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight.flatten(1))  # (1280, 320)
+        if conv.bias is not None:
+            linear.bias.copy_(conv.bias)
+    norm.load_state_dict(bn.state_dict())
+    net.features[18] = nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(1), linear, norm, act, nn.Unflatten(1, (conv.out_channels, 1, 1))
+    )
+    return "features.18.2"
+
+
+@register_model(input_shapes=_PRERNN_INPUT)
+def prernn_fc_mobilenet_v2(
+    *,
+    num_classes: int,
+    pretrained: bool | str = False,
+    cell: str = "lstm",
+    fresh: str | None = None,
+    **options: Unpack[PreRNNOptions],
+) -> PreRNN:
+    """PreRNN's FC variant on MobileNetV2: its last layer (the 1x1 conv 320->1280 + BN + ReLU6) applied
+    as a fully connected layer to the pooled features (`pooled_last_layer`) and made an RNN/GRU/LSTM
+    (`cell`) with 1280x1280 hidden-to-hidden maps. `fresh` ("pytorch" / "lrcn") re-initialises that
+    layer: the like-for-like traditional RNN. Per-step logits (B, T, K)."""
+    modality = options.pop("modality", "rgb")
+    flow_length = options.pop("flow_length", 10)
+    freeze_trunk = options.pop("freeze_trunk", False)
+    backbone = Backbone(
+        "mobilenet_v2",
+        pretrained=pretrained,
+        in_chans=_in_chans(modality, flow_length),
+        num_classes=num_classes,
+    )
+    layer = pooled_last_layer(backbone.net)
+    if fresh is not None:
+        options = {"input_weights": "shared" if cell == "rnn" else "per_gate", "hidden_init": "pytorch"}
+    rec = convert_to_recurrent(backbone.net, layer, cell=cell, **options)
+    if fresh is not None:
+        refresh_(rec, init=fresh)
+    frozen = trunk_before(backbone.net, layer) if freeze_trunk else ()
+    return PreRNN(net=backbone.net, num_classes=num_classes, modality=modality, frozen=frozen)

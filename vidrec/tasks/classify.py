@@ -3,7 +3,8 @@ PreRNN, two-stream and ST-ResNet).
 
 Data: ``data.format`` list files, the official UCF101 / HMDB51 splits or class folders, read into
 `VideoDataset`s (random training clips with augmentation, centred validation clips), or a
-``data.plugin`` returning datasets and class names. The model's output width is the number of classes;
+``data.plugin`` returning datasets and class names (``data.format: gestures`` is such a built-in
+function: `vidrec.data.gestures.config_datasets`). The model's output width is the number of classes;
 the class names are stored in every checkpoint. Validation is `vidrec.engine.evaluate.evaluate`
 (video-level, views averaged); ``val_top1`` picks ``best.safetensors``.
 """
@@ -50,10 +51,10 @@ class Classify(Task):
         cfg = self.cfg
         if self._data is not None:
             return
-        if cfg.data.plugin:  # a `module:function` returning the datasets and class names
+        if plugin_of(cfg):  # a `module:function` returning the datasets and class names
             from vidrec.engine.train import _import_object
 
-            train_ds, val_ds, names = _import_object(cfg.data.plugin, "data.plugin")(cfg)
+            train_ds, val_ds, names = _import_object(plugin_of(cfg), "data.plugin")(cfg)
             self._data = (train_ds, val_ds)
         else:
             self._data = read_records(cfg)
@@ -75,7 +76,7 @@ class Classify(Task):
     ) -> tuple[Dataset, Dataset | None]:
         cfg = self.cfg
         self._read()
-        if cfg.data.plugin:
+        if plugin_of(cfg):
             train_ds, val_ds = self._data
         else:
             train_ds, val_ds = list_datasets(cfg, self._data, self.modalities(model))
@@ -125,6 +126,13 @@ def _inner(model: nn.Module | None) -> nn.Module | None:
 
 
 # ----------------------------------------------------------------------------- data
+
+
+def plugin_of(cfg: TrainConfig) -> str:
+    """``data.plugin``, or the built-in one of ``data.format`` (gestures: `vidrec.data.gestures`), or ""."""
+    from vidrec.data.layouts import BUILTIN_PLUGINS
+
+    return cfg.data.plugin or BUILTIN_PLUGINS.get(cfg.data.format, "")
 
 
 def check_paths(cfg: TrainConfig) -> None:
@@ -230,10 +238,10 @@ def build_datasets(
     cfg: TrainConfig, modalities: tuple[str, ...]
 ) -> tuple[Dataset, Dataset | None, list[str]]:
     """(training dataset, validation dataset or None, class names) exactly as `train` builds them."""
-    if cfg.data.plugin:
+    if plugin_of(cfg):
         from vidrec.engine.train import _import_object
 
-        return _import_object(cfg.data.plugin, "data.plugin")(cfg)
+        return _import_object(plugin_of(cfg), "data.plugin")(cfg)
     records = read_records(cfg)
     return (*list_datasets(cfg, records, modalities), records[2])
 
