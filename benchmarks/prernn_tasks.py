@@ -14,17 +14,20 @@ computed once per clip and cached), and trains what comes after it:
   fc = applied to pooled features (`pooled_last_layer`), conv = on the 2x2 map, 1x1 hidden maps;
 - prernn_*_lstm_exact: the exact-saturated start (the CNN bit for bit, gates cannot learn).
 
-Printed per model: accuracy, per-class accuracy, the clockwise <-> counter-clockwise confusion
-(share of Clockwise / Counter Clockwise validation clips given the other one) and training time; a bar
-plot PNG; ``RESULT prernn_tasks_gestures ...``. ``--eval-csv OTHER.csv`` also scores every trained model
-on all rows of another file of the same format. ``gestures-eval CHECKPOINT CSV`` scores a `vidrec train`
-checkpoint (e.g. of ``vidrec train gestures_prernn_conv_lstm``) on any such CSV, end to end from pixels.
+Printed per model: accuracy, per-class accuracy, the clockwise vs counter-clockwise pair accuracy (on
+Clockwise / Counter Clockwise validation clips, is the right one of the two scored above the other? chance
+0.5), the cw <-> ccw confusion (share of those clips given the other one) and training time; a bar plot
+PNG; ``RESULT prernn_tasks_gestures ...``. ``--eval-csv OTHER.csv`` also scores every trained model on all
+rows of another file of the same format. ``gestures-eval CHECKPOINT CSV`` scores a `vidrec train`
+checkpoint (e.g. of ``vidrec train gestures_prernn_conv``) on any such CSV, end to end from pixels.
 
-Sizes of the default run: 64x64 clips, every 16th window of each block (neighbouring windows share 15
-of 16 points; 208 training / 54 validation clips), 3 epochs, batch 16, AdamW lr 1e-3, seeds 0 1 2, the
-8 models of `DEFAULT_MODELS` (the conv GRU / LSTM cost ~4x their FC twins: name them with --models on a
-bigger machine). On the loaded 2-core development VM this is still more than 30 min; the run writes
-``gestures.partial.json`` after every training run and ``gestures-report`` tabulates what finished.
+Sizes of the default run: 64x64 clips on a plain background (on the textured one, frozen 64-px ImageNet
+features left the first models near chance after 3 epochs), every 16th window of each block
+(neighbouring windows share 15 of 16 points; 208 training / 53 validation clips), 3 epochs, batch 16,
+AdamW lr 1e-3, seeds 0 1 2, the 9 models of `DEFAULT_MODELS` (the conv GRU / LSTM cost ~4x their FC
+twins: name them with --models on a bigger machine). On the loaded 2-core development VM this takes
+well over 30 min; the run writes ``gestures.partial.json`` after every training run and
+``gestures-report`` tabulates what finished.
 """
 
 from __future__ import annotations
@@ -150,7 +153,10 @@ def gesture_models(cells_fc: bool = True) -> dict[str, Callable[[int], tuple[nn.
     models |= {"prernn_fc_lstm": prernn_fc("lstm"), "rnn_fc_lstm": prernn_fc("lstm", fresh="pytorch")}
     models |= {"prernn_fc_lstm_exact": prernn_fc("lstm", "exact")}
     models |= {"prernn_fc_rnn": prernn_fc("rnn"), "prernn_fc_gru": prernn_fc("gru")}
-    models |= {"rnn_fc_gru": prernn_fc("gru", fresh="pytorch")}
+    models |= {
+        "rnn_fc_gru": prernn_fc("gru", fresh="pytorch"),
+        "rnn_fc_rnn": prernn_fc("rnn", fresh="pytorch"),
+    }
     models |= {f"prernn_conv_{c}": prernn_conv(c) for c in ("rnn", "gru", "lstm")}
     models |= {"rnn_conv_lstm": rnn_conv("lstm"), "prernn_conv_lstm_exact": prernn_conv("lstm", "exact")}
     return models
@@ -159,8 +165,8 @@ def gesture_models(cells_fc: bool = True) -> dict[str, Callable[[int], tuple[nn.
 # what a default run trains: the conv GRU / LSTM cost ~4x their FC twins (a 2x2 map), which a loaded
 # 2-core CPU cannot fit 3 seeds of in ~20 min; name them with --models on a bigger machine
 DEFAULT_MODELS = [
-    "single_frame", "lrcn", "prernn_fc_lstm", "rnn_fc_lstm", "prernn_fc_rnn", "prernn_fc_lstm_exact",
-    "prernn_fc_gru", "prernn_conv_rnn",
+    "single_frame", "lrcn", "prernn_fc_rnn", "rnn_fc_rnn", "prernn_fc_lstm", "rnn_fc_lstm",
+    "prernn_fc_lstm_exact", "prernn_fc_gru", "prernn_conv_rnn",
 ]  # fmt: skip
 
 
@@ -391,7 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--size", type=int, default=64, help="clip frame size in pixels (default: %(default)s)")
     g.add_argument(
-        "--background", choices=("plain", "textured"), default="textured", help="(default: %(default)s)"
+        "--background",
+        choices=("plain", "textured"),
+        default="plain",
+        help="clip background (default: %(default)s)",
     )
     g.add_argument(
         "--row-stride", type=int, default=16, help="use every Nth window of each block (default: %(default)s)"
