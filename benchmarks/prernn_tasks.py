@@ -361,7 +361,7 @@ def gestures_eval(args: argparse.Namespace) -> None:
     from vidrec.engine.checkpoint import load_task
     from vidrec.engine.evaluate import model_inputs
 
-    model, task = load_task(args.checkpoint)
+    model, task = load_task(args.checkpoint, factory=args.model_factory)
     names = task.class_names()
     size = args.size or task.cfg.data.size
     ds = GestureDataset(args.csv, size=size, background=args.background, seed=task.cfg.runtime.seed)
@@ -433,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--background", choices=("plain", "textured"), default="textured", help="(default: %(default)s)"
     )
     e.add_argument("--batch", type=int, default=32, help="clips per forward (default: %(default)s)")
+    e.add_argument(
+        "--model-factory", default="", help="trust the `module:function` model factory the checkpoint names"
+    )
     e.set_defaults(func=gestures_eval)
     return parser
 

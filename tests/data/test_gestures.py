@@ -133,7 +133,7 @@ def test_clockwise_and_counter_clockwise_differ_but_hold_the_same_frames():
     assert torch.allclose(per_frame[0], per_frame[1], atol=1e-6)
 
 
-def test_gestures_train_through_vidrec_train(tmp_path):
+def test_gestures_train_through_vidrec_train(tmp_path, capsys):
     from vidrec.engine.checkpoint import load_task
     from vidrec.engine.config import load_config
     from vidrec.engine.train import train
@@ -150,6 +150,20 @@ def test_gestures_train_through_vidrec_train(tmp_path):
     assert 0.0 <= result.history[-1]["val_top1"] <= 1.0 and np.isfinite(result.history[-1]["train_loss"])
     _, task = load_task(tmp_path / "run" / "best.safetensors", factory="tinyvid:tiny_net")
     assert task.class_names() == NAMES
+    # the benchmark scores such a checkpoint on any CSV of the format, end to end from pixels
+    import importlib.util
+
+    bench_file = Path(__file__).resolve().parents[2] / "benchmarks" / "prernn_tasks.py"
+    spec = importlib.util.spec_from_file_location("bench_prernn_tasks_eval", bench_file)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    other = tmp_path / "other"
+    other.mkdir()
+    write_csv(other, rows_per_class=5, seed=7)
+    bench.main(["gestures-eval", str(tmp_path / "run" / "best.safetensors"), str(other / "point_history.csv"),
+                "--model-factory", "tinyvid:tiny_net"])  # fmt: skip
+    result = capsys.readouterr().out.strip().splitlines()[-1]
+    assert result.startswith("RESULT prernn_tasks_gestures_eval acc=") and "cw_ccw_pair_acc=" in result
 
 
 def test_gestures_config_errors_name_the_field(tmp_path):
