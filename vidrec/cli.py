@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vidrec.engine.cli_train", "train a recognizer from a YAML config"),
     "eval": ("vidrec.engine.cli_eval", "evaluate a checkpoint: K clips x N crops, or LRCN's protocol"),
     "predict": ("vidrec.engine.cli_predict", "run a checkpoint on a video or a folder of videos"),
+    "caption": (
+        "vidrec.tasks.cli_caption",
+        "describe images or videos in a sentence with a caption checkpoint",
+    ),
     "export": ("vidrec.engine.cli_export", "export a checkpoint to ONNX or torch.export"),
     "visualize": ("vidrec.visualize.cli", "activation maximisation and Grad-CAM pictures from a checkpoint"),
     "configs": ("vidrec.engine.cli_configs", "list the built-in training configs, or print one"),
