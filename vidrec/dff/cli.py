@@ -51,8 +51,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=1.0,
-        help="--adaptive: new key frame above this signal (feature px for flow; default 1.0)",
+        default=0.5,
+        help="--adaptive: new key frame above this signal (feature px for flow, normalised-pixel error for "
+        "warp; default 0.5)",
     )
     p.add_argument(
         "--signal",

@@ -179,7 +179,8 @@ class DFF(nn.Module):
 
 def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
     """A `DFF` from a trained model: the model itself (its own flow net unless `flow_net` is given), or a
-    per-frame model's ``feature_net`` / ``task_net`` / ``feature_stride`` with `flow_net` (no scale field)."""
+    per-frame model's ``feature_net`` / ``task_net`` / ``feature_stride`` with `flow_net`. With a `flow_net`
+    of its choosing the result has no scale field (S = 1): a trained S belongs to its own flow net."""
     if isinstance(model, DFF):
         if flow_net is None:
             return model

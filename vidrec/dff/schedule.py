@@ -73,7 +73,7 @@ class Adaptive:
 
     budget: int = 1
     window: int = 10
-    threshold: float = 1.0
+    threshold: float = 0.5
     signal: str = "flow"
     max_gap: int | None = None
     needs_signal: bool = field(default=True, init=False)
