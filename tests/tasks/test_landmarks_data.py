@@ -106,3 +106,18 @@ def test_split_by_video_and_by_blocks(tmp_path):
 def test_missing_landmarks_folder_is_one_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no video with a <stem>.landmarks.json"):
         find_videos(tmp_path)
+
+
+def test_a_corrupt_video_is_skipped_with_its_path(tmp_path):
+    from vidrec.data import SkippedItem, collate_skip
+
+    write_face_video(tmp_path, "good", frames=8, size=32, seed=0)
+    (tmp_path / "bad.mp4").write_bytes(b"not a video at all" * 10)
+    (tmp_path / "bad.landmarks.json").write_text((tmp_path / "good.landmarks.json").read_text())
+    tracks = [read_track(v) for v in find_videos(tmp_path)]
+    ds = LandmarkClips(tracks, CropSettings(frames=4, size=32), train=False)
+    with pytest.warns(RuntimeWarning, match="bad.mp4"):
+        items = [ds[i] for i in range(len(ds))]
+    assert sum(isinstance(it, SkippedItem) for it in items) == 2  # bad.mp4's two clips
+    batch = collate_skip(items)
+    assert batch["rgb"].shape[0] == 2 and batch["skipped"] == [str(tmp_path / "bad.mp4")] * 2

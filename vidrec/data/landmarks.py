@@ -21,6 +21,7 @@ clip overlaps a validation frame.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -290,7 +291,19 @@ class LandmarkClips(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any] | Any:
+        """The item (class docstring), or a `SkippedItem` naming the video when it cannot be decoded."""
+        from vidrec.data.dataset import SkippedItem
+        from vidrec.io import VideoDecodeError
+
+        try:
+            return self._item(index)
+        except (VideoDecodeError, OSError) as err:
+            path = str(self.tracks[self.index[index][0]].video)
+            warnings.warn(f"skipping video {path}: {err}", RuntimeWarning, stacklevel=2)
+            return SkippedItem(path, f"{type(err).__name__}: {err}")
+
+    def _item(self, index: int) -> dict[str, Any]:
         i, start = self.index[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         track, s = self.tracks[i], self.settings
