@@ -1,5 +1,9 @@
 """PreRNN's tasks on real data, the papers' comparisons, 3 seeds each, mean +- std.
 
+``faces FACES_DIR`` / ``faces-eval CHECKPOINT FACES_DIR``: sequential face alignment (per-frame CNN vs
+traditional RNN vs PreRNN, NME / AUC@0.08 / jitter); they live in ``benchmarks/prernn_faces.py``, whose
+docstring gives the protocol and the sizes.
+
 ``gestures CSV_DIR``: real webcam fingertip trajectories (point_history.csv + labels.csv, e.g.
 ../shared/data/hand_gesture) rendered as 16-frame clips (`vidrec.data.gestures`: a blob, no trail) and
 split in contiguous blocks per class with a 16-row gap (`split_blocks`). Every model stands on the same
@@ -381,11 +385,23 @@ def gestures_eval(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- command line
 
 
+def _faces_module():
+    """benchmarks/prernn_faces.py (the face-alignment subcommands), loaded from beside this file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prernn_faces", Path(__file__).with_name("prernn_faces.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("prernn_faces", module)
+    spec.loader.exec_module(module)
+    return module
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _faces_module().add_parsers(sub)  # faces, faces-eval
     g = sub.add_parser("gestures", help="the gesture comparison (single frame, LRCN, RNN, PreRNN)")
     g.add_argument(
         "csv_dir", help="folder with point_history.csv and labels.csv (../shared/data/hand_gesture)"
