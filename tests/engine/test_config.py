@@ -130,8 +130,9 @@ def test_param_groups_from_model_and_from_prefixes():
 )
 def test_example_configs_are_valid(path):
     cfg = load_config(path)
-    listed = cfg.task == "classify" and cfg.data.format == "list"  # other tasks read data.root
-    assert (cfg.data.train_list if listed else cfg.data.root) and cfg.model.name
+    listed = cfg.task == "classify" and cfg.data.format == "list"  # other tasks read a root folder
+    source = cfg.data.train_list if listed else cfg.data.root or cfg.task_options.get("root")
+    assert source and cfg.model.name
 
 
 def test_cli_reports_a_bad_value_and_exits_2(capsys):
