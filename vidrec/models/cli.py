@@ -28,11 +28,13 @@ class ModelRow:
     gflops: float | None
 
 
-def count_flops(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]]) -> int:
-    """FLOPs of one forward pass on a batch of one clip of `shapes` ({modality: (T, C, H, W)})."""
+def count_flops(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], *, paired: bool = False) -> int:
+    """FLOPs of one forward pass on a batch of one clip of `shapes` ({modality: (T, C, H, W)}); a
+    `paired` model (key, current images) is given the same image twice."""
     x = {m: torch.zeros(1, *shapes[m], device="meta") for m in model.modalities}
+    x = x if len(model.modalities) > 1 else x[model.modalities[0]]
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x if len(model.modalities) > 1 else x[model.modalities[0]])
+        model(x, x) if paired else model(x)
     return counter.get_total_flops()
 
 
@@ -42,7 +44,7 @@ def describe(name: str, *, flops: bool) -> ModelRow:
         model = get_model(name, num_classes=NUM_CLASSES).eval()
     shapes = get_builder(name).input_shapes
     params = sum(p.numel() for p in model.parameters())
-    gflops = count_flops(model, shapes) / 1e9 if flops else None
+    gflops = count_flops(model, shapes, paired=get_builder(name).paired) / 1e9 if flops else None
     return ModelRow(name, params / 1e6, {m: shapes[m] for m in model.modalities}, gflops)
 
 

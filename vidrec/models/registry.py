@@ -20,19 +20,29 @@ class UnknownModelError(UsageError, KeyError):
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_model(fn: Callable | None = None, *, input_shapes: dict[str, tuple[int, ...]] | None = None):
+def register_model(
+    fn: Callable | None = None,
+    *,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    task: str = "classify",
+    paired: bool = False,
+):
     """Register a builder under its function name.
 
     Args:
         fn: the builder (when used as a bare decorator).
-        input_shapes: the paper's per-item input shapes `{modality: (T, C, H, W)}`, stored on the
-            builder as `input_shapes` (used by `vidrec models --flops`).
+        input_shapes: the paper's per-item input shapes `{modality: (T, C, H, W)}` (an image model:
+            `(C, H, W)`), stored on the builder as `input_shapes` (used by `vidrec models --flops`).
+        task: the `vidrec.tasks` task the model's output is for (``builder.task``): classify models
+            return class logits per clip; segment models per-pixel logits (B, K, H, W).
+        paired: the model's forward takes two images (key, current), as Deep Feature Flow's does.
     """
 
     def wrap(builder: Callable) -> Callable:
         if builder.__name__ in _MODELS:
             raise ValueError(f"model {builder.__name__!r} is registered twice")
         builder.input_shapes = input_shapes or {}
+        builder.task, builder.paired = task, paired
         _MODELS[builder.__name__] = builder
         return builder
 

@@ -1,0 +1,220 @@
+"""DAVIS-2016: video object segmentation sequences with a binary foreground mask on every frame.
+
+Layout (Perazzi et al., CVPR'16)::
+
+    ROOT/JPEGImages/480p/<sequence>/00000.jpg ...
+    ROOT/Annotations/480p/<sequence>/00000.png ...   (0 = background, anything else = foreground)
+
+Items are dicts like every vidrec dataset's:
+- `DavisFrames` (per-frame training and evaluation): ``image`` uint8 (3, H, W) RGB, ``mask`` int64 (H, W)
+  in {0, 1}, ``sequence`` and ``index``;
+- `DavisPairs` (Deep Feature Flow training, methods.md 4.5): the annotated frame i as above plus
+  ``key_image`` uint8 (3, H, W), the frame k = i - U{0..max_offset} clipped to the sequence start, and
+  ``offset`` = i - k (0 means the key frame is the current frame: its features are used unwarped).
+
+The split of the 14 sequences in ``../shared/data/davis2016`` is fixed here (`TRAIN_SEQUENCES` /
+`VAL_SEQUENCES`: the names sorted, every fourth from the second to validation); any other DAVIS-layout
+folder is read with an explicit sequence list (`read_sequence_list`). Missing folders, empty sequences,
+frames without a mask and unreadable files raise `DavisError` naming the path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vidrec.cli import UsageError
+from vidrec.data.dataset import SkippedItem
+
+IMAGES = Path("JPEGImages/480p")
+MASKS = Path("Annotations/480p")
+
+# The 14 DAVIS-2016 val sequences in ../shared/data/davis2016, sorted; index % 4 == 1 -> our validation.
+ALL_SEQUENCES = (
+    "bmx-trees", "breakdance", "camel", "car-roundabout", "car-shadow", "cows", "dance-twirl",
+    "drift-chicane", "goat", "horsejump-high", "libby", "motocross-jump", "paragliding-launch",
+    "scooter-black",
+)  # fmt: skip
+VAL_SEQUENCES = tuple(s for i, s in enumerate(ALL_SEQUENCES) if i % 4 == 1)
+TRAIN_SEQUENCES = tuple(s for s in ALL_SEQUENCES if s not in VAL_SEQUENCES)
+
+
+class DavisError(UsageError, ValueError):
+    """A DAVIS folder, sequence or file is missing or unreadable; the message names the path."""
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One sequence: its frames and their masks, in frame order (same length)."""
+
+    name: str
+    frames: tuple[Path, ...]
+    masks: tuple[Path, ...]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def split_names(split: str) -> tuple[str, ...]:
+    """The fixed sequence names of ``split`` (train / val / all) of ../shared/data/davis2016."""
+    names = {"train": TRAIN_SEQUENCES, "val": VAL_SEQUENCES, "all": ALL_SEQUENCES}
+    if split not in names:
+        raise DavisError(f"split: unknown DAVIS split {split!r}; choose one of {sorted(names)}")
+    return names[split]
+
+
+def read_sequence_list(path: str | Path) -> tuple[str, ...]:
+    """Sequence names from a text file, one per line (blank lines and ``#`` comments ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DavisError(f"{path}: sequence list not found; give a text file with one sequence name a line")
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    names = tuple(line for line in lines if line)
+    if not names:
+        raise DavisError(f"{path}: the sequence list names no sequence")
+    return names
+
+
+def find_sequences(root: str | Path, names: tuple[str, ...] | list[str] = ()) -> list[Sequence]:
+    """The sequences `names` (default: every folder under ROOT/JPEGImages/480p) of a DAVIS-layout root.
+
+    Raises `DavisError` naming the path when the root, a sequence folder or a frame's mask is missing.
+    """
+    root = Path(root)
+    if not (root / IMAGES).is_dir():
+        raise DavisError(
+            f"{root}: not a DAVIS folder ({IMAGES}/ is missing); it must hold {IMAGES}/<seq>/*.jpg "
+            f"and {MASKS}/<seq>/*.png"
+        )
+    names = list(names) or sorted(p.name for p in (root / IMAGES).iterdir() if p.is_dir())
+    return [_sequence(root, name) for name in names]
+
+
+def _sequence(root: Path, name: str) -> Sequence:
+    frame_dir, mask_dir = root / IMAGES / name, root / MASKS / name
+    for folder in (frame_dir, mask_dir):
+        if not folder.is_dir():
+            raise DavisError(f"{folder}: sequence folder not found; check the root and the sequence name")
+    frames = sorted(frame_dir.glob("*.jpg"))
+    if not frames:
+        raise DavisError(f"{frame_dir}: no .jpg frames in this sequence folder")
+    masks = tuple(mask_dir / f"{f.stem}.png" for f in frames)
+    absent = [m for m in masks if not m.is_file()]
+    if absent:
+        raise DavisError(
+            f"{absent[0]}: mask not found ({len(absent)} of {len(frames)} frames of {name} lack one)"
+        )
+    return Sequence(name, tuple(frames), masks)
+
+
+def read_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of a JPEG, resized to ``size = (H, W)`` (area / bilinear) when given."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DavisError(f"{path}: cannot read this image (missing or corrupt)")
+    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if size is not None and img.shape[:2] != tuple(size):
+        shrink = size[0] < img.shape[0]
+        img = cv2.resize(
+            img, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
+    return img
+
+
+def read_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Binary foreground int64 (H, W) of a DAVIS annotation (nonzero = foreground), nearest-resized."""
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise DavisError(f"{path}: cannot read this mask (missing or corrupt PNG)")
+    if size is not None and mask.shape != tuple(size):
+        mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return (mask > 0).astype(np.int64)
+
+
+def _chw(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))  # (3, H, W) uint8
+
+
+class DavisFrames(Dataset):
+    """Every frame of `sequences` with its mask (see the module docstring for the item).
+
+    Args:
+        sequences: from `find_sequences`.
+        size: (H, W) every frame and mask is resized to; None keeps 480p.
+        flip: random horizontal flip (training).
+        strict: raise on an unreadable frame or mask instead of returning a `SkippedItem` (which
+            `vidrec.data.collate_skip` drops and reports by path).
+    """
+
+    def __init__(
+        self,
+        sequences: list[Sequence],
+        *,
+        size: tuple[int, int] | None = None,
+        flip: bool = False,
+        strict: bool = False,
+    ) -> None:
+        self.sequences, self.size, self.flip, self.strict = list(sequences), size, flip, strict
+        self.index = [(s, i) for s, seq in enumerate(self.sequences) for i in range(len(seq))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _flip(self) -> bool:
+        return self.flip and bool(torch.rand(()) < 0.5)
+
+    def __getitem__(self, idx: int) -> dict | SkippedItem:
+        """The item of `idx`, or a `SkippedItem` naming an unreadable file (raised when `strict`)."""
+        try:
+            return self._item(*self.index[idx])
+        except DavisError as err:
+            if self.strict:
+                raise
+            return SkippedItem(str(err).split(":")[0], str(err))
+
+    def _item(self, s: int, i: int) -> dict:
+        seq = self.sequences[s]
+        img, mask = read_image(seq.frames[i], self.size), read_mask(seq.masks[i], self.size)
+        if self._flip():
+            img, mask = img[:, ::-1], mask[:, ::-1]
+        return {"image": _chw(img), "mask": torch.from_numpy(mask.copy()), "sequence": seq.name, "index": i}
+
+
+class DavisPairs(DavisFrames):
+    """(key, current) pairs for DFF training: the key is 0..`max_offset` frames before the current one
+    (uniform, clipped to the first frame), the loss is on the current frame (methods.md 4.5)."""
+
+    def __init__(
+        self,
+        sequences: list[Sequence],
+        *,
+        max_offset: int = 9,
+        size: tuple[int, int] | None = None,
+        flip: bool = False,
+        strict: bool = False,
+    ) -> None:
+        if max_offset < 0:
+            raise DavisError(f"max_offset: must be >= 0, got {max_offset}")
+        super().__init__(sequences, size=size, flip=flip, strict=strict)
+        self.max_offset = max_offset
+
+    def _item(self, s: int, i: int) -> dict:
+        seq = self.sequences[s]
+        k = max(0, i - int(torch.randint(0, self.max_offset + 1, ())))
+        img, key = read_image(seq.frames[i], self.size), read_image(seq.frames[k], self.size)
+        mask = read_mask(seq.masks[i], self.size)
+        if self._flip():
+            img, key, mask = img[:, ::-1], key[:, ::-1], mask[:, ::-1]
+        return {
+            "image": _chw(img),
+            "key_image": _chw(key),
+            "mask": torch.from_numpy(mask.copy()),
+            "offset": i - k,
+            "sequence": seq.name,
+            "index": i,
+        }

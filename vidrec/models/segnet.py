@@ -1,0 +1,114 @@
+"""Binary video segmentation on a dilated ImageNet MobileNetV2, the parts Deep Feature Flow reuses.
+
+- Feature net (N_feat, the expensive part): torchvision's MobileNetV2 ``features`` (all 19 blocks,
+  1280 channels out) with the stride-2 blocks after the chosen output stride turned to stride 1 and
+  the later depthwise convs dilated (DeepLab's recipe), so the feature map keeps output stride 16
+  (or 8) instead of 32; ImageNet weights from $TORCH_HOME (never downloaded).
+- Task net (N_task, light): 1x1 conv to `hidden` channels, ReLU, 1x1 conv to the classes, on the
+  feature grid; methods.md 4.1 uses a single 1x1 conv, the hidden layer adds little cost.
+- `SegNet` runs both and upsamples the logits bilinearly to the input size (per-frame inference).
+
+Inputs are ImageNet-normalised RGB (B, 3, H, W) float (`normalize_images`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision.models as tvm
+from torch import nn
+
+from vidrec.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidrec.models.backbones import imagenet_state_dict, load_strict, read_state_dict
+from vidrec.models.registry import register_model
+
+FEATURE_CHANNELS = 1280
+_STRIDE_BLOCKS = {8: 7, 16: 14}  # the first MobileNetV2 block whose stride-2 is removed for each OS
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (B, 3, H, W) -> float ImageNet-normalised (B, 3, H, W) (float input: taken as 0..1)."""
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def dilated_mobilenet_v2(*, pretrained: bool | str = False, output_stride: int = 16) -> nn.Sequential:
+    """MobileNetV2 ``features`` (B, 3, H, W) -> (B, 1280, H/os, W/os) with output stride 16 or 8.
+
+    ``pretrained``: True = torchvision's ImageNet file from $TORCH_HOME, a str = a local state dict of
+    torchvision's MobileNetV2 (.pth / .safetensors).
+    """
+    if output_stride not in _STRIDE_BLOCKS:
+        raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+    net = tvm.mobilenet_v2()
+    if pretrained:
+        state = (
+            read_state_dict(pretrained)
+            if isinstance(pretrained, str)
+            else imagenet_state_dict("mobilenet_v2")
+        )
+        load_strict(
+            net, state, source=str(pretrained) if isinstance(pretrained, str) else "ImageNet mobilenet_v2"
+        )
+    features = net.features
+    dilation = 1
+    for i in range(_STRIDE_BLOCKS[output_stride], len(features)):
+        block = features[i]
+        if not hasattr(block, "conv"):  # the last 1x1 ConvBNReLU: nothing spatial
+            continue
+        depthwise = block.conv[1][0] if len(block.conv) == 4 else block.conv[0][0]  # (t != 1) / (t == 1)
+        if depthwise.stride == (2, 2):
+            depthwise.stride = (1, 1)  # this block keeps its own dilation; the ones after double it
+            dilation *= 2
+            continue
+        depthwise.dilation, depthwise.padding = (dilation, dilation), (dilation, dilation)
+    return features
+
+
+class SegHead(nn.Module):
+    """Light task net: features (B, C, h, w) -> class logits (B, K, h, w)."""
+
+    def __init__(self, in_channels: int = FEATURE_CHANNELS, num_classes: int = 2, *, hidden: int = 128):
+        super().__init__()
+        self.reduce = nn.Conv2d(in_channels, hidden, 1)
+        self.classify = nn.Conv2d(hidden, num_classes, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classify(F.relu(self.reduce(features)))
+
+
+class SegNet(nn.Module):
+    """Per-frame segmentation: ``task_net(feature_net(x))`` upsampled to the input size.
+
+    Args:
+        feature_net: (B, 3, H, W) -> (B, C, H/s, W/s).
+        task_net: (B, C, h, w) -> (B, K, h, w).
+        feature_stride: s, the feature net's output stride.
+    """
+
+    modalities = ("rgb",)
+
+    def __init__(self, feature_net: nn.Module, task_net: nn.Module, *, feature_stride: int) -> None:
+        super().__init__()
+        self.feature_net, self.task_net, self.feature_stride = feature_net, task_net, feature_stride
+        self.num_classes = task_net.classify.out_channels if isinstance(task_net, SegHead) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised RGB (B, 3, H, W) -> logits (B, K, H, W)."""
+        logits = self.task_net(self.feature_net(x))  # (B, K, H/s, W/s)
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+SEGMENT_INPUT = {"rgb": (3, 480, 854)}  # one DAVIS 480p frame (C, H, W)
+
+
+@register_model(input_shapes=SEGMENT_INPUT, task="segment")
+def segnet_mobilenet_v2(
+    *, num_classes: int = 2, pretrained: bool | str = False, output_stride: int = 16, hidden: int = 128
+) -> SegNet:
+    """Per-frame binary segmentation on dilated ImageNet MobileNetV2 (output stride 16 or 8)."""
+    features = dilated_mobilenet_v2(pretrained=pretrained, output_stride=output_stride)
+    head = SegHead(FEATURE_CHANNELS, num_classes, hidden=hidden)
+    return SegNet(features, head, feature_stride=output_stride)

@@ -1,0 +1,225 @@
+"""Segmentation: a binary foreground mask per frame (DAVIS-2016), cross-entropy, J / F validation.
+
+Data: ``data.root`` is a DAVIS-layout folder (`vidrec.data.davis`); the training and validation
+sequences are the fixed split of ../shared/data/davis2016 (`vidrec.data.davis.TRAIN_SEQUENCES` /
+`VAL_SEQUENCES`) unless ``task_options.train_sequences`` / ``val_sequences`` name others (a list of names,
+or one path to a text file listing them). Frames and masks are resized to ``task_options.size``.
+
+Two ways to train, chosen by ``task_options.pairs``:
+- per frame (``pairs: false``): a `segnet_mobilenet_v2`-like model maps an image (B, 3, H, W) to logits
+  (B, 2, H, W); the loss is pixel-wise cross-entropy on the frame's mask;
+- Deep Feature Flow end to end (``pairs: true``, methods.md 4.5): each item is the annotated frame i and
+  a key frame k = i - U{0..max_offset}; the model (`dff_segnet_mobilenet_v2`, a `vidrec.dff.DFF`) runs the
+  feature net on k, warps its features to i along the flow and predicts i's mask; items with k == i use
+  the features unwarped. Gradients reach the task net, the feature net, the flow net and the scale field.
+
+Validation scores every ``val_stride``-th frame of the validation sequences: per frame for a per-frame
+model, and on (key, current) pairs drawn the same way (the same draws every epoch) for a DFF model; J and
+F as DAVIS defines them (`vidrec.engine.seg_metrics`); ``val_J`` picks ``best.safetensors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from vidrec.engine.config import ConfigError, TrainConfig
+from vidrec.tasks.base import Step, Task, register_task
+
+
+@dataclass
+class SegmentOptions:
+    size: list[int] = field(
+        default_factory=lambda: [240, 432],
+        metadata={"help": "[H, W] every frame and mask is resized to (DAVIS 480p is 480 x 854)"},
+    )
+    pairs: bool = field(
+        default=False,
+        metadata={"help": "train Deep Feature Flow on (key, current) pairs (a DFF model); false: per frame"},
+    )
+    max_offset: int = field(
+        default=9, metadata={"help": "with pairs: the key frame is 0..max_offset frames before the current"}
+    )
+    train_sequences: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "training sequence names, or [path of a text file listing them]; empty: the fixed split"
+        },
+    )
+    val_sequences: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "validation sequence names or [list file]; empty: the fixed split; [none]: no validation"
+        },
+    )
+    val_stride: int = field(
+        default=1, metadata={"help": "score every n-th frame of the validation sequences"}
+    )
+    flip: bool = field(default=True, metadata={"help": "random horizontal flips of training items"})
+
+
+@register_task
+class Segment(Task):
+    """Binary video segmentation; see the module docstring."""
+
+    name = "segment"
+    Options = SegmentOptions
+    best_metric = "val_J"
+    higher_is_better = True
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__(cfg)
+        o = self.options
+        if len(o.size) != 2 or min(o.size) < 16:
+            raise ConfigError(f"task_options.size: must be [H, W] of at least 16 px each, got {o.size}")
+        if o.max_offset < 0 or o.val_stride < 1:
+            raise ConfigError("task_options.max_offset must be >= 0 and task_options.val_stride >= 1")
+
+    # -- data ---------------------------------------------------------------------------------------
+    def check(self) -> None:
+        if not self.cfg.data.root:
+            raise ConfigError(
+                "data.root: required with task=segment (a DAVIS folder holding JPEGImages/480p)"
+            )
+        self._sequences()
+
+    def _sequences(self) -> tuple[list, list | None]:
+        from vidrec.data.davis import find_sequences, split_names
+
+        root, o = self.cfg.data.root, self.options
+        train = find_sequences(root, sequence_names(o.train_sequences) or split_names("train"))
+        if [s.lower() for s in o.val_sequences] == ["none"]:
+            return train, None
+        return train, find_sequences(root, sequence_names(o.val_sequences) or split_names("val"))
+
+    def datasets(
+        self, model: nn.Module, log: Callable[[str], None] | None = None
+    ) -> tuple[Dataset, Dataset | None]:
+        from vidrec.data.davis import DavisFrames, DavisPairs
+
+        o, (train_seqs, val_seqs) = self.options, self._sequences()
+        size = tuple(o.size)
+        if o.pairs:
+            train = DavisPairs(train_seqs, max_offset=o.max_offset, size=size, flip=o.flip)
+            val = DavisPairs(val_seqs, max_offset=o.max_offset, size=size) if val_seqs else None
+        else:
+            train = DavisFrames(train_seqs, size=size, flip=o.flip)
+            val = DavisFrames(val_seqs, size=size) if val_seqs else None
+        if val is not None and o.val_stride > 1:
+            val = Subset(val, range(0, len(val), o.val_stride))
+        if log is not None:
+            scored = len(val) if val is not None else 0
+            log(f"segment: {len(train_seqs)} training sequences ({len(train)} frames), "
+                f"{len(val_seqs or [])} validation sequences ({scored} frames scored)")  # fmt: skip
+        return train, val
+
+    # -- model and state ----------------------------------------------------------------------------
+    def build_model(self, *, weights: bool = True) -> nn.Module:
+        from vidrec.engine.train import build_model
+
+        model = build_model(self.cfg.model, num_classes=2, weights=weights)
+        if self.options.pairs and not is_paired(model):
+            raise ConfigError(
+                f"task_options.pairs: {self.cfg.model.name} takes one image; pairs need a DFF model "
+                "(e.g. model.name=dff_segnet_mobilenet_v2)"
+            )
+        return model
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "size": list(self.options.size),
+            "pairs": self.options.pairs,
+            "classes": ["background", "foreground"],
+        }
+
+    def class_names(self) -> list[str]:
+        return ["background", "foreground"]
+
+    # -- training and validation --------------------------------------------------------------------
+    def training_step(self, model: nn.Module, batch: dict, device: torch.device) -> Step:
+        logits, mask = forward_batch(model, batch, device, pairs=self.options.pairs)
+        loss = F.cross_entropy(logits, mask)
+        pred = logits.detach().argmax(dim=1)
+        inter = float(((pred == 1) & (mask == 1)).sum())
+        union = float(((pred == 1) | (mask == 1)).sum())
+        return Step(loss=loss, items=len(mask), sums={"inter": inter, "union": union})
+
+    def train_metrics(self, sums: dict[str, float], items: int) -> dict[str, float]:
+        """Pooled foreground IoU of the epoch's training batches (not DAVIS's per-sequence J)."""
+        return {"train_iou": sums.get("inter", 0.0) / max(sums.get("union", 0.0), 1.0)}
+
+    @torch.no_grad()
+    def validate(
+        self, model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool, progress: bool
+    ) -> dict[str, Any]:
+        from vidrec.engine.seg_metrics import JF
+        from vidrec.progress import progress as bar
+
+        model.eval()
+        scores, loss_sum, n, skipped = JF(), 0.0, 0, []
+        for batch in bar(loader, desc="validate", disable=not progress, leave=False):
+            skipped += list(batch.get("skipped", []))
+            if self.is_empty(batch):
+                continue
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits, mask = forward_batch(model, batch, device, pairs=self.options.pairs)
+            loss_sum += float(F.cross_entropy(logits.float(), mask, reduction="sum")) / mask[0].numel()
+            n += len(mask)
+            for seq, idx, p, m in zip(batch["sequence"], batch["index"], logits.argmax(1), mask, strict=True):
+                scores.update(seq, int(idx), p, m)
+        model.train()
+        jf = scores.compute(gather=True)
+        return {"val_loss": loss_sum / max(n, 1), "val_J": jf["J"], "val_F": jf["F"], "val_JF": jf["JF"],
+                "val_skipped": skipped}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def sequence_names(spec: list[str]) -> tuple[str, ...]:
+    """Names from a ``task_options`` sequence list: the names themselves, or the lines of one list file."""
+    from vidrec.data.davis import read_sequence_list
+
+    if len(spec) == 1 and (spec[0].endswith(".txt") or Path(spec[0]).is_file()):
+        return read_sequence_list(spec[0])
+    return tuple(spec)
+
+
+def _inner(model: nn.Module) -> nn.Module:
+    """The plain module inside torch.compile / DDP wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def is_paired(model: nn.Module) -> bool:
+    """True for a Deep Feature Flow model (forward takes key and current images)."""
+    return hasattr(_inner(model), "flow_net")
+
+
+def forward_batch(
+    model: nn.Module, batch: dict, device: torch.device, *, pairs: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, K, H, W) at the mask size, mask (B, H, W) int64) of a batch of `vidrec.data.davis` items.
+
+    Images arrive as uint8 (B, 3, H, W) and are ImageNet-normalised here, on the device.
+    """
+    from vidrec.models.segnet import normalize_images
+
+    image = normalize_images(batch["image"].to(device, non_blocking=True))
+    mask = batch["mask"].to(device, non_blocking=True)
+    if pairs:
+        key = normalize_images(batch["key_image"].to(device, non_blocking=True))
+        same = torch.as_tensor(batch["offset"]).to(device) == 0  # eq_flag: the key is the current frame
+        logits = model(key, image, same)
+    else:
+        logits = model(image)
+    if logits.shape[-2:] != mask.shape[-2:]:
+        logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+    return logits, mask
