@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, input_file, output_path
+from vidrec.dff import cli_davis
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 KEY_COLOUR = (255, 200, 0)  # RGB: the border of key frames
@@ -325,6 +326,16 @@ SUBCOMMANDS: dict[str, tuple[Callable, Callable, str]] = {
         add_pretrain_arguments,
         run_pretrain,
         "pretrain the light flow net self-supervised on unlabelled frames (photometric + smoothness)",
+    ),
+    "train": (
+        cli_davis.add_train_arguments,
+        cli_davis.run_train,
+        "`vidrec train` with the dff_davis config: DFF end to end on DAVIS (key, current) pairs",
+    ),
+    "eval": (
+        cli_davis.add_eval_arguments,
+        cli_davis.run_eval,
+        "J, F and frames/s of a checkpoint on DAVIS-layout sequences at a key interval / adaptive budget",
     ),
 }
 

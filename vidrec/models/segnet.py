@@ -7,8 +7,11 @@
 - Task net (N_task, light): 1x1 conv to `hidden` channels, ReLU, 1x1 conv to the classes, on the
   feature grid; methods.md 4.1 uses a single 1x1 conv, the hidden layer adds little cost.
 - `SegNet` runs both and upsamples the logits bilinearly to the input size (per-frame inference).
+  `dff_segnet_mobilenet_v2` puts the same two parts, plus a flow net and the scale field, into
+  `vidrec.dff.DFF`, so a per-frame checkpoint's ``feature_net.*`` / ``task_net.*`` weights initialise it
+  (``model.init_from``).
 
-Inputs are ImageNet-normalised RGB (B, 3, H, W) float (`normalize_images`).
+Inputs are ImageNet-normalised RGB (B, 3, H, W) float (`vidrec.data.transforms.normalize_rgb`).
 """
 
 from __future__ import annotations
@@ -18,20 +21,11 @@ import torch.nn.functional as F
 import torchvision.models as tvm
 from torch import nn
 
-from vidrec.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidrec.models.backbones import imagenet_state_dict, load_strict, read_state_dict
 from vidrec.models.registry import register_model
 
 FEATURE_CHANNELS = 1280
 _STRIDE_BLOCKS = {8: 7, 16: 14}  # the first MobileNetV2 block whose stride-2 is removed for each OS
-
-
-def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB (B, 3, H, W) -> float ImageNet-normalised (B, 3, H, W) (float input: taken as 0..1)."""
-    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def dilated_mobilenet_v2(*, pretrained: bool | str = False, output_stride: int = 16) -> nn.Sequential:
@@ -112,3 +106,33 @@ def segnet_mobilenet_v2(
     features = dilated_mobilenet_v2(pretrained=pretrained, output_stride=output_stride)
     head = SegHead(FEATURE_CHANNELS, num_classes, hidden=hidden)
     return SegNet(features, head, feature_stride=output_stride)
+
+
+@register_model(input_shapes=SEGMENT_INPUT, task="segment", paired=True)
+def dff_segnet_mobilenet_v2(
+    *,
+    num_classes: int = 2,
+    pretrained: bool | str = False,
+    output_stride: int = 16,
+    hidden: int = 128,
+    flow: str = "learned",
+    flow_weights: str = "",
+) -> nn.Module:
+    """Deep Feature Flow (Zhu et al., CVPR'17) around `segnet_mobilenet_v2`'s parts plus a flow net.
+
+    ``flow``: learned = `vidrec.dff.flownets.FlowNetLite` (from ``flow_weights``, a self-supervised
+    pretraining file, when given) with the scale field S, trained end to end; dis = OpenCV DIS (no
+    weights, S = 1); raft = torchvision RAFT when its weights are on disk (S = 1).
+    """
+    from vidrec.dff.flownets import make_flow_net
+    from vidrec.dff.model import DFF, ScaleField
+
+    seg = segnet_mobilenet_v2(
+        num_classes=num_classes, pretrained=pretrained, output_stride=output_stride, hidden=hidden
+    )
+    flow_net = make_flow_net(flow, stride=output_stride, weights=flow_weights or None)
+    channels = getattr(flow_net, "scale_channels", 0)
+    scale = ScaleField(channels, FEATURE_CHANNELS) if channels else None
+    model = DFF(seg.feature_net, flow_net, seg.task_net, feature_stride=output_stride, scale_field=scale)
+    model.num_classes, model.modalities = num_classes, ("rgb",)
+    return model

@@ -210,12 +210,12 @@ def forward_batch(
 
     Images arrive as uint8 (B, 3, H, W) and are ImageNet-normalised here, on the device.
     """
-    from vidrec.models.segnet import normalize_images
+    from vidrec.data.transforms import normalize_rgb
 
-    image = normalize_images(batch["image"].to(device, non_blocking=True))
+    image = normalize_rgb(batch["image"].to(device, non_blocking=True))
     mask = batch["mask"].to(device, non_blocking=True)
     if pairs:
-        key = normalize_images(batch["key_image"].to(device, non_blocking=True))
+        key = normalize_rgb(batch["key_image"].to(device, non_blocking=True))
         same = torch.as_tensor(batch["offset"]).to(device) == 0  # eq_flag: the key is the current frame
         logits = model(key, image, same)
     else:

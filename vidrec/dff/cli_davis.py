@@ -1,0 +1,133 @@
+"""``vidrec dff train`` and ``vidrec dff eval``: DFF training on DAVIS through the one engine, and J / F /
+frames/s of a checkpoint on DAVIS-layout sequences under a key-frame schedule.
+
+- ``vidrec dff train [CONFIG] [key=value ...]`` is ``vidrec train`` with the built-in ``dff_davis`` config
+  by default (DFF end to end on (key, current) pairs; ``data.root=...`` points at the DAVIS folder and
+  ``model.init_from=...`` at a per-frame ``segment_davis`` run's best.safetensors).
+- ``vidrec dff eval CHECKPOINT DAVIS_ROOT`` walks each sequence (default: the fixed validation split) with
+  ``--interval L`` or ``--adaptive BUDGET`` and prints a per-sequence table of J, F, key frames, frames/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from vidrec.cli import UsageError, add_model_factory_argument
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from vidrec.engine import cli_train
+
+    cli_train.add_arguments(p)
+    p.description = (
+        "`vidrec train` with the built-in dff_davis config unless CONFIG names another: Deep Feature Flow "
+        "trained end to end on DAVIS (key, current) pairs, e.g. `vidrec dff train data.root=DAVIS "
+        "model.init_from=runs/segment_davis/best.safetensors`"
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from vidrec.engine.cli_train import collect_overrides
+    from vidrec.engine.config import load_config
+    from vidrec.engine.train import train
+
+    config, overrides = collect_overrides(args)
+    cfg = load_config(config or "dff_davis", overrides)
+    if args.print_config:
+        import yaml
+
+        from vidrec.engine.config import config_to_dict
+
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        return 0
+    result = train(cfg)
+    best = f", best val J {result.best_top1:.4f}" if result.best_top1 is not None else ""
+    print(f"done: {result.epochs_done} epochs, {result.global_step} steps{best}; run folder {result.out_dir}")
+    return 0
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "checkpoint", help="a segment-task checkpoint (per-frame or DFF model) from `vidrec train`"
+    )
+    p.add_argument("root", help="a DAVIS-layout folder (JPEGImages/480p/<seq>, Annotations/480p/<seq>)")
+    p.add_argument(
+        "--sequences",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="sequence names, or one text file listing them (default: the fixed validation split of "
+        "vidrec.data.davis, the 4 sequences breakdance, cows, horsejump-high, scooter-black)",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--interval",
+        type=int,
+        default=None,
+        metavar="L",
+        help="fixed schedule: key frames 0, L, 2L, ... (default 10; 1 = per-frame)",
+    )
+    which.add_argument(
+        "--adaptive",
+        type=int,
+        default=None,
+        metavar="BUDGET",
+        help="adaptive schedule: at most BUDGET key frames in any --window frames",
+    )
+    p.add_argument("--window", type=int, default=20, help="frames the --adaptive budget covers (default 20)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=1.0,
+        help="--adaptive: new key frame above this signal (default 1.0)",
+    )
+    p.add_argument(
+        "--signal", choices=("flow", "warp"), default="flow", help="--adaptive signal (default flow)"
+    )
+    p.add_argument(
+        "--flow",
+        choices=("learned", "dis", "raft"),
+        default=None,
+        help="flow source (default: a DFF checkpoint's own flow net, DIS for a per-frame one)",
+    )
+    p.add_argument(
+        "--flow-weights",
+        default=None,
+        metavar="PATH",
+        help="--flow learned: a FlowNetLite .safetensors; --flow raft: a RAFT state dict",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="frame size (default: the checkpoint's task_options.size)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_model_factory_argument(p)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from vidrec.cli import input_file
+    from vidrec.data.davis import find_sequences, split_names
+    from vidrec.dff.cli import build_dff, make_schedule
+    from vidrec.dff.davis_eval import evaluate_sequences, format_table
+    from vidrec.engine.checkpoint import load_task
+    from vidrec.tasks.segment import sequence_names
+
+    ckpt = input_file(args.checkpoint, "checkpoint")
+    names = sequence_names(args.sequences) if args.sequences else split_names("val")
+    sequences = find_sequences(args.root, names)
+    schedule = make_schedule(args)
+    model, task = load_task(ckpt, args.device, factory=args.model_factory)
+    dff = build_dff(model, args).eval()
+    size = args.size or getattr(getattr(task, "options", None), "size", None)
+    if size is not None and (len(size) != 2 or min(size) < 16):
+        raise UsageError(f"--size takes H W of at least 16 px each, got {size}")
+    results = evaluate_sequences(
+        dff, sequences, schedule, size=tuple(size) if size else None, device=args.device
+    )
+    print(f"{ckpt}: {schedule}, flow {type(dff.flow_net).__name__}, frames {size or 'as stored'}")
+    print(format_table(results))
+    return 0
