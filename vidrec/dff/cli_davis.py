@@ -76,6 +76,12 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--window", type=int, default=20, help="frames the --adaptive budget covers (default 20)")
     p.add_argument(
+        "--max-gap",
+        type=int,
+        default=None,
+        help="--adaptive: a key frame after this many frames without one, budget allowing (default: none)",
+    )
+    p.add_argument(
         "--threshold",
         type=float,
         default=1.0,
