@@ -68,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8, help="batch size of all training steps (default 8)")
     p.add_argument("--max-offset", type=int, default=9, help="key 0..N frames before the current (default 9)")
     p.add_argument(
+        "--train-frames", type=int, default=0, help="the first N frames of each training sequence (0: all)"
+    )
+    p.add_argument(
         "--val-frames",
         type=int,
         default=0,

@@ -45,7 +45,7 @@ def test_segnet_keeps_output_stride_16_and_upsamples_to_the_input():
 @pytest.fixture(scope="module")
 def per_frame_run(tmp_path_factory):
     """A per-frame segnet trained 3 short epochs on the tiny DAVIS folder: (result, run folder, root)."""
-    from conftest import write_sequence
+    from davis_helpers import write_sequence
 
     root = tmp_path_factory.mktemp("davis")
     for i, (name, n) in enumerate((("seq-a", 12), ("seq-b", 10), ("seq-c", 8))):
@@ -82,12 +82,18 @@ def test_segment_task_trains_scores_j_f_and_round_trips(per_frame_run):
 
 
 def test_dff_trains_end_to_end_on_pairs_from_the_per_frame_net(per_frame_run, tmp_path):
+    from vidrec.dff.flownets import FlowNetLite, save_flownet
+
     _, per_frame, root = per_frame_run
     start = load_checkpoint(per_frame / "best.safetensors").model
+    torch.manual_seed(1)
+    pretrained_flow = FlowNetLite(stride=16)
+    save_flownet(pretrained_flow, tmp_path / "flow.safetensors")
     cfg = segment_config(
         root,
         tmp_path / "dff",
         "model.name=dff_segnet_mobilenet_v2",
+        f"model.kwargs={{flow_weights: {tmp_path / 'flow.safetensors'}}}",
         "task_options.pairs=true",
         "task_options.max_offset=3",
         f"model.init_from={per_frame / 'best.safetensors'}",
@@ -105,6 +111,9 @@ def test_dff_trains_end_to_end_on_pairs_from_the_per_frame_net(per_frame_run, tm
     assert not torch.equal(
         after["feature_net.0.0.weight"], start["feature_net.0.0.weight"]
     )  # through the warp
+    moved = (after["flow_net.enc1.0.weight"] - pretrained_flow.enc1[0].weight).abs().max()
+    assert 0 < moved < 0.05  # the flow net started from flow_weights (2 steps at lr 0.003 from there)
+    (tmp_path / "flow.safetensors").unlink()  # the checkpoint alone rebuilds the model
     model, task = load_task(tmp_path / "dff" / "last.safetensors")
     assert task.options.pairs and type(model).__name__ == "DFF"
 

@@ -20,6 +20,7 @@ F as DAVIS defines them (`vidrec.engine.seg_metrics`); ``val_J`` picks ``best.sa
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +125,10 @@ class Segment(Task):
     def build_model(self, *, weights: bool = True) -> nn.Module:
         from vidrec.engine.train import build_model
 
-        model = build_model(self.cfg.model, num_classes=2, weights=weights)
+        model_cfg = self.cfg.model
+        if not weights and model_cfg.kwargs.get("flow_weights"):  # a checkpoint holds the flow net's weights
+            model_cfg = dataclasses.replace(model_cfg, kwargs={**model_cfg.kwargs, "flow_weights": ""})
+        model = build_model(model_cfg, num_classes=2, weights=weights)
         if self.options.pairs and not is_paired(model):
             raise ConfigError(
                 f"task_options.pairs: {self.cfg.model.name} takes one image; pairs need a DFF model "
