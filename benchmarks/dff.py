@@ -159,7 +159,7 @@ def train_dff_pairs(dff: DFF, frames, feats, masks, *, steps, batch, max_offset,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     flow_net.eval(), head.eval()
     return losses
 
