@@ -344,9 +344,8 @@ def report_gestures(results: dict[str, list[dict[str, float]]], names: list[str]
     if all("cw_ccw_pair_acc" in rs[0] for rs in results.values()):
         series["cw vs ccw pair accuracy"] = [[r["cw_ccw_pair_acc"] for r in rs] for rs in results.values()]
         series["cw<->ccw confusion"] = [[r["cw_ccw_confusion"] for r in rs] for rs in results.values()]
-    bar_plot(
-        out / "gestures.png", list(results), series, "gestures: accuracy and cw/ccw confusion (mean, std)"
-    )
+    title = "gestures, validation blocks (mean, std over seeds)"
+    bar_plot(out / "gestures.png", list(results), series, title)
     print(f"wrote {out / 'gestures.png'} and {out / 'gestures.json'}")
     summary = {f"{m}_acc": mean_std([r["acc"] for r in rs])[0] for m, rs in results.items()}
     summary |= {f"{m}_cwccw_pair": mean_std([r.get("cw_ccw_pair_acc", float("nan")) for r in rs])[0]
