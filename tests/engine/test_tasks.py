@@ -81,7 +81,7 @@ def test_a_non_classification_task_trains_through_the_one_loop(tmp_path):
     result = train(cfg)
     mse = [h["val_mse"] for h in result.history]
     assert mse[-1] < 0.5 * mse[0]  # it learned
-    assert result.best_top1 == min(mse)  # lower is better picked the best epoch
+    assert result.best_top1 == min(mse) and result.best_metric == "val_mse"  # lower is better picked it
     assert all("train_mae" in h and "train_top1" not in h for h in result.history)
     best = load_checkpoint(tmp_path / "run" / "best.safetensors")
     assert best.task_state == {"width": 4, "note": "stored"} and best.best_metric == min(mse)

@@ -73,6 +73,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar=_metavar(type_name),
             help=f"{text} [{type_name}; default {default!r}]".replace("%", "%%"),
         )
+    _task_options_help(parser)
+
+
+def _task_options_help(parser: argparse.ArgumentParser) -> None:
+    """One help section per task listing its task_options (set them as task_options.NAME=VALUE)."""
+    from vidrec.tasks import get_task_class, options_help, task_names
+
+    for task in task_names():
+        fields = options_help(get_task_class(task))
+        lines = [f"{name} [{tp}; default {default!r}]: {text}" for name, tp, default, text in fields]
+        parser.add_argument_group(
+            f"task_options of task={task} (override as task_options.NAME=VALUE)",
+            ("; ".join(lines) or "none").replace("%", "%%"),
+        )
 
 
 def _metavar(type_name: str) -> str:
@@ -114,6 +128,6 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return 0
     result = train(cfg)
-    best = f", best val top-1 {result.best_top1:.4f}" if result.best_top1 is not None else ""
+    best = f", best {result.best_metric} {result.best_top1:.4f}" if result.best_top1 is not None else ""
     print(f"done: {result.epochs_done} epochs, {result.global_step} steps{best}; run folder {result.out_dir}")
     return 0

@@ -90,6 +90,7 @@ class TrainResult:
     best_checkpoint: Path | None
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    best_metric: str = "val_top1"  # the name of the task's metric that `best_top1` holds
 
 
 # ----------------------------------------------------------------------------- set-up helpers
@@ -797,6 +798,7 @@ def _fit(
         best_checkpoint=(out / "best.safetensors") if (out / "best.safetensors").is_file() else None,
         history=run.history,
         skipped=sorted({s for h in run.history for s in h["skipped"]}),
+        best_metric=run.task.best_metric,
     )
 
 
