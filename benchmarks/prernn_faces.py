@@ -67,30 +67,13 @@ from vidrec.models.layers import num_steps
 from vidrec.progress import progress
 from vidrec.tasks.landmarks import coord_loss, landmark_metrics, per_step_points, plot_ced
 
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # prernn_tasks.py beside this file, however this one was loaded
+    sys.path.insert(0, str(HERE))
+from prernn_tasks import fmt, mean_std, print_table  # noqa: E402 - the benchmarks' shared table plumbing
+
 MODELS = ("cnn", "rnn", "prernn")
 METRICS = ("val_nme", "val_nme_ip", "val_auc08", "val_fail08", "val_jitter", "val_motion")
-
-
-# ----------------------------------------------------------------------------- small helpers
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation; 0 for one value)."""
-    a = np.asarray(values, np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
-
-
-def fmt(values: list[float], digits: int = 4) -> str:
-    m, s = mean_std(values)
-    return f"{m:.{digits}f}+-{s:.{digits}f}"
-
-
-def print_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    text = "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
-    print(text, flush=True)
-    return text
 
 
 # ----------------------------------------------------------------------------- models

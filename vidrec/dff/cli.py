@@ -32,42 +32,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "input", help="a video file, or a folder of frames (.jpg/.png, sorted by name: DAVIS layout)"
     )
     p.add_argument("--out", required=True, help="the overlay video to write (.mp4, .mkv, .gif, ...)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument(
-        "--interval",
-        type=int,
-        default=None,
-        metavar="L",
-        help="fixed schedule: key frames 0, L, 2L, ... (default 10 unless --adaptive is given)",
-    )
-    which.add_argument(
-        "--adaptive",
-        type=int,
-        default=None,
-        metavar="BUDGET",
-        help="adaptive schedule: a key frame when the signal passes --threshold, at most BUDGET "
-        "key frames in any --window frames (default: off)",
-    )
-    p.add_argument("--window", type=int, default=20, help="frames the --adaptive budget covers (default 20)")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=0.5,
-        help="--adaptive: new key frame above this signal (feature px for flow, normalised-pixel error for "
-        "warp; default 0.5)",
-    )
-    p.add_argument(
-        "--signal",
-        choices=("flow", "warp"),
-        default="flow",
-        help="--adaptive signal: mean flow magnitude or warp photometric error (default flow)",
-    )
-    p.add_argument(
-        "--max-gap",
-        type=int,
-        default=None,
-        help="--adaptive: a key frame after this many frames without one, budget allowing (default: none)",
-    )
+    add_schedule_arguments(p)
     p.add_argument(
         "--flow",
         choices=("learned", "dis", "raft"),
@@ -175,6 +140,46 @@ def overlay(frame: np.ndarray, mask: np.ndarray, *, is_key: bool, index: int) ->
         t = max(2, min(out.shape[:2]) // 60)
         out[:t], out[-t:], out[:, :t], out[:, -t:] = KEY_COLOUR, KEY_COLOUR, KEY_COLOUR, KEY_COLOUR
     return out
+
+
+def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
+    """--interval | --adaptive, with --window, --threshold, --signal, --max-gap (read by `make_schedule`)."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--interval",
+        type=int,
+        default=None,
+        metavar="L",
+        help="fixed schedule: key frames 0, L, 2L, ... (default 10 unless --adaptive; 1 = per-frame)",
+    )
+    which.add_argument(
+        "--adaptive",
+        type=int,
+        default=None,
+        metavar="BUDGET",
+        help="adaptive schedule: a key frame when the signal passes --threshold, at most BUDGET "
+        "key frames in any --window frames (default: off)",
+    )
+    p.add_argument("--window", type=int, default=20, help="frames the --adaptive budget covers (default 20)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="--adaptive: new key frame above this signal (feature px for flow, normalised-pixel error for "
+        "warp; default 0.5)",
+    )
+    p.add_argument(
+        "--signal",
+        choices=("flow", "warp"),
+        default="flow",
+        help="--adaptive signal: mean flow magnitude or warp photometric error (default flow)",
+    )
+    p.add_argument(
+        "--max-gap",
+        type=int,
+        default=None,
+        help="--adaptive: a key frame after this many frames without one, budget allowing (default: none)",
+    )
 
 
 def make_schedule(args: argparse.Namespace):

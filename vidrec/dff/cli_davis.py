@@ -41,7 +41,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return 0
     result = train(cfg)
-    best = f", best val J {result.best_top1:.4f}" if result.best_top1 is not None else ""
+    best = f", best {result.best_metric} {result.best_top1:.4f}" if result.best_top1 is not None else ""
     print(f"done: {result.epochs_done} epochs, {result.global_step} steps{best}; run folder {result.out_dir}")
     return 0
 
@@ -59,37 +59,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
         help="sequence names, or one text file listing them (default: the fixed validation split of "
         "vidrec.data.davis, the 4 sequences breakdance, cows, horsejump-high, scooter-black)",
     )
-    which = p.add_mutually_exclusive_group()
-    which.add_argument(
-        "--interval",
-        type=int,
-        default=None,
-        metavar="L",
-        help="fixed schedule: key frames 0, L, 2L, ... (default 10; 1 = per-frame)",
-    )
-    which.add_argument(
-        "--adaptive",
-        type=int,
-        default=None,
-        metavar="BUDGET",
-        help="adaptive schedule: at most BUDGET key frames in any --window frames",
-    )
-    p.add_argument("--window", type=int, default=20, help="frames the --adaptive budget covers (default 20)")
-    p.add_argument(
-        "--max-gap",
-        type=int,
-        default=None,
-        help="--adaptive: a key frame after this many frames without one, budget allowing (default: none)",
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=1.0,
-        help="--adaptive: new key frame above this signal (default 1.0)",
-    )
-    p.add_argument(
-        "--signal", choices=("flow", "warp"), default="flow", help="--adaptive signal (default flow)"
-    )
+    from vidrec.dff.cli import add_schedule_arguments
+
+    add_schedule_arguments(p)
     p.add_argument(
         "--flow",
         choices=("learned", "dis", "raft"),
