@@ -7,12 +7,8 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than several fighting over a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_thread):
+    """Tiny tensors: every test here on one torch thread (`one_thread` of tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -38,13 +38,7 @@ K = 3
 PRE = Preprocess(resize=16, size=16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread pools only add contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _frames(n: int, pulled: list[int] | None = None, alive: list | None = None):

@@ -27,23 +27,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from vidrec.engine.cli_train import collect_overrides
-    from vidrec.engine.config import load_config
-    from vidrec.engine.train import train
+    from vidrec.engine.cli_train import run
 
-    config, overrides = collect_overrides(args)
-    cfg = load_config(config or "dff_davis", overrides)
-    if args.print_config:
-        import yaml
-
-        from vidrec.engine.config import config_to_dict
-
-        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        return 0
-    result = train(cfg)
-    best = f", best {result.best_metric} {result.best_top1:.4f}" if result.best_top1 is not None else ""
-    print(f"done: {result.epochs_done} epochs, {result.global_step} steps{best}; run folder {result.out_dir}")
-    return 0
+    return run(args, default_config="dff_davis")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:

@@ -114,12 +114,14 @@ def collect_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return config, overrides
 
 
-def run(args: argparse.Namespace) -> int:
-    """Errors propagate to `vidrec.cli.run_command` (one line, exit 2 for config errors, 1 for failures)."""
+def run(args: argparse.Namespace, *, default_config: str = "") -> int:
+    """Errors propagate to `vidrec.cli.run_command` (one line, exit 2 for config errors, 1 for failures).
+
+    `default_config`: the built-in config used when no CONFIG is given (e.g. ``vidrec dff train``)."""
     from vidrec.engine.train import train
 
     config, overrides = collect_overrides(args)
-    cfg = load_config(config, overrides)
+    cfg = load_config(config or default_config or None, overrides)
     if args.print_config:
         import yaml
 
