@@ -13,7 +13,7 @@ from vidrec.data.transforms import normalize_rgb
 from vidrec.dff.flownets import DISFlow, FlowNetLite, RaftFlowNet, load_flownet, make_flow_net, save_flownet
 from vidrec.dff.pretrain import find_clips, pretrain_flownet, train_flownet
 from vidrec.dff.warp import resize_flow
-from vidrec.flow.estimators import RaftWeightsMissing
+from vidrec.flow.raft_weights import RaftWeightsMissing
 
 SHIFT = 8  # px: the current frame shows the key frame moved left by 8 px, cur(p) = key(p + 8)
 

@@ -8,7 +8,7 @@ import torch
 from flow_helpers import H, W, interior, shifted_pair, smooth_texture
 
 from vidrec.flow import DIS_TUNED, METHODS, FlowEstimator, RaftWeightsMissing, compute_flow
-from vidrec.flow.estimators import raft_weights_path
+from vidrec.flow.raft_weights import raft_weights_path
 
 CPU_METHODS = ("dis", "farneback", "tvl1")
 # (u, v): content moves right / left / down / up by whole pixels

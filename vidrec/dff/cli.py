@@ -17,6 +17,7 @@ import torch
 
 from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, input_file, output_path
 from vidrec.dff import cli_davis
+from vidrec.dff.cli_common import add_schedule_arguments, build_dff, make_schedule
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 KEY_COLOUR = (255, 200, 0)  # RGB: the border of key frames
@@ -140,86 +141,6 @@ def overlay(frame: np.ndarray, mask: np.ndarray, *, is_key: bool, index: int) ->
         t = max(2, min(out.shape[:2]) // 60)
         out[:t], out[-t:], out[:, :t], out[:, -t:] = KEY_COLOUR, KEY_COLOUR, KEY_COLOUR, KEY_COLOUR
     return out
-
-
-def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
-    """--interval | --adaptive, with --window, --threshold, --signal, --max-gap (read by `make_schedule`)."""
-    which = p.add_mutually_exclusive_group()
-    which.add_argument(
-        "--interval",
-        type=int,
-        default=None,
-        metavar="L",
-        help="fixed schedule: key frames 0, L, 2L, ... (default 10 unless --adaptive; 1 = per-frame)",
-    )
-    which.add_argument(
-        "--adaptive",
-        type=int,
-        default=None,
-        metavar="BUDGET",
-        help="adaptive schedule: a key frame when the signal passes --threshold, at most BUDGET "
-        "key frames in any --window frames (default: off)",
-    )
-    p.add_argument("--window", type=int, default=20, help="frames the --adaptive budget covers (default 20)")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=0.5,
-        help="--adaptive: new key frame above this signal (feature px for flow, normalised-pixel error for "
-        "warp; default 0.5)",
-    )
-    p.add_argument(
-        "--signal",
-        choices=("flow", "warp"),
-        default="flow",
-        help="--adaptive signal: mean flow magnitude or warp photometric error (default flow)",
-    )
-    p.add_argument(
-        "--max-gap",
-        type=int,
-        default=None,
-        help="--adaptive: a key frame after this many frames without one, budget allowing (default: none)",
-    )
-
-
-def make_schedule(args: argparse.Namespace):
-    from vidrec.dff.schedule import Adaptive, FixedInterval
-
-    try:
-        if args.adaptive is not None:
-            return Adaptive(
-                budget=args.adaptive,
-                window=args.window,
-                threshold=args.threshold,
-                signal=args.signal,
-                max_gap=args.max_gap,
-            )
-        return FixedInterval(args.interval if args.interval is not None else 10)
-    except ValueError as err:
-        raise UsageError(f"key-frame schedule: {err}") from None
-
-
-def build_dff(model: torch.nn.Module, args: argparse.Namespace):
-    """The checkpoint's model as a `DFF` with the flow source `--flow` asks for (default: a DFF model's own
-    flow net, DIS for a per-frame model)."""
-    from vidrec.dff.flownets import FlowNetLite, make_flow_net
-    from vidrec.dff.model import DFF, as_dff
-
-    own = model.flow_net if isinstance(model, DFF) else None
-    source = args.flow or ("own" if own is not None else "dis")
-    if source == "own" or (source == "learned" and not args.flow_weights and isinstance(own, FlowNetLite)):
-        return as_dff(model)
-    if source == "learned" and not args.flow_weights:
-        raise UsageError(
-            f"{args.checkpoint} has no learned flow net; give --flow-weights FILE (a pretrained FlowNetLite) "
-            "or choose --flow dis"
-        )
-    stride = int(getattr(model, "feature_stride", 16))
-    flow_net = make_flow_net(source, stride=stride, weights=args.flow_weights)
-    try:
-        return as_dff(model, flow_net=flow_net.to(args.device).eval())
-    except ValueError as err:
-        raise UsageError(f"{args.checkpoint}: {err}") from None
 
 
 def run_dff(args: argparse.Namespace) -> int:

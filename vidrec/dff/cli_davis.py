@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from vidrec.cli import UsageError, add_model_factory_argument
+from vidrec.dff.cli_common import add_schedule_arguments, build_dff, make_schedule
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,8 +46,6 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
         help="sequence names, or one text file listing them (default: the fixed validation split of "
         "vidrec.data.davis, the 4 sequences breakdance, cows, horsejump-high, scooter-black)",
     )
-    from vidrec.dff.cli import add_schedule_arguments
-
     add_schedule_arguments(p)
     p.add_argument(
         "--flow",
@@ -75,7 +74,6 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from vidrec.cli import input_file
     from vidrec.data.davis import find_sequences, split_names
-    from vidrec.dff.cli import build_dff, make_schedule
     from vidrec.dff.davis_eval import evaluate_sequences, format_table
     from vidrec.engine.checkpoint import load_task
     from vidrec.tasks.segment import sequence_names

@@ -174,8 +174,8 @@ class RaftFlowNet(_PairFlow):
         device: str | None = None,
     ) -> None:
         super().__init__(downscale=downscale, mean=mean, std=std)
-        from vidrec.flow.estimators import require_raft_weights
         from vidrec.flow.raft import RaftFlow
+        from vidrec.flow.raft_weights import require_raft_weights
 
         require_raft_weights(model, weights)  # the clear error before anything is built
         self._raft = RaftFlow(model=model, weights=weights, device=device)

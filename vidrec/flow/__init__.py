@@ -1,9 +1,10 @@
 """Optical-flow extraction: OpenCV TV-L1 / DIS / Farneback and torchvision RAFT, uint8 quantisation,
 per-video stores (lossless FFV1 `.flow.mkv`, the default; `.flow.npy`; denseflow JPEG folders)."""
 
-from vidrec.flow.estimators import DIS_TUNED, METHODS, FlowEstimator, RaftWeightsMissing, compute_flow
+from vidrec.flow.estimators import DIS_TUNED, METHODS, FlowEstimator, compute_flow
 from vidrec.flow.formats import read_flo, write_flo
 from vidrec.flow.quantize import DEFAULT_BOUND, dequantize, max_quantization_error, quantize, to_lrcn_image
+from vidrec.flow.raft_weights import RaftWeightsMissing
 from vidrec.flow.storage import (
     DEFAULT_FORMAT,
     FORMATS,

@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(todo)} to do with {args.method} on {args.workers} workers -> {args.out}")  # fmt: skip
     _print_projection(todo, args)
     if args.method == "raft" and todo:  # here, not as a broken worker pool
-        from vidrec.flow.estimators import RaftWeightsMissing, require_raft_weights
+        from vidrec.flow.raft_weights import RaftWeightsMissing, require_raft_weights
 
         try:
             require_raft_weights(args.raft_model, args.raft_weights or "DEFAULT")

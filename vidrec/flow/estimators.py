@@ -8,8 +8,6 @@ reuses it for every frame pair; `compute_flow` is the one-shot convenience. Fram
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -19,10 +17,7 @@ __all__ = [
     "DIS_TUNED",
     "METHODS",
     "FlowEstimator",
-    "RaftWeightsMissing",
     "compute_flow",
-    "raft_weights_path",
-    "require_raft_weights",
 ]
 
 METHODS = ("dis", "tvl1", "farneback", "raft")
@@ -47,10 +42,6 @@ DIS_TUNED = {
     "mean_normalization": True,
     "spatial_propagation": True,
 }
-
-
-class RaftWeightsMissing(FileNotFoundError):
-    """RAFT weights are not on disk (vidrec never downloads them)."""
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:
@@ -141,26 +132,3 @@ class FlowEstimator:
 def compute_flow(prev: np.ndarray, next: np.ndarray, method: str = "dis", **opts) -> np.ndarray:  # noqa: A002
     """One-shot flow from `prev` to `next` (uint8 RGB `(H, W, 3)`): float32 `(H, W, 2)` px."""
     return FlowEstimator(method, **opts)(prev, next)
-
-
-def raft_weights_path(model: str = "small", weights: str | os.PathLike = "DEFAULT") -> Path:
-    """Where RAFT weights are read from: a given file, or torchvision's cache under `$TORCH_HOME`."""
-    if weights not in ("DEFAULT",):
-        return Path(weights)
-    import torch
-    from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights
-
-    enum = {"small": Raft_Small_Weights, "large": Raft_Large_Weights}[model]
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.DEFAULT.url).name
-
-
-def require_raft_weights(model: str = "small", weights: str | os.PathLike = "DEFAULT") -> Path:
-    """`raft_weights_path(model, weights)`, or `RaftWeightsMissing` saying where to put the file."""
-    path = raft_weights_path(model, weights)
-    if not path.is_file():
-        raise RaftWeightsMissing(
-            f"RAFT-{model} weights not found at {path}. vidrec never downloads weights: put torchvision's "
-            f"file there (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), or pass a local "
-            "state-dict path with weights=PATH (CLI: --raft-weights PATH)."
-        )
-    return path

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.optical_flow import raft_large, raft_small
 
-from vidrec.flow.estimators import require_raft_weights
+from vidrec.flow.raft_weights import require_raft_weights
 
 __all__ = ["RaftFlow"]
 
