@@ -110,7 +110,7 @@ def train_or_reuse(cfg) -> tuple[Path, bool]:
 def test_activations(model, cfg, layer: str):
     """Per test clip: stream probabilities and the channel means of `layer`; plus labels and flows."""
     from vidrec.engine.evaluate import model_inputs
-    from vidrec.engine.train import build_datasets
+    from vidrec.tasks.classify import build_datasets
     from vidrec.visualize.hooks import capture
 
     _, val_ds, names = build_datasets(cfg, ("rgb", "flow"))
@@ -274,7 +274,7 @@ def main(argv=None) -> int:
     viz = root / "viz"
     common = ["--frames", 1, "--steps", args.steps, "--out", viz, "--no-progress", "--device", args.device]
     speed = speed_prior(ckpt, viz, args.layer, channel, args, common)
-    from vidrec.engine.train import build_datasets
+    from vidrec.tasks.classify import build_datasets
 
     _, val_ds, _ = build_datasets(cfg, ("rgb", "flow"))
     item = val_ds[0]

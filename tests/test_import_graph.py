@@ -123,9 +123,7 @@ def test_the_graph_sees_lazy_relative_typing_and_parent_imports(tmp_path: Path) 
     (pkg / "sub" / "__init__.py").write_text("from vidrec.sub.a import A\n")
     (pkg / "sub" / "a.py").write_text("from vidrec.sub import b\nA = 1\n")  # own package: no edge to it
     (pkg / "sub" / "b.py").write_text("def f():\n    from . import a\n")
-    (pkg / "c.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import vidrec.d\n"
-    )
+    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import vidrec.d\n")
     (pkg / "d.py").write_text("def g():\n    from vidrec.sub.b import f\n")
     (pkg / "e.py").write_text("import vidrec.sub.b\n")
     graph = import_graph(pkg)

@@ -178,7 +178,7 @@ def test_loader(cfg, model):
     from torch.utils.data import DataLoader
 
     from vidrec.data import collate_skip
-    from vidrec.engine.train import build_datasets
+    from vidrec.tasks.classify import build_datasets
 
     _, val_ds, _ = build_datasets(cfg, tuple(model.modalities))
     return DataLoader(val_ds, batch_size=cfg.data.batch_size, num_workers=0, collate_fn=collate_skip)

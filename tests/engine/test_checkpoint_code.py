@@ -47,7 +47,7 @@ def test_checkpoint_data_plugin_is_dropped(tmp_path):
     ckpt = _crafted(tmp_path, marker, model_name="lrcn_alexnet", plugin="logging:basicConfig")
     _, cfg, names = load_for_inference(ckpt)
     assert cfg.data.plugin == "" and names == ["a", "b"]
-    from vidrec.engine.train import build_datasets
+    from vidrec.tasks.classify import build_datasets
 
     with pytest.raises(FileNotFoundError):  # the list files, not the plug-in
         build_datasets(cfg, ("rgb",))

@@ -146,7 +146,7 @@ def test_stride_range_and_st_resnet_crops(tmp_path):
     """ST-ResNet (methods.md 3.3): a random temporal stride in 5..15 per training clip from the config."""
     import numpy as np
 
-    from vidrec.engine.train import list_datasets
+    from vidrec.tasks.classify import list_datasets
 
     cfg = load_config(None, [f"data.train_list={tmp_path / 't.txt'}", "data.stride=[5, 15]", "data.frames=5"])
     assert cfg.data.stride == [5, 15]
@@ -164,7 +164,7 @@ def test_stride_range_and_st_resnet_crops(tmp_path):
 
 
 def test_init_from_paths_are_checked_first(tmp_path):
-    from vidrec.engine.train import check_paths
+    from vidrec.tasks.classify import check_paths
 
     cfg = load_config(
         None, [f"data.train_list={tmp_path}", f"model.init_from={{motion: {tmp_path / 'no.pt'}}}"]

@@ -21,7 +21,8 @@ from tinyvid import subprocess_env
 
 from vidrec.engine.checkpoint import load_checkpoint
 from vidrec.engine.config import ConfigError, load_config
-from vidrec.engine.train import train, with_sync_bn
+from vidrec.engine.distributed import with_sync_bn
+from vidrec.engine.train import train
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

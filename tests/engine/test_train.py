@@ -97,12 +97,12 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_missing_label_file_fails_before_the_model_is_built(tmp_path, monkeypatch):
-    import vidrec.engine.train as T
+    import vidrec.models.build
 
     def never(*args, **kwargs):
         raise AssertionError("the model was built before the data paths were checked")
 
-    monkeypatch.setattr(T, "build_model", never)
+    monkeypatch.setattr(vidrec.models.build, "build_model", never)
     lst = tmp_path / "train.txt"
     lst.write_text("a.mp4 0\n")
     for override, missing in [
@@ -170,7 +170,7 @@ FLIP_CASES = [(True, "auto", False), (False, "auto", True), (True, "always", Tru
 @pytest.mark.parametrize(("synthetic", "flip", "flips"), FLIP_CASES)
 def test_training_flip_follows_the_dataset(tmp_path, synthetic, flip, flips):
     """Mirror images swap the synthetic dataset's left/right and cw/ccw classes: no flips there by default."""
-    from vidrec.engine.train import list_datasets
+    from vidrec.tasks.classify import list_datasets
 
     root = tmp_path / "data"
     root.mkdir()
@@ -182,7 +182,7 @@ def test_training_flip_follows_the_dataset(tmp_path, synthetic, flip, flips):
 
 
 def test_list_datasets_send_uint8_rgb_from_workers(tmp_path):
-    from vidrec.engine.train import build_datasets
+    from vidrec.tasks.classify import build_datasets
 
     root = vidrec.data.make_synthetic_dataset(
         tmp_path / "synth", per_class=2, frames=8, size=32, progress=False

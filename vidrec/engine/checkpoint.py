@@ -19,6 +19,9 @@ Layout (see docs/contracts.md "vidrec.engine"):
 Writing goes to a temporary file in the same folder, is fsync'ed and then `os.replace`d over the target,
 so a reader (or a resumed run) only ever sees a complete old or complete new file. Temp files that a
 killed writer left behind are removed by the next write of the same checkpoint.
+
+Weights from files: `read_weights` (a checkpoint or a plain state dict), `init_weights` (a run's
+``model.init_from``), `load_model_state` (strict, naming the keys that did not match).
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +41,10 @@ from safetensors.torch import save_file
 
 from vidrec.cli import UsageError, input_file
 from vidrec.jobs import pid_alive
+
+if TYPE_CHECKING:
+    from vidrec.engine.config import ModelConfig
+    from vidrec.models.init import InitReport
 
 FORMAT = "vidrec-checkpoint/1"
 # vidrec's own `module:function` model factories (the demo's); a checkpoint may name these.
@@ -357,6 +365,39 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     from vidrec.models.backbones import read_state_dict
 
     return read_state_dict(path)
+
+
+def init_weights(
+    model: torch.nn.Module, model_cfg: ModelConfig, *, log: Callable[[str], None] | None = None
+) -> list[InitReport]:
+    """Apply ``model.init_from`` (see `vidrec.models.init`); returns the `InitReport`s.
+
+    A path initialises the whole model; ``{submodule: path}`` each named part. A source of which nothing
+    matched is an error (it is the wrong file, not a partial match).
+    """
+    from vidrec.models.init import init_from  # imports every model: only when a run initialises one
+
+    spec = model_cfg.init_from
+    parts = spec if isinstance(spec, dict) else {"": spec}
+    reports = []
+    for name, path in parts.items():
+        try:
+            target = model.get_submodule(name) if name else model
+        except AttributeError as err:
+            raise ValueError(f"model.init_from: the model has no part {name!r} ({err})") from None
+        report = init_from(
+            target, read_weights(path), source=str(path), keep_heads=model_cfg.init_heads,
+            num_classes=getattr(model, "num_classes", None),
+        )  # fmt: skip
+        if not report.loaded:
+            raise ValueError(
+                f"model.init_from{'.' + name if name else ''}: no tensor of {path} matches the model "
+                f"({len(report.unused)} source tensors, e.g. {report.unused[:3]}); is it the right file?"
+            )
+        if log is not None:
+            log(report.summary())
+        reports.append(report)
+    return reports
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:

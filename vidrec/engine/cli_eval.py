@@ -121,7 +121,7 @@ def eval_records(list_file: str, *, root: str, class_names: list[str], classes_f
 def eval_set(cfg, class_names: list[str], list_file: str = "") -> tuple[list, str]:
     """(records labelled by the checkpoint's `class_names`, where they come from): `list_file`, else the
     validation set of the stored ``data.format`` (ucf101 / hmdb51: the split's test list)."""
-    from vidrec.engine.train import data_root, read_records, relabel
+    from vidrec.tasks.classify import data_root, read_records, relabel
 
     if cfg.data.format == "list" or list_file:
         list_file = list_file or cfg.data.val_list
@@ -170,7 +170,7 @@ def eval_loader(
     from vidrec.data import VideoDataset, collate_skip
     from vidrec.data.transforms import test_transform
     from vidrec.engine import distributed as D
-    from vidrec.engine.train import data_root
+    from vidrec.tasks.classify import data_root
 
     d = cfg.data
     batch = 1 if protocol == "lrcn" else batch
@@ -207,8 +207,8 @@ def run(args: argparse.Namespace) -> int:
 
     from vidrec.engine import distributed as D
     from vidrec.engine.checkpoint import load_for_inference
+    from vidrec.engine.distributed import resolve_device
     from vidrec.engine.evaluate import evaluate
-    from vidrec.engine.train import resolve_device
     from vidrec.visualize.report import write_report
 
     device = resolve_device(args.device)
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         hop=args.hop,
         negate_flow=negate_mirrored_flow(args.flow_mirror, model),
     )
-    from vidrec.engine.train import drop_missing_videos
+    from vidrec.tasks.classify import drop_missing_videos
 
     missing = drop_missing_videos(cfg, loader.dataset, f"evaluation set ({list_file})")
     result = evaluate(model, loader, device=device, fusion_weights=_fusion(args.fusion))

@@ -19,6 +19,9 @@ Each process reads its share of every epoch through a `DistributedSampler` (re-s
 every rank's generator states (gathered to rank 0), and on resume the ranks compare the checkpoint each
 of them sees before loading it, so `out_dir` must be one folder shared by all nodes (README, "Many GPUs
 and machines", says what is and is not equal to a one-process run).
+
+Devices: `resolve_device` (``auto`` / ``cpu`` / ``cuda``), `use_amp` (bf16 autocast), `with_sync_bn`
+(BatchNorm over the global batch, CUDA only).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
+from vidrec.engine.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -104,3 +110,37 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     """True when `flag` is true on at least one rank (so all ranks take the same branch)."""
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     return bool(all_reduce_sum(t).item() > 0)
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("runtime.device=cuda but no CUDA device is available; use runtime.device=cpu")
+    return torch.device(name)
+
+
+def use_amp(amp: str, device: torch.device) -> bool:
+    """bf16 autocast: on for CUDA with ``auto``, off on CPU unless ``bf16`` is asked for."""
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
+
+
+def with_sync_bn(model: nn.Module, *, enabled: bool, device: torch.device) -> nn.Module:
+    """`model` with every BatchNorm layer turned into `nn.SyncBatchNorm` when `enabled` (DDP only).
+
+    SyncBatchNorm normalises with the mean / variance of the global batch (all ranks), so BatchNorm
+    behaves as in one process with the global batch. torch implements it for CUDA only; on CPU each
+    process keeps normalising with its own batch (see the README's "Many machines").
+    """
+    if not enabled:
+        return model
+    if device.type != "cuda":
+        raise ConfigError(
+            "runtime.sync_bn: torch's SyncBatchNorm runs on CUDA devices only; on CPU (gloo) each process "
+            "normalises with its own batch statistics. Set runtime.sync_bn=false or train on GPUs"
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)

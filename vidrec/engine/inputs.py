@@ -2,10 +2,11 @@
 
 `predict` runs RGB, flow and two-stream models on plain videos. A flow model was trained on flow that
 `vidrec flow` extracted with some method, frame size and quantisation bound; `FlowSettings` holds them
-(training stores them in the checkpoint, `flow_settings_from`), and `VideoInputs` recomputes the same
-flow for the frames a clip needs: frames decoded at the flow's short side, flow estimated with the same
-method, quantised and dequantised with the same bound (as the stored files were), then resized to the
-RGB size with its displacements scaled, exactly as `vidrec.data.VideoDataset` reads stored flow.
+(training stores them in the checkpoint: `training_flow`, `flow_settings_from`), and `VideoInputs`
+recomputes the same flow for the frames a clip needs: frames decoded at the flow's short side, flow
+estimated with the same method, quantised and dequantised with the same bound (as the stored files
+were), then resized to the RGB size with its displacements scaled, exactly as `vidrec.data.VideoDataset`
+reads stored flow.
 
 A clip's inputs go through the data package's single-view test transform (centre crop; RGB stays uint8
 for normalisation on the model's device, as in training and evaluation), so a clip here equals an
@@ -19,6 +20,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +30,9 @@ from vidrec.data.dataset import lrcn_flow_image, resize_flow
 from vidrec.data.transforms import Flow3Video, FlowVideo, test_transform
 from vidrec.io import VideoReader
 from vidrec.io.video import output_size
+
+if TYPE_CHECKING:
+    from vidrec.engine.config import TrainConfig
 
 __all__ = ["FlowSettings", "VideoInputs", "flow_settings_from", "stored_flow_settings"]
 
@@ -62,6 +67,14 @@ def flow_settings_from(flow_root: str | Path, video_ids: list[str]) -> FlowSetti
         short = min(int(meta["height"]), int(meta["width"]))
         return FlowSettings(meta.get("method", "dis"), bound=float(meta["bound"]), short_side=short)
     return None
+
+
+def training_flow(cfg: TrainConfig, dataset: Any) -> dict[str, Any] | None:
+    """Method, bound and short side of the flow files the run reads (from their JSON), or None."""
+    if not cfg.data.flow_root or not hasattr(dataset, "records"):
+        return None
+    found = flow_settings_from(cfg.data.flow_root, [r.video_id for r in dataset.records[:20]])
+    return asdict(found) if found is not None else None
 
 
 def stored_flow_settings(header: dict[str, str]) -> FlowSettings | None:

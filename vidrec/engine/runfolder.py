@@ -7,6 +7,8 @@
 - `remove_stale_temps(out_dir)`: temporary checkpoint files a killed write left behind.
 - `trim_logs(out_dir, epochs=..., steps=...)`: on resume, drop the CSV rows written after the checkpoint
   (a kill between a row and the next checkpoint would otherwise repeat them).
+- `agree_on_checkpoint(path, info, device)`: before a distributed resume, every rank must see the same
+  checkpoint file (a run folder not shared between nodes stops the job with `RunFolderNotShared`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
 from vidrec.cli import UsageError
+from vidrec.engine.config import ConfigError
+from vidrec.engine.distributed import DistInfo, all_gather_objects
 
 RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.csv", "steps.csv")
 _DERIVED = ("curves.png", "config.yaml", "tb", "eval")  # deleted with the run files on overwrite
@@ -114,3 +121,31 @@ def _int(value: str | None) -> int | None:
         return int(float(value)) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+class RunFolderNotShared(ConfigError):
+    """The ranks of a distributed run do not see the same checkpoint to resume from."""
+
+
+def checkpoint_fingerprint(path: Path) -> tuple[int, str] | None:
+    """(size, sha256) of the file at `path`, or None when there is none."""
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        return path.stat().st_size, hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def agree_on_checkpoint(path: Path, info: DistInfo, device: torch.device) -> bool:
+    """True when every rank sees the same file at `path`, False when none sees one; otherwise every rank
+    raises `RunFolderNotShared` naming what each rank sees (a collective: all ranks call it)."""
+    seen = all_gather_objects(checkpoint_fingerprint(path))
+    if all(s == seen[0] for s in seen):
+        return seen[0] is not None
+    what = "; ".join(
+        f"rank {r}: " + (f"sha256 {s[1][:12]} ({s[0]} bytes)" if s else "no file") for r, s in enumerate(seen)
+    )
+    raise RunFolderNotShared(
+        f"resume: the ranks do not see the same {path} ({what}). Every node must read one shared run folder "
+        "(out_dir on a shared file system) or an identical copy of the checkpoint; see the README, "
+        "'Many machines'"
+    )

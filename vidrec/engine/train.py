@@ -26,22 +26,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import importlib
 import math
-import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader
 
 from vidrec.engine import distributed as D
 from vidrec.engine import runfolder
@@ -49,29 +44,23 @@ from vidrec.engine.checkpoint import (
     Checkpoint,
     CheckpointError,
     capture_rng,
+    init_weights,
     load_checkpoint,
     load_model_state,
     restore_rng,
     save_checkpoint,
 )
 from vidrec.engine.config import ConfigError, TrainConfig, config_to_dict
+from vidrec.engine.distributed import resolve_device, use_amp, with_sync_bn
 from vidrec.engine.evaluate import NoDataError
+from vidrec.engine.inputs import training_flow
+from vidrec.engine.loaders import ResumableSampler, make_loaders, seed_everything
 from vidrec.engine.logging import RunLogger
 from vidrec.engine.optim import build_optimizer, lr_factor, set_lr
+from vidrec.engine.runfolder import agree_on_checkpoint
+from vidrec.engine.runstate import EpochStats, Run
 from vidrec.progress import progress
-from vidrec.tasks import Step, Task, make_task
-from vidrec.tasks.classify import (  # noqa: F401 - the classification data helpers' old home
-    NoUsableVideosError,
-    build_datasets,
-    check_paths,
-    data_root,
-    drop_missing_videos,
-    list_datasets,
-    no_usable_videos,
-    read_records,
-    relabel,
-    stride_option,
-)
+from vidrec.tasks import Task, make_task
 
 
 class NonFiniteLossError(RuntimeError):
@@ -93,305 +82,262 @@ class TrainResult:
     best_metric: str = "val_top1"  # the name of the task's metric that `best_top1` holds
 
 
-# ----------------------------------------------------------------------------- set-up helpers
+# ----------------------------------------------------------------------------- the run, top to bottom
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("runtime.device=cuda but no CUDA device is available; use runtime.device=cpu")
-    return torch.device(name)
-
-
-def use_amp(amp: str, device: torch.device) -> bool:
-    """bf16 autocast: on for CUDA with ``auto``, off on CPU unless ``bf16`` is asked for."""
-    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: numpy / random from the worker's torch seed (set by the loader)."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _import_object(spec: str, field_name: str) -> Any:
-    module, _, attr = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(
-            f"{field_name}: cannot import {spec!r} ({err}); is the module on PYTHONPATH?"
-        ) from err
-
-
-def build_model(model_cfg, num_classes: int, *, weights: bool = True) -> nn.Module:
-    """The recognizer named by ``model_cfg.name`` (registry name or ``module:factory``).
-
-    ``weights=False`` passes ``pretrained=False`` to a builder that takes it (the caller loads a
-    checkpoint over the model, so reading ImageNet files would be wasted and is not wanted).
-    """
-    import inspect
-
-    from vidrec.models.registry import get_builder
-
-    if ":" in model_cfg.name:
-        builder = _import_object(model_cfg.name, "model.name")
-    else:
-        import vidrec.models  # noqa: F401 - registers the builders
-
-        builder = get_builder(model_cfg.name)
-    kwargs = {**model_cfg.kwargs, "num_classes": num_classes}
-    if not weights and "pretrained" in inspect.signature(builder).parameters:
-        kwargs["pretrained"] = False
-    return builder(**kwargs)
-
-
-def init_weights(model: nn.Module, model_cfg, *, log=None) -> list:
-    """Apply ``model.init_from`` (see `vidrec.models.init`); returns the `InitReport`s.
-
-    A path initialises the whole model; ``{submodule: path}`` each named part. A source of which nothing
-    matched is an error (it is the wrong file, not a partial match).
-    """
-    from vidrec.engine.checkpoint import read_weights
-    from vidrec.models.init import init_from
-
-    spec = model_cfg.init_from
-    parts = spec if isinstance(spec, dict) else {"": spec}
-    reports = []
-    for name, path in parts.items():
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train `cfg.model` on `cfg.data`; see the module docstring. Returns a `TrainResult`."""
+    info = D.env_info()
+    device = resolve_device(cfg.runtime.device)
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+    make_task(cfg).check()  # before any model is built
+    cfg = absolute_data_paths(cfg)  # the stored config works from any directory
+    owns_group = info.enabled and not D.is_dist()  # a caller's own process group is left alone
+    info = D.init_distributed(device.type, cfg.runtime.dist_backend)
+    out_dir = Path(cfg.out_dir)
+    with contextlib.ExitStack() as stack:
+        if info.is_main:
+            stack.enter_context(runfolder.locked(out_dir))  # one run per folder at a time
+            runfolder.check_fresh(out_dir, resume=cfg.resume, overwrite=cfg.overwrite)
+            runfolder.remove_stale_temps(out_dir)
+            (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         try:
-            target = model.get_submodule(name) if name else model
-        except AttributeError as err:
-            raise ValueError(f"model.init_from: the model has no part {name!r} ({err})") from None
-        report = init_from(
-            target, read_weights(path), source=str(path), keep_heads=model_cfg.init_heads,
-            num_classes=getattr(model, "num_classes", None),
-        )  # fmt: skip
-        if not report.loaded:
+            return _train_in(cfg, info, device, out_dir)
+        finally:
+            if owns_group:
+                D.cleanup()
+
+
+def absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with its data paths made absolute (checkpoints store them; eval may run elsewhere)."""
+    names = ("train_list", "val_list", "root", "classes", "flow_root", "frames_root")
+    paths = {n: str(Path(getattr(cfg.data, n)).resolve()) for n in names if getattr(cfg.data, n)}
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **paths))
+
+
+def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir: Path) -> TrainResult:
+    logger = RunLogger(out_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
+    try:
+        task = make_task(cfg)
+        model, train_model, train_ds, val_ds = _setup(cfg, task, info, device, log=logger.info)
+        for what, ds, source in (("training", train_ds, cfg.data.train_list), ("validation", val_ds, "")):
+            if ds is not None and len(ds) == 0:
+                where = source or cfg.data.val_list or cfg.data.plugin
+                raise NoDataError(f"{what}: the {what} set is empty ({where}); check the list file")
+        loader, sampler, val_loader = make_loaders(cfg, train_ds, val_ds, info, task.collate())
+        steps = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
+        if steps == 0:
             raise ValueError(
-                f"model.init_from{'.' + name if name else ''}: no tensor of {path} matches the model "
-                f"({len(report.unused)} source tensors, e.g. {report.unused[:3]}); is it the right file?"
+                f"data.batch_size={cfg.data.batch_size} is larger than this process's share of the "
+                f"{len(train_ds)} training items; lower it"
             )
-        if log is not None:
-            log(report.summary())
-        reports.append(report)
-    return reports
-
-
-# ----------------------------------------------------------------------------- data
-
-
-class EpochSeeded(Dataset):
-    """Wraps a dataset so item `i` of epoch `e` is made under generators seeded from (seed, e, i).
-
-    The caller's torch / numpy / random states are restored afterwards, so reading items in the main
-    process (``workers=0``) does not disturb the model's random streams.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        item_seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
-        np_state, py_state = np.random.get_state(), random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(item_seed)
-            np.random.seed(item_seed)
-            random.seed(item_seed)
-            try:
-                return self.dataset[index]
-            finally:
-                np.random.set_state(np_state)
-                random.setstate(py_state)
-
-
-class ResumableSampler(Sampler[int]):
-    """A `DistributedSampler` (also for one process) whose epoch can start part-way through."""
-
-    def __init__(self, dataset: Dataset, *, world_size: int, rank: int, seed: int, shuffle: bool = True):
-        self.inner = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
+        run = Run(
+            cfg=cfg,
+            model=model,
+            train_model=train_model,
+            optimizer=build_optimizer(model, cfg.optim),
+            device=device,
+            amp=use_amp(cfg.runtime.amp, device),
+            info=info,
+            logger=logger,
+            task=task,
+            batches_per_epoch=steps,
+            flow=training_flow(cfg, train_ds),
         )
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Order of `epoch` (seed + epoch), skipping its first `start` indices of this rank."""
-        self.inner.set_epoch(epoch)
-        self.start = start
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(self.inner)[self.start :])
-
-    def __len__(self) -> int:
-        return len(self.inner) - self.start
+        return _fit(run, loader, sampler, val_loader)
+    finally:
+        logger.close()
 
 
-class ShardSampler(Sampler[int]):
-    """Indices ``rank, rank + world, ...``: every item on exactly one rank (no padding); for evaluation."""
+def _setup(cfg: TrainConfig, task: Task, info: D.DistInfo, device: torch.device, log=None):
+    """Seeds set, model built by the task (after its `check`) and wrapped, the task's datasets made."""
+    seed_everything(cfg.runtime.seed + info.rank)
+    if cfg.runtime.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    model = task.build_model().to(device)
+    train_ds, val_ds = task.datasets(model, log if info.is_main else None)
+    resuming = cfg.resume not in ("", "auto") or (Path(cfg.out_dir) / "last.safetensors").is_file()
+    if cfg.model.init_from and not (cfg.resume and resuming):  # a resumed checkpoint holds every weight
+        init_weights(model, cfg.model, log=log if info.is_main else None)
+    if cfg.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model = with_sync_bn(model, enabled=cfg.runtime.sync_bn and info.enabled, device=device)
+    train_model: nn.Module = model
+    if info.enabled:
+        ids = (
+            [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
+        )
+        train_model = DistributedDataParallel(model, device_ids=ids)
+    if cfg.runtime.compile:
+        train_model = torch.compile(train_model)
+    return model, train_model, train_ds, val_ds
 
-    def __init__(self, dataset: Dataset, *, world_size: int, rank: int) -> None:
-        self.indices = list(range(rank, len(dataset), world_size))
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-def make_loaders(
-    cfg: TrainConfig, train_ds: Dataset, val_ds: Dataset | None, info: D.DistInfo, collate: Any = None
-):
-    """(train loader, its ResumableSampler, val loader or None); `collate`: the task's (default
-    `vidrec.data.collate_skip`)."""
-    if collate is None:
-        from vidrec.data import collate_skip as collate
-    train_ds = EpochSeeded(train_ds, cfg.runtime.seed)
-    sampler = ResumableSampler(train_ds, world_size=info.world_size, rank=info.rank, seed=cfg.runtime.seed)
-    common = {"num_workers": cfg.data.workers, "collate_fn": collate, "worker_init_fn": seed_worker}
-    common["pin_memory"] = torch.cuda.is_available()
-    train = DataLoader(
-        train_ds,
-        batch_size=cfg.data.batch_size,
-        sampler=sampler,
-        drop_last=True,
-        generator=torch.Generator(),
-        **common,
+def _fit(
+    run: Run, loader: DataLoader, sampler: ResumableSampler, val_loader: DataLoader | None
+) -> TrainResult:
+    cfg = run.cfg
+    start_epoch, start_batch, stats = resume_point(run) if cfg.resume else (0, 0, None)
+    set_lr(run.optimizer, lr_factor(run.global_step, cfg.schedule, run.steps_per_epoch))
+    run.position = (start_epoch, start_batch)
+    try:
+        for epoch in range(start_epoch, cfg.schedule.epochs):
+            loader.dataset.set_epoch(epoch)
+            sampler.set_epoch(epoch, start=start_batch * cfg.data.batch_size)
+            loader.generator.manual_seed(cfg.runtime.seed + epoch)  # worker seeds of this epoch
+            train_m = train_one_epoch(run, loader, epoch=epoch, start_batch=start_batch, stats=stats)
+            stats = None
+            if train_m.pop("clips") == 0 and start_batch < run.batches_per_epoch:
+                raise NoDataError(_no_training_data(train_m["skipped"], epoch))
+            last = epoch + 1 == cfg.schedule.epochs
+            val_m = _validate(run, val_loader) if (epoch + 1) % cfg.eval_every == 0 or last else {}
+            _end_epoch(run, epoch, train_m, val_m)
+            run.position, start_batch = (epoch + 1, 0), 0
+    except KeyboardInterrupt:
+        _save_interrupted(run)
+        raise
+    _plot(run)
+    if cfg.plots and run.info.is_main:
+        run.task.report(run.out_dir, run.history)  # the task's own pictures (e.g. an error curve)
+    out = run.out_dir
+    return TrainResult(
+        out_dir=out,
+        epochs_done=cfg.schedule.epochs,
+        global_step=run.global_step,
+        best_top1=run.best,
+        last_checkpoint=out / "last.safetensors",
+        best_checkpoint=(out / "best.safetensors") if (out / "best.safetensors").is_file() else None,
+        history=run.history,
+        skipped=sorted({s for h in run.history for s in h["skipped"]}),
+        best_metric=run.task.best_metric,
     )
-    val = None
-    if val_ds is not None:
-        val_ds = EpochSeeded(val_ds, cfg.runtime.seed)  # the same views every epoch and on every rank
-        val_sampler = ShardSampler(val_ds, world_size=info.world_size, rank=info.rank)
-        val = DataLoader(val_ds, batch_size=cfg.data.batch_size, sampler=val_sampler, **common)
-    return train, sampler, val
 
 
-def training_flow(cfg: TrainConfig, dataset: Dataset) -> dict[str, Any] | None:
-    """Method, bound and short side of the flow files the run reads (from their JSON), or None."""
-    if not cfg.data.flow_root or not hasattr(dataset, "records"):
-        return None
-    from dataclasses import asdict
-
-    from vidrec.engine.inputs import flow_settings_from
-
-    found = flow_settings_from(cfg.data.flow_root, [r.video_id for r in dataset.records[:20]])
-    return asdict(found) if found is not None else None
+# ----------------------------------------------------------------------------- one epoch
 
 
-# ----------------------------------------------------------------------------- the run state
+def train_one_epoch(
+    run: Run, loader: DataLoader, *, epoch: int, start_batch: int = 0, stats: EpochStats | None = None
+) -> dict[str, Any]:
+    """One pass over this epoch's batches from `start_batch` on; returns rank-reduced train metrics.
+
+    `stats` continues the running sums of an epoch resumed part-way (see `resume_point`).
+    """
+    cfg, model = run.cfg, run.train_model
+    stats = run.stats = stats or EpochStats()
+    seconds_before = stats.seconds
+    accum, steps = cfg.optim.accum_steps, run.batches_per_epoch
+    model.train()
+    bar = progress(
+        total=steps,
+        initial=start_batch,
+        desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
+        disable=not (cfg.progress and run.info.is_main),
+    )
+    tic, window_clips, window_tic = time.perf_counter(), 0, time.perf_counter()
+    for batch_idx, batch in enumerate(loader, start=start_batch):
+        if batch_idx >= steps:
+            break
+        stats.skipped += list(batch.get("skipped", []))
+        if run.task.is_empty(batch):  # every item of this batch failed to load
+            continue
+        boundary = (batch_idx + 1) % accum == 0 or batch_idx + 1 == steps
+        ddp = run.ddp_module()
+        sync = ddp.no_sync() if ddp is not None and not boundary else contextlib.nullcontext()
+        with sync:
+            with run.autocast():
+                step = run.task.training_step(model, batch, run.device)
+            loss = step.loss
+            _check_finite(run, loss, epoch, batch_idx)
+            (loss / accum).backward()
+        stats.add(step)
+        window_clips += step.items * run.info.world_size
+        bar.update(1)
+        if not boundary:
+            continue
+        lr = _optimizer_step(run)
+        run.position = (epoch, batch_idx + 1)
+        if run.global_step % max(cfg.log_every_steps, 1) == 0 and cfg.log_every_steps:
+            rate = window_clips / max(time.perf_counter() - window_tic, 1e-9)
+            run.logger.step(run.global_step, {"loss": float(loss.detach()), "lr": lr, "clips_per_s": rate})
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}")
+            window_clips, window_tic = 0, time.perf_counter()
+        stats.seconds = seconds_before + time.perf_counter() - tic
+        if cfg.ckpt_every_steps and run.global_step % cfg.ckpt_every_steps == 0 and batch_idx + 1 < steps:
+            write_checkpoint(run, "last.safetensors", epoch=epoch, step_in_epoch=batch_idx + 1)
+    bar.close()
+    stats.seconds = seconds_before + time.perf_counter() - tic
+    return stats.reduced(run.device, run.task)
 
 
-@dataclass
-class Run:
-    """Everything the loop mutates, in one place."""
-
-    cfg: TrainConfig
-    model: nn.Module  # the plain module (weights, checkpoints, evaluation)
-    train_model: nn.Module  # what the loop calls: model, DDP(model) and/or torch.compile(...)
-    optimizer: torch.optim.Optimizer
-    device: torch.device
-    amp: bool
-    info: D.DistInfo
-    logger: RunLogger
-    task: Task
-    batches_per_epoch: int  # loader batches (micro-steps) per epoch on each rank
-    global_step: int = 0
-    best: float | None = None  # best value of task.best_metric so far
-    last_good: Path | None = None
-    position: tuple[int, int] = (0, 0)  # (epoch, its batches whose optimiser step is done): resume point
-    stats: EpochStats | None = None  # running sums of the epoch in progress (this rank's)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    flow: dict[str, Any] | None = None  # how the training flow was made, stored in checkpoints
-
-    def ddp_module(self) -> DistributedDataParallel | None:
-        """The DDP wrapper inside `train_model` (also under torch.compile), for `no_sync`."""
-        inner = getattr(self.train_model, "_orig_mod", self.train_model)
-        return inner if isinstance(inner, DistributedDataParallel) else None
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Optimiser steps per epoch."""
-        return math.ceil(self.batches_per_epoch / self.cfg.optim.accum_steps)
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.cfg.out_dir)
-
-    def autocast(self):
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+def _check_finite(run: Run, loss: torch.Tensor, epoch: int, batch_idx: int) -> None:
+    """Stop every rank together when any rank's loss is NaN / inf; the last checkpoint stays as it was."""
+    value = float(loss.detach())
+    if not D.any_rank(not math.isfinite(value), run.device):
+        return
+    kept = (
+        f"the last good checkpoint {run.last_good} was kept"
+        if run.last_good
+        else "no checkpoint was written yet"
+    )
+    raise NonFiniteLossError(
+        f"loss is {value} at optimiser step {run.global_step} (epoch {epoch}, batch {batch_idx}); training "
+        f"stopped and {kept}. Hints: lower optim.lr, enable optim.clip_grad_norm (e.g. 5), add "
+        "schedule.warmup_iters, or check the data for broken inputs."
+    )
 
 
-@dataclass
-class EpochStats:
-    """Sums over this rank's batches (loss x items, items, the task's `Step.sums`); `reduced()` sums them
-    over ranks."""
-
-    loss_sum: float = 0.0
-    clips: int = 0  # items (clips, images, sequences)
-    sums: dict[str, float] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def add(self, step: Step) -> None:
-        self.loss_sum += float(step.loss.detach()) * step.items
-        self.clips += step.items
-        for key, value in step.sums.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value)
-
-    def _all_sums(self, device: torch.device, extra: list[float]) -> tuple[float, int, dict, list[float]]:
-        keys = sorted({k for part in D.all_gather_objects(sorted(self.sums)) for k in part})  # same on all
-        values = [self.loss_sum, self.clips, *extra, *(self.sums.get(k, 0.0) for k in keys)]
-        t = D.all_reduce_sum(torch.tensor(values, device=device, dtype=torch.float64)).tolist()
-        n = 2 + len(extra)
-        return t[0], int(t[1]), dict(zip(keys, t[n:], strict=True)), t[2:n]
-
-    def summed(self, device: torch.device) -> dict[str, Any]:
-        """The running sums over all ranks so far (a collective: every rank calls it), for checkpoints."""
-        loss_sum, clips, sums, (seconds,) = self._all_sums(device, [self.seconds])
-        skipped = sorted({s for part in D.all_gather_objects(self.skipped) for s in part})
-        seconds /= max(D.all_reduce_sum(torch.ones(1, device=device)).item(), 1)  # wall time: the ranks' mean
-        return {"loss_sum": loss_sum, "clips": clips, "sums": sums, "seconds": seconds, "skipped": skipped}
-
-    @classmethod
-    def from_sums(cls, sums: dict[str, Any]) -> EpochStats:
-        """Stats that continue from `summed()` output stored in a checkpoint (on rank 0 only)."""
-        task_sums = dict(sums.get("sums", {}))
-        if "correct" in sums:  # a checkpoint written before tasks existed
-            task_sums["correct"] = sums["correct"]
-        return cls(sums["loss_sum"], sums["clips"], task_sums, list(sums["skipped"]), sums["seconds"])
-
-    def reduced(self, device: torch.device, task: Task) -> dict[str, Any]:
-        loss_sum, clips, sums, _ = self._all_sums(device, [])
-        skipped = sorted({s for part in D.all_gather_objects(self.skipped) for s in part})
-        return {
-            "train_loss": loss_sum / max(clips, 1),
-            **task.train_metrics(sums, clips),
-            "clips_per_s": clips / max(self.seconds, 1e-9),
-            "clips": clips,
-            "skipped": skipped,
-        }
+def _optimizer_step(run: Run) -> float:
+    """Scheduled lr, gradient clipping, step, zero_grad; returns the lr used."""
+    lr = set_lr(run.optimizer, lr_factor(run.global_step, run.cfg.schedule, run.steps_per_epoch))
+    if run.cfg.optim.clip_grad_norm > 0:
+        nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.clip_grad_norm)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.global_step += 1
+    return lr
 
 
-# ----------------------------------------------------------------------------- checkpoints
+def _validate(run: Run, val_loader: DataLoader | None) -> dict[str, Any]:
+    if val_loader is None:
+        return {}
+    try:
+        return run.task.validate(
+            run.model, val_loader, device=run.device, amp=run.amp, progress=run.cfg.progress
+        )
+    except NoDataError as err:  # stop before this epoch's checkpoints: an untrained "best" is no result
+        message = str(err).replace("evaluation:", "validation:", 1)
+        raise NoDataError(f"{message} (no checkpoint was written for this epoch)") from None
+
+
+def _end_epoch(run: Run, epoch: int, train_m: dict, val_m: dict) -> None:
+    """Epoch row in metrics.csv / TensorBoard, console summary, last / best checkpoints."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    skipped = sorted(set(train_m.pop("skipped")) | set(val_m.pop("val_skipped", [])) | set(run.task.missing))
+    row = {**train_m, **val_m, "lr": lr, "num_skipped": len(skipped)}
+    run.history.append({"epoch": epoch + 1, **row, "skipped": skipped})
+    run.logger.epoch(epoch + 1, row, run.global_step)
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
+    run.logger.info(f"epoch {epoch + 1}/{run.cfg.schedule.epochs}: {summary}")
+    if skipped:
+        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        run.logger.info(f"  skipped {len(skipped)} unreadable videos: {', '.join(skipped[:10])}{more}")
+    value, task = val_m.get(run.task.best_metric), run.task
+    is_best = (
+        value is not None
+        and math.isfinite(value)
+        and (run.best is None or (value > run.best if task.higher_is_better else value < run.best))
+    )
+    if is_best:
+        run.best = value
+    write_checkpoint(run, "last.safetensors", epoch=epoch + 1, step_in_epoch=0, metrics=row)
+    if is_best:
+        write_checkpoint(run, "best.safetensors", epoch=epoch + 1, step_in_epoch=0, metrics=row)
+
+
+# ----------------------------------------------------------------------------- checkpoints and resume
 
 
 def write_checkpoint(
@@ -505,301 +451,7 @@ def _restore_rank_rng(run: Run, ckpt: Checkpoint) -> None:
         seed_everything(run.cfg.runtime.seed + 1000 * rank + ckpt.global_step)
 
 
-class RunFolderNotShared(ConfigError):
-    """The ranks of a distributed run do not see the same checkpoint to resume from."""
-
-
-def checkpoint_fingerprint(path: Path) -> tuple[int, str] | None:
-    """(size, sha256) of the file at `path`, or None when there is none."""
-    if not path.is_file():
-        return None
-    with open(path, "rb") as fh:
-        return path.stat().st_size, hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def agree_on_checkpoint(path: Path, info: D.DistInfo, device: torch.device) -> bool:
-    """True when every rank sees the same file at `path`, False when none sees one; otherwise every rank
-    raises `RunFolderNotShared` naming what each rank sees (a collective: all ranks call it)."""
-    seen = D.all_gather_objects(checkpoint_fingerprint(path))
-    if all(s == seen[0] for s in seen):
-        return seen[0] is not None
-    what = "; ".join(
-        f"rank {r}: " + (f"sha256 {s[1][:12]} ({s[0]} bytes)" if s else "no file") for r, s in enumerate(seen)
-    )
-    raise RunFolderNotShared(
-        f"resume: the ranks do not see the same {path} ({what}). Every node must read one shared run folder "
-        "(out_dir on a shared file system) or an identical copy of the checkpoint; see the README, "
-        "'Many machines'"
-    )
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
-def _check_finite(run: Run, loss: torch.Tensor, epoch: int, batch_idx: int) -> None:
-    """Stop every rank together when any rank's loss is NaN / inf; the last checkpoint stays as it was."""
-    value = float(loss.detach())
-    if not D.any_rank(not math.isfinite(value), run.device):
-        return
-    kept = (
-        f"the last good checkpoint {run.last_good} was kept"
-        if run.last_good
-        else "no checkpoint was written yet"
-    )
-    raise NonFiniteLossError(
-        f"loss is {value} at optimiser step {run.global_step} (epoch {epoch}, batch {batch_idx}); training "
-        f"stopped and {kept}. Hints: lower optim.lr, enable optim.clip_grad_norm (e.g. 5), add "
-        "schedule.warmup_iters, or check the data for broken inputs."
-    )
-
-
-def _optimizer_step(run: Run) -> float:
-    """Scheduled lr, gradient clipping, step, zero_grad; returns the lr used."""
-    lr = set_lr(run.optimizer, lr_factor(run.global_step, run.cfg.schedule, run.steps_per_epoch))
-    if run.cfg.optim.clip_grad_norm > 0:
-        nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.clip_grad_norm)
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    run.global_step += 1
-    return lr
-
-
-def train_one_epoch(
-    run: Run, loader: DataLoader, *, epoch: int, start_batch: int = 0, stats: EpochStats | None = None
-) -> dict[str, Any]:
-    """One pass over this epoch's batches from `start_batch` on; returns rank-reduced train metrics.
-
-    `stats` continues the running sums of an epoch resumed part-way (see `resume_point`).
-    """
-    cfg, model = run.cfg, run.train_model
-    stats = run.stats = stats or EpochStats()
-    seconds_before = stats.seconds
-    accum, steps = cfg.optim.accum_steps, run.batches_per_epoch
-    model.train()
-    bar = progress(
-        total=steps,
-        initial=start_batch,
-        desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
-        disable=not (cfg.progress and run.info.is_main),
-    )
-    tic, window_clips, window_tic = time.perf_counter(), 0, time.perf_counter()
-    for batch_idx, batch in enumerate(loader, start=start_batch):
-        if batch_idx >= steps:
-            break
-        stats.skipped += list(batch.get("skipped", []))
-        if run.task.is_empty(batch):  # every item of this batch failed to load
-            continue
-        boundary = (batch_idx + 1) % accum == 0 or batch_idx + 1 == steps
-        ddp = run.ddp_module()
-        sync = ddp.no_sync() if ddp is not None and not boundary else contextlib.nullcontext()
-        with sync:
-            with run.autocast():
-                step = run.task.training_step(model, batch, run.device)
-            loss = step.loss
-            _check_finite(run, loss, epoch, batch_idx)
-            (loss / accum).backward()
-        stats.add(step)
-        window_clips += step.items * run.info.world_size
-        bar.update(1)
-        if not boundary:
-            continue
-        lr = _optimizer_step(run)
-        run.position = (epoch, batch_idx + 1)
-        if run.global_step % max(cfg.log_every_steps, 1) == 0 and cfg.log_every_steps:
-            rate = window_clips / max(time.perf_counter() - window_tic, 1e-9)
-            run.logger.step(run.global_step, {"loss": float(loss.detach()), "lr": lr, "clips_per_s": rate})
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}")
-            window_clips, window_tic = 0, time.perf_counter()
-        stats.seconds = seconds_before + time.perf_counter() - tic
-        if cfg.ckpt_every_steps and run.global_step % cfg.ckpt_every_steps == 0 and batch_idx + 1 < steps:
-            write_checkpoint(run, "last.safetensors", epoch=epoch, step_in_epoch=batch_idx + 1)
-    bar.close()
-    stats.seconds = seconds_before + time.perf_counter() - tic
-    return stats.reduced(run.device, run.task)
-
-
-def _validate(run: Run, val_loader: DataLoader | None) -> dict[str, Any]:
-    if val_loader is None:
-        return {}
-    try:
-        return run.task.validate(
-            run.model, val_loader, device=run.device, amp=run.amp, progress=run.cfg.progress
-        )
-    except NoDataError as err:  # stop before this epoch's checkpoints: an untrained "best" is no result
-        message = str(err).replace("evaluation:", "validation:", 1)
-        raise NoDataError(f"{message} (no checkpoint was written for this epoch)") from None
-
-
-def _end_epoch(run: Run, epoch: int, train_m: dict, val_m: dict) -> None:
-    """Epoch row in metrics.csv / TensorBoard, console summary, last / best checkpoints."""
-    lr = run.optimizer.param_groups[0]["lr"]
-    skipped = sorted(set(train_m.pop("skipped")) | set(val_m.pop("val_skipped", [])) | set(run.task.missing))
-    row = {**train_m, **val_m, "lr": lr, "num_skipped": len(skipped)}
-    run.history.append({"epoch": epoch + 1, **row, "skipped": skipped})
-    run.logger.epoch(epoch + 1, row, run.global_step)
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float))
-    run.logger.info(f"epoch {epoch + 1}/{run.cfg.schedule.epochs}: {summary}")
-    if skipped:
-        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
-        run.logger.info(f"  skipped {len(skipped)} unreadable videos: {', '.join(skipped[:10])}{more}")
-    value, task = val_m.get(run.task.best_metric), run.task
-    is_best = (
-        value is not None
-        and math.isfinite(value)
-        and (run.best is None or (value > run.best if task.higher_is_better else value < run.best))
-    )
-    if is_best:
-        run.best = value
-    write_checkpoint(run, "last.safetensors", epoch=epoch + 1, step_in_epoch=0, metrics=row)
-    if is_best:
-        write_checkpoint(run, "best.safetensors", epoch=epoch + 1, step_in_epoch=0, metrics=row)
-
-
-def _setup(cfg: TrainConfig, task: Task, info: D.DistInfo, device: torch.device, log=None):
-    """Seeds set, model built by the task (after its `check`) and wrapped, the task's datasets made."""
-    seed_everything(cfg.runtime.seed + info.rank)
-    if cfg.runtime.deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    model = task.build_model().to(device)
-    train_ds, val_ds = task.datasets(model, log if info.is_main else None)
-    resuming = cfg.resume not in ("", "auto") or (Path(cfg.out_dir) / "last.safetensors").is_file()
-    if cfg.model.init_from and not (cfg.resume and resuming):  # a resumed checkpoint holds every weight
-        init_weights(model, cfg.model, log=log if info.is_main else None)
-    if cfg.runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model = with_sync_bn(model, enabled=cfg.runtime.sync_bn and info.enabled, device=device)
-    train_model: nn.Module = model
-    if info.enabled:
-        ids = (
-            [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
-        )
-        train_model = DistributedDataParallel(model, device_ids=ids)
-    if cfg.runtime.compile:
-        train_model = torch.compile(train_model)
-    return model, train_model, train_ds, val_ds
-
-
-def with_sync_bn(model: nn.Module, *, enabled: bool, device: torch.device) -> nn.Module:
-    """`model` with every BatchNorm layer turned into `nn.SyncBatchNorm` when `enabled` (DDP only).
-
-    SyncBatchNorm normalises with the mean / variance of the global batch (all ranks), so BatchNorm
-    behaves as in one process with the global batch. torch implements it for CUDA only; on CPU each
-    process keeps normalising with its own batch (see the README's "Many machines").
-    """
-    if not enabled:
-        return model
-    if device.type != "cuda":
-        raise ConfigError(
-            "runtime.sync_bn: torch's SyncBatchNorm runs on CUDA devices only; on CPU (gloo) each process "
-            "normalises with its own batch statistics. Set runtime.sync_bn=false or train on GPUs"
-        )
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-
-
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train `cfg.model` on `cfg.data`; see the module docstring. Returns a `TrainResult`."""
-    info = D.env_info()
-    device = resolve_device(cfg.runtime.device)
-    if device.type == "cuda" and info.enabled:
-        device = torch.device("cuda", info.local_rank)
-    make_task(cfg).check()  # before any model is built
-    cfg = absolute_data_paths(cfg)  # the stored config works from any directory
-    owns_group = info.enabled and not D.is_dist()  # a caller's own process group is left alone
-    info = D.init_distributed(device.type, cfg.runtime.dist_backend)
-    out_dir = Path(cfg.out_dir)
-    with contextlib.ExitStack() as stack:
-        if info.is_main:
-            stack.enter_context(runfolder.locked(out_dir))  # one run per folder at a time
-            runfolder.check_fresh(out_dir, resume=cfg.resume, overwrite=cfg.overwrite)
-            runfolder.remove_stale_temps(out_dir)
-            (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        try:
-            return _train_in(cfg, info, device, out_dir)
-        finally:
-            if owns_group:
-                D.cleanup()
-
-
-def absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
-    """`cfg` with its data paths made absolute (checkpoints store them; eval may run elsewhere)."""
-    names = ("train_list", "val_list", "root", "classes", "flow_root", "frames_root")
-    paths = {n: str(Path(getattr(cfg.data, n)).resolve()) for n in names if getattr(cfg.data, n)}
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **paths))
-
-
-def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir: Path) -> TrainResult:
-    logger = RunLogger(out_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
-    try:
-        task = make_task(cfg)
-        model, train_model, train_ds, val_ds = _setup(cfg, task, info, device, log=logger.info)
-        for what, ds, source in (("training", train_ds, cfg.data.train_list), ("validation", val_ds, "")):
-            if ds is not None and len(ds) == 0:
-                where = source or cfg.data.val_list or cfg.data.plugin
-                raise NoDataError(f"{what}: the {what} set is empty ({where}); check the list file")
-        loader, sampler, val_loader = make_loaders(cfg, train_ds, val_ds, info, task.collate())
-        steps = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
-        if steps == 0:
-            raise ValueError(
-                f"data.batch_size={cfg.data.batch_size} is larger than this process's share of the "
-                f"{len(train_ds)} training items; lower it"
-            )
-        run = Run(
-            cfg=cfg,
-            model=model,
-            train_model=train_model,
-            optimizer=build_optimizer(model, cfg.optim),
-            device=device,
-            amp=use_amp(cfg.runtime.amp, device),
-            info=info,
-            logger=logger,
-            task=task,
-            batches_per_epoch=steps,
-            flow=training_flow(cfg, train_ds),
-        )
-        return _fit(run, loader, sampler, val_loader)
-    finally:
-        logger.close()
-
-
-def _fit(
-    run: Run, loader: DataLoader, sampler: ResumableSampler, val_loader: DataLoader | None
-) -> TrainResult:
-    cfg = run.cfg
-    start_epoch, start_batch, stats = resume_point(run) if cfg.resume else (0, 0, None)
-    set_lr(run.optimizer, lr_factor(run.global_step, cfg.schedule, run.steps_per_epoch))
-    run.position = (start_epoch, start_batch)
-    try:
-        for epoch in range(start_epoch, cfg.schedule.epochs):
-            loader.dataset.set_epoch(epoch)
-            sampler.set_epoch(epoch, start=start_batch * cfg.data.batch_size)
-            loader.generator.manual_seed(cfg.runtime.seed + epoch)  # worker seeds of this epoch
-            train_m = train_one_epoch(run, loader, epoch=epoch, start_batch=start_batch, stats=stats)
-            stats = None
-            if train_m.pop("clips") == 0 and start_batch < run.batches_per_epoch:
-                raise NoDataError(_no_training_data(train_m["skipped"], epoch))
-            last = epoch + 1 == cfg.schedule.epochs
-            val_m = _validate(run, val_loader) if (epoch + 1) % cfg.eval_every == 0 or last else {}
-            _end_epoch(run, epoch, train_m, val_m)
-            run.position, start_batch = (epoch + 1, 0), 0
-    except KeyboardInterrupt:
-        _save_interrupted(run)
-        raise
-    _plot(run)
-    if cfg.plots and run.info.is_main:
-        run.task.report(run.out_dir, run.history)  # the task's own pictures (e.g. an error curve)
-    out = run.out_dir
-    return TrainResult(
-        out_dir=out,
-        epochs_done=cfg.schedule.epochs,
-        global_step=run.global_step,
-        best_top1=run.best,
-        last_checkpoint=out / "last.safetensors",
-        best_checkpoint=(out / "best.safetensors") if (out / "best.safetensors").is_file() else None,
-        history=run.history,
-        skipped=sorted({s for h in run.history for s in h["skipped"]}),
-        best_metric=run.task.best_metric,
-    )
+# ----------------------------------------------------------------------------- the end of a run
 
 
 def _no_training_data(skipped: list[str], epoch: int) -> str:
@@ -837,13 +489,8 @@ def _plot(run: Run) -> None:
 
 
 __all__ = [
-    "EpochSeeded",
     "NonFiniteLossError",
-    "ResumableSampler",
     "TrainResult",
-    "build_model",
-    "build_datasets",
-    "check_paths",
     "train",
     "train_one_epoch",
 ]

@@ -145,7 +145,7 @@ class Caption(Task):
         return Vocabulary.build([s for it in self.split()[0] for s in it.sentences], min_count=o.min_count)
 
     def build_model(self, *, weights: bool = True) -> nn.Module:
-        from vidrec.engine.train import build_model
+        from vidrec.models.build import build_model  # imports every model: only when one is built
 
         if self.vocab is None:
             self.vocab = self.build_vocab()

@@ -52,9 +52,9 @@ class Classify(Task):
         if self._data is not None:
             return
         if plugin_of(cfg):  # a `module:function` returning the datasets and class names
-            from vidrec.engine.train import _import_object
+            from vidrec.models.build import import_object
 
-            train_ds, val_ds, names = _import_object(plugin_of(cfg), "data.plugin")(cfg)
+            train_ds, val_ds, names = import_object(plugin_of(cfg), "data.plugin")(cfg)
             self._data = (train_ds, val_ds)
         else:
             self._data = read_records(cfg)
@@ -62,7 +62,7 @@ class Classify(Task):
         self.names = list(names)
 
     def build_model(self, *, weights: bool = True) -> nn.Module:
-        from vidrec.engine.train import build_model
+        from vidrec.models.build import build_model  # imports every model: only when one is built
 
         if not self.names:
             self._read()
@@ -239,9 +239,9 @@ def build_datasets(
 ) -> tuple[Dataset, Dataset | None, list[str]]:
     """(training dataset, validation dataset or None, class names) exactly as `train` builds them."""
     if plugin_of(cfg):
-        from vidrec.engine.train import _import_object
+        from vidrec.models.build import import_object
 
-        return _import_object(plugin_of(cfg), "data.plugin")(cfg)
+        return import_object(plugin_of(cfg), "data.plugin")(cfg)
     records = read_records(cfg)
     return (*list_datasets(cfg, records, modalities), records[2])
 

@@ -116,7 +116,7 @@ class Landmarks(Task):
 
     # -- model and state ---------------------------------------------------------------------------
     def build_model(self, *, weights: bool = True) -> nn.Module:
-        from vidrec.engine.train import build_model
+        from vidrec.models.build import build_model  # imports every model: only when one is built
 
         return build_model(self.cfg.model, num_classes=NUM_POINTS * 2, weights=weights)
 

@@ -123,7 +123,7 @@ class Segment(Task):
 
     # -- model and state ----------------------------------------------------------------------------
     def build_model(self, *, weights: bool = True) -> nn.Module:
-        from vidrec.engine.train import build_model
+        from vidrec.models.build import build_model  # imports every model: only when one is built
 
         model_cfg = self.cfg.model
         if not weights and model_cfg.kwargs.get("flow_weights"):  # a checkpoint holds the flow net's weights
