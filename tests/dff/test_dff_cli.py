@@ -12,7 +12,8 @@ from torch import nn
 from vidrec.cli import main
 from vidrec.dff.cli import KEY_COLOUR
 from vidrec.engine.checkpoint import Checkpoint, save_checkpoint
-from vidrec.engine.config import config_to_dict, load_config
+from vidrec.engine.config import load_config
+from vidrec.engine.schema import config_to_dict
 from vidrec.io import probe, read_frames, write_video
 from vidrec.tasks import Task, register_task
 

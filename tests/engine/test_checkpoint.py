@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import vidrec.engine.checkpoint as C
-from vidrec.engine.config import config_to_dict, load_config
+from vidrec.engine.config import load_config
+from vidrec.engine.schema import config_to_dict
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the test-local plug-in module `tinyvid`, whatever pytest's import mode

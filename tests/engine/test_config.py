@@ -12,8 +12,9 @@ import torch
 
 from vidrec.cli import build_parser
 from vidrec.engine.cli_train import collect_overrides
-from vidrec.engine.config import ConfigError, TrainConfig, iter_fields, load_config
+from vidrec.engine.config import load_config
 from vidrec.engine.optim import build_optimizer, lr_factor, param_groups
+from vidrec.engine.schema import ConfigError, TrainConfig, iter_fields
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the test-local plug-in module `tinyvid`, whatever pytest's import mode

@@ -20,8 +20,9 @@ import torch
 from tinyvid import subprocess_env
 
 from vidrec.engine.checkpoint import load_checkpoint
-from vidrec.engine.config import ConfigError, load_config
+from vidrec.engine.config import load_config
 from vidrec.engine.distributed import with_sync_bn
+from vidrec.engine.schema import ConfigError
 from vidrec.engine.train import train
 
 HERE = Path(__file__).resolve().parent

@@ -14,8 +14,9 @@ import torch
 from vidrec.cli import UsageError, main
 from vidrec.engine import runfolder
 from vidrec.engine.checkpoint import load_checkpoint
-from vidrec.engine.config import ConfigError, load_config
+from vidrec.engine.config import load_config
 from vidrec.engine.evaluate import NoDataError, evaluate
+from vidrec.engine.schema import ConfigError
 from vidrec.engine.train import train
 
 HERE = Path(__file__).resolve().parent

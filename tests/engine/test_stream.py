@@ -123,7 +123,7 @@ def test_missing_camera_or_file_is_one_clear_error(tmp_path):
 def ckpt(tmp_path_factory) -> Path:
     data = {"resize": 16, "size": 16, "frames": 4, "plugin": "tinyvid:color_data"}
     cfg = config_from_dict({"model": {"name": "tinyvid:tiny_lrcn"}, "data": data})
-    from vidrec.engine.config import config_to_dict
+    from vidrec.engine.schema import config_to_dict
 
     model = _model()
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"

@@ -12,7 +12,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vidrec.engine.checkpoint import load_checkpoint, load_task
-from vidrec.engine.config import ConfigError, load_config
+from vidrec.engine.config import load_config
+from vidrec.engine.schema import ConfigError
 from vidrec.engine.train import train
 from vidrec.tasks import Step, Task, register_task
 

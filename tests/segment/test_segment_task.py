@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vidrec.engine.checkpoint import load_checkpoint, load_task
-from vidrec.engine.config import ConfigError, load_config
+from vidrec.engine.config import load_config
+from vidrec.engine.schema import ConfigError
 from vidrec.engine.train import train
 from vidrec.models.segnet import SegNet, segnet_mobilenet_v2
 from vidrec.tasks.segment import Segment

@@ -15,7 +15,8 @@ from PIL import Image
 
 from vidrec.cli import main as cli_main
 from vidrec.engine.checkpoint import load_checkpoint, load_task
-from vidrec.engine.config import ConfigError, load_config
+from vidrec.engine.config import load_config
+from vidrec.engine.schema import ConfigError
 from vidrec.engine.train import train
 from vidrec.io import write_video
 from vidrec.tasks.caption_data import CaptionDataset, collate_captions, read_captions, split_items

@@ -11,7 +11,8 @@ import torch
 from faces import template, write_face_video
 
 from vidrec.engine.checkpoint import load_checkpoint, load_task
-from vidrec.engine.config import ConfigError, load_config
+from vidrec.engine.config import load_config
+from vidrec.engine.schema import ConfigError
 from vidrec.engine.train import train
 from vidrec.tasks.landmarks import (
     Landmarks,

@@ -10,7 +10,8 @@ from PIL import Image
 from vidrec.cli import main
 from vidrec.data.synthetic import make_clip
 from vidrec.engine.checkpoint import Checkpoint, save_checkpoint
-from vidrec.engine.config import config_from_dict, config_to_dict
+from vidrec.engine.config import config_from_dict
+from vidrec.engine.schema import config_to_dict
 from vidrec.io import probe, write_video
 from vidrec.models import get_model
 

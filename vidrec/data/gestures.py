@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 if TYPE_CHECKING:
-    from vidrec.engine.config import TrainConfig
+    from vidrec.engine.schema import TrainConfig
 
 __all__ = [
     "GestureDataset",
@@ -217,7 +217,7 @@ def config_datasets(cfg: TrainConfig) -> tuple[GestureDataset, GestureDataset, l
     ``data.frames`` must be 16 (a row holds 16 points); the clips are not augmented (a horizontal flip
     would turn clockwise into counter-clockwise).
     """
-    from vidrec.engine.config import ConfigError
+    from vidrec.engine.schema import ConfigError
 
     root = Path(cfg.data.root)
     if cfg.data.frames != STEPS:

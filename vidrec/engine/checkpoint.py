@@ -43,7 +43,7 @@ from vidrec.cli import UsageError, input_file
 from vidrec.jobs import pid_alive
 
 if TYPE_CHECKING:
-    from vidrec.engine.config import ModelConfig
+    from vidrec.engine.schema import ModelConfig
     from vidrec.models.init import InitReport
 
 FORMAT = "vidrec-checkpoint/1"

@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _updated_config(cfg, args: argparse.Namespace):
     """The stored config with --config YAML and key=value overrides applied (and validated)."""
-    from vidrec.engine.config import apply_overrides, config_from_dict, config_to_dict, read_yaml
+    from vidrec.engine.config import apply_overrides, config_from_dict, read_yaml
+    from vidrec.engine.schema import config_to_dict
 
     raw = config_to_dict(cfg)
     if args.config:

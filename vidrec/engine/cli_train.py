@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidrec.engine.config import iter_fields, load_config
+from vidrec.engine.config import load_config
+from vidrec.engine.schema import iter_fields
 
 _NOTES = """\
 Overrides (applied in this order, later ones win): positional `optim.lr=0.01`, `--set key=value`,
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace, *, default_config: str = "") -> int:
     if args.print_config:
         import yaml
 
-        from vidrec.engine.config import config_to_dict
+        from vidrec.engine.schema import config_to_dict
 
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return 0

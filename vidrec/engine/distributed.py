@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vidrec.engine.config import ConfigError
+from vidrec.engine.schema import ConfigError
 
 
 @dataclass(frozen=True)

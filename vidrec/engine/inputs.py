@@ -32,7 +32,7 @@ from vidrec.io import VideoReader
 from vidrec.io.video import output_size
 
 if TYPE_CHECKING:
-    from vidrec.engine.config import TrainConfig
+    from vidrec.engine.schema import TrainConfig
 
 __all__ = ["FlowSettings", "VideoInputs", "flow_settings_from", "stored_flow_settings"]
 

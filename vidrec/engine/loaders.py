@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from vidrec.data import collate_skip
-from vidrec.engine.config import TrainConfig
 from vidrec.engine.distributed import DistInfo
+from vidrec.engine.schema import TrainConfig
 
 
 def seed_everything(seed: int) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidrec.engine.config import OptimConfig, ScheduleConfig
+from vidrec.engine.schema import OptimConfig, ScheduleConfig
 
 
 def _prefix_groups(model: nn.Module, lr: float, lr_mult: dict[str, float]) -> list[dict[str, Any]]:

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from vidrec.cli import UsageError
-from vidrec.engine.config import ConfigError
 from vidrec.engine.distributed import DistInfo, all_gather_objects
+from vidrec.engine.schema import ConfigError
 
 RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.csv", "steps.csv")
 _DERIVED = ("curves.png", "config.yaml", "tb", "eval")  # deleted with the run files on overwrite

@@ -15,8 +15,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vidrec.engine import distributed as D
-from vidrec.engine.config import TrainConfig
 from vidrec.engine.logging import RunLogger
+from vidrec.engine.schema import TrainConfig
 from vidrec.tasks import Step, Task
 
 

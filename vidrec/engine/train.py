@@ -7,17 +7,15 @@ The loop does not know what it learns: ``cfg.task`` names a `vidrec.tasks.Task` 
 landmarks, segment) that gives the datasets, the model, each batch's loss and summed metrics, the
 validation metrics and the state stored beside the weights (class names, a vocabulary).
 
-Determinism and exact resume. Data order comes from a `DistributedSampler` seeded with
-``runtime.seed + epoch`` (also for one process). Every item is produced under torch / numpy / random
-generators seeded from ``(seed, epoch, index)`` (`EpochSeeded`), so its random crop / flip / clip start
-do not depend on which worker made it or on which items came before. Model randomness (dropout) uses
-the main process's generators, which checkpoints store. Together these let a run killed mid-epoch
-resume from `last.safetensors`, skip the batches it already did, and finish with the same weights as an
-uninterrupted run (bit-exact on CPU; on GPU with ``runtime.deterministic``).
+Determinism and exact resume. Every item is made under generators seeded from (seed, epoch, index) and
+data order from a sampler seeded with ``runtime.seed + epoch`` (`vidrec.engine.loaders`). Model
+randomness (dropout) uses the main process's generators, which checkpoints store. Together these let a
+run killed mid-epoch resume from `last.safetensors`, skip the batches it already did, and finish with the
+same weights as an uninterrupted run (bit-exact on CPU; on GPU with ``runtime.deterministic``).
 
-Models: ``model.name`` is a registry name (`vidrec.models.get_model`) or ``module.path:factory`` for a
-model defined outside the package (the factory gets ``num_classes=`` plus ``model.kwargs``); the stored
-config records it, so `load_for_inference` rebuilds either kind (the module must be importable).
+Models: the task builds ``model.name`` through `vidrec.models.build.build_model` (a registry name, or a
+``module.path:factory`` the user named); the stored config records it, so `load_for_inference` rebuilds
+either kind (a factory only when the caller names it again).
 
 Distributed: launch with torchrun (see `vidrec.engine.distributed`).
 """
@@ -50,7 +48,6 @@ from vidrec.engine.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from vidrec.engine.config import ConfigError, TrainConfig, config_to_dict
 from vidrec.engine.distributed import resolve_device, use_amp, with_sync_bn
 from vidrec.engine.evaluate import NoDataError
 from vidrec.engine.inputs import training_flow
@@ -59,6 +56,7 @@ from vidrec.engine.logging import RunLogger
 from vidrec.engine.optim import build_optimizer, lr_factor, set_lr
 from vidrec.engine.runfolder import agree_on_checkpoint
 from vidrec.engine.runstate import EpochStats, Run
+from vidrec.engine.schema import ConfigError, TrainConfig, config_to_dict
 from vidrec.progress import progress
 from vidrec.tasks import Task, make_task
 

@@ -16,7 +16,7 @@ from torch import nn
 from vidrec.models.registry import get_builder
 
 if TYPE_CHECKING:
-    from vidrec.engine.config import ModelConfig
+    from vidrec.engine.schema import ModelConfig
 
 
 def import_object(spec: str, field_name: str) -> Any:

@@ -30,14 +30,13 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-if TYPE_CHECKING:
-    from vidrec.engine.config import TrainConfig
+from vidrec.engine.schema import ConfigError, TrainConfig, build_section, iter_fields
 
 _TASKS: dict[str, type[Task]] = {}
 
@@ -157,8 +156,6 @@ def task_names() -> list[str]:
 def get_task_class(name: str) -> type[Task]:
     _load_builtin()
     if name not in _TASKS:
-        from vidrec.engine.config import ConfigError
-
         raise ConfigError(f"task: unknown task {name!r}; known tasks: {sorted(_TASKS)}")
     return _TASKS[name]
 
@@ -170,15 +167,11 @@ def make_task(cfg: TrainConfig) -> Task:
 
 def parse_options(cls: type[Task], raw: dict[str, Any]) -> Any:
     """``cfg.task_options`` checked against ``cls.Options``; a bad key or value names the field."""
-    from vidrec.engine.config import build_section
-
     return build_section(cls.Options, raw or {}, "task_options.")
 
 
 def options_help(cls: type[Task]) -> list[tuple[str, str, Any, str]]:
     """(name, type, default, help) of a task's options, for ``vidrec train --help``."""
-    from vidrec.engine.config import iter_fields
-
     return list(iter_fields(cls.Options, "task_options.")) if dataclasses.is_dataclass(cls.Options) else []
 
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from vidrec.engine.config import TrainConfig, opt
+from vidrec.engine.schema import ConfigError, TrainConfig, opt
 from vidrec.tasks.base import Step, Task, register_task
 from vidrec.tasks.caption_data import (
     CaptionDataError,
@@ -88,8 +88,6 @@ class Caption(Task):
             ("beam", o.beam),
         ):
             if value < 1:
-                from vidrec.engine.config import ConfigError
-
                 raise ConfigError(f"task_options.{field}: must be >= 1, got {value}")
         self.vocab: Vocabulary | None = None
         self._split: tuple[list, list] | None = None

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from vidrec.cli import UsageError
-from vidrec.engine.config import TrainConfig, check_data_source
+from vidrec.engine.schema import TrainConfig, check_data_source
 from vidrec.tasks.base import Step, Task, register_task
 
 

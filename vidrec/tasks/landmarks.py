@@ -55,7 +55,7 @@ from vidrec.data.landmarks import (
     read_track,
     split_tracks,
 )
-from vidrec.engine.config import TrainConfig, opt
+from vidrec.engine.schema import TrainConfig, opt
 from vidrec.tasks.base import Step, Task, register_task
 
 AUC_LIMIT = 0.08

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from vidrec.engine.config import ConfigError, TrainConfig
+from vidrec.engine.schema import ConfigError, TrainConfig
 from vidrec.tasks.base import Step, Task, register_task
 
 
