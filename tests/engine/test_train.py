@@ -214,3 +214,13 @@ def test_best_holds_weights_only_optionally_half(tmp_path):
     with pytest.raises(CheckpointError, match="weights only.*last.safetensors"):
         train(_cfg(tmp_path, "schedule.epochs=2", f"resume={run / 'best.safetensors'}"))
     assert result.best_checkpoint == run / "best.safetensors"
+
+
+def test_train_py_holds_the_loop_only():
+    """Issue 20: engine/train.py stays a loop a reader holds in one sitting; model building and the
+    classification data helpers live in their own homes (no re-exports here)."""
+    import vidrec.engine.train as T
+
+    assert len(Path(T.__file__).read_text().splitlines()) <= 600
+    for name in ("build_model", "_import_object", "build_datasets", "read_records", "check_paths", "relabel"):
+        assert not hasattr(T, name), f"vidrec.engine.train.{name} is back; import it from its own module"
