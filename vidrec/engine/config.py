@@ -18,7 +18,6 @@ from typing import Any
 import yaml
 
 from vidrec.engine.schema import ConfigError, TrainConfig, build_section, check_fields, iter_fields
-from vidrec.tasks import get_task_class, make_task, options_help, task_names
 
 
 def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
@@ -97,6 +96,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def validate(cfg: TrainConfig) -> None:
     """`check_fields`, then the task: an unknown ``task`` or a bad ``task_options`` value names its field."""
+    from vidrec.tasks import make_task  # imports torch, which listing or reading a config file does not need
+
     check_fields(cfg)
     make_task(cfg)
 
@@ -104,6 +105,8 @@ def validate(cfg: TrainConfig) -> None:
 def config_help() -> str:
     """Every option as ``name (type, default X): meaning`` lines, grouped by section; each task's
     ``task_options`` last."""
+    from vidrec.tasks import get_task_class, options_help, task_names
+
     lines, section = [], None
     for name, tp, default, text in iter_fields():
         head = name.split(".")[0] if "." in name else "run"
