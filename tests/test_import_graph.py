@@ -1,7 +1,7 @@
 """vidrec's modules import each other without circles, at module level or inside functions.
 
-An import inside a function hides a circle from Python (the module is half-built only when the function
-runs) but not from a reader: the two modules still cannot be understood, tested or moved apart. So the
+An import inside a function hides a circle from Python (by the time the function runs, both modules are
+complete) but not from a reader: the two modules still cannot be understood, tested or moved apart. So the
 graph below holds every ``import`` / ``from ... import`` statement between vidrec's files, wherever it
 stands (module level, a function, ``if TYPE_CHECKING:``), found by reading the source (AST), not by
 importing it. A package's ``__init__.py`` is the module named by the package.
