@@ -106,3 +106,18 @@ def test_temporal_pool_stage2():
     assert frames["appearance"].shape == (1, 4, 5)  # (11 - 5) / 2 + 1 = 4
     with pytest.raises(ValueError, match="T >= 5"):
         model.forward_frames({k: v[:, :3] for k, v in x.items()})
+
+
+def test_dense_scores_are_class_maps_averaged_over_space_then_time():
+    """methods.md 3.4: on whole frames of any size (here 48x80, not the 224 training crop) the output is
+    the class map -- the fc at every conv5 position -- averaged over space and then over time."""
+    model, _, _ = st("code")
+    torch.manual_seed(2)
+    x = {"rgb": torch.randn(1, 3, 3, 48, 80), "flow": torch.randn(1, 3, 2 * L, 48, 80)}
+    with torch.no_grad():
+        maps = model.class_maps(x)
+        out = model(x)
+    assert maps["appearance"].shape == (1, 3, 5, 2, 3)  # (B, T, K, h, w): a 2x3 class map per frame
+    for name in ("appearance", "motion"):
+        torch.testing.assert_close(out[name], maps[name].mean(dim=(-2, -1)).mean(dim=1), atol=1e-5, rtol=1e-4)
+    assert (maps["appearance"] - maps["appearance"].mean(dim=(-2, -1), keepdim=True)).abs().max() > 1e-4

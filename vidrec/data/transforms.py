@@ -48,6 +48,7 @@ __all__ = [
     "OuterCornerCrop",
     "Normalization",
     "TestViews",
+    "full_frame_transform",
     "normalize_modality",
     "normalize_rgb",
     "test_transform",
@@ -365,3 +366,11 @@ def test_transform(
 
 
 test_transform.__test__ = False  # type: ignore[attr-defined]
+
+
+def full_frame_transform(
+    *, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, normalize: bool = True
+) -> v2.Compose:
+    """Whole frames, no crop: only normalised (dense full-frame testing, ST-ResNet's protocol; the short
+    side is set when decoding). `normalize=False` leaves RGB uint8 for `normalize_rgb` on the device."""
+    return v2.Compose(_finish(mean, std) if normalize else [_flow3_only()])

@@ -1,8 +1,13 @@
-"""`vidrec eval CKPT [overrides] [--clips K --crops N | --protocol lrcn]`: test protocols and a report.
+"""`vidrec eval CKPT [overrides] [--clips K --crops N | --protocol lrcn | --protocol st_resnet]`: test
+protocols and a report.
 
 `--protocol clips` (default): every test video gives K evenly spaced clips of the training length.
 `--protocol lrcn` (methods.md 1.4): clips of `--clip-len` frames (16) every `--hop` frames (8), the last
 one aligned to the video's end, so the number of clips follows the video's length (one video per batch).
+`--protocol st_resnet` (methods.md 3.4): `--frames` (25) frames evenly spaced over the video, read whole
+(short side `data.resize`, not cropped) and run through the model as one clip, fully convolutionally: the
+class map is averaged over space and time, and the streams fused as the model fuses them (ST-ResNet,
+two-stream / TSN on ResNet or MobileNetV2; one video per batch, as frame sizes differ between videos).
 Each clip is cut into N crops (1, 3, 5 or 10); the views' probabilities (each the mean of the per-step
 softmaxes for LRCN) are averaged per video (`vidrec.engine.evaluate`): the mean over steps, clips and
 crops. Mirrored flow crops: `--flow-mirror` (auto: not negated for LRCN models, as the release's LRCN
@@ -28,11 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", default="", help="list file to evaluate (default: data.val_list)")
     parser.add_argument(
         "--protocol",
-        choices=["clips", "lrcn"],
+        choices=["clips", "lrcn", "st_resnet"],
         default="clips",
         help="clips: K evenly spaced clips of the training length; lrcn: clips of --clip-len frames every "
-        "--hop frames, the last aligned to the end (LRCN's test protocol; one video per batch) "
+        "--hop frames, the last aligned to the end (LRCN's test protocol; one video per batch); "
+        "st_resnet: --frames evenly spaced whole frames (short side data.resize, no crop), dense class "
+        "maps averaged over space and time (ST-ResNet's test protocol; one video per batch) "
         "(default clips)",
+    )
+    parser.add_argument(
+        "--frames", type=int, default=25, help="frames per video with --protocol st_resnet (default 25)"
     )
     parser.add_argument(
         "--clips", type=int, default=5, help="K clips per video with --protocol clips (default 5)"
@@ -138,10 +148,15 @@ def eval_set(cfg, class_names: list[str], list_file: str = "") -> tuple[list, st
     return relabel(val, names, class_names, source=source), source
 
 
-def clip_sampler(cfg, *, protocol: str = "clips", clips: int = 5, clip_len: int = 16, hop: int = 8):
-    """The test-clip sampler of a protocol: K clips of `data.frames`, or LRCN's `clip_len` every `hop`."""
+def clip_sampler(
+    cfg, *, protocol: str = "clips", clips: int = 5, clip_len: int = 16, hop: int = 8, frames: int = 25
+):
+    """The test-clip sampler of a protocol: K clips of `data.frames`, LRCN's `clip_len` every `hop`, or
+    ST-ResNet's one clip of `frames` frames spread evenly from the first to the last."""
     from vidrec.data import build_sampler
 
+    if protocol == "st_resnet":
+        return build_sampler("uniform", num=frames, train=False)
     stride = cfg.data.stride
     stride = (stride[0] + stride[1]) // 2 if isinstance(stride, list) else stride  # a range: its middle
     if protocol == "lrcn":
@@ -162,25 +177,32 @@ def eval_loader(
     clip_len: int = 16,
     hop: int = 8,
     negate_flow: bool = True,
+    frames: int = 25,
 ):
     """A loader of `(B, V, T, C, H, W)` batches (V = clips x crops) over `records`, read as training
     reads them (data.root, flow_root, flow_length, frames_root, resize); absent videos are dropped.
-    With `protocol="lrcn"` V depends on the video's length, so a batch holds one video."""
+    With `protocol="lrcn"` V depends on the video's length, so a batch holds one video. With
+    `protocol="st_resnet"` a batch is one video's `(1, frames, C, H, W)` whole frames (short side
+    `data.resize`, uncropped)."""
     from torch.utils.data import DataLoader, DistributedSampler
 
     from vidrec.data import VideoDataset, collate_skip
-    from vidrec.data.transforms import test_transform
+    from vidrec.data.transforms import full_frame_transform, test_transform
     from vidrec.engine import distributed as D
     from vidrec.tasks.classify import data_root
 
     d = cfg.data
-    batch = 1 if protocol == "lrcn" else batch
+    batch = 1 if protocol in ("lrcn", "st_resnet") else batch
+    if protocol == "st_resnet":
+        transform = full_frame_transform(normalize=False)  # uint8 RGB, whole frames
+    else:
+        transform = test_transform(d.size, crops=crops, normalize=False, negate_flow=negate_flow)
     ds = VideoDataset(
         records,
         root=data_root(cfg),
         modalities=modalities,
-        sampler=clip_sampler(cfg, protocol=protocol, clips=clips, clip_len=clip_len, hop=hop),
-        transform=test_transform(d.size, crops=crops, normalize=False, negate_flow=negate_flow),  # uint8 RGB
+        sampler=clip_sampler(cfg, protocol=protocol, clips=clips, clip_len=clip_len, hop=hop, frames=frames),
+        transform=transform,
         flow_root=d.flow_root or None,
         frames_root=d.frames_root or None,
         prepared=None if d.prepared == "off" else d.prepared,
@@ -209,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     from vidrec.engine import distributed as D
     from vidrec.engine.checkpoint import load_for_inference
     from vidrec.engine.distributed import resolve_device
-    from vidrec.engine.evaluate import evaluate
+    from vidrec.engine.evaluate import evaluate, is_fully_convolutional
     from vidrec.visualize.report import write_report
 
     device = resolve_device(args.device)
@@ -219,7 +241,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval"
     if info.is_main:  # before the work: an existing report is kept unless --overwrite
         output_path(out / "report.md", "report", overwrite=args.overwrite)
+    if args.protocol == "st_resnet" and (args.crops != 1 or args.frames < 1):
+        raise UsageError("--protocol st_resnet reads whole frames: drop --crops, and give --frames >= 1")
     model, cfg, class_names = load_for_inference(args.checkpoint, device, factory=args.model_factory)
+    if args.protocol == "st_resnet" and not is_fully_convolutional(model):
+        raise UsageError(
+            "--protocol st_resnet needs a fully convolutional model (st_resnet50, two-stream / TSN on "
+            f"ResNet or MobileNetV2); {args.checkpoint} holds a {type(model).__name__}: use --protocol clips"
+        )
     cfg = _updated_config(cfg, args)
     records, list_file = eval_set(cfg, class_names, args.list)
     modalities = tuple(cfg.data.modalities) or tuple(model.modalities)
@@ -235,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
         clip_len=args.clip_len,
         hop=args.hop,
         negate_flow=negate_mirrored_flow(args.flow_mirror, model),
+        frames=args.frames,
     )
     from vidrec.tasks.classify import drop_missing_videos
 
@@ -251,7 +281,10 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": args.checkpoint,
         }
         extra.update(
-            {"clip_len": args.clip_len, "hop": args.hop} if args.protocol == "lrcn" else {"clips": args.clips}
+            {
+                "lrcn": {"clip_len": args.clip_len, "hop": args.hop},
+                "st_resnet": {"frames": args.frames, "short_side": cfg.data.resize, "crops": "whole frame"},
+            }.get(args.protocol, {"clips": args.clips})
         )
         md = write_report(
             out,

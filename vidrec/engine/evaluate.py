@@ -8,6 +8,10 @@ test-view mode). Views are folded into the batch, the model's output is turned i
 probabilities of every view of a video are averaged -- also across batches, when a loader splits a video.
 Under torch.distributed, ranks exchange their per-video results and duplicates (DistributedSampler pads
 the last batch) are merged by `video_id`.
+
+Dense full-frame testing (ST-ResNet's protocol, `vidrec eval --protocol st_resnet`) is the same loop on
+one view per video, `(1, T, C, H, W)` with whole frames: a model that `is_fully_convolutional` averages
+its class map over space and time itself, so the view's probabilities are those of the dense scores.
 """
 
 from __future__ import annotations
@@ -112,6 +116,14 @@ def _gather(acc: _VideoAccumulator) -> tuple[dict[str, tuple[torch.Tensor, int]]
     videos = {vid: (torch.stack(ps).mean(0), label) for vid, (ps, label) in merged.items()}
     skipped = sorted({s for part in parts for s in part[3]})
     return videos, sum(p[1] for p in parts), sum(p[2] for p in parts), skipped
+
+
+def is_fully_convolutional(model: nn.Module) -> bool:
+    """Whether `model` takes whole frames of any size and averages its class map over space (ST-ResNet,
+    two-stream / TSN on ResNet or MobileNetV2: a global-average head). Wrappers (DDP, compile) are seen
+    through."""
+    inner = getattr(model, "module", getattr(model, "_orig_mod", model))
+    return bool(getattr(inner, "fully_convolutional", False))
 
 
 class NoDataError(UsageError, RuntimeError):

@@ -11,7 +11,8 @@ Two ResNet-50 streams (appearance: RGB; motion: 2L-channel flow stacks) with
 (c) optional stage-2 temporal max-pooling (window 5, stride 2) after res5 in both streams.
 All other layers run per frame (time folded into batch). Output: `{"appearance": (B,K), "motion": (B,K)}`,
 per-frame class scores averaged over space, then time (the fc is linear, so pooling space before it
-equals averaging the fully-convolutional class map).
+equals averaging the fully-convolutional class map, `class_maps`). Whole frames of any size go through
+as they are: ST-ResNet's dense test protocol (25 frames, full frame) is `vidrec eval --protocol st_resnet`.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class STResNet(nn.Module):
     """
 
     modalities = ("rgb", "flow")
+    fully_convolutional = True  # dense testing: any frame size, class maps averaged over space and time
 
     def __init__(
         self,
@@ -142,6 +144,15 @@ class STResNet(nn.Module):
             rearrange(maps, "b t c h w -> b c t h w"), (5, 1, 1), (2, 1, 1)
         )  # (B, C, T', h, w)
         return rearrange(pooled, "b c t h w -> b t c h w")  # (B, T', C, h, w)
+
+    def class_maps(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Class scores at every conv5 position `{"appearance", "motion"}: (B, T', K, h, w)` (the fc as a
+        1x1 convolution; the release's dense evaluation averages these over space, then time)."""
+        out = {}
+        for name, maps in self.forward_features(x).items():  # (B, T', C, h, w)
+            fc = getattr(self, name).net.fc
+            out[name] = torch.einsum("btchw,kc->btkhw", maps, fc.weight) + fc.bias[:, None, None]
+        return out
 
     def forward_frames(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-frame class scores `{"appearance", "motion"}: (B, T', K)` (class maps averaged over space)."""

@@ -4,12 +4,18 @@ A TSN stream runs its CNN on each of T segments (time folded into batch) and ave
 segments. The two-stream model holds an RGB and a flow stream (the flow stream's first conv takes the
 2L-channel stack, cross-modality initialised) and returns both streams' logits; they are trained
 jointly (losses summed) and fused at test time with `fusion_weights`.
+
+On a ResNet or MobileNetV2 backbone (global average pool, then the linear classifier) a stream is fully
+convolutional (`fully_convolutional`): given whole frames of any size, its logits are its class map
+(`class_map`: the classifier at every position of the last feature map) averaged over space and time, which
+is ST-ResNet's dense test protocol (`vidrec eval --protocol st_resnet`).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 
 from vidrec.models.backbones import Backbone
@@ -18,6 +24,7 @@ from vidrec.models.registry import register_model
 DEFAULT_FUSION = {"rgb": 1 / 3, "flow": 2 / 3}  # flow weighted higher, as in the LRCN/TSN papers
 # methods.md 3.1: dropout 0.8 in the motion stream, none in the appearance stream
 DEFAULT_DROPOUT = {"rgb": 0.0, "flow": 0.8}
+GLOBAL_AVERAGE_HEADS = ("resnet18", "resnet50", "resnet101", "mobilenet_v2")  # pool, then one Linear
 
 
 class TSN(nn.Module):
@@ -42,6 +49,22 @@ class TSN(nn.Module):
         logits = self.backbone.forward_head(self.dropout(feats))  # (B*T, K)
         return rearrange(logits, "(b t) k -> b t k", b=b).mean(dim=1)  # (B, K): segment consensus
 
+    @property
+    def fully_convolutional(self) -> bool:
+        """True when the head is a global average pool and one Linear (VGG / AlexNet fc6-fc8 are not)."""
+        return self.backbone.arch in GLOBAL_AVERAGE_HEADS
+
+    def class_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames `(B, T, C, H, W)` -> class scores at every position of the last feature map
+        `(B, T, K, h, w)`: the classifier applied as a 1x1 convolution (eval mode: dropout is off)."""
+        if not self.fully_convolutional:
+            raise ValueError(f"{self.backbone.arch} has no global-average head; it has no dense class map")
+        b = x.shape[0]
+        fmap = self.backbone.forward_spatial(rearrange(x, "b t c h w -> (b t) c h w"))  # (B*T, D, h, w)
+        fc = self.backbone.net.get_submodule(self.backbone.spec.head)  # Linear(D, K)
+        scores = F.conv2d(fmap, fc.weight[:, :, None, None], fc.bias)  # (B*T, K, h, w)
+        return rearrange(scores, "(b t) k h w -> b t k h w", b=b)
+
 
 class TwoStream(nn.Module):
     """RGB + flow streams: `{"rgb": (B,T,3,H,W), "flow": (B,T,2L,H,W)}` -> `{"rgb": (B,K), "flow": (B,K)}`."""
@@ -59,6 +82,11 @@ class TwoStream(nn.Module):
         if rgb.num_classes != flow.num_classes:
             raise ValueError(f"streams disagree on num_classes: {rgb.num_classes} vs {flow.num_classes}")
         self.num_classes = rgb.num_classes
+
+    @property
+    def fully_convolutional(self) -> bool:
+        """Both streams dense-capable (see `TSN.fully_convolutional`)."""
+        return all(getattr(s, "fully_convolutional", False) for s in (self.rgb, self.flow))
 
     def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         missing = [m for m in self.modalities if m not in x]
