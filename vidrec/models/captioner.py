@@ -12,6 +12,14 @@ state of an LSTM over the frames; an image is a clip of one frame) and a `Captio
 The visual feature is fed at every step; the output is a softmax over the vocabulary (which holds
 ``<eos>``). Training is teacher forcing with a per-step cross-entropy that ignores padding
 (`caption_loss`); `vidrec.text.decode` generates sentences.
+
+Two conditionings. The default (``attributes=None``) is the mean-pooled CNN feature, as later work
+describes video. The paper's video describer (TACoS) instead feeds the decoder a CRF's predictions of
+activity, tool, object and location; with ``attributes={group: number of values}`` the Captioner is a
+per-frame attribute classifier (one softmax head per group on the CNN feature) and the decoder reads the
+per-frame probabilities averaged over the clip's frames, concatenated over the groups (sum of the group
+sizes wide). The probabilities are detached: the decoder reads the classifier's output as the paper's
+LSTM reads the CRF's, and only the attribute labels train the heads (`attribute_loss`).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from vidrec.models.registry import register_model
 
 State = list[tuple[torch.Tensor, torch.Tensor]]  # (h, c) per LSTM, each (1, B, H)
 PAD_ID, BOS_ID = 0, 1  # vidrec.text.Vocabulary's fixed ids
+NO_LABEL = -100  # an attribute label that is not given (ignored by `attribute_loss`)
 _INPUT = {"rgb": (1, 3, 224, 224)}
 
 
@@ -109,6 +118,9 @@ class Captioner(nn.Module):
         clip_encoder: ``mean`` (mean-pooled frame features) or ``lstm`` (last state of an LSTM over them).
         clip_hidden: units of the LSTM clip encoder.
         freeze_encoder: the CNN stays in eval mode without gradients (frozen features).
+        attributes: ``{group: number of values}``: condition on attribute probabilities instead (one
+            softmax head per group on the frame features; the decoder is built with ``cond_dim`` = the
+            sum of the sizes; needs ``clip_encoder="mean"``).
     """
 
     def __init__(
@@ -121,10 +133,20 @@ class Captioner(nn.Module):
         clip_hidden: int = 512,
         freeze_encoder: bool = True,
         modality: str = "rgb",
+        attributes: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         if clip_encoder not in ("mean", "lstm"):
             raise ValueError(f"clip_encoder must be mean or lstm, got {clip_encoder!r}")
+        if attributes and clip_encoder != "mean":
+            raise ValueError(
+                "attribute conditioning averages probabilities over frames: use clip_encoder=mean"
+            )
+        self.attribute_heads = (
+            nn.ModuleDict({g: nn.Linear(feature_dim, n) for g, n in attributes.items()})
+            if attributes
+            else None
+        )
         self.encoder, self.decoder, self.feature_dim = encoder, decoder, feature_dim
         self.clip_encoder = clip_encoder
         self.clip_lstm = (
@@ -158,28 +180,54 @@ class Captioner(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Frames ``(B, T, C, H, W)`` (or features ``(B, T, D)``) -> conditioning ``(B, F)``."""
-        f = self.frame_features(x)  # (B, T, D)
-        if self.clip_lstm is None:
-            return f.mean(dim=1)  # (B, D)
-        _, (h, _) = self.clip_lstm(f)  # h: (1, B, clip_hidden)
-        return h[0]
+        return self.encode_all(x)[0]
 
-    def forward(self, x: torch.Tensor, captions: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_all(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(conditioning ``(B, F)``, per-frame attribute logits ``{group: (B, T, n)}``, empty without
+        attribute heads)."""
+        f = self.frame_features(x)  # (B, T, D)
+        if self.attribute_heads is not None:
+            logits = {g: head(f) for g, head in self.attribute_heads.items()}  # {group: (B, T, n_g)}
+            probs = [lg.softmax(dim=-1).mean(dim=1) for lg in logits.values()]  # per group (B, n_g)
+            return torch.cat(probs, dim=-1).detach(), logits  # (B, sum n_g): the classifier's output
+        if self.clip_lstm is None:
+            return f.mean(dim=1), {}  # (B, D)
+        _, (h, _) = self.clip_lstm(f)  # h: (1, B, clip_hidden)
+        return h[0], {}
+
+    def forward(
+        self, x: torch.Tensor, captions: torch.Tensor | None = None, *, with_attributes: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Teacher forcing: target ids ``captions (B, L)`` (words, ``<eos>``, padding) -> logits
         ``(B, L, V)`` predicting each target from ``<bos>`` and the targets before it.
 
-        Without captions: the first word's logits ``(B, 1, V)``.
+        Without captions: the first word's logits ``(B, 1, V)``. `with_attributes`: (logits, per-frame
+        attribute logits ``{group: (B, T, n)}``), so a DDP-wrapped model trains both in one forward.
         """
-        cond = self.encode(x)
+        cond, attribute_logits = self.encode_all(x)
         bos = torch.full((cond.shape[0], 1), BOS_ID, dtype=torch.long, device=cond.device)
         words = bos if captions is None else torch.cat([bos, captions[:, :-1]], dim=1)  # (B, L)
-        return self.decoder(cond, words)
+        logits = self.decoder(cond, words)
+        return (logits, attribute_logits) if with_attributes else logits
 
 
 def caption_loss(logits: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
     """Per-step cross-entropy of logits ``(B, L, V)`` against ids ``(B, L)``, padding ignored
     (mean over the real tokens)."""
     return F.cross_entropy(logits.flatten(0, 1).float(), captions.flatten(), ignore_index=PAD_ID)
+
+
+def attribute_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """Per-frame cross-entropy of attribute logits ``{group: (B, T, n)}`` against labels ``(B, T, G)``
+    (groups in the dict's order, `NO_LABEL` ignored): the mean over the groups that have a label."""
+    losses = []
+    for g, lg in enumerate(logits.values()):
+        target = labels[..., g].flatten()  # (B*T,)
+        if bool((target != NO_LABEL).any()):
+            losses.append(F.cross_entropy(lg.flatten(0, 1).float(), target, ignore_index=NO_LABEL))
+    if not losses:  # no labels in this batch: a zero that keeps the graph
+        return sum(lg.sum() for lg in logits.values()) * 0.0
+    return torch.stack(losses).mean()
 
 
 def build_captioner(
@@ -195,10 +243,12 @@ def build_captioner(
     embed_size: int = 512,
     hidden_size: int = 1000,
     dropout: float = 0.5,
+    attributes: dict[str, int] | None = None,
 ) -> Captioner:
     """A `Captioner` on `backbone`'s pooled features (``"none"``: on cached features of `feature_dim`).
 
-    `num_classes` is the vocabulary size (the softmax width), set by the caption task.
+    `num_classes` is the vocabulary size (the softmax width), set by the caption task; so is
+    `attributes` (``{group: number of values}``) with ``task_options.decoder_input=attributes``.
     """
     if backbone == "none":
         if feature_dim < 1:
@@ -207,14 +257,14 @@ def build_captioner(
     else:
         cnn = Backbone(backbone, pretrained=pretrained, num_classes=0)
         encoder, dim = _Features(cnn), cnn.feature_dim
-    cond = dim if clip_encoder == "mean" else clip_hidden
+    cond = sum(attributes.values()) if attributes else dim if clip_encoder == "mean" else clip_hidden
     decoder = CaptionDecoder(
         variant, vocab_size=num_classes, cond_dim=cond, embed_size=embed_size,
         hidden_size=hidden_size, dropout=dropout,
     )  # fmt: skip
     return Captioner(
         encoder=encoder, feature_dim=dim, decoder=decoder, clip_encoder=clip_encoder,
-        clip_hidden=clip_hidden, freeze_encoder=freeze_cnn,
+        clip_hidden=clip_hidden, freeze_encoder=freeze_cnn, attributes=attributes,
     )  # fmt: skip
 
 

@@ -3,6 +3,14 @@
 `read_captions` groups the sentences by file (sorted by name); `split_items` splits them by a JSON file
 (``{"train": [...], "val": [...]}``) or by the rule *every `val_every`-th file (sorted) is validation*;
 `CaptionDataset` yields uint8 RGB clips ``(T, 3, S, S)`` (an image is ``T = 1``) with word ids.
+
+Attribute labels (LRCN's video description from activity / tool / object / location, methods.md 1.5): a
+JSON entry may be an object instead of a list of sentences,
+``{"sentences": [...], "attributes": {group: value or [one value per frame of the video]}}``, with any
+group names (e.g. ``activity``, ``tool``, ``object``, ``location``). A single value labels every frame;
+a list labels each frame of the video (its length must be the video's frame count). `attribute_groups`
+collects each group's values from the training files; `CaptionDataset(groups=...)` then gives the
+labels of the sampled frames as ids ``(T, G)``, `NO_LABEL` where a file has no value for a group.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +38,12 @@ class CaptionDataError(UsageError, ValueError):
 
 @dataclass
 class CaptionItem:
-    """One image or video (path relative to the data root) and its human sentences."""
+    """One image or video (path relative to the data root), its human sentences and attribute labels
+    (``{group: value or [value per frame]}``, empty when the captions file gives none)."""
 
     file: str
     sentences: list[str]
+    attributes: dict[str, str | list[str]] = field(default_factory=dict)
 
 
 def is_image(path: str | Path) -> bool:
@@ -46,11 +56,13 @@ def read_captions(path: str | Path) -> list[CaptionItem]:
     if not path.is_file():
         raise CaptionDataError(f"{path}: captions file not found; give task_options.captions")
     groups: dict[str, list[str]] = {}
+    attributes: dict[str, dict] = {}
     if path.suffix.lower() == ".json":
         data = json.loads(path.read_text())
-        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        if not isinstance(data, dict):
             raise CaptionDataError(f"{path}: expected a JSON object {{file: [sentences]}}")
-        groups = {str(k): [str(s) for s in v] for k, v in data.items()}
+        for k, v in data.items():
+            groups[str(k)], attributes[str(k)] = _json_entry(path, str(k), v)
     else:
         with path.open(newline="") as fh:
             rows = csv.DictReader(fh)
@@ -58,10 +70,67 @@ def read_captions(path: str | Path) -> list[CaptionItem]:
                 raise CaptionDataError(f"{path}: needs a header with columns image,caption")
             for row in rows:
                 groups.setdefault(row["image"], []).append(row["caption"])
-    items = [CaptionItem(f, s) for f, s in sorted(groups.items()) if s]
+    items = [CaptionItem(f, s, attributes.get(f, {})) for f, s in sorted(groups.items()) if s]
     if not items:
         raise CaptionDataError(f"{path}: holds no captions")
     return items
+
+
+def _json_entry(path: Path, file: str, entry) -> tuple[list[str], dict[str, str | list[str]]]:
+    """(sentences, attributes) of one JSON entry: a list of sentences or {sentences, attributes}."""
+    if isinstance(entry, list):
+        return [str(s) for s in entry], {}
+    shape = '[sentences] or {"sentences": [...], "attributes": {group: value or [value per frame]}}'
+    if not isinstance(entry, dict) or not isinstance(entry.get("sentences"), list):
+        raise CaptionDataError(f"{path}: entry {file!r} must be {shape}")
+    attrs = entry.get("attributes", {})
+    ok = isinstance(attrs, dict) and all(
+        isinstance(g, str) and g and "." not in g and (isinstance(v, str) or _str_list(v))
+        for g, v in attrs.items()
+    )
+    if not ok:
+        raise CaptionDataError(
+            f"{path}: entry {file!r}: attributes must map group names (no dots) to a value or a list of "
+            "values, one per frame"
+        )
+    return [str(s) for s in entry["sentences"]], dict(attrs)
+
+
+def _str_list(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(x, str) for x in value)
+
+
+def attribute_groups(items: list[CaptionItem]) -> dict[str, list[str]]:
+    """``{group: sorted values}`` seen in `items` (groups sorted by name): the attribute classifier's
+    heads and the decoder input's layout."""
+    seen: dict[str, set[str]] = {}
+    for it in items:
+        for g, v in it.attributes.items():
+            seen.setdefault(g, set()).update([v] if isinstance(v, str) else v)
+    return {g: sorted(seen[g]) for g in sorted(seen)}
+
+
+def attribute_labels(
+    item: CaptionItem, groups: dict[str, list[str]], indices: list[int], num_frames: int
+) -> torch.Tensor:
+    """Label ids ``(T, G)`` of the frames `indices` of `item` (a video of `num_frames` frames);
+    `NO_LABEL` for a group the item does not label or a value `groups` does not know."""
+    from vidrec.models.captioner import NO_LABEL
+
+    out = torch.full((len(indices), len(groups)), NO_LABEL, dtype=torch.long)
+    for g, (group, values) in enumerate(groups.items()):
+        value = item.attributes.get(group)
+        if value is None:
+            continue
+        if isinstance(value, list) and len(value) != num_frames:
+            raise CaptionDataError(
+                f"{item.file}: attribute {group!r} lists {len(value)} values but the file has {num_frames} "
+                "frames; give one value per frame, or a single value"
+            )
+        per_frame = [value] * len(indices) if isinstance(value, str) else [value[i] for i in indices]
+        index = {v: i for i, v in enumerate(values)}
+        out[:, g] = torch.tensor([index.get(v, NO_LABEL) for v in per_frame])
+    return out
 
 
 def split_items(
@@ -132,14 +201,17 @@ class CaptionDataset(Dataset):
     """Training: one item per (file, sentence); validation: one per file with all its sentences.
 
     Item: ``{"rgb": uint8 (T, 3, S, S), "caption": ids (L,) ending in <eos>, "refs": [sentences],
-    "id": file}``; a file that cannot be read gives None (warned, named in ``skipped``; `strict` raises).
+    "id": file}``, plus ``"attributes": ids (T, G)`` with `groups` (`attribute_labels`); a file that
+    cannot be read gives None (warned, named in ``skipped``; `strict` raises).
     """
 
     def __init__(
         self, root: str | Path, items: list[CaptionItem], vocab: Vocabulary, *, train: bool,
         frames: int = 8, resize: int = 256, size: int = 224, max_len: int = 20, strict: bool = False,
+        groups: dict[str, list[str]] | None = None,
     ) -> None:  # fmt: skip
         self.root, self.items, self.vocab, self.train = Path(root), items, vocab, train
+        self.groups = groups
         self.frames, self.resize, self.size, self.max_len, self.strict = frames, resize, size, max_len, strict
         self.index = [(i, s) for i, it in enumerate(items) for s in range(len(it.sentences))] if train else [
             (i, 0) for i in range(len(items))
@@ -165,7 +237,7 @@ class CaptionDataset(Dataset):
         item = self.items[i]
         path = self.root / item.file
         try:
-            rgb = load_media(path, frames=self.frames, resize=self.resize, size=self.size)
+            out = self._media(item, path)
         except Exception as err:  # a corrupt file is reported and skipped
             if self.strict:
                 raise
@@ -173,20 +245,38 @@ class CaptionDataset(Dataset):
             warnings.warn(f"{path}: skipped ({err})", stacklevel=2)
             return {"skipped_path": str(path)}
         ids = torch.tensor(self.vocab.encode(item.sentences[s], max_len=self.max_len - 1))
-        return {"rgb": rgb, "caption": ids, "refs": list(item.sentences), "id": item.file}
+        return {**out, "caption": ids, "refs": list(item.sentences), "id": item.file}
+
+    def _media(self, item: CaptionItem, path: Path) -> dict[str, torch.Tensor]:
+        """``{"rgb": (T, 3, S, S)}``, with ``"attributes": (T, G)`` of the same frames under `groups`."""
+        if self.groups is None:
+            return {"rgb": load_media(path, frames=self.frames, resize=self.resize, size=self.size)}
+        if is_image(path):
+            rgb, indices, num_frames = load_image(path, resize=self.resize, size=self.size), [0], 1
+        else:
+            from vidrec.io import probe
+
+            num_frames = probe(path).num_frames
+            indices = frame_indices(num_frames, self.frames)
+            rgb = load_clip(path, resize=self.resize, size=self.size, indices=indices)
+        return {"rgb": rgb, "attributes": attribute_labels(item, self.groups, indices, num_frames)}
 
 
 def collate_captions(batch: list[dict]) -> dict:
-    """Stack clips ``(B, T, 3, S, S)``, pad ids to ``(B, L)`` with <pad>; unreadable files in ``skipped``."""
+    """Stack clips ``(B, T, 3, S, S)`` (and attribute ids ``(B, T, G)``), pad ids to ``(B, L)`` with <pad>;
+    unreadable files in ``skipped``."""
     skipped = [b["skipped_path"] for b in batch if "skipped_path" in b]
     good = [b for b in batch if "skipped_path" not in b]
     if not good:
         return {"skipped": skipped}
     caps = torch.nn.utils.rnn.pad_sequence([b["caption"] for b in good], batch_first=True, padding_value=0)
-    return {
+    out = {
         "rgb": torch.stack([b["rgb"] for b in good]),
         "caption": caps,
         "refs": [b["refs"] for b in good],
         "id": [b["id"] for b in good],
         "skipped": skipped,
     }
+    if "attributes" in good[0]:
+        out["attributes"] = torch.stack([b["attributes"] for b in good])  # (B, T, G)
+    return out
