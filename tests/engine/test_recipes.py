@@ -90,5 +90,12 @@ def test_tsn_streams_then_st_resnet(data, tmp_path):
         "tsn_ucf101_flow", data, tmp_path, *small, "data.flow_length=2", "model.kwargs.flow_length=2"
     )
     streams = f"model.kwargs.pretrained={{appearance: {rgb}, motion: {flow}}}"
-    _train("st_resnet_ucf101", data, tmp_path, streams, "data.size=32", "data.frames=3", "data.flow_length=2",
-           "model.kwargs.flow_length=2", "data.stride=[1,3]")  # fmt: skip
+    st = _train("st_resnet_ucf101", data, tmp_path, streams, "data.size=32", "data.frames=3",
+                "data.flow_length=2", "model.kwargs.flow_length=2", "data.stride=[1,3]")  # fmt: skip
+    # its test protocol (methods.md 3.4): evenly spaced whole frames at data.resize (64, not the 32 crop),
+    # dense class maps averaged over space and time; 5 frames instead of 25 keep ResNet-50 cheap here
+    root, out = data[0], tmp_path / "eval"
+    args = ["eval", str(st), "--protocol", "st_resnet", "--frames", "5", "--list", str(root / "train.txt")]
+    assert cli_main([*args, "--workers", "0", "--out", str(out)]) == 0
+    metrics = json.loads((out / "report.json").read_text())["metrics"]
+    assert metrics["protocol"] == "st_resnet" and metrics["frames"] == 5 and metrics["short_side"] == SIZE

@@ -109,7 +109,8 @@ def test_attribute_decoder_trains_through_the_engine_and_describes(described, tm
     ]  # fmt: skip
     assert cli_main(args) == 0
     ckpt = load_checkpoint(out / "last.safetensors")
-    assert ckpt.task_state["attributes"] == {"location": ["bottom", "top"], "object": ["blue", "green", "red"]}
+    groups = {"location": ["bottom", "top"], "object": ["blue", "green", "red"]}
+    assert ckpt.task_state["attributes"] == groups
     assert {"train_attr_acc", "val_attr_acc", "val_CIDEr"} <= set(ckpt.metrics)
     model, task = load_task(out / "last.safetensors")
     assert list(model.attribute_heads) == ["location", "object"]
@@ -138,7 +139,9 @@ def test_attributes_to_sentence_overfit():
     sentences = [f"the {c} ball rolls {p}" for c, p in combos]
     vocab = Vocabulary.build(sentences)
     torch.manual_seed(0)
-    decoder = CaptionDecoder("2f", vocab_size=len(vocab), cond_dim=5, embed_size=16, hidden_size=32, dropout=0)
+    decoder = CaptionDecoder(
+        "2f", vocab_size=len(vocab), cond_dim=5, embed_size=16, hidden_size=32, dropout=0.0
+    )
     model = Captioner(encoder=None, feature_dim=8, decoder=decoder, attributes={"place": 2, "colour": 3})
     t = 4
     feats = torch.zeros(len(combos), t, 8)  # frame features: colour and place one-hot, plus noise
@@ -148,7 +151,8 @@ def test_attributes_to_sentence_overfit():
         feats[i, :, 3 + places.index(p)] = 1.0
         labels[i, :, 0], labels[i, :, 1] = places.index(p), colours.index(c)
     feats += 0.1 * torch.randn_like(feats)
-    caps = torch.nn.utils.rnn.pad_sequence([torch.tensor(vocab.encode(s)) for s in sentences], batch_first=True)
+    ids = [torch.tensor(vocab.encode(s)) for s in sentences]
+    caps = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)  # (6, L)
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(250):
         logits, attr = model(feats, caps, with_attributes=True)
