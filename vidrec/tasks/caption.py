@@ -105,8 +105,6 @@ class Caption(Task):
             if value < 1:
                 raise ConfigError(f"task_options.{field}: must be >= 1, got {value}")
         if not o.attribute_weight >= 0:
-            from vidrec.engine.config import ConfigError
-
             raise ConfigError(f"task_options.attribute_weight: must be >= 0, got {o.attribute_weight}")
         self.vocab: Vocabulary | None = None
         self.groups: dict[str, list[str]] | None = None  # attribute group -> values, decoder_input=attributes
