@@ -45,7 +45,7 @@ test: $(STAMP) assets lint docs-check
 
 # `make demo VIDEO=path/to/clip.mp4` also runs both trained models on a video of yours.
 demo: $(STAMP) assets
-	$(VENV)/bin/vidrec demo --out runs/demo $(if $(VIDEO),--video $(VIDEO))
+	$(VENV)/bin/vidrec demo --out runs/demo --overwrite $(if $(VIDEO),--video $(VIDEO))
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 
 # name -> (module, one-line help)
@@ -52,6 +54,11 @@ class UsageError(Exception):
     """
 
 
+class OutputExistsError(UsageError, FileExistsError):
+    """An output exists and ``--overwrite`` was not given (`output_path`); a FileExistsError for library
+    callers."""
+
+
 # OSErrors that mean "the path you gave is wrong" (exit 2) rather than "the run failed" (exit 1)
 _USAGE_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError)
 _OS_HINTS = {
@@ -79,18 +86,61 @@ def input_file(path: str | Path, what: str) -> Path:
     raise UsageError(f"{what} {path} is {kind}; give a regular file")
 
 
-def output_path(path: str | Path, what: str, *, overwrite: bool, inputs: tuple = ()) -> Path:
-    """`path` checked as an output: never one of `inputs` (same file), and an existing one only with
-    `overwrite` (the ``--overwrite`` flag); raises UsageError naming the path and the flag."""
+def output_path(path: str | Path, what: str, *, overwrite: bool, inputs: Iterable = ()) -> Path:
+    """`path` checked as an output file, the one check every writing command goes through.
+
+    Refused (UsageError naming the path): an output that is one of `inputs` (the same file, through
+    symlinks and hard links), and an existing output unless `overwrite` (the ``--overwrite`` flag).
+    """
     path = Path(path)
     for source in inputs:
-        if Path(source).exists() and path.exists() and path.resolve() == Path(source).resolve():
-            raise UsageError(f"{what} {path} is also an input of this command; write it somewhere else")
-    if path.exists() and not overwrite:
-        raise UsageError(
+        if _same_file(path, Path(source)):
+            raise UsageError(
+                f"{what} {path} is also an input of this command ({source}); write it somewhere else"
+            )
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputExistsError(
             f"{what} {path} already exists; pass --overwrite to replace it, or choose another path"
         )
     return path
+
+
+def output_folder(
+    folder: str | Path,
+    what: str,
+    *,
+    overwrite: bool,
+    files: Iterable[str] = (),
+    inputs: Iterable = (),
+    sources: Iterable = (),
+) -> Path:
+    """`folder` checked as an output folder: each of its `files` (names) through `output_path`, and
+    never a folder that is or holds one of `sources` (files or folders whose copies it would receive:
+    writing the copy there would replace the source). Raises UsageError naming the path."""
+    folder = Path(folder)
+    for source in sources:
+        if _inside(Path(source), folder):
+            raise UsageError(
+                f"{what} {folder} is or holds the source {source}; its outputs would replace the "
+                "source files: write them to a new folder"
+            )
+    inputs = tuple(inputs)
+    for name in files:
+        output_path(folder / name, what, overwrite=overwrite, inputs=inputs)
+    return folder
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where the names lead
+        return a.resolve() == b.resolve()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """True when `path` is `folder` or lies under it (after resolving symlinks)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser, what: str = "an existing output") -> None:

@@ -26,10 +26,12 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from vidrec.cli import add_overwrite_argument, output_folder
 from vidrec.engine.metrics import pair_accuracy
 
 _CUT = 11  # MobileNetV2 blocks kept: stride 16, 64 channels
 _FEAT = 32  # channels after the 1x1 conv
+DEMO_RUNS = {"lrcn": "vidrec.demo:lrcn_demo", "single_frame": "vidrec.demo:single_frame_demo"}  # run folders
 
 
 # ----------------------------------------------------------------------------- models
@@ -126,7 +128,7 @@ def train_config(name: str, factory: str, data_root: Path, out_dir: Path, s: Dem
             "schedule": {"name": "cosine", "epochs": s.epochs},
             "runtime": {"device": device, "seed": s.seed},
             "out_dir": str(out_dir / name),
-            "overwrite": True,  # a demo run replaces the previous demo's models (its data is reused)
+            "overwrite": True,  # `run` checked --overwrite for the whole demo folder
             "tensorboard": False,
         }
     )
@@ -266,6 +268,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-class", type=int, default=0, help="override the videos per class")
     parser.add_argument("--workers", type=int, default=-1, help="override DataLoader workers")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    add_overwrite_argument(parser, "the models and reports of an earlier demo in --out (its data is reused)")
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
@@ -281,6 +284,9 @@ def run(args: argparse.Namespace) -> int:
     from vidrec.data import make_synthetic_dataset
 
     s, out = settings_from_args(args), Path(args.out)
+    output_folder(
+        out, "demo output", overwrite=args.overwrite, files=("report.md", "report.json", *DEMO_RUNS)
+    )
     data = out / "data"
     make_synthetic_dataset(data, per_class=s.per_class, frames=s.frames, size=s.size, seed=s.seed)
     if not _weights_available():
@@ -289,10 +295,7 @@ def run(args: argparse.Namespace) -> int:
             "training the CNN from scratch"
         )
     runs = []
-    for name, factory in (
-        ("lrcn", "vidrec.demo:lrcn_demo"),
-        ("single_frame", "vidrec.demo:single_frame_demo"),
-    ):
+    for name, factory in DEMO_RUNS.items():
         print(f"== training {name}: {s.epochs} epochs, {s.per_class} videos/class, {s.frames}x{s.size}px")
         runs.append(train_and_evaluate(name, train_config(name, factory, data, out, s, args.device)))
     test_video = data / (data / "test.txt").read_text().split()[0]

@@ -145,8 +145,12 @@ def test_a_second_run_skips_complete_outputs(video_folder, tmp_path, capsys):
     assert "done: 0 extracted, 3 skipped, 2 failed" in text
     assert _mtimes(out, GOOD_IDS) == before
 
-    # another bound or method is not the same output: it is extracted again
-    rc, text = _flow(capsys, video_folder, *common, "--bound", 10)
+    # another bound or method is not the same output: it replaces the old flow only with --overwrite
+    assert main(["flow", *map(str, (video_folder, *common, "--bound", 10))]) == 2
+    err = capsys.readouterr().err
+    assert "made with another --method or --bound" in err and "pass --overwrite" in err
+    assert _mtimes(out, GOOD_IDS) == before
+    rc, text = _flow(capsys, video_folder, *common, "--bound", 10, "--overwrite")
     assert "0 already complete" in text and "3 extracted" in text
     assert all(is_complete(out, i, bound=10, method="dis") for i in GOOD_IDS)
     assert not any(is_complete(out, i, bound=20) for i in GOOD_IDS)

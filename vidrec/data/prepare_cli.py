@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from vidrec.cli import UsageError
+from vidrec.cli import UsageError, output_folder
 from vidrec.data.prepare import (
     FORMATS,
     MANIFEST,
@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     root = args.root or default_root(args.input)
     jobs = list_jobs(args.input, root)
     index, count = parse_shard(args.shard)
+    # the copy keeps the sources' names: in their own folder it would replace them
+    output_folder(args.out, "--out", overwrite=False, sources=[j.path for j in jobs])
     _check_out(args.out, settings)
     mine = shard_jobs(jobs, index, count)
     todo = [j for j in mine if not is_prepared(args.out, j.video_id, j.path, settings)]

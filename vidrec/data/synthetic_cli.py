@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidrec.cli import UsageError, add_overwrite_argument
+from vidrec.cli import UsageError, add_overwrite_argument, output_folder
 from vidrec.data.synthetic import CLASSES, make_synthetic_dataset
 
 
@@ -25,13 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    lists = [args.out / name for name in ("train.txt", "test.txt", "classes.txt")]
-    existing = [str(p) for p in lists if p.exists()]
-    if existing and not args.overwrite:
-        raise UsageError(
-            f"{args.out} already holds a dataset ({', '.join(existing)}); pass --overwrite to rewrite its "
-            "lists (its videos are kept), or choose another --out"
-        )
+    # the lists are rewritten; the videos are kept (same seed and sizes, or refused by the dataset maker)
+    output_folder(
+        args.out, "dataset list", overwrite=args.overwrite, files=("train.txt", "test.txt", "classes.txt")
+    )
     try:
         root = make_synthetic_dataset(
             args.out,

@@ -21,7 +21,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, input_file, output_path
+from vidrec.cli import (
+    UsageError,
+    add_model_factory_argument,
+    add_overwrite_argument,
+    input_file,
+    output_folder,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -232,15 +238,17 @@ def run(args: argparse.Namespace) -> int:
     from vidrec.engine.checkpoint import load_for_inference
     from vidrec.engine.distributed import resolve_device
     from vidrec.engine.evaluate import evaluate, is_fully_convolutional
-    from vidrec.visualize.report import write_report
+    from vidrec.visualize.report import report_files, write_report
 
     device = resolve_device(args.device)
     info = D.init_distributed(device.type, "auto")
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval"
-    if info.is_main:  # before the work: an existing report is kept unless --overwrite
-        output_path(out / "report.md", "report", overwrite=args.overwrite)
+    if info.is_main:  # before the work: every file of an existing report is kept unless --overwrite
+        output_folder(
+            out, "report", overwrite=args.overwrite, files=report_files(), inputs=(args.checkpoint,)
+        )
     if args.protocol == "st_resnet" and (args.crops != 1 or args.frames < 1):
         raise UsageError("--protocol st_resnet reads whole frames: drop --crops, and give --frames >= 1")
     model, cfg, class_names = load_for_inference(args.checkpoint, device, factory=args.model_factory)

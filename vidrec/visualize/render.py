@@ -21,11 +21,11 @@ from vidrec.visualize.flowviz import draw_arrows, flow_to_colour
 
 
 def check_new(path: str | Path, overwrite: bool = False) -> Path:
-    """`path` as a Path; raises FileExistsError when it exists and `overwrite` is False."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; choose another --out or pass --overwrite")
-    return path
+    """`path` as a Path; raises FileExistsError (`vidrec.cli.OutputExistsError`) when it exists and
+    `overwrite` is False."""
+    from vidrec.cli import output_path
+
+    return output_path(path, "output", overwrite=overwrite)
 
 
 def rgb_frames(

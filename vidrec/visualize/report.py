@@ -58,6 +58,11 @@ def _markdown(title: str, result: EvalResult, rows: list[dict], links: dict, con
     return "\n".join(lines) + "\n"
 
 
+def report_files(stem: str = "report") -> tuple[str, str, str]:
+    """The names `write_report` writes in its folder (checked before the work by `vidrec eval`)."""
+    return f"{stem}.md", f"{stem}.json", f"{stem}_confusion.png"
+
+
 def write_report(
     run_dir: str | Path,
     result: EvalResult,
