@@ -71,6 +71,7 @@ _OS_HINTS = {
     errno.EROFS: "the file system is read-only; write somewhere else",
     errno.EACCES: "check its permissions or write somewhere else",
     errno.EPERM: "check its permissions or write somewhere else",
+    errno.ENAMETOOLONG: "a name that long is no file; check the list or config that gives it",
 }
 
 
@@ -161,13 +162,16 @@ def add_model_factory_argument(parser: argparse.ArgumentParser) -> None:
 
 def exit_code(err: BaseException) -> int:
     """2 for usage / config / input errors, 1 for runtime failures (see the module docstring)."""
-    return 2 if isinstance(err, (UsageError, *_USAGE_OS_ERRORS)) else 1
+    too_long = isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG  # an over-long field of a list
+    return 2 if isinstance(err, (UsageError, *_USAGE_OS_ERRORS)) or too_long else 1
 
 
 def describe(err: BaseException) -> str:
     """One line for an error: its message, plus what to do for an OSError."""
     if isinstance(err, OSError) and err.errno is not None:
-        where = f"{err.filename}: " if err.filename else ""
+        name = str(err.filename or "")
+        name = f"{name[:60]}...({len(name)} characters)...{name[-30:]}" if len(name) > 200 else name
+        where = f"{name}: " if name else ""
         hint = _OS_HINTS.get(err.errno)
         return f"{where}{err.strerror or err}" + (f"; {hint}" if hint else "")
     message = " ".join(str(err).split()) or type(err).__name__

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidrec.textfiles import csv_errors, text_stream
+
 if TYPE_CHECKING:
     from vidrec.engine.schema import TrainConfig
 
@@ -59,8 +61,11 @@ def read_point_history(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such point-history file (class id + 16 (x, y) per row)")
     labels, points = [], []
-    with path.open(newline="") as f:
-        for line_no, row in enumerate(csv.reader(f), 1):
+    with (
+        text_stream(path, "point-history file") as f,
+        csv_errors(csv.reader(f), path, "point-history file") as rows,
+    ):
+        for line_no, row in enumerate(rows, 1):
             if not row or not "".join(row).strip():
                 continue
             if len(row) != 1 + 2 * STEPS:
@@ -81,8 +86,8 @@ def read_gesture_labels(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no labels file (one class name per line)")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        return [row[0].strip() for row in csv.reader(f) if row and row[0].strip()]
+    with text_stream(path, "labels file") as f, csv_errors(csv.reader(f), path, "labels file") as rows:
+        return [row[0].strip() for row in rows if row and row[0].strip()]
 
 
 def split_blocks(

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from vidrec.textfiles import csv_errors, text_stream
+
 __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoRecord",
@@ -60,7 +62,7 @@ def _lines(path: Path):
     """(line number, stripped text) of the lines that are neither blank nor `#` comments."""
     if not path.is_file():
         raise FileNotFoundError(f"list file {path} does not exist")
-    with path.open(encoding="utf-8") as f:
+    with text_stream(path, "list file") as f:
         for number, line in enumerate(f, start=1):
             text = line.strip()
             if text and not text.startswith("#"):
@@ -139,8 +141,7 @@ def _text_rows(path: Path):
 
 
 def _csv_rows(path: Path):
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
+    with text_stream(path, "list file") as f, csv_errors(csv.DictReader(f), path, "list file") as reader:
         fields = [h.strip() for h in reader.fieldnames or []]
         if "path" not in fields or "label" not in fields:
             raise ValueError(f"{path}:1: expected a CSV header with 'path' and 'label' columns, got {fields}")

@@ -278,7 +278,8 @@ def read_header(path: str | Path) -> dict[str, str]:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint` (no unpickling)."""
+    """Read a checkpoint written by `save_checkpoint` (no unpickling); metadata that is missing, not
+    JSON or of the wrong type raises CheckpointError naming the field."""
     tensors, meta = read_tensors(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(
@@ -286,45 +287,131 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"expected {FORMAT!r})"
         )
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    read = _MetaReader(path, meta)
+    try:
+        optimizer, rng, rank_rngs = (
+            _optimizer_state(tensors, meta), _rng_state(tensors, meta), _rank_rngs(tensors, meta)
+        )  # fmt: skip
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: its optimiser or RNG state is damaged ({err}); {_DAMAGED}") from None
     return Checkpoint(
         model=model,
-        config=json.loads(meta["config"]),
-        class_names=json.loads(meta["class_names"]),
-        epoch=int(meta["epoch"]),
-        step_in_epoch=int(meta["step_in_epoch"]),
-        global_step=int(meta["global_step"]),
-        optimizer=_optimizer_state(tensors, meta),
-        scheduler=json.loads(meta["scheduler"]),
-        rng=_rng_state(tensors, meta),
-        rank_rngs=_rank_rngs(tensors, meta),
-        sampler=json.loads(meta["sampler"]),
-        best_metric=json.loads(meta["best_metric"]),
-        metrics=json.loads(meta["metrics"]),
-        epoch_sums=json.loads(meta.get("epoch_sums", "{}")),
-        flow=json.loads(meta["flow"]) if "flow" in meta else None,
-        task_state=json.loads(meta.get("task_state", "{}")),
+        config=read.json("config", dict),
+        class_names=read.names(),
+        epoch=read.count("epoch"),
+        step_in_epoch=read.count("step_in_epoch"),
+        global_step=read.count("global_step"),
+        optimizer=optimizer,
+        scheduler=read.json("scheduler", dict, {}),
+        rng=rng,
+        rank_rngs=rank_rngs,
+        sampler=read.json("sampler", dict, {}),
+        best_metric=read.json("best_metric", (int, float, type(None)), None),
+        metrics=read.json("metrics", dict, {}),
+        epoch_sums=read.json("epoch_sums", dict, {}),
+        flow=read.json("flow", dict, None),
+        task_state=read.json("task_state", dict, {}),
     )
 
 
+_REQUIRED = object()
+
+
+class _MetaReader:
+    """Typed fields of a checkpoint's header metadata; a bad one raises CheckpointError naming it."""
+
+    def __init__(self, path: str | Path, meta: dict[str, str]) -> None:
+        self.path, self.meta = path, meta
+
+    def json(self, key: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
+        if key not in self.meta:
+            if default is _REQUIRED:
+                raise CheckpointError(f"{self.path}: its metadata has no {key!r}; {_DAMAGED}")
+            return default
+        try:
+            value = json.loads(self.meta[key])
+        except json.JSONDecodeError as err:
+            raise CheckpointError(
+                f"{self.path}: metadata {key!r} is not valid JSON ({err.msg}); {_DAMAGED}"
+            ) from None
+        if not isinstance(value, kind) and not (value is None and default is None):
+            raise CheckpointError(f"{self.path}: metadata {key!r} is a {type(value).__name__}; {_DAMAGED}")
+        return value
+
+    def count(self, key: str) -> int:
+        value = self.meta.get(key, "(missing)")
+        if not value.isdigit():
+            raise CheckpointError(f"{self.path}: metadata {key!r} is {value!r}, not a count; {_DAMAGED}")
+        return int(value)
+
+    def names(self) -> list[str]:
+        names = self.json("class_names", list)
+        if not all(isinstance(n, str) for n in names):
+            raise CheckpointError(f"{self.path}: metadata 'class_names' is not a list of names; {_DAMAGED}")
+        return names
+
+
+_DAMAGED = "the file was damaged or edited; use the checkpoint vidrec train wrote"
+
+
 def load_for_inference(
-    path: str | Path, device: str | torch.device = "cpu", *, factory: str = ""
+    path: str | Path, device: str | torch.device = "cpu", *, factory: str = "", tasks: tuple[str, ...] = ()
 ) -> tuple[torch.nn.Module, Any, list[str]]:
     """Rebuild the model from the checkpoint's stored config, task state and weights.
 
     A checkpoint is data: the model it names must be a registered one (or one of vidrec's own
     `PACKAGE_FACTORIES`); a ``module:function`` factory stored in it is imported only when the caller
     names the same factory in `factory` (the `--model-factory` option). The stored ``data.plugin`` is
-    cleared, so nothing the file names ever runs. The builder gets ``pretrained=False``: the checkpoint
-    holds every weight, so no ImageNet file is read.
+    cleared, so nothing the file names ever runs. The builder gets ``pretrained=False`` and the task
+    takes its class names or vocabulary from the checkpoint: inference reads this file and nothing else
+    (no ImageNet file, no pretrained path, no captions or list file the stored config names).
+
+    Args:
+        tasks: the tasks the caller can use (e.g. ``("classify",)``); a checkpoint of another task is
+            refused before its model is built. Empty: any.
 
     Returns:
         ``(model.eval() on device, TrainConfig, class_names)``; `load_task` also gives the task.
     """
-    model, task = load_task(path, device, factory=factory)
+    model, task = load_task(path, device, factory=factory, tasks=tasks)
     return model, task.cfg, task.class_names()
 
 
-def load_task(path: str | Path, device: str | torch.device = "cpu", *, factory: str = "") -> tuple[Any, Any]:
+# which command takes a checkpoint of each task, for the message that refuses the wrong kind
+TASK_COMMANDS = {
+    "classify": "vidrec predict, eval, export or visualize",
+    "caption": "vidrec caption",
+    "landmarks": "vidrec predict",
+    "segment": "vidrec dff run or dff eval",
+}
+
+
+def checkpoint_task(path: str | Path) -> str:
+    """The ``task`` of the checkpoint's stored config, read from its header (no tensors)."""
+    meta = read_header(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a vidrec checkpoint (format {meta.get('format')!r})"
+        )
+    task = _MetaReader(path, meta).json("config", dict).get("task", "classify")
+    if not isinstance(task, str):
+        raise CheckpointError(f"{path}: its stored config's task is {task!r}, not a name; {_DAMAGED}")
+    return task
+
+
+def require_task(path: str | Path, tasks: tuple[str, ...], user: str = "this command") -> str:
+    """The checkpoint's task when it is one of `tasks`; else CheckpointError naming both and what to run."""
+    task = checkpoint_task(path)
+    if tasks and task not in tasks:
+        wanted = " or ".join(f"`task: {t}`" for t in tasks)
+        use = f" (use {TASK_COMMANDS[task]})" if task in TASK_COMMANDS else ""
+        raise CheckpointError(f"{path} is a `task: {task}` checkpoint; {user} needs a {wanted} one{use}")
+    return task
+
+
+def load_task(
+    path: str | Path, device: str | torch.device = "cpu", *, factory: str = "", tasks: tuple[str, ...] = ()
+) -> tuple[Any, Any]:
     """``(model.eval() on device, its vidrec.tasks.Task with the stored state)``; see `load_for_inference`.
 
     The task holds the config (``task.cfg``) and what the checkpoint stored beside the weights (class
@@ -332,22 +419,32 @@ def load_task(path: str | Path, device: str | torch.device = "cpu", *, factory: 
     """
     import dataclasses
 
-    from vidrec.engine.config import config_from_dict
+    from vidrec.engine.config import ConfigError, config_from_dict
     from vidrec.tasks import make_task
 
+    require_task(path, tasks)  # before the tensors are read
     ckpt = load_checkpoint(path)
-    stored = config_from_dict(ckpt.config)
-    cfg = dataclasses.replace(stored, data=dataclasses.replace(stored.data, plugin=""))
-    name = cfg.model.name
-    if ":" in name and name != factory and name not in PACKAGE_FACTORIES:
-        raise CheckpointError(
-            f"{path} names the model factory {name!r}, which is not a registered model; vidrec never "
-            f"imports code a checkpoint names. If you trust that module, pass --model-factory {name}"
-        )
-    task = make_task(stored)  # checked as it was trained; it never calls the stored plug-in
-    task.cfg = cfg
-    task.load_state(ckpt.task_state, class_names=list(ckpt.class_names))
-    model = task.build_model(weights=False)
+    try:
+        stored = config_from_dict(ckpt.config)
+        cfg = dataclasses.replace(stored, data=dataclasses.replace(stored.data, plugin=""))
+        name = cfg.model.name
+        if ":" in name and name != factory and name not in PACKAGE_FACTORIES:
+            raise CheckpointError(
+                f"{path} names the model factory {name!r}, which is not a registered model; vidrec never "
+                f"imports code a checkpoint names. If you trust that module, pass --model-factory {name}"
+            )
+        task = make_task(stored)  # checked as it was trained; it never calls the stored plug-in
+        task.cfg = cfg
+        task.load_state(ckpt.task_state, class_names=list(ckpt.class_names))
+        model = task.build_model(weights=False)
+    except (
+        ConfigError,
+        ValueError,
+        TypeError,
+        KeyError,
+    ) as err:  # a bad stored config or task state; TypeError:
+        # model.kwargs the builder does not take
+        raise CheckpointError(f"{path}: {err}; {_DAMAGED}") from None
     load_model_state(model, ckpt.model, source=str(path))
     return model.to(device).eval(), task
 
@@ -402,7 +499,13 @@ def init_weights(
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
     """Strict `load_state_dict` whose error names the missing / unexpected keys and the source."""
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a shape differs: e.g. class_names lists more classes than the head has
+        sizes = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        raise CheckpointError(
+            f"{source} does not match the model its metadata describes: {'; '.join(sizes[:3]) or err}"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{source} does not match the model: missing {result.missing_keys[:10]}, "

@@ -251,7 +251,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.protocol == "st_resnet" and (args.crops != 1 or args.frames < 1):
         raise UsageError("--protocol st_resnet reads whole frames: drop --crops, and give --frames >= 1")
-    model, cfg, class_names = load_for_inference(args.checkpoint, device, factory=args.model_factory)
+    model, cfg, class_names = load_for_inference(
+        args.checkpoint, device, factory=args.model_factory, tasks=("classify",)
+    )
     if args.protocol == "st_resnet" and not is_fully_convolutional(model):
         raise UsageError(
             "--protocol st_resnet needs a fully convolutional model (st_resnet50, two-stream / TSN on "

@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from vidrec.engine.checkpoint import load_for_inference
 
     output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint,))
-    model, cfg, _ = load_for_inference(args.checkpoint, "cpu", factory=args.model_factory)
+    model, cfg, _ = load_for_inference(
+        args.checkpoint, "cpu", factory=args.model_factory, tasks=("classify",)
+    )
     inputs = example_inputs(
         model,
         frames=args.frames or cfg.data.frames,

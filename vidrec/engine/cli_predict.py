@@ -23,6 +23,8 @@ from vidrec.engine.predict import (
     topk,
 )
 
+PREDICT_TASKS = ("classify", "landmarks")  # class scores, or points drawn on the video (`--out`)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a .safetensors checkpoint written by `vidrec train`")
@@ -226,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} is a folder: give --out preds.csv for the per-video predictions")
     else:
         output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint,))
-    model, task = load_task(args.checkpoint, args.device, factory=args.model_factory)
+    model, task = load_task(args.checkpoint, args.device, factory=args.model_factory, tasks=PREDICT_TASKS)
     if task.draws_predictions:
         return _draw(args, model, task, target, live)
     cfg, class_names = task.cfg, task.class_names()

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from vidrec.engine.schema import ConfigError, TrainConfig, build_section, check_fields, iter_fields
+from vidrec.textfiles import read_text
 
 
 def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
@@ -51,7 +52,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def read_yaml(path: str | Path) -> Any:
     """A YAML file parsed safely (plain data only); a syntax error raises ConfigError naming the file."""
     try:
-        return yaml.safe_load(Path(path).read_text()) or {}
+        return yaml.safe_load(read_text(path, "config")) or {}
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""

@@ -231,6 +231,9 @@ def run(args: argparse.Namespace) -> int:
         except RaftWeightsMissing as e:
             print(f"vidrec flow: error: {e}", file=sys.stderr)
             return 2
+        from vidrec.flow.raft import load_raft_weights
+
+        load_raft_weights(args.raft_model, args.raft_weights or "DEFAULT")  # a bad file: one line, here
     opts = (
         {"model": args.raft_model, "weights": args.raft_weights, "device": args.device}
         if args.method == "raft"

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.optical_flow import raft_large, raft_small
 
+from vidrec.cli import UsageError
 from vidrec.flow.raft_weights import require_raft_weights
 
-__all__ = ["RaftFlow"]
+__all__ = ["RaftFlow", "RaftWeightsError", "load_raft_weights"]
 
 
 class RaftFlow:
@@ -38,7 +39,7 @@ class RaftFlow:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.net = (raft_small if model == "small" else raft_large)(weights=None, progress=False)
         if weights is not None:
-            self.net.load_state_dict(_load_weights(model, weights))
+            self.net.load_state_dict(load_raft_weights(model, weights))
         self.net.eval().to(self.device)
         self.num_updates = num_updates
 
@@ -56,5 +57,23 @@ class RaftFlow:
         return flow[0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
 
 
-def _load_weights(model: str, weights: str | os.PathLike) -> dict:
-    return torch.load(require_raft_weights(model, weights), map_location="cpu", weights_only=True)
+class RaftWeightsError(UsageError, ValueError):
+    """A RAFT weights file that is not a plain state dict of tensors (never unpickled beyond tensors)."""
+
+
+def load_raft_weights(model: str, weights: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The RAFT state dict at `weights` ("DEFAULT": torchvision's cached file), read with
+    ``weights_only=True`` (or from .safetensors); a file holding anything else raises RaftWeightsError,
+    one line that never suggests ``weights_only=False``."""
+    from vidrec.models.backbones import read_state_dict
+
+    path = require_raft_weights(model, weights)
+    try:
+        state = read_state_dict(path)
+    except (ValueError, RuntimeError, EOFError) as err:  # pickled objects, or not a torch file at all
+        raise RaftWeightsError(f"RAFT weights {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RaftWeightsError(
+            f"RAFT weights {path} are not a state dict of tensors; give torchvision's file"
+        )
+    return state

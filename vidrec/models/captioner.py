@@ -280,20 +280,23 @@ class _Features(nn.Module):
 
 
 @register_model(input_shapes=_INPUT)
-def lrcn1u_captioner(*, num_classes: int, **kwargs) -> Captioner:
+def lrcn1u_captioner(*, num_classes: int, pretrained: bool | str = False, **kwargs) -> Captioner:
     """LRCN1u (Donahue et al. 2015): one LSTM over [word; visual feature]. Keyword arguments as
-    `build_captioner` (backbone, pretrained, freeze_cnn, clip_encoder, hidden_size, ...)."""
-    return build_captioner("1u", num_classes=num_classes, **kwargs)
+    `build_captioner` (backbone, pretrained, freeze_cnn, clip_encoder, hidden_size, ...).
+
+    `pretrained` is named here, not left in ``kwargs``, so that loading a checkpoint (which passes
+    ``pretrained=False`` to builders that name it) never reads the ImageNet or local file a config gives."""
+    return build_captioner("1u", num_classes=num_classes, pretrained=pretrained, **kwargs)
 
 
 @register_model(input_shapes=_INPUT)
-def lrcn2u_captioner(*, num_classes: int, **kwargs) -> Captioner:
+def lrcn2u_captioner(*, num_classes: int, pretrained: bool | str = False, **kwargs) -> Captioner:
     """LRCN2u (Donahue et al. 2015): two stacked LSTMs, word and visual feature into the bottom one."""
-    return build_captioner("2u", num_classes=num_classes, **kwargs)
+    return build_captioner("2u", num_classes=num_classes, pretrained=pretrained, **kwargs)
 
 
 @register_model(input_shapes=_INPUT)
-def lrcn2f_captioner(*, num_classes: int, **kwargs) -> Captioner:
+def lrcn2f_captioner(*, num_classes: int, pretrained: bool | str = False, **kwargs) -> Captioner:
     """LRCN2f (Donahue et al. 2015), factored: the bottom LSTM reads words only, the top LSTM its output
     and the visual feature."""
-    return build_captioner("2f", num_classes=num_classes, **kwargs)
+    return build_captioner("2f", num_classes=num_classes, pretrained=pretrained, **kwargs)

@@ -220,10 +220,16 @@ class Caption(Task):
         return {**state, "attributes": self.groups} if self.groups else state
 
     def load_state(self, state: dict[str, Any], *, class_names: list[str] = ()) -> None:
-        if state.get("vocab"):
-            self.vocab = Vocabulary.from_state(state["vocab"])
+        # never rebuilt from the captions file the stored config names: inference reads the checkpoint only
+        if not state.get("vocab"):
+            raise ValueError("it holds no caption vocabulary (task_state.vocab)")
+        self.vocab = Vocabulary.from_state(state["vocab"])
         if state.get("attributes"):
             self.groups = {str(g): [str(v) for v in values] for g, values in state["attributes"].items()}
+        elif self.options.decoder_input == "attributes":
+            raise ValueError(
+                "it holds no attribute groups (task_state.attributes) for decoder_input=attributes"
+            )
 
     # -- training and validation --------------------------------------------------------------------
     def training_step(self, model: nn.Module, batch: dict, device: torch.device) -> Step:

@@ -28,6 +28,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from vidrec.cli import UsageError
 from vidrec.text import Vocabulary
+from vidrec.textfiles import csv_errors, read_text, text_stream
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"}
 
@@ -58,14 +59,16 @@ def read_captions(path: str | Path) -> list[CaptionItem]:
     groups: dict[str, list[str]] = {}
     attributes: dict[str, dict] = {}
     if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path, "captions file"))
         if not isinstance(data, dict):
             raise CaptionDataError(f"{path}: expected a JSON object {{file: [sentences]}}")
         for k, v in data.items():
             groups[str(k)], attributes[str(k)] = _json_entry(path, str(k), v)
     else:
-        with path.open(newline="") as fh:
-            rows = csv.DictReader(fh)
+        with (
+            text_stream(path, "captions file") as fh,
+            csv_errors(csv.DictReader(fh), path, "captions file") as rows,
+        ):
             if not {"image", "caption"} <= set(rows.fieldnames or []):
                 raise CaptionDataError(f"{path}: needs a header with columns image,caption")
             for row in rows:
@@ -139,7 +142,7 @@ def split_items(
     """(train, val): by `split_file`'s ``train`` / ``val`` lists, else file index % val_every ==
     val_every - 1 (in name order) is validation; ``val_every=0``: no validation."""
     if split_file:
-        split = json.loads(Path(split_file).read_text())
+        split = json.loads(read_text(split_file, "split file"))
         by_name = {i.file: i for i in items}
         unknown = [f for f in split.get("train", []) + split.get("val", []) if f not in by_name]
         if unknown or "train" not in split:

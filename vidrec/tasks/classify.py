@@ -88,6 +88,9 @@ class Classify(Task):
         return list(self.names)
 
     def load_state(self, state: dict[str, Any], *, class_names: list[str] = ()) -> None:
+        # never read again from the list files the stored config names: inference reads the checkpoint only
+        if not class_names:
+            raise ValueError("it holds no class names (metadata class_names is empty)")
         self.names = list(class_names)
 
     def training_step(self, model: nn.Module, batch: dict, device: torch.device) -> Step:

@@ -67,12 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.beam < 1 or args.sample < 0 or args.temperature <= 0 or args.window < 1 or args.stride < 1:
         raise UsageError("--beam, --window and --stride must be >= 1, --sample >= 0 and --temperature > 0")
     files = [input_file(f, "input") for f in args.files]  # checked before the model is built
-    model, task = load_task(args.checkpoint, args.device, factory=args.model_factory)
-    if getattr(task, "name", "") != "caption":
-        raise UsageError(
-            f"{args.checkpoint} is a `task: {task.name}` checkpoint; `vidrec caption` needs a caption "
-            "one (try `vidrec predict`)"
-        )
+    model, task = load_task(args.checkpoint, args.device, factory=args.model_factory, tasks=("caption",))
     vocab, o = vocab_of(task), task.options
     describe = Describer(model, vocab, args, max_len=args.max_len or o.max_len)
     frames = args.frames or o.frames

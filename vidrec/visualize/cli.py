@@ -123,7 +123,7 @@ def load_model(path: str | Path, device: torch.device):
     from vidrec.cli import input_file
     from vidrec.engine.checkpoint import load_for_inference
 
-    return load_for_inference(input_file(path, "checkpoint"), device)
+    return load_for_inference(input_file(path, "checkpoint"), device, tasks=("classify",))
 
 
 def input_shapes(cfg, model, *, frames: int, size: int) -> dict[str, tuple[int, int, int, int]]:
