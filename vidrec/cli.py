@@ -139,9 +139,15 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    """True when `path` is `folder` or lies under it (after resolving symlinks)."""
-    path, folder = path.resolve(), folder.resolve()
-    return path == folder or folder in path.parents
+    """True when `path` is `folder` or lies under it, by name or after resolving symlinks (a linked
+    folder of sources is written through as well)."""
+    for p, f in (
+        (Path(os.path.abspath(path)), Path(os.path.abspath(folder))),
+        (path.resolve(), folder.resolve()),
+    ):
+        if p == f or f in p.parents:
+            return True
+    return False
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser, what: str = "an existing output") -> None:
