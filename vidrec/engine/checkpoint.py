@@ -445,7 +445,13 @@ def load_task(
     ) as err:  # a bad stored config or task state; TypeError:
         # model.kwargs the builder does not take
         raise CheckpointError(f"{path}: {err}; {_DAMAGED}") from None
-    load_model_state(model, ckpt.model, source=str(path))
+    try:
+        load_model_state(model, ckpt.model, source=str(path))
+    except CheckpointError as err:  # e.g. class_names edited: the head it sizes no longer fits the weights
+        names = task.class_names()
+        raise CheckpointError(
+            f"{err} (its metadata lists {len(names)} class names)" if names else str(err)
+        ) from None
     return model.to(device).eval(), task
 
 
