@@ -10,7 +10,7 @@ import pathlib
 import pytest
 import torch
 
-from vidrec.cli import describe, exit_code, main
+from vidrec.cli import UsageError, describe, exit_code, main
 from vidrec.data.gestures import read_gesture_labels, read_point_history
 from vidrec.data.records import read_list_file
 from vidrec.engine.config import load_config
@@ -110,11 +110,11 @@ class _Touch:
 
 def test_malicious_raft_weights_are_one_line_without_torchs_advice(tmp_path, capsys):
     from vidrec.data.synthetic import make_synthetic_dataset
-    from vidrec.flow.raft import RaftFlow, RaftWeightsError
+    from vidrec.flow.raft import RaftFlow
 
     marker, evil = tmp_path / "code_ran", tmp_path / "raft_small.pth"
     torch.save({"conv.weight": _Touch(marker)}, evil)
-    with pytest.raises(RaftWeightsError, match="refuses to unpickle"):
+    with pytest.raises(UsageError, match="refuses to unpickle"):
         RaftFlow(model="small", weights=evil, device="cpu")
     data = make_synthetic_dataset(
         tmp_path / "d", per_class=1, frames=4, size=32, classes=["grow"], progress=False
