@@ -45,7 +45,7 @@ def test_weights_from_a_wheel_land_where_torchvision_looks(tmp_path, monkeypatch
     assert "mobilenet_v2" in imagenet_state_dict("mobilenet_v2") or len(imagenet_state_dict("mobilenet_v2"))
     bad = tmp_path / MOBILENET.name
     bad.write_bytes(b"not the weights")
-    assert main(["weights", "--file", str(bad), "--force"]) == 2  # hash check refuses it
+    assert main(["weights", "--file", str(bad), "--overwrite"]) == 2  # hash check refuses it
     assert "sha256" in capsys.readouterr().err and placed.read_bytes() == MOBILENET.read_bytes()
 
 

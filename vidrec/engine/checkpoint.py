@@ -419,7 +419,7 @@ def load_task(
     """
     import dataclasses
 
-    from vidrec.engine.config import ConfigError, config_from_dict
+    from vidrec.engine.config import config_from_dict
     from vidrec.tasks import make_task
 
     require_task(path, tasks)  # before the tensors are read
@@ -437,13 +437,8 @@ def load_task(
         task.cfg = cfg
         task.load_state(ckpt.task_state, class_names=list(ckpt.class_names))
         model = task.build_model(weights=False)
-    except (
-        ConfigError,
-        ValueError,
-        TypeError,
-        KeyError,
-    ) as err:  # a bad stored config or task state; TypeError:
-        # model.kwargs the builder does not take
+    except (ValueError, TypeError, KeyError) as err:  # a bad stored config (ConfigError) or task state;
+        # TypeError: model.kwargs the builder does not take
         raise CheckpointError(f"{path}: {err}; {_DAMAGED}") from None
     try:
         load_model_state(model, ckpt.model, source=str(path))

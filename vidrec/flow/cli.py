@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--raft-model", choices=("small", "large"), default="small", help="RAFT variant (default small)"
     )
     parser.add_argument("--device", default=None, help="RAFT device (default: cuda if present, else cpu)")
-    add_overwrite_argument(parser, "complete flow made with another --method or --bound (default: refuse)")
+    add_overwrite_argument(parser, "complete flow made with another --method or --bound")
 
 
 def flow_short_side(short_side: int, height: int, width: int, *, upscale: bool = False) -> int | None:
