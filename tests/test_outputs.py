@@ -225,7 +225,7 @@ def _weights(dataset, tmp_path):
     target = tmp_path / "hub" / "checkpoints" / real.name
     target.parent.mkdir(parents=True)
     target.write_bytes(b"a different file")
-    torch.hub.set_dir(str(tmp_path / "hub"))  # undone by the test
+    torch.hub.set_dir(str(tmp_path / "hub"))  # undone by the test's monkeypatch
     return ["weights", "--file", str(real)], target
 
 
@@ -239,16 +239,13 @@ WRITERS = {
 
 
 @pytest.mark.parametrize("command", list(WRITERS))
-def test_every_writing_command_refuses_an_existing_output(command, dataset, tmp_path, capsys):
-    hub = torch.hub.get_dir()
-    try:
-        argv, output = WRITERS[command](dataset, tmp_path)
-        capsys.readouterr()
-        before = _digests(output) if output.is_dir() else {"": output.read_bytes()}
-        assert main(argv) == 2
-        err = _one_line_error(capsys)
-        assert "already exists; pass --overwrite" in err or "choose another" in err
-        after = _digests(output) if output.is_dir() else {"": output.read_bytes()}
-        assert {k: after.get(k) for k in before} == before  # (a lock file may be new)
-    finally:
-        torch.hub.set_dir(hub)
+def test_every_writing_command_refuses_an_existing_output(command, dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.hub, "_hub_dir", torch.hub._hub_dir)  # `weights` moves it; put back after
+    argv, output = WRITERS[command](dataset, tmp_path)
+    capsys.readouterr()
+    before = _digests(output) if output.is_dir() else {"": output.read_bytes()}
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert "already exists; pass --overwrite" in err or "choose another" in err
+    after = _digests(output) if output.is_dir() else {"": output.read_bytes()}
+    assert {k: after.get(k) for k in before} == before  # (a lock file may be new)

@@ -18,7 +18,8 @@ from vidrec.engine.checkpoint import (
     load_for_inference,
     save_checkpoint,
 )
-from vidrec.engine.config import config_from_dict, config_to_dict
+from vidrec.engine.config import config_from_dict
+from vidrec.engine.schema import config_to_dict
 from vidrec.io import write_video
 from vidrec.models import get_model
 from vidrec.text import Vocabulary

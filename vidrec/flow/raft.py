@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import torch
@@ -65,13 +66,22 @@ def load_raft_weights(model: str, weights: str | os.PathLike) -> dict[str, torch
     """The RAFT state dict at `weights` ("DEFAULT": torchvision's cached file), read with
     ``weights_only=True`` (or from .safetensors); a file holding anything else raises RaftWeightsError,
     one line that never suggests ``weights_only=False``."""
-    from vidrec.models.backbones import read_state_dict
-
     path = require_raft_weights(model, weights)
     try:
-        state = read_state_dict(path)
-    except (ValueError, RuntimeError, EOFError) as err:  # pickled objects, or not a torch file at all
-        raise RaftWeightsError(f"RAFT weights {path}: {str(err).splitlines()[0]}") from None
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused it: the file holds more than tensors
+        raise RaftWeightsError(
+            f"RAFT weights {path} hold objects other than tensors, so vidrec refuses to unpickle them "
+            "(that could run code); give torchvision's state dict or a .safetensors file"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:  # not a torch file at all (truncated, other format)
+        raise RaftWeightsError(
+            f"RAFT weights {path} are not a torch state dict: {str(err).splitlines()[0]}"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RaftWeightsError(
             f"RAFT weights {path} are not a state dict of tensors; give torchvision's file"
