@@ -1,6 +1,7 @@
-"""DFF's promises (methods.md 4.7.1, 4.7.2, 4.7.4): l = 1 is per-frame inference exactly, key frames are
-per-frame at any l, S = 1 at initialisation and its bias never changes in training, and the loss on the
-current frame reaches the feature net (through the warp), the flow net, S and the task net."""
+"""DFF's promises (methods.md 4.7.1, 4.7.2, 4.7.4, 4.7.6): l = 1 is per-frame inference exactly, key
+frames are per-frame at any l, S = 1 at initialisation and its bias never changes in training, the loss on
+the current frame reaches the feature net (through the warp), the flow net, S and the task net, and the
+FLOPs of a window of l frames give the amortised speed-up s(l)."""
 
 from __future__ import annotations
 
@@ -97,3 +98,31 @@ def test_scale_field_is_a_1x1_conv_with_zero_weights():
     assert (
         s.conv.kernel_size == (1, 1) and s.conv.weight.abs().sum() == 0 and torch.equal(s.bias, torch.ones(7))
     )
+
+
+def _flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("interval", [1, 2, 5, 7])
+def test_flops_per_window_of_l_frames_match_the_amortised_speed_up(frames, interval):
+    """methods.md 4.7.6 / 4.4: over a window of l frames (one key frame, l - 1 propagated) the measured
+    FLOPs give s(l) = l / (1 + (l - 1) / r), r = per-frame cost / propagated-frame cost."""
+    model = tiny_dff().eval()
+    # a feature net that costs more than the flow net, as ResNet-101 does against FlowNet
+    model.feature_net = nn.Sequential(
+        nn.Conv2d(3, 24, 3, padding=1), nn.ReLU(), nn.Conv2d(24, 6, 16, stride=16)
+    )
+    key, cur = frames[0], frames[1]
+    per_frame = _flops(lambda: model.per_frame(cur))
+    propagated = _flops(lambda: model.head(model.propagate(model.key_features(key), key, cur), (48, 64)))
+    propagated -= _flops(lambda: model.key_features(key))  # the key features are cached, not recomputed
+    r = per_frame / propagated
+    assert r > 1.5  # the feature net dominates, as in the paper (else s(l) could not tell l apart)
+    window = _flops(lambda: list(model.run(frames[:interval], FixedInterval(interval))))
+    speed_up = interval * per_frame / window
+    assert speed_up == pytest.approx(interval / (1 + (interval - 1) / r), rel=1e-9)

@@ -71,6 +71,26 @@ def test_video_split_across_batches_equals_one_batch(views):
     assert res.skipped == ["bad.mp4"] and res.metrics["num_skipped"] == 1
 
 
+def test_video_score_does_not_depend_on_clip_order(views):
+    """methods.md 1.6.5: the video score is a plain mean over its clips, so any order of the clips (within
+    a batch, across batches, and of the videos themselves) gives the same probabilities."""
+    model = TinyRecognizer(per_step=True)
+    whole = evaluate(model, [_batch(views, [0, 1, 2], "abc")], device="cpu", progress=False)
+    order = torch.tensor([4, 2, 0, 3, 1])  # a permutation of the 5 clips of every video
+    shuffled = views[:, order]
+    # videos in another order, each video's clips split across two batches that arrive last-first
+    batches = [
+        _batch(shuffled[[2, 0, 1], 3:], [2, 0, 1], "cab"),
+        _batch(shuffled[[1, 2, 0], :3], [1, 2, 0], "bca"),
+    ]
+    res = evaluate(model, batches, device="cpu", progress=False)
+    by_id = dict(zip(res.video_ids, res.probs, strict=True))
+    torch.testing.assert_close(torch.stack([by_id[v] for v in "abc"]), whole.probs)
+    with torch.no_grad():
+        first_clip = torch.stack([model(v[:1]).softmax(-1).mean((0, 1)) for v in views])
+    assert not torch.allclose(whole.probs, first_clip, atol=1e-3)  # the clips differ: order could matter
+
+
 def test_single_view_batches_and_metrics():
     model = TinyRecognizer()
     x = torch.randn(6, 2, 3, 8, 8)

@@ -31,6 +31,22 @@ def test_lrcn_starts_from_the_single_frame_model_bit_for_bit():
     assert "kept init: rnn.weight_hh_l0 (not in the source)" in report.summary()
 
 
+def test_lrcn_cnn_with_fc7_fc8_in_place_of_the_lstm_is_the_single_frame_model():
+    """methods.md 1.6.3: removing the LSTM (fc6 -> fc7 -> fc8 head) gives the single-frame baseline: LRCN's
+    per-frame CNN, started from stage (a), followed by stage (a)'s fc7 and fc8 gives its logits exactly."""
+    torch.manual_seed(0)
+    stage_a = get_model("single_frame_alexnet", num_classes=7).eval()
+    lrcn = get_model("lrcn_alexnet", num_classes=7, hidden_size=8).eval()
+    init_from(lrcn, {f"model.{k}": v for k, v in stage_a.state_dict().items()}, source="a")
+    clip = torch.randn(2, 3, 3, 67, 67)  # (B, T, C, H, W)
+    with torch.no_grad():
+        fc6 = lrcn.encoder(clip.flatten(0, 1))  # (B*T, 4096): LRCN's LSTM input
+        without_lstm = stage_a.backbone.net.classifier[3:](fc6).unflatten(0, (2, 3))  # drop6, fc7, fc8
+        single = stage_a(clip)  # (B, T, K)
+    assert fc6.shape == (6, 4096) and single.shape == (2, 3, 7)
+    assert torch.equal(without_lstm, single)
+
+
 def test_heads_and_mismatched_shapes_are_reported_not_loaded():
     torch.manual_seed(0)
     src = get_model("single_frame_mobilenet_v2", num_classes=5)

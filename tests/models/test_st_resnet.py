@@ -51,6 +51,24 @@ def test_temporal_conv_on_constant_input(init):
         torch.testing.assert_close(out[:, t] - bias, end_scale * (ref - bias))
 
 
+def test_every_converted_layer_of_both_streams_is_its_2d_layer_on_constant_input():
+    """methods.md 3.5.1 on the model itself: exactly conv1/conv3 of res{2..5}b are temporal in each stream,
+    and each gives its 2D layer's output inside and 2/3 of it at the first and last frame."""
+    model, a2d, m2d = st("code")
+    expected = {f"net.layer{s}.1.conv{c}" for s in (1, 2, 3, 4) for c in (1, 3)}
+    for stream, flat in ((model.appearance, a2d), (model.motion, m2d)):
+        converted = {n: m for n, m in stream.named_modules() if isinstance(m, TemporalConv)}
+        assert set(converted) == expected
+        for name, layer in converted.items():
+            conv2d = flat.get_submodule(name)
+            frame = torch.randn(1, conv2d.in_channels, 3, 3)
+            with num_steps(layer, 4), torch.no_grad():
+                out = layer(frame.repeat_interleave(4, dim=0))  # (T=4, C', 3, 3), constant in time
+                ref = conv2d(frame)[0]
+            torch.testing.assert_close(out[1:3], ref.expand(2, -1, -1, -1), msg=name)
+            torch.testing.assert_close(out[[0, 3]], (2 / 3 * ref).expand(2, -1, -1, -1), msg=name)
+
+
 def test_streams_equal_2d_resnets_without_cross_stream_sums():
     model, a2d, m2d = st("none")
     x = constant_clip(17)
