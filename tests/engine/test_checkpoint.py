@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import random
 import signal
@@ -239,3 +240,76 @@ def test_temp_files_of_dead_writers_are_removed(tmp_path):
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_cuda_generator_states_are_captured_stored_and_restored_only_where_cuda_is(tmp_path, monkeypatch):
+    """The CUDA branch of the RNG helpers, on a CPU-only machine: torch.cuda's functions stand in."""
+    states = [torch.arange(8, dtype=torch.uint8), torch.arange(8, 16, dtype=torch.uint8)]
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in states])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert C.capture_rng()["cuda"] == []  # no CUDA: nothing asked of torch.cuda
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    rng = C.capture_rng()
+    assert [s.tolist() for s in rng["cuda"]] == [s.tolist() for s in states]
+    rank1 = dict(rng, cuda=[states[1] + 1])  # a second rank of a distributed run, one GPU
+    ckpt = C.Checkpoint(model={}, config={}, class_names=[], rng=rng, rank_rngs=[rank1])
+    tensors, _ = C.read_tensors(C.save_checkpoint(tmp_path / "c.safetensors", ckpt))
+    assert {k for k in tensors if ".cuda." in k} == {"rng.cuda.0", "rng.cuda.1", "rng.rank1.cuda.0"}
+    back = C.load_checkpoint(tmp_path / "c.safetensors")
+    assert [s.tolist() for s in back.rng["cuda"]] == [s.tolist() for s in states]
+    assert [s.tolist() for s in back.rank_rngs[0]["cuda"]] == [(states[1] + 1).tolist()]
+    assert torch.equal(back.rank_rngs[0]["torch"], rng["torch"])
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", calls.append)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    C.restore_rng(back.rng)  # saved on 2 GPUs, restored on 1: the first state only
+    assert len(calls) == 1 and [s.tolist() for s in calls[0]] == [states[0].tolist()]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    C.restore_rng(back.rng)  # saved with CUDA, restored without: the CUDA states are not set
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    C.restore_rng(dict(back.rng, cuda=[]))  # saved without CUDA, restored with: nothing to set
+    assert len(calls) == 1
+
+
+def test_read_header_gives_the_metadata_and_refuses_what_read_tensors_refuses(tmp_path):
+    model, opt = _trained("sgd")
+    path = C.save_checkpoint(tmp_path / "h.safetensors", _ckpt(model, opt, global_step=7, epoch=1))
+    header = C.read_header(path)
+    assert header == C.read_tensors(path)[1]
+    assert header["format"] == C.FORMAT and header["global_step"] == "7" and header["epoch"] == "1"
+    assert json.loads(header["class_names"]) == ["a", "b", "c"]
+    pth = tmp_path / "model.pth"
+    torch.save(model.state_dict(), pth)
+    with pytest.raises(C.CheckpointError, match="pickled PyTorch file"):
+        C.read_header(pth)
+    with pytest.raises(C.CheckpointError, match="does not exist"):
+        C.read_header(tmp_path / "absent.safetensors")
+    with pytest.raises(C.CheckpointError, match="is a folder"):
+        C.read_header(tmp_path)
+    bad_json = tmp_path / "bad.safetensors"
+    bad_json.write_bytes(b"\x04\x00\x00\x00\x00\x00\x00\x00{x}}")  # a safetensors-looking header, not JSON
+    with pytest.raises(C.CheckpointError, match=f"cannot read checkpoint {bad_json}"):
+        C.read_header(bad_json)
+    with pytest.raises(C.CheckpointError, match=f"cannot read checkpoint {bad_json}"):
+        C.read_tensors(bad_json)
+
+
+def test_read_weights_takes_a_checkpoint_a_safetensors_state_dict_or_a_pth(tmp_path):
+    from safetensors.torch import save_file
+
+    model, opt = _trained("sgd")
+    state = model.state_dict()
+    ckpt = C.save_checkpoint(tmp_path / "run.safetensors", _ckpt(model, opt))
+    plain = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(plain), metadata={"format": "pt"})
+    pth = tmp_path / "plain.pth"
+    torch.save(state, pth)
+    for path in (ckpt, plain, pth):
+        got = C.read_weights(path)
+        assert got.keys() == state.keys(), path  # a checkpoint's optimiser and RNG tensors are left out
+        assert all(torch.equal(got[k], v) for k, v in state.items()), path
+    pickled = tmp_path / "pickled.safetensors"
+    torch.save(state, pickled)
+    with pytest.raises(C.CheckpointError, match="pickled PyTorch file"):
+        C.read_weights(pickled)

@@ -44,7 +44,7 @@ def test_checkpoint_model_factory_is_never_imported(tmp_path, capsys):
 
 def test_checkpoint_data_plugin_is_dropped(tmp_path):
     marker = tmp_path / "code_ran"
-    ckpt = _crafted(tmp_path, marker, model_name="lrcn_alexnet", plugin="logging:basicConfig")
+    ckpt = _crafted(tmp_path, marker, model_name="single_frame_mobilenet_v2", plugin="logging:basicConfig")
     _, cfg, names = load_for_inference(ckpt)
     assert cfg.data.plugin == "" and names == ["a", "b"]
     from vidrec.tasks.classify import build_datasets
