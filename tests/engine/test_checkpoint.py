@@ -313,3 +313,168 @@ def test_read_weights_takes_a_checkpoint_a_safetensors_state_dict_or_a_pth(tmp_p
     torch.save(state, pickled)
     with pytest.raises(C.CheckpointError, match="pickled PyTorch file"):
         C.read_weights(pickled)
+
+
+def test_every_field_round_trips_including_scalar_optimizer_state(tmp_path):
+    """Fields the training loop fills (flow, epoch sums, task state) and non-tensor optimiser state (LBFGS
+    keeps counters as ints; a key may hold dots) come back as they went in."""
+    optimizer = {
+        "state": {0: {"func_evals": 3, "n_iter": 2, "d.x": torch.ones(2)}, 1: {"prev_loss": 0.25}},
+        "param_groups": [{"lr": 0.5, "params": [0, 1]}],
+    }
+    ckpt = C.Checkpoint(
+        model={"w": torch.arange(3.0)},
+        config={"seed": 1},
+        class_names=["x", "y"],
+        optimizer=optimizer,
+        flow={"method": "dis", "bound": 20.0, "short_side": 256},
+        epoch_sums={"loss": 1.5, "seen": 4},
+        task_state={"vocabulary": ["<pad>", "a"]},
+    )
+    back = C.load_checkpoint(C.save_checkpoint(tmp_path / "f.safetensors", ckpt))
+    assert back.flow == {"method": "dis", "bound": 20.0, "short_side": 256}
+    assert back.epoch_sums == {"loss": 1.5, "seen": 4} and back.task_state == {"vocabulary": ["<pad>", "a"]}
+    assert back.config == {"seed": 1} and back.rank_rngs == [] and back.rng is None
+    state = back.optimizer["state"]
+    assert set(state) == {0, 1} and state[1] == {"prev_loss": 0.25}
+    assert (
+        state[0]["func_evals"] == 3
+        and state[0]["n_iter"] == 2
+        and torch.equal(state[0]["d.x"], torch.ones(2))
+    )
+    assert back.optimizer["param_groups"] == [{"lr": 0.5, "params": [0, 1]}]
+
+
+def test_a_checkpoint_without_the_later_fields_still_loads(tmp_path):
+    """Older files lack epoch_sums, task_state, rng_ranks, flow and has_optimizer: defaults stand in."""
+    from safetensors.torch import save_file
+
+    meta = {
+        "format": C.FORMAT, "epoch": "3", "step_in_epoch": "0", "global_step": "30", "best_metric": "0.5",
+        "config": "{}", "class_names": '["a"]', "scheduler": "{}", "sampler": "{}", "metrics": "{}",
+        "optim_groups": "[]", "optim_scalars": "{}",
+    }  # fmt: skip
+    path = tmp_path / "old.safetensors"
+    save_file({"model.w": torch.ones(2)}, str(path), metadata=meta)
+    back = C.load_checkpoint(path)
+    assert (back.epoch, back.global_step, back.best_metric, back.class_names) == (3, 30, 0.5, ["a"])
+    assert back.epoch_sums == {} and back.task_state == {} and back.rank_rngs == []
+    assert back.flow is None and back.optimizer is None and back.rng is None
+    assert torch.equal(back.model["w"], torch.ones(2))
+
+
+def test_a_checkpoint_of_no_tensors_loads_and_other_files_are_named(tmp_path):
+    # no tensors at all: the header fills the file exactly, which the pre-parse check must accept
+    path = C.save_checkpoint(
+        tmp_path / "empty.safetensors", C.Checkpoint(model={}, config={}, class_names=[])
+    )
+    assert C.load_checkpoint(path).model == {}
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.ones(1)}, str(plain))
+    with pytest.raises(C.CheckpointError, match=r"not a vidrec checkpoint \(format None, expected 'vidrec-"):
+        C.load_checkpoint(plain)
+    legacy = tmp_path / "legacy.pt"  # torch's pre-1.6 format: a bare pickle stream, first byte 0x80
+    torch.save({"w": torch.ones(1)}, legacy, _use_new_zipfile_serialization=False)
+    assert legacy.read_bytes()[:1] == b"\x80"
+    with pytest.raises(C.CheckpointError, match="pickled PyTorch file"):
+        C.load_checkpoint(legacy)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:-1])  # the header claims one byte more than the file has
+    with pytest.raises(C.CheckpointError, match="bad header.*truncated"):
+        C.load_checkpoint(cut)
+    for name, data in (("short", b"\x02\x00\x00"), ("zero", b"\x00" * 8 + b"{}"), ("empty", b"")):
+        bad = tmp_path / f"{name}.safetensors"
+        bad.write_bytes(data)
+        with pytest.raises(C.CheckpointError, match=f"{bad} is not a .safetensors file"):
+            C.load_checkpoint(bad)
+
+
+def test_the_mismatch_message_lists_at_most_ten_keys_of_each_kind():
+    model = torch.nn.Sequential(*[torch.nn.Linear(1, 1) for _ in range(6)])  # 12 keys
+    extra = {f"extra{i}": torch.zeros(1) for i in range(12)}
+    with pytest.raises(C.CheckpointError) as err:
+        C.load_model_state(model, extra, source="x.safetensors")
+    message = str(err.value)
+    assert message.startswith("x.safetensors does not match the model: missing ['0.weight', ")
+    assert "'4.bias'" in message and "'5.weight'" not in message  # the 10th missing key, not the 11th
+    assert "'extra9'" in message and "'extra10'" not in message
+
+
+def test_dead_writers_temps_are_found_by_the_last_dash_only(tmp_path):
+    """File names with dashes, non-numeric suffixes and this process's own temp file are handled."""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    path = tmp_path / "run-1.last.safetensors"
+    stale = tmp_path / f".run-1.last.safetensors.tmp-{int(dead.stdout)}"
+    odd = tmp_path / ".run-1.last.safetensors.tmp-abc"
+    own = tmp_path / f".run-1.last.safetensors.tmp-{os.getpid()}"
+    for f in (stale, odd, own):
+        f.write_bytes(b"x")
+    assert C.remove_dead_temps(path) == [stale]
+    assert not stale.exists() and odd.exists() and own.exists()
+
+
+def test_the_folder_is_synced_after_the_rename_and_sync_errors_are_tolerated(tmp_path, monkeypatch):
+    import stat
+
+    synced, closed, real_fsync, real_close = [], [], os.fsync, os.close
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    def close(fd):
+        closed.append(fd)
+        real_close(fd)
+
+    monkeypatch.setattr(C.os, "fsync", fsync)
+    monkeypatch.setattr(C.os, "close", close)
+    path = C.save_checkpoint(tmp_path / "s.safetensors", C.Checkpoint(model={}, config={}, class_names=[]))
+    assert synced == [False, True]  # the temp file, then the folder that holds the new name
+    assert len(closed) == 1
+
+    def failing_fsync(fd):
+        raise OSError("fsync not supported here")
+
+    monkeypatch.setattr(
+        C.os, "fsync", lambda fd: failing_fsync(fd) if stat.S_ISDIR(os.fstat(fd).st_mode) else None
+    )
+    C.save_checkpoint(path, C.Checkpoint(model={}, config={}, class_names=["b"]))
+    assert len(closed) == 2  # the folder's descriptor is closed after a failed sync
+    monkeypatch.setattr(C.os, "open", lambda *a, **k: failing_fsync(0))
+    C.save_checkpoint(path, C.Checkpoint(model={}, config={}, class_names=["c"]))
+    assert C.load_checkpoint(path).class_names == ["c"] and len(closed) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.safetensors"]
+
+
+def test_inference_builds_from_the_file_alone_on_the_given_device(tmp_path, monkeypatch):
+    """The stored pretrained path is not read, the stored task state reaches the task, the device is used,
+    and weights that do not fit the stored model are refused naming the file."""
+    from vidrec.models import get_model
+    from vidrec.tasks.classify import Classify
+
+    model = get_model("single_frame_mobilenet_v2", num_classes=2)
+    cfg = load_config(None, ["data.train_list=t.txt", "model.name=single_frame_mobilenet_v2"])
+    config = config_to_dict(cfg)
+    config["model"]["kwargs"] = {"pretrained": str(tmp_path / "gone.pth")}  # never read by inference
+    ckpt = C.Checkpoint(model=model.state_dict(), config=config, class_names=["a", "b"], task_state={"k": 1})
+    path = C.save_checkpoint(tmp_path / "m.safetensors", ckpt)
+    states = []
+    real = Classify.load_state
+    monkeypatch.setattr(Classify, "load_state", lambda self, s, **kw: (states.append(s), real(self, s, **kw)))
+    on_meta, _, names = C.load_for_inference(path, "meta")
+    assert names == ["a", "b"] and states == [{"k": 1}]
+    assert {p.device.type for p in on_meta.parameters()} == {"meta"}
+    rebuilt, task = C.load_task(path)  # the default device is the CPU
+    assert {p.device.type for p in rebuilt.parameters()} == {"cpu"} and task.class_names() == ["a", "b"]
+    assert torch.equal(
+        rebuilt.state_dict()["backbone.net.classifier.1.bias"], model.backbone.net.classifier[1].bias
+    )
+    bad = dict(model.state_dict())
+    del bad["backbone.net.classifier.1.bias"]
+    C.save_checkpoint(path, C.Checkpoint(model=bad, config=config, class_names=["a", "b"]))
+    with pytest.raises(C.CheckpointError, match=rf"^{path} does not match the model: missing \["):
+        C.load_for_inference(path)
