@@ -283,9 +283,9 @@ def test_read_header_gives_the_metadata_and_refuses_what_read_tensors_refuses(tm
     torch.save(model.state_dict(), pth)
     with pytest.raises(C.CheckpointError, match="pickled PyTorch file"):
         C.read_header(pth)
-    with pytest.raises(C.CheckpointError, match="does not exist"):
+    with pytest.raises(C.CheckpointError, match=r"^checkpoint \S+absent.safetensors does not exist; check"):
         C.read_header(tmp_path / "absent.safetensors")
-    with pytest.raises(C.CheckpointError, match="is a folder"):
+    with pytest.raises(C.CheckpointError, match=r"^checkpoint \S+ is a folder; give a regular file$"):
         C.read_header(tmp_path)
     bad_json = tmp_path / "bad.safetensors"
     bad_json.write_bytes(b"\x04\x00\x00\x00\x00\x00\x00\x00{x}}")  # a safetensors-looking header, not JSON
@@ -389,6 +389,10 @@ def test_a_checkpoint_of_no_tensors_loads_and_other_files_are_named(tmp_path):
         bad.write_bytes(data)
         with pytest.raises(C.CheckpointError, match=f"{bad} is not a .safetensors file"):
             C.load_checkpoint(bad)
+    one = tmp_path / "one.safetensors"
+    one.write_bytes(b"\x01" + b"\x00" * 7 + b"{")  # passes the pre-parse check; the parser refuses it
+    with pytest.raises(C.CheckpointError, match=f"cannot read checkpoint {one}"):
+        C.load_checkpoint(one)
 
 
 def test_the_mismatch_message_lists_at_most_ten_keys_of_each_kind():
