@@ -319,7 +319,7 @@ def test_every_field_round_trips_including_scalar_optimizer_state(tmp_path):
     """Fields the training loop fills (flow, epoch sums, task state) and non-tensor optimiser state (LBFGS
     keeps counters as ints; a key may hold dots) come back as they went in."""
     optimizer = {
-        "state": {0: {"func_evals": 3, "n_iter": 2, "d.x": torch.ones(2)}, 1: {"prev_loss": 0.25}},
+        "state": {0: {"func_evals": 3, "n_iter": 2, "d.x": torch.ones(2)}, 1: {"prev_loss": 0.25, "h.n": 7}},
         "param_groups": [{"lr": 0.5, "params": [0, 1]}],
     }
     ckpt = C.Checkpoint(
@@ -336,7 +336,7 @@ def test_every_field_round_trips_including_scalar_optimizer_state(tmp_path):
     assert back.epoch_sums == {"loss": 1.5, "seen": 4} and back.task_state == {"vocabulary": ["<pad>", "a"]}
     assert back.config == {"seed": 1} and back.rank_rngs == [] and back.rng is None
     state = back.optimizer["state"]
-    assert set(state) == {0, 1} and state[1] == {"prev_loss": 0.25}
+    assert set(state) == {0, 1} and state[1] == {"prev_loss": 0.25, "h.n": 7}
     assert (
         state[0]["func_evals"] == 3
         and state[0]["n_iter"] == 2
