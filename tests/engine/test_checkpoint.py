@@ -482,3 +482,41 @@ def test_inference_builds_from_the_file_alone_on_the_given_device(tmp_path, monk
     C.save_checkpoint(path, C.Checkpoint(model=bad, config=config, class_names=["a", "b"]))
     with pytest.raises(C.CheckpointError, match=rf"^{path} does not match the model: missing \["):
         C.load_for_inference(path)
+
+
+def test_init_weights_copies_a_checkpoint_into_the_model_or_a_named_part(tmp_path):
+    """`model.init_from`: a path initialises the whole model (heads fresh unless init_heads), a dict the
+    named parts; an unknown part and a source of which nothing matches are errors naming them."""
+    from types import SimpleNamespace
+
+    from vidrec.models import get_model
+
+    torch.manual_seed(0)
+    source = get_model("single_frame_mobilenet_v2", num_classes=3)
+    path = C.save_checkpoint(
+        tmp_path / "a.safetensors",
+        C.Checkpoint(model=source.state_dict(), config={}, class_names=["a", "b", "c"]),
+    )
+    conv, head = "backbone.net.features.0.0.weight", "backbone.net.classifier.1.weight"
+    model = get_model("single_frame_mobilenet_v2", num_classes=3)
+    lines = []
+    reports = C.init_weights(model, SimpleNamespace(init_from=str(path), init_heads=False), log=lines.append)
+    assert len(reports) == 1 and lines == [reports[0].summary()]
+    assert torch.equal(model.state_dict()[conv], source.state_dict()[conv])
+    assert not torch.equal(model.state_dict()[head], source.state_dict()[head])  # heads start fresh
+    C.init_weights(model, SimpleNamespace(init_from=str(path), init_heads=True))
+    assert torch.equal(model.state_dict()[head], source.state_dict()[head])
+    part = get_model("single_frame_mobilenet_v2", num_classes=3)
+    C.init_weights(part, SimpleNamespace(init_from={"backbone": str(path)}, init_heads=False))
+    assert torch.equal(part.state_dict()[conv], source.state_dict()[conv])
+    with pytest.raises(ValueError, match=r"^model.init_from: the model has no part 'nope'"):
+        C.init_weights(part, SimpleNamespace(init_from={"nope": str(path)}, init_heads=False))
+    other = C.save_checkpoint(
+        tmp_path / "b.safetensors", C.Checkpoint(model={"x": torch.ones(1)}, config={}, class_names=[])
+    )
+    with pytest.raises(
+        ValueError, match=rf"^model.init_from.backbone: no tensor of {other} matches the model"
+    ):
+        C.init_weights(part, SimpleNamespace(init_from={"backbone": str(other)}, init_heads=False))
+    with pytest.raises(ValueError, match=rf"^model.init_from: no tensor of {other} matches"):
+        C.init_weights(part, SimpleNamespace(init_from=str(other), init_heads=False))
