@@ -501,7 +501,7 @@ def test_init_weights_copies_a_checkpoint_into_the_model_or_a_named_part(tmp_pat
     model = get_model("single_frame_mobilenet_v2", num_classes=3)
     lines = []
     reports = C.init_weights(model, SimpleNamespace(init_from=str(path), init_heads=False), log=lines.append)
-    assert len(reports) == 1 and lines == [reports[0].summary()]
+    assert len(reports) == 1 and lines == [reports[0].summary()] and lines[0].startswith(f"init_from {path}:")
     assert torch.equal(model.state_dict()[conv], source.state_dict()[conv])
     assert not torch.equal(model.state_dict()[head], source.state_dict()[head])  # heads start fresh
     C.init_weights(model, SimpleNamespace(init_from=str(path), init_heads=True))
@@ -509,14 +509,26 @@ def test_init_weights_copies_a_checkpoint_into_the_model_or_a_named_part(tmp_pat
     part = get_model("single_frame_mobilenet_v2", num_classes=3)
     C.init_weights(part, SimpleNamespace(init_from={"backbone": str(path)}, init_heads=False))
     assert torch.equal(part.state_dict()[conv], source.state_dict()[conv])
+    # the part has no num_classes of its own: the model's tells which Linear is a head
+    assert not torch.equal(part.state_dict()[head], source.state_dict()[head])
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 2))  # no num_classes at all
+    tiny = C.save_checkpoint(
+        tmp_path / "t.safetensors",
+        C.Checkpoint(model=torch.nn.Linear(2, 2).state_dict(), config={}, class_names=[]),
+    )
+    C.init_weights(plain, SimpleNamespace(init_from={"0": str(tiny)}, init_heads=False))
     with pytest.raises(ValueError, match=r"^model.init_from: the model has no part 'nope'"):
         C.init_weights(part, SimpleNamespace(init_from={"nope": str(path)}, init_heads=False))
+    unrelated = {f"x{i}": torch.ones(1) for i in range(5)}
     other = C.save_checkpoint(
-        tmp_path / "b.safetensors", C.Checkpoint(model={"x": torch.ones(1)}, config={}, class_names=[])
+        tmp_path / "b.safetensors", C.Checkpoint(model=unrelated, config={}, class_names=[])
     )
     with pytest.raises(
         ValueError, match=rf"^model.init_from.backbone: no tensor of {other} matches the model"
     ):
         C.init_weights(part, SimpleNamespace(init_from={"backbone": str(other)}, init_heads=False))
-    with pytest.raises(ValueError, match=rf"^model.init_from: no tensor of {other} matches"):
+    examples = r"\(5 source tensors, e.g. \['x0', 'x1', 'x2'\]\);"  # three of them
+    with pytest.raises(
+        ValueError, match=rf"^model.init_from: no tensor of {other} matches the model {examples}"
+    ):
         C.init_weights(part, SimpleNamespace(init_from=str(other), init_heads=False))
