@@ -190,10 +190,13 @@ class VideoDataset(Dataset):
         path = getattr(err, "path", None) or str(self.root / record.path)
         reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
         self.skipped[path] = reason
+        self._warn_once(path, f"skipping video {path}: {reason}")
+        return SkippedItem(path, reason)
+
+    def _warn_once(self, path: str, message: str) -> None:
         if path not in self._warned:
             self._warned.add(path)
-            warnings.warn(f"skipping video {path}: {reason}", RuntimeWarning, stacklevel=3)
-        return SkippedItem(path, reason)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     # -- one item --------------------------------------------------------------------------------------
     def _item(self, record: VideoRecord, rng: np.random.Generator) -> dict[str, Any]:
@@ -211,8 +214,15 @@ class VideoDataset(Dataset):
         return {**views, "label": int(record.label), "video_id": record.video_id}
 
     def _open_video(self, record: VideoRecord) -> VideoReader | FrameStoreReader:
-        """The record's frames: its prepared copy when there is one, else the original file."""
+        """The record's frames: its prepared copy when there is one (and its digest matches the manifest's),
+        else the original file."""
         copy = self.prepared.files.get(str(record.path)) if self.prepared is not None else None
+        problem = self.prepared.verify(str(record.path)) if copy is not None else None
+        if problem is not None:
+            if self.strict:
+                raise VideoDecodeError(copy, problem)
+            self._warn_once(copy, f"not reading prepared file {problem}; reading the original instead")
+            copy = None
         if copy is None:
             path, size = self.root / record.path, self.size
         else:  # the size decoding the original gives (a re-encode rounds odd sizes to even ones)

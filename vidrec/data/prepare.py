@@ -18,10 +18,18 @@ A `VideoDataset` pointed at the original root (``prepared="auto"``, the default)
 uses a copy when its manifest is complete, every record of the dataset is in it with an unchanged source
 file, and its short side is at least the dataset's decode size; otherwise it reads the originals and says
 why once. Video ids, labels and flow lookups stay those of the originals.
+
+Each manifest entry records its file's size (`bytes`) and a `blake2b` digest of its size, first and last
+MiB (`file_digest`: cheap at every open, yet a swapped, replaced or truncated file changes it; a few bytes
+damaged in the middle of a long file are not caught). A copy is refused when an entry's `file` lies
+outside the copy's folder; a file whose size differs (when the copy is found) or whose digest differs (when
+it is first opened in a process) is read from its original instead, with a warning naming it. Manifests
+written before these fields existed (version 1) are still read, unchecked, with a one-line warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -51,7 +59,9 @@ __all__ = [
 FORMATS = ("video", "frames")
 MANIFEST = "vidrec_prepared.json"
 REGISTRY = ".vidrec_prepared.json"
-VERSION = 1
+VERSION = 2  # 2: `bytes` and `blake2b` per prepared file; version 1 is read without those checks
+_READABLE = (1, 2)
+_SAMPLE = 1 << 20  # bytes hashed at each end of a file by `file_digest`
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,23 @@ def sidecar_path(out: str | os.PathLike, video_id: str) -> Path:
     return Path(out) / f"{video_id}.prepared.json"
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """Hex blake2b of a file's size, its first and its last MiB (see the module docstring)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(size.to_bytes(8, "little"))
+        h.update(f.read(_SAMPLE))
+        if size > _SAMPLE:
+            f.seek(max(_SAMPLE, size - _SAMPLE))
+            h.update(f.read(_SAMPLE))
+    return h.hexdigest()
+
+
+def _file_check(path: Path) -> dict[str, int | str]:
+    return {"bytes": path.stat().st_size, "blake2b": file_digest(path)}
+
+
 # ----------------------------------------------------------------------------- making a copy
 
 
@@ -129,7 +156,7 @@ def prepare_video(
             sidecar_path(out, video_id), {**stamp, "failed": err.reason, "settings": asdict(settings)}
         )
         raise
-    entry = {**stamp, "file": dst.name, "frames": frames, "settings": asdict(settings)}
+    entry = {**stamp, "file": dst.name, "frames": frames, **_file_check(dst), "settings": asdict(settings)}
     _write_json(sidecar_path(out, video_id), entry)
     return frames
 
@@ -190,7 +217,8 @@ def is_prepared(
         same = {k: entry.get(k) for k in ("source_size", "source_mtime_ns")} == _stamp(src)
     except OSError:
         return False
-    return same and (Path(out) / Path(video_id).parent / entry["file"]).is_file()
+    file = Path(out) / Path(video_id).parent / entry["file"]
+    return same and file.is_file() and _size_problem(file, entry) is None  # a truncated copy is made again
 
 
 def read_manifest(out: str | os.PathLike) -> dict | None:
@@ -221,6 +249,7 @@ def write_manifest(
             item["failed"] = entry["failed"]
         else:
             item |= {"file": (Path(vid).parent / entry["file"]).as_posix(), "frames": entry["frames"]}
+            item |= _recorded_check(out / item["file"], entry)
         videos[source_key(path, root)] = item
     manifest = {
         "version": VERSION,
@@ -233,6 +262,16 @@ def write_manifest(
     }
     _write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _recorded_check(path: Path, entry: dict) -> dict:
+    """The sidecar's `bytes` and `blake2b`, or (a sidecar written before they existed) the file's now."""
+    if "bytes" in entry and "blake2b" in entry:
+        return {"bytes": entry["bytes"], "blake2b": entry["blake2b"]}
+    try:
+        return _file_check(path)
+    except OSError:
+        return {}
 
 
 def register(root: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -257,6 +296,27 @@ class PreparedCopy:
     format: str
     files: dict[str, str]
     source_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)  # source path -> the manifest's `blake2b`
+
+    def verify(self, path: str) -> str | None:
+        """Why the prepared file of source `path` cannot be trusted (its digest differs), or None."""
+        want = self.digests.get(path)
+        if want is None:
+            return None
+        file = self.files[path]
+        try:
+            st = os.stat(file)
+            key = (file, st.st_size, st.st_mtime_ns, want)
+            if key not in _VERIFIED:
+                if file_digest(file) != want:
+                    return f"{file} does not match its manifest's blake2b (damaged, replaced or swapped)"
+                _VERIFIED.add(key)
+        except OSError as err:
+            return f"{file}: {err}"
+        return None
+
+
+_VERIFIED: set[tuple[str, int, int, str]] = set()  # files whose digest matched in this process
 
 
 def find_prepared(
@@ -301,8 +361,8 @@ def find_prepared(
 
 
 def _unusable(manifest: dict, size: int | tuple[int, int] | None) -> str | None:
-    if manifest.get("version") != VERSION:
-        return f"manifest version {manifest.get('version')} is not {VERSION}"
+    if manifest.get("version") not in _READABLE:
+        return f"manifest version {manifest.get('version')} is not one of {_READABLE}"
     if not manifest.get("complete"):
         return f"incomplete: {manifest.get('pending')} videos still to prepare"
     short = int(manifest["settings"].get("short_side", 0))
@@ -313,7 +373,8 @@ def _unusable(manifest: dict, size: int | tuple[int, int] | None) -> str | None:
 
 
 def _match(folder: str, manifest: dict, paths: list, root) -> PreparedCopy | str:
-    videos, files, sizes = manifest["videos"], {}, {}
+    videos, files, sizes, digests, damaged = manifest["videos"], {}, {}, {}, []
+    inside = Path(folder).resolve()
     for path in paths:
         key = source_key(Path(root) / path, root)
         entry = videos.get(key)
@@ -325,10 +386,50 @@ def _match(folder: str, manifest: dict, paths: list, root) -> PreparedCopy | str
             continue  # a missing source is the dataset's to report
         if {k: entry[k] for k in stamp} != stamp:
             return f"{key} changed after it was prepared"
-        if "failed" not in entry:  # a video that failed to prepare is read from the original
-            files[str(path)] = str(Path(folder) / entry["file"])
-            sizes[str(path)] = (entry["source_height"], entry["source_width"])
-    return PreparedCopy(str(folder), manifest["settings"]["format"], files, sizes)
+        if "failed" in entry:  # a video that failed to prepare is read from the original
+            continue
+        file = Path(folder) / entry["file"]
+        if not file.resolve().is_relative_to(inside):
+            return (
+                f"the entry of {key} names {entry['file']!r}, outside the copy: refused (an edited manifest?)"
+            )
+        problem = _size_problem(file, entry)
+        if problem:
+            damaged.append(problem)
+            continue
+        files[str(path)] = str(file)
+        sizes[str(path)] = (entry["source_height"], entry["source_width"])
+        if "blake2b" in entry:
+            digests[str(path)] = entry["blake2b"]
+    _warn_unchecked(folder, manifest, damaged)
+    return PreparedCopy(str(folder), manifest["settings"]["format"], files, sizes, digests)
+
+
+def _size_problem(file: Path, entry: dict) -> str | None:
+    """Why `file` is not the one the manifest entry recorded (missing, or another size), or None."""
+    try:
+        size = file.stat().st_size
+    except OSError:
+        return f"{file} is missing"
+    want = entry.get("bytes")
+    return f"{file} holds {size} bytes, its manifest says {want}" if want not in (None, size) else None
+
+
+def _warn_unchecked(folder: str, manifest: dict, damaged: list[str]) -> None:
+    if damaged:
+        warnings.warn(
+            f"prepared copy {folder}: {len(damaged)} damaged file(s), read from their originals instead: "
+            f"{'; '.join(damaged[:3])}; delete them and run `vidrec prepare` again",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    if manifest.get("version") == 1:
+        warnings.warn(
+            f"prepared copy {folder}: its manifest predates size and hash checks (version 1), so its files "
+            "are used unchecked; run `vidrec prepare` again to add them",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 class FrameStoreReader:
@@ -342,8 +443,13 @@ class FrameStoreReader:
         self.path = Path(path)
         try:
             self.frames = np.load(self.path, mmap_mode="r")  # (N, H, W, 3) uint8
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
             raise VideoDecodeError(self.path, f"unreadable frame store ({err})") from err
+        if self.frames.dtype != np.uint8 or self.frames.ndim != 4 or self.frames.shape[-1] != 3:
+            found = f"{self.frames.dtype} {self.frames.shape}"
+            raise VideoDecodeError(
+                self.path, f"not a frame store uint8 (N, H, W, 3): {found}; prepare it again"
+            )
         _, h, w, _ = self.frames.shape
         self.size = output_size(size, height=h, width=w)
 

@@ -12,6 +12,10 @@ with `bound`), each beside `<id>.flow.json`:
 Writes are atomic: data goes to a temp name that `os.replace` renames, and the JSON is written last, so
 an output is complete exactly when its JSON exists and describes the data beside it. The JSON keeps the
 quantisation parameters (`bound`, `bits`) with the video, so readers never guess them.
+
+Damaged outputs (an empty or truncated `.flow.mkv` or `.flow.npy`, a JSON that does not parse or lacks
+`num_frames`) raise `vidrec.io.VideoDecodeError` naming the file, which datasets report and skip like a
+bad video.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 
 from vidrec.flow.estimators import FlowEstimator
 from vidrec.flow.quantize import DEFAULT_BOUND, quantize
+from vidrec.io.errors import VideoDecodeError
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -175,9 +180,14 @@ def flow_meta(path: str | os.PathLike) -> dict:
     """The JSON beside a flow output (`path`: `<id>` or its `.flow.mkv`, `.flow.npy`, `.flow.json`)."""
     js = _json_path(_base(path))
     try:
-        return json.loads(js.read_text())
+        meta = json.loads(js.read_text())
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{js}: no flow metadata; extract the flow with `vidrec flow`") from e
+    except (OSError, ValueError) as e:  # ValueError: not JSON (UnicodeDecodeError is one too)
+        raise VideoDecodeError(js, f"damaged flow metadata ({e}); extract this video again") from e
+    if not isinstance(meta, dict):
+        raise VideoDecodeError(js, "damaged flow metadata (not a JSON object); extract this video again")
+    return meta
 
 
 def _stored_format(base: Path) -> str | None:
@@ -231,14 +241,40 @@ def num_flow_frames(path: str | os.PathLike) -> int:
     base = _base(path)
     fmt = _stored_format(base)
     if fmt == "npy":
-        return int(np.load(base.with_name(base.name + ".flow.npy"), mmap_mode="r").shape[0])
+        return len(_open_npy(base.with_name(base.name + ".flow.npy")))
     if fmt == "ffv1":
-        return int(flow_meta(base)["num_frames"]) - 1
+        return _ffv1_count(base)
     if fmt == "denseflow":
         from vidrec.io import count_frames
 
         return count_frames(base, _denseflow_layout(base)[0])
     raise FileNotFoundError(f"{base}: no flow (.flow.mkv, .flow.npy or folder); run `vidrec flow` first")
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    """The memory-mapped codes `(N, H, W, 2)` of a `.flow.npy`; a damaged file raises `VideoDecodeError`."""
+    try:
+        data = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
+        raise VideoDecodeError(path, f"damaged flow file ({type(e).__name__}: {e}); extract it again") from e
+    if data.dtype != np.uint8 or data.ndim != 4 or data.shape[-1] != 2 or not len(data):
+        raise VideoDecodeError(path, f"not flow codes uint8 (N, H, W, 2): {data.dtype} {data.shape}")
+    return data
+
+
+def _ffv1_count(base: Path) -> int:
+    """Flow frames of a `.flow.mkv` per its JSON, after checking the JSON and the file's size against it."""
+    meta, data = flow_meta(base), base.with_name(base.name + ".flow.mkv")
+    n = meta.get("num_frames")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise VideoDecodeError(
+            _json_path(base), f"num_frames is {n!r}, not a frame count >= 2; extract this video again"
+        )
+    size, want = data.stat().st_size, meta.get("bytes")
+    if size == 0 or (isinstance(want, int) and size != want):
+        said = f" of the {want} its JSON records" if isinstance(want, int) else ""
+        raise VideoDecodeError(data, f"truncated or damaged: {size} bytes{said}; extract this video again")
+    return n - 1
 
 
 def _denseflow_layout(folder: Path) -> tuple[str, str]:
@@ -265,7 +301,7 @@ def load_flow(path: str | os.PathLike, indices: Sequence[int] | slice | None = N
     data_path = base.with_name(base.name + _SUFFIX[fmt]) if fmt in _SUFFIX else base
     wanted = _index_list(indices, count, data_path)
     if fmt == "npy":
-        data = np.load(base.with_name(base.name + ".flow.npy"), mmap_mode="r")
+        data = _open_npy(base.with_name(base.name + ".flow.npy"))
         return np.ascontiguousarray(data[np.asarray(wanted, dtype=np.int64)]).reshape(-1, *data.shape[1:])
     if fmt == "ffv1":
         return _read_ffv1(base.with_name(base.name + ".flow.mkv"), wanted)
@@ -286,7 +322,20 @@ def _index_list(indices, count: int, path: Path) -> list[int]:
 
 
 def _read_ffv1(path: Path, wanted: list[int]) -> np.ndarray:
-    """Decode frames `wanted` of an FFV1 flow video: uint8 `(len(wanted), H, W, 2)`."""
+    """Decode frames `wanted` of an FFV1 flow video: uint8 `(len(wanted), H, W, 2)`.
+
+    Raises:
+        VideoDecodeError: the file does not open, or holds fewer frames than asked for (damaged).
+    """
+    import av
+
+    try:
+        return _decode_ffv1(path, wanted)
+    except (av.FFmpegError, IndexError, ValueError) as e:  # FFmpegError: empty or garbled data
+        raise VideoDecodeError(path, f"damaged flow video ({type(e).__name__}: {e}); extract it again") from e
+
+
+def _decode_ffv1(path: Path, wanted: list[int]) -> np.ndarray:
     import av
 
     with av.open(str(path)) as container:
