@@ -25,6 +25,8 @@ from vidrec.cli import UsageError
 from vidrec.progress import progress
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
+DERIVED_SUFFIXES = (".flow.mkv",)  # `vidrec flow` outputs: never inputs of a folder walk
+PREPARED_MANIFEST = "vidrec_prepared.json"  # vidrec.data.prepare.MANIFEST: a folder holding it is a copy
 
 JobResult = tuple[str, int, int, "str | None"]
 
@@ -37,12 +39,16 @@ class VideoJob:
     video_id: str
 
 
-def list_jobs(source: Path, root: Path | None = None) -> list[VideoJob]:
-    """Videos from a list file (`path [label]` lines, `#` comments) or a folder (recursive, by extension)."""
+def list_jobs(source: Path, root: Path | None = None, *, skip: Sequence[Path] = ()) -> list[VideoJob]:
+    """Videos from a list file (`path [label]` lines, `#` comments) or a folder (recursive, by extension).
+
+    A folder walk leaves out the folders in `skip` (the command's own output folder, when it lies inside
+    the input) and what `_walk_videos` leaves out, so a re-run never takes its own outputs for input.
+    """
     source = Path(source)
     if source.is_dir():
         root = root or source
-        paths = sorted(_walk_videos(source))
+        paths = sorted(_walk_videos(source, skip))
     elif source.is_file():
         root = root or source.parent
         paths = [_list_path(line, root) for line in source.read_text().splitlines()]
@@ -58,13 +64,26 @@ def default_root(source: Path) -> Path:
     return source if source.is_dir() else source.parent
 
 
-def _walk_videos(folder: Path):
-    """Video files under `folder`, following symlinked folders (datasets are often linked in)."""
+def _walk_videos(folder: Path, skip: Sequence[Path] = ()):
+    """Video files under `folder`, following symlinked folders (datasets are often linked in).
+
+    Each real folder is walked once (a symlink cycle ends there), and these are left out: the `skip`
+    folders, prepared copies (folders holding a `vidrec_prepared.json` manifest) and flow videos
+    (`*.flow.mkv`), all outputs of vidrec's own commands.
+    """
+    top = os.path.realpath(folder)
+    skipped = {os.path.realpath(p) for p in skip} - {top}  # outputs beside the videos: left out by name
+    seen: set[str] = set()
     for parent, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen or real in skipped or (real != top and PREPARED_MANIFEST in files):
+            dirs[:] = []  # walked already (a link cycle), or an output: neither it nor its sub-folders
+            continue
+        seen.add(real)
         dirs.sort()
         for name in files:
             path = Path(parent) / name
-            if path.suffix.lower() in VIDEO_EXTS and path.is_file():
+            if path.suffix.lower() in VIDEO_EXTS and not name.endswith(DERIVED_SUFFIXES) and path.is_file():
                 yield path
 
 

@@ -120,7 +120,7 @@ def _check_out(out: Path, settings: PrepareSettings) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     root = args.root or default_root(args.input)
-    jobs = list_jobs(args.input, root)
+    jobs = list_jobs(args.input, root, skip=[args.out])
     index, count = parse_shard(args.shard)
     # the copy keeps the sources' names: in their own folder it would replace them
     output_folder(args.out, "--out", overwrite=False, sources=[j.path for j in jobs])

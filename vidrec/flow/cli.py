@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     from vidrec.flow.storage import flow_paths, is_complete
 
     index, count = parse_shard(args.shard)
-    jobs = shard_jobs(list_jobs(args.input, args.root), index, count)
+    jobs = shard_jobs(list_jobs(args.input, args.root, skip=[args.out]), index, count)
     todo = [j for j in jobs if not is_complete(args.out, j.video_id, bound=args.bound, method=args.method)]
     done_before = len(jobs) - len(todo)
     for job in todo:  # complete with other settings: replaced only with --overwrite
