@@ -5,7 +5,9 @@ Formats
   `read_pts` / `write_pts` round-trip the values exactly (shortest repr of each float).
 - A video with ``<video stem>.landmarks.json`` beside it: ``landmarks`` holds one entry per decoded frame
   (PyAV decode order): null, or 68 ``[x, y]`` pairs in 0-based pixels; ``boxes`` (optional) one
-  ``[left, top, right, bottom]`` per frame. Frames are decoded with `vidrec.io`.
+  ``[left, top, right, bottom]`` per frame. Frames are decoded with `vidrec.io`. `load_tracks` leaves out
+  (with a line naming both counts) a video whose list is longer or shorter than its frames; a frame with a
+  NaN coordinate counts as a frame without points.
 
 Crops: a square box around a frame's points (their bounding box's centre, side = ``margin`` x its longer
 side), jittered in training by one scale and shift drawn per clip, cut and resized to ``size`` pixels with
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidrec.cli import UsageError
+
 NUM_POINTS = 68
+
+
+class LandmarksError(UsageError, ValueError):
+    """A landmark file that does not fit its video, or videos that give no clip; the message names them."""
+
+
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
@@ -87,6 +98,7 @@ class FaceTrack:
     boxes: np.ndarray | None = None
     fps: float = 25.0
     first: int = 0
+    nan_frames: int = 0  # frames whose entry held NaN coordinates (kept as frames without points)
 
     def __len__(self) -> int:
         return len(self.points)
@@ -98,21 +110,66 @@ def landmarks_file(video: str | Path) -> Path:
     return video.with_name(video.stem + ".landmarks.json")
 
 
-def read_track(video: str | Path) -> FaceTrack:
-    """The `FaceTrack` of `video` from its ``.landmarks.json`` (which must exist)."""
+def read_track(video: str | Path, *, num_frames: int | None = None) -> FaceTrack:
+    """The `FaceTrack` of `video` from its ``.landmarks.json`` (which must exist).
+
+    A frame with any NaN coordinate becomes a frame without points (all NaN), counted in `nan_frames`.
+    With `num_frames` (the video's frame count), a list of another length raises `LandmarksError`.
+    """
     video, path = Path(video), landmarks_file(video)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: every video needs its <stem>.landmarks.json beside it")
     data = json.loads(path.read_text())
     if "landmarks" not in data:
         raise ValueError(f"{path}: no 'landmarks' list (one entry per frame: null or 68 [x, y] pairs)")
+    entries = data["landmarks"]
+    if num_frames is not None and len(entries) != num_frames:
+        raise LandmarksError(
+            f"{path}: {len(entries)} landmark entries for the {num_frames} frames of {video.name}; it needs "
+            "one entry (null or 68 [x, y] pairs) per frame"
+        )
     nan = np.full((NUM_POINTS, 2), np.nan, dtype=np.float32)
-    frames = [
-        nan if p is None else np.asarray(p, dtype=np.float32).reshape(NUM_POINTS, 2)
-        for p in data["landmarks"]
-    ]
+    try:
+        frames = [
+            nan if p is None else np.asarray(p, dtype=np.float32).reshape(NUM_POINTS, 2) for p in entries
+        ]
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: an entry is neither null nor 68 [x, y] pairs ({err})") from None
+    points = np.stack(frames) if frames else np.zeros((0, NUM_POINTS, 2), np.float32)
+    had_nan = np.isnan(points).any(axis=(1, 2))
+    partly = had_nan & ~np.array([p is None for p in entries], dtype=bool)
+    points[had_nan] = np.nan  # a frame with a NaN point has no usable points
     boxes = np.asarray(data["boxes"], dtype=np.float32) if data.get("boxes") else None
-    return FaceTrack(video, np.stack(frames), boxes, float(data.get("fps", 25.0)))
+    return FaceTrack(video, points, boxes, float(data.get("fps", 25.0)), nan_frames=int(partly.sum()))
+
+
+def load_tracks(videos: list[Path], *, log: Callable[[str], None] | None = None) -> list[FaceTrack]:
+    """The tracks of `videos`, each list checked against its video's frame count (`vidrec.io.probe`).
+
+    A video that does not decode, or whose list is shorter or longer than its frames, is left out with a
+    line naming it and the counts; a track with NaN coordinates gets a line saying how many frames that
+    leaves out. `log` prints the lines (default: `RuntimeWarning`s). Raises `LandmarksError` when no
+    video is left.
+    """
+    from vidrec.io import VideoDecodeError, probe
+
+    say = log or (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=3))
+    tracks = []
+    for video in videos:
+        try:
+            track = read_track(video, num_frames=probe(video).num_frames)
+        except (LandmarksError, VideoDecodeError) as err:
+            say(f"landmarks: skipping {video}: {err}")
+            continue
+        if track.nan_frames:
+            say(f"landmarks: {landmarks_file(video)}: {track.nan_frames} of {len(track)} frames have NaN "
+                "coordinates; they are left out of clips, like frames without points")  # fmt: skip
+        tracks.append(track)
+    if not tracks:
+        raise LandmarksError(
+            f"no usable video among {len(videos)} (each skipped above); fix the landmark files"
+        )
+    return tracks
 
 
 def find_videos(root: str | Path) -> list[Path]:
@@ -359,6 +416,7 @@ __all__ = [
     "CropSettings",
     "FaceTrack",
     "LandmarkClips",
+    "LandmarksError",
     "box_from_points",
     "crop_face",
     "find_videos",
@@ -367,6 +425,7 @@ __all__ = [
     "draw_jitter",
     "jitter_box",
     "landmarks_file",
+    "load_tracks",
     "read_pts",
     "read_track",
     "split_tracks",

@@ -45,13 +45,16 @@ from vidrec.data.landmarks import (
     NUM_POINTS,
     Box,
     CropSettings,
+    FaceTrack,
     LandmarkClips,
+    LandmarksError,
     box_from_points,
     crop_face,
     find_videos,
     inter_ocular,
     inter_pupil,
     landmarks_file,
+    load_tracks,
     read_track,
     split_tracks,
 )
@@ -103,16 +106,17 @@ class Landmarks(Task):
     def datasets(
         self, model: nn.Module, log: Callable[[str], None] | None = None
     ) -> tuple[Dataset, Dataset | None]:
-        tracks = [read_track(v) for v in find_videos(self.cfg.data.root)]
+        tracks = load_tracks(find_videos(self.cfg.data.root), log=log)
         train, val = split_tracks(
             tracks, val_fraction=self.options.val_fraction, gap=self.crop.frames, by=self.options.split
         )
         if log is not None:
             log(f"landmarks: {len(train)} training / {len(val)} validation tracks of {len(tracks)} videos")
         seed = self.cfg.runtime.seed
-        return LandmarkClips(train, self.crop, train=True, seed=seed), LandmarkClips(
-            val, self.crop, train=False, seed=seed
-        )
+        train_clips = LandmarkClips(train, self.crop, train=True, seed=seed)
+        if not len(train_clips):
+            raise LandmarksError(no_clip_reason(train, self.crop.frames))
+        return train_clips, LandmarkClips(val, self.crop, train=False, seed=seed)
 
     # -- model and state ---------------------------------------------------------------------------
     def build_model(self, *, weights: bool = True) -> nn.Module:
@@ -325,6 +329,18 @@ def plot_ced(curves: dict[str, np.ndarray], path: Path, *, limit: float = AUC_LI
 
 
 # ----------------------------------------------------------------------------- tracking a whole video
+
+
+def no_clip_reason(tracks: list[FaceTrack], frames: int) -> str:
+    """Why `tracks` give no training clip: how many of their frames lack points, and why."""
+    total = sum(len(t) for t in tracks)
+    missing = sum(int(np.isnan(t.points).any(axis=(1, 2)).sum()) for t in tracks)
+    nan = sum(t.nan_frames for t in tracks)
+    return (
+        f"task=landmarks: no training clip: none of the {len(tracks)} training tracks has {frames} "
+        f"consecutive frames with points (data.frames={frames}); {missing} of their {total} frames have "
+        f"none ({nan} for NaN coordinates, {missing - nan} null); lower data.frames or fix the landmark files"
+    )
 
 
 def first_box(video: Path, margin: float, height: int, width: int) -> Box:
