@@ -72,6 +72,24 @@ def test_reading_back_and_bad_rows(tmp_path):
         read_point_history(tmp_path / "bad.csv")
 
 
+def test_nan_coordinates_are_refused_naming_the_row(tmp_path):
+    write_csv(tmp_path, rows_per_class=20)
+    path = tmp_path / "point_history.csv"
+    lines = path.read_text().splitlines()
+    cells = lines[6].split(",")
+    cells[5] = "nan"
+    lines[6] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"point_history.csv:7: coordinate 'nan' is not a finite number"):
+        read_point_history(path)
+    labels, points, _ = write_csv(tmp_path, rows_per_class=20)
+    points[3, 2, 1] = np.inf
+    with pytest.raises(ValueError, match=r"rows \[3\] hold NaN or infinite"):
+        GestureDataset((labels, points))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        render_clip(np.full((16, 2), np.nan, np.float32))
+
+
 def test_same_row_renders_the_same_clip(tmp_path):
     write_csv(tmp_path, rows_per_class=10)
     a = GestureDataset(tmp_path / "point_history.csv", size=64, seed=3)

@@ -55,7 +55,8 @@ GAP = STEPS  # rows dropped between the training and validation blocks (>= 16: n
 def read_point_history(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(labels `(N,)` int64, points `(N, 16, 2)` float32) of a point_history.csv file.
 
-    Raises `ValueError` naming the file and the line when a row is not ``class, 32 numbers``.
+    Raises `ValueError` naming the file and the line when a row is not ``class, 32 numbers`` (NaN and
+    infinite coordinates included: they would render an empty or undefined clip).
     """
     path = Path(path)
     if not path.is_file():
@@ -76,6 +77,10 @@ def read_point_history(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 points.append([float(v) for v in row[1:]])
             except ValueError as err:
                 raise ValueError(f"{path}:{line_no}: not a number ({err})") from None
+            if not np.isfinite(points[-1]).all():
+                bad = next(v.strip() for v in row[1:] if not np.isfinite(float(v)))
+                raise ValueError(f"{path}:{line_no}: coordinate {bad!r} is not a finite number; fix or "
+                                 "delete this row")  # fmt: skip
     if not labels:
         raise ValueError(f"{path}: no rows")
     return np.asarray(labels, np.int64), np.asarray(points, np.float32).reshape(-1, STEPS, 2)
@@ -150,6 +155,8 @@ def render_clip(
     The background (fixed over the clip) depends only on `seed`; the blob (radius `size / 16` by
     default, a warm skin-like colour) only on its own point, so frame t depends on point t alone.
     """
+    if not np.isfinite(points).all():
+        raise ValueError("render_clip: the points hold NaN or infinite coordinates; nothing to draw there")
     rng = np.random.default_rng(seed)
     back = _background(size, background, rng)  # (H, W, 3)
     colour = np.asarray([0.95, 0.75, 0.6], np.float32)
@@ -194,6 +201,9 @@ class GestureDataset(Dataset):
         else:
             self.name = "rows"
             self.labels, self.points = (np.asarray(a) for a in source)
+            bad = np.flatnonzero(~np.isfinite(self.points.reshape(len(self.points), -1)).all(axis=1))
+            if len(bad):
+                raise ValueError(f"rows {bad[:5].tolist()} hold NaN or infinite coordinates; drop them")
         self.rows = np.arange(len(self.labels)) if indices is None else np.asarray(indices, np.int64)
         self.form, self.size, self.background, self.seed = form, size, background, seed
 
