@@ -121,3 +121,43 @@ def test_the_shared_davis_folder_holds_the_split(shared_data):
     assert tuple(s.name for s in seqs) == ALL_SEQUENCES
     item = DavisFrames(find_sequences(root, VAL_SEQUENCES[:1]), size=(240, 432))[0]
     assert item["image"].shape == (3, 240, 432) and item["mask"].sum() > 0
+
+
+def test_masks_of_another_size_or_not_binary_are_skipped_naming_the_path(tiny_davis):
+    import cv2
+    import numpy as np
+
+    masks = tiny_davis / "Annotations/480p/seq-c"
+    small, grey, ones = masks / "00001.png", masks / "00002.png", masks / "00003.png"
+    mask = cv2.imread(str(small), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(small), mask[::2, ::2])  # 24x32 for a 48x64 frame
+    soft = np.where(mask > 0, 128, 0).astype(np.uint8)
+    soft[0, 0] = 255  # an anti-aliased (or multi-object) mask: three values
+    cv2.imwrite(str(grey), soft)
+    cv2.imwrite(str(ones), (mask > 0).astype(np.uint8))  # 0/1 is a binary mask too
+    seqs = find_sequences(tiny_davis, ["seq-c"])
+    for ds in (DavisFrames(seqs, size=(32, 48)), DavisPairs(seqs, size=(32, 48), max_offset=0)):
+        a, b, c = ds[1], ds[2], ds[3]
+        assert (
+            isinstance(a, SkippedItem)
+            and a.path == str(small)
+            and "mask of 24x32 for a frame of 48x64" in a.reason
+        )
+        assert (
+            isinstance(b, SkippedItem)
+            and b.path == str(grey)
+            and "not binary (values [0, 128, 255])" in b.reason
+        )
+        assert isinstance(c, dict) and torch.equal(c["mask"].unique(), torch.tensor([0, 1]))
+    with pytest.raises(DavisError, match="00001.png: mask of 24x32"):
+        DavisFrames(seqs, strict=True)[1]
+
+
+def test_a_sequence_in_both_splits_is_refused_naming_it(tiny_davis):
+    from vidrec.engine.config import ConfigError, load_config
+    from vidrec.tasks.segment import Segment
+
+    options = "task_options={train_sequences: [seq-a, seq-b], val_sequences: [seq-b, seq-c]}"
+    task = Segment(load_config(None, ["task=segment", f"data.root={tiny_davis}", options]))
+    with pytest.raises(ConfigError, match="sequence seq-b is in both train_sequences and val_sequences"):
+        task.check()

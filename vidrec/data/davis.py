@@ -15,7 +15,8 @@ Items are dicts like every vidrec dataset's:
 The split of the 14 sequences in ``../shared/data/davis2016`` is fixed here (`TRAIN_SEQUENCES` /
 `VAL_SEQUENCES`: the names sorted, every fourth from the second to validation); any other DAVIS-layout
 folder is read with an explicit sequence list (`read_sequence_list`). Missing folders, empty sequences,
-frames without a mask and unreadable files raise `DavisError` naming the path.
+frames without a mask and unreadable files raise `DavisError` naming the path, as do masks that are not
+binary (0/255 or 0/1) or not the size of their frame; the datasets skip such an item (`SkippedItem`).
 """
 
 from __future__ import annotations
@@ -117,7 +118,11 @@ def read_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise DavisError(f"{path}: cannot read this image (missing or corrupt)")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return resize_image(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size)
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """`img` (H, W, 3) resized to ``size = (H, W)`` (area when shrinking, else bilinear); None keeps it."""
     if size is not None and img.shape[:2] != tuple(size):
         shrink = size[0] < img.shape[0]
         img = cv2.resize(
@@ -126,11 +131,27 @@ def read_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     return img
 
 
-def read_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Binary foreground int64 (H, W) of a DAVIS annotation (nonzero = foreground), nearest-resized."""
+def read_mask(
+    path: Path, size: tuple[int, int] | None = None, *, frame_shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Binary foreground int64 (H, W) of a DAVIS annotation (nonzero = foreground), nearest-resized.
+
+    The PNG must hold 0 and 255 (or 0 and 1) only, and, given `frame_shape` (its frame's (H, W) as
+    stored), be that size; otherwise `DavisError` names it.
+    """
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise DavisError(f"{path}: cannot read this mask (missing or corrupt PNG)")
+    if frame_shape is not None and mask.shape != tuple(frame_shape):
+        (h, w), (fh, fw) = mask.shape, frame_shape
+        raise DavisError(f"{path}: mask of {h}x{w} for a frame of {fh}x{fw}; a mask must be its frame's size")
+    top = 255 if mask.max() > 1 else 1
+    if ((mask != 0) & (mask != top)).any():
+        values = np.unique(mask).tolist()
+        shown = f"{values[:6]}{'...' if len(values) > 6 else ''}"
+        raise DavisError(
+            f"{path}: mask is not binary (values {shown}); DAVIS-2016 masks hold 0 and 255 (or 0 and 1)"
+        )
     if size is not None and mask.shape != tuple(size):
         mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     return (mask > 0).astype(np.int64)
@@ -179,7 +200,9 @@ class DavisFrames(Dataset):
 
     def _item(self, s: int, i: int) -> dict:
         seq = self.sequences[s]
-        img, mask = read_image(seq.frames[i], self.size), read_mask(seq.masks[i], self.size)
+        img = read_image(seq.frames[i])  # as stored: its mask must be this size
+        mask = read_mask(seq.masks[i], self.size, frame_shape=img.shape[:2])
+        img = resize_image(img, self.size)
         if self._flip():
             img, mask = img[:, ::-1], mask[:, ::-1]
         return {"image": _chw(img), "mask": torch.from_numpy(mask.copy()), "sequence": seq.name, "index": i}
@@ -206,8 +229,9 @@ class DavisPairs(DavisFrames):
     def _item(self, s: int, i: int) -> dict:
         seq = self.sequences[s]
         k = max(0, i - int(torch.randint(0, self.max_offset + 1, ())))
-        img, key = read_image(seq.frames[i], self.size), read_image(seq.frames[k], self.size)
-        mask = read_mask(seq.masks[i], self.size)
+        img, key = read_image(seq.frames[i]), read_image(seq.frames[k], self.size)
+        mask = read_mask(seq.masks[i], self.size, frame_shape=img.shape[:2])
+        img = resize_image(img, self.size)
         if self._flip():
             img, key, mask = img[:, ::-1], key[:, ::-1], mask[:, ::-1]
         return {

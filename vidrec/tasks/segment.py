@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from vidrec.engine.checkpoint import MAX_SIDE
 from vidrec.engine.schema import ConfigError, TrainConfig
 from vidrec.tasks.base import Step, Task, register_task
 
@@ -78,8 +79,8 @@ class Segment(Task):
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
         o = self.options
-        if len(o.size) != 2 or min(o.size) < 16:
-            raise ConfigError(f"task_options.size: must be [H, W] of at least 16 px each, got {o.size}")
+        if len(o.size) != 2 or min(o.size) < 16 or max(o.size) > MAX_SIDE:
+            raise ConfigError(f"task_options.size: must be [H, W] of 16..{MAX_SIDE} px each, got {o.size}")
         if o.max_offset < 0 or o.val_stride < 1:
             raise ConfigError("task_options.max_offset must be >= 0 and task_options.val_stride >= 1")
 
@@ -95,10 +96,17 @@ class Segment(Task):
         from vidrec.data.davis import find_sequences, split_names
 
         root, o = self.cfg.data.root, self.options
-        train = find_sequences(root, sequence_names(o.train_sequences) or split_names("train"))
+        train_names = sequence_names(o.train_sequences) or split_names("train")
         if [s.lower() for s in o.val_sequences] == ["none"]:
-            return train, None
-        return train, find_sequences(root, sequence_names(o.val_sequences) or split_names("val"))
+            return find_sequences(root, train_names), None
+        val_names = sequence_names(o.val_sequences) or split_names("val")
+        both = sorted(set(train_names) & set(val_names))
+        if both:
+            raise ConfigError(
+                f"task_options: sequence {', '.join(both)} is in both train_sequences and val_sequences; "
+                "a validation sequence must not be trained on"
+            )
+        return find_sequences(root, train_names), find_sequences(root, val_names)
 
     def datasets(
         self, model: nn.Module, log: Callable[[str], None] | None = None
