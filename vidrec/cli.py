@@ -166,6 +166,13 @@ def add_model_factory_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: control and format characters (ESC, which starts an escape
+    sequence, CR, BEL, newlines, C1 codes, bidi overrides) are shown escaped (``\\x1b``), so a name read
+    from a file (a class name in a checkpoint) cannot restyle, hide or rewrite what the screen shows."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 def exit_code(err: BaseException) -> int:
     """2 for usage / config / input errors, 1 for runtime failures (see the module docstring)."""
     too_long = isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG  # an over-long field of a list
@@ -180,7 +187,7 @@ def describe(err: BaseException) -> str:
         where = f"{name}: " if name else ""
         hint = _OS_HINTS.get(err.errno)
         return f"{where}{err.strerror or err}" + (f"; {hint}" if hint else "")
-    message = " ".join(str(err).split()) or type(err).__name__
+    message = printable(" ".join(str(err).split())) or type(err).__name__
     if isinstance(err, UsageError | ValueError | RuntimeError | OSError | LookupError):
         return message.strip("'\"") if isinstance(err, KeyError) else message
     return f"{type(err).__name__}: {message} (an unexpected error; rerun with --debug for the traceback)"

@@ -353,6 +353,31 @@ class _MetaReader:
 
 
 _DAMAGED = "the file was damaged or edited; use the checkpoint vidrec train wrote"
+MAX_SIDE = 4096  # px: the largest frame or crop side a stored `size` may ask for (8K video is 4320 high)
+MAX_FRAMES = 4096  # frames per clip a stored `frames` may ask for
+
+
+def check_stored_sizes(ckpt: Checkpoint, source: str) -> None:
+    """Refuse stored sizes outside sane bounds: `size` ([H, W] or a side) and `frames` of the task state and
+    of the config's ``task_options``. A crafted or damaged file asking for 60,000 px frames would otherwise
+    hang inference allocating them.
+
+    Raises:
+        CheckpointError: naming the file, the field and the bounds.
+    """
+    options = ckpt.config.get("task_options") if isinstance(ckpt.config, dict) else None
+    for where, stored in (("task_state", ckpt.task_state), ("task_options", options)):
+        if not isinstance(stored, dict):
+            continue
+        for key, high in (("size", MAX_SIDE), ("frames", MAX_FRAMES)):
+            value = stored.get(key)
+            values = value if isinstance(value, list) else [value]
+            if value is not None and not all(_whole(v) and 1 <= v <= high for v in values):
+                raise CheckpointError(f"{source}: {where}.{key} = {value!r} is outside 1..{high}; {_DAMAGED}")
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def load_for_inference(
@@ -425,6 +450,7 @@ def load_task(
 
     require_task(path, tasks)  # before the tensors are read
     ckpt = load_checkpoint(path)
+    check_stored_sizes(ckpt, str(path))
     try:
         stored = config_from_dict(ckpt.config)
         cfg = dataclasses.replace(stored, data=dataclasses.replace(stored.data, plugin=""))

@@ -11,7 +11,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, input_file, output_path
+from vidrec.cli import (
+    UsageError,
+    add_model_factory_argument,
+    add_overwrite_argument,
+    input_file,
+    output_path,
+    printable,
+)
 from vidrec.engine.inputs import FlowSettings, flow_settings_from, stored_flow_settings
 from vidrec.engine.predict import (
     Preprocess,
@@ -141,7 +148,9 @@ def _print_timeline(video: str, args, model, preprocess, class_names) -> int:
     latencies: list[float] = []
     try:
         for w in windows:
-            best = ", ".join(f"{name} {score:.3f}" for name, score in topk(w.probs, class_names, args.topk))
+            best = ", ".join(
+                f"{printable(name)} {score:.3f}" for name, score in topk(w.probs, class_names, args.topk)
+            )
             print(
                 f"{w.start_s:8.2f}s-{w.end_s:8.2f}s  frames {w.start_frame:5d}-{w.end_frame:5d}  "
                 f"{best}  ({w.latency_s * 1000:.0f} ms)",
@@ -249,5 +258,5 @@ def run(args: argparse.Namespace) -> int:
         return _print_timeline(args.video, args, model, preprocess, class_names)
     probs = predict_video(model, target, preprocess=preprocess, frames=frames, clips=args.clips)
     for name, score in topk(probs, class_names, args.topk):
-        print(f"{score:.4f}  {name}")
+        print(f"{score:.4f}  {printable(name)}")
     return 0
