@@ -170,3 +170,14 @@ def test_an_old_manifest_without_digests_still_reads_with_a_warning(root, tmp_pa
     np.save(first, np.zeros((FRAMES, 32), np.uint8))  # unchecked, so the reader itself refuses a 2-D store
     with pytest.warns(RuntimeWarning, match="not a frame store"):
         assert isinstance(ds[0], SkippedItem)
+
+
+def test_flow_settings_come_from_the_first_undamaged_json(tmp_path):
+    from vidrec.engine.inputs import flow_settings_from
+
+    for i, video_id in enumerate(("a", "b")):
+        q = np.full((3, 8, 12 + i, 2), 127, np.uint8)
+        save_flow(tmp_path, video_id, q, bound=10.0 + i, method="dis", fps=25.0, format="npy")
+    flow_paths(tmp_path, "a")[1].write_text('{"bound": 20.0, "method": "dis"')  # cut short
+    settings = flow_settings_from(tmp_path, ["a", "b"])
+    assert settings is not None and settings.bound == 11.0 and settings.short_side == 8

@@ -30,7 +30,9 @@ Bad videos: a `VideoDecodeError` or missing file raises in `strict` mode; otherw
 per path, records it in `dataset.skipped` (path -> reason; per process, so workers' copies are their own)
 and returns a `SkippedItem(path, reason)`, which `collate_skip` drops and reports in `batch["skipped"]`.
 A truncated video or one with damaged data reads what decodes with a `VideoDamageWarning` naming the path
-(see `vidrec.io.VideoReader`); in `strict` mode it raises too.
+(see `vidrec.io.VideoReader`); in `strict` mode it raises too. Damaged derived data (an empty or truncated
+flow file, a flow JSON without `num_frames`, a frame store that is not `(N, H, W, 3)`) is skipped the same
+way, naming that file; a prepared file whose digest differs from its manifest's is read from the original.
 """
 
 from __future__ import annotations

@@ -58,14 +58,18 @@ def flow_settings_from(flow_root: str | Path, video_ids: list[str]) -> FlowSetti
     none has a JSON, e.g. denseflow's own folders). Its `height`/`width` are the size the flow was
     computed at; their short side is kept."""
     from vidrec.flow import find_flow, flow_meta
+    from vidrec.io import VideoDecodeError
 
     for video_id in video_ids:
         base = find_flow(flow_root, video_id)
         if base is None or not base.with_name(base.name + ".flow.json").is_file():
             continue
-        meta = flow_meta(base)
-        short = min(int(meta["height"]), int(meta["width"]))
-        return FlowSettings(meta.get("method", "dis"), bound=float(meta["bound"]), short_side=short)
+        try:
+            meta = flow_meta(base)
+            short = min(int(meta["height"]), int(meta["width"]))
+            return FlowSettings(meta.get("method", "dis"), bound=float(meta["bound"]), short_side=short)
+        except (VideoDecodeError, KeyError, TypeError, ValueError):  # a damaged JSON: the dataset skips it
+            continue
     return None
 
 
