@@ -13,7 +13,8 @@ import pytest
 
 import vidrec.engine.checkpoint as C
 from vidrec.cli import main, printable
-from vidrec.engine.config import config_to_dict, load_config
+from vidrec.engine.config import load_config
+from vidrec.engine.schema import config_to_dict
 from vidrec.io import write_video
 
 HERE = str(Path(__file__).resolve().parent)
