@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=64, help="frame size in pixels (default: 64)")
     p.add_argument("--flow-length", type=int, default=5, help="flow fields per stack L (default: 5)")
     p.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
-    p.add_argument("--steps", type=int, default=200, help="Adam steps per maximisation (default: 200)")
+    p.add_argument("--steps", type=int, default=200, help="steps per maximisation (default: 200)")
     p.add_argument("--seeds", type=int, default=2, help="seeds of the slow/fast comparison (default: 2)")
     p.add_argument("--layer", default="flow.backbone.net.features.10", help="layer searched for the unit")
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")

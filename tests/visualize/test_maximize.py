@@ -1,9 +1,13 @@
-"""Activation maximisation: the objective rises, priors, zero gradient below fusion, determinism."""
+"""Activation maximisation (methods.md 5.4): the objective rises and never decreases at a small step, a
+linear unit's optimum is its filter direction, priors along real time, zero gradient below fusion,
+determinism."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from viz_tiny import tiny_two_stream
 
 from vidrec.models import get_model
@@ -22,6 +26,7 @@ SHAPES = {"rgb": (4, 3, 16, 16), "flow": (4, 4, 16, 16)}
 
 
 LIGHT = {m: Regularizer(tv_space=0.5) for m in SHAPES}  # the default 100 suits trained nets, not these
+OFF = {m: Regularizer(norm=0.0, tv_space=0.0, tv_time=0.0) for m in SHAPES}  # no regulariser at all
 
 
 def _run(model, unit, *, steps=25, seed=0, prior="fast", optimize=None, **kw):
@@ -35,9 +40,65 @@ def _run(model, unit, *, steps=25, seed=0, prior="fast", optimize=None, **kw):
 def test_objective_rises_for_a_fixed_unit():
     model = tiny_two_stream()
     for unit in (Unit(layer="rgb.conv2", channel=3), Unit(channel=1), Unit(layer="flow.conv1", channel=0)):
-        result = _run(model, unit)
+        result = _run(model, unit, lr=0.2)  # 25 steps: a larger step than the 200-step default's
         assert result.objective[-1] > result.objective[0] + 1.0, unit
         assert len(result.objective) == 26 and result.rho > 0
+
+
+class LinearUnits(nn.Module):
+    """Three linear units on a whole RGB clip: logit k = <w_k, x> + b_k."""
+
+    modalities = ("rgb",)
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(int(torch.tensor(shape).prod()), 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))  # (B, 3)
+
+
+def test_linear_unit_recovers_its_filter_direction():
+    """methods.md 5.4.4: without regularisers (and without jitter, which rolls the filter), the optimum of
+    a linear unit points along its filter w. Adam, per coordinate, goes along sign(w) instead."""
+    shape = (2, 3, 8, 8)
+    model = LinearUnits(shape)
+    w = model.fc.weight[1].detach()
+
+    def cosines(optimizer: str, steps: int) -> tuple[float, float]:
+        config = MaximizeConfig(steps=steps, lr=0.5, optimizer=optimizer, jitter=0, regularizers=OFF)
+        x = maximize(
+            model, Unit(channel=1), shapes={"rgb": shape}, config=config, device="cpu", progress=False
+        )
+        x = x.inputs["rgb"].flatten()
+        return float(F.cosine_similarity(x, w, dim=0)), float(F.cosine_similarity(x, w.sign(), dim=0))
+
+    for steps in (50, 200):
+        along_w, _ = cosines("ascent", steps)
+        assert along_w > 0.999, (steps, along_w)  # from noise of 0.1 s; 50 steps move >= 5 s (RMS)
+    adam_w, adam_sign = cosines("adam", 200)
+    assert adam_w < 0.95 and adam_sign > 0.99  # why the default is not Adam
+
+
+def test_objective_never_decreases_at_a_small_step():
+    """methods.md 5.4.1: at a small step the objective a/rho never decreases (no regulariser, no jitter),
+    and with regularisers the minimised loss never increases (without jitter both are measured on the
+    input that is optimised). Every step, not just the net rise."""
+    model = tiny_two_stream()
+    for unit in (Unit(channel=1), Unit(layer="flow.conv2", channel=5), Unit(layer="rgb.conv1", channel=2)):
+        free = _run(model, unit, steps=30, lr=0.002, jitter=0, regularizers=OFF)
+        rises = torch.diff(torch.tensor(free.objective, dtype=torch.float64))
+        assert torch.all(rises >= 0), (unit, rises.min())
+        assert free.objective[-1] > free.objective[0], unit
+        reg = _run(model, unit, steps=30, lr=0.002, jitter=0)  # LIGHT regularisers, slow prior off (fast)
+        falls = torch.diff(torch.tensor(reg.loss, dtype=torch.float64))
+        assert torch.all(falls <= 0), (unit, falls.max())
+
+
+def test_optimizer_choice_is_checked():
+    with pytest.raises(ValueError, match="optimizer='sgd'"):
+        MaximizeConfig(optimizer="sgd")
 
 
 def test_slow_prior_gives_lower_temporal_variation_than_fast():
@@ -48,8 +109,9 @@ def test_slow_prior_gives_lower_temporal_variation_than_fast():
     for m in ("rgb", "flow"):
         x_slow, x_fast = slow.inputs[m][None], fast.inputs[m][None]
         assert tv_time(x_slow, m) < 0.5 * tv_time(x_fast, m), m
-    assert high_frequency_fraction(slow.inputs["flow"], "flow") < high_frequency_fraction(
-        fast.inputs["flow"], "flow"
+    # along the clip's 4 steps: the stacks' L = 2 fields give only the 0 and Nyquist bins
+    assert high_frequency_fraction(slow.inputs["flow"], "flow", over="steps") < high_frequency_fraction(
+        fast.inputs["flow"], "flow", over="steps"
     )
 
 
@@ -63,6 +125,17 @@ def test_regularisers_vanish_on_constant_inputs():
     # a flow stack's time runs over its L fields: x/y pairs repeated over the channels is constant
     flow = torch.randn(1, 1, 2, 8, 8).repeat(1, 2, 3, 1, 1)  # (1, T=2, 2L=6, 8, 8)
     assert float(tv_time(flow, "flow")) == 0.0
+
+
+def test_flow_temporal_variation_runs_along_real_time():
+    """Stacks are tau apart: fields of a stack are compared with their neighbours (1 frame), stacks field
+    by field (one clip step, as RGB); the last field of a stack is never compared with the next's first."""
+    ramp = torch.arange(3.0).repeat_interleave(2)[None, None, :, None, None]  # fields 0, 1, 2 (x = y)
+    flow = ramp.expand(1, 4, 6, 8, 8)  # (1, T=4, 2L=6, 8, 8): every stack the same ramp
+    assert float(tv_time(flow, "flow")) == 1.0  # within: steps of 1; between stacks: 0; not the 2 -> 0 jump
+    steps = torch.arange(4.0)[None, :, None, None, None].expand(1, 4, 6, 8, 8)  # stack t: all fields = t
+    assert float(tv_time(steps, "flow")) == 1.0  # constant within a stack, +1 per clip step
+    assert float(tv_time(steps, "flow")) == float(tv_time(steps[:, :, :3], "rgb"))  # the same pairs as RGB
 
 
 def test_zero_gradient_into_the_other_stream_below_fusion():
@@ -103,8 +176,13 @@ def test_only_the_chosen_modality_is_optimised_and_weights_apply():
     model = tiny_two_stream()
     result = _run(model, Unit(channel=2), optimize=("flow",))
     assert torch.count_nonzero(result.inputs["rgb"]) == 0 and torch.count_nonzero(result.inputs["flow"]) > 0
-    heavy = MaximizeConfig(steps=25, regularizers={**LIGHT, "flow": Regularizer(norm=50.0, tv_space=0.5)})
-    light = MaximizeConfig(steps=25, regularizers={**LIGHT, "flow": Regularizer(norm=0.0, tv_space=0.5)})
+    # alpha = 2: these inputs stay below their scale (|x/s| < 1), where an alpha = 6 norm is negligible
+    heavy = MaximizeConfig(
+        steps=25, regularizers={**LIGHT, "flow": Regularizer(norm=50.0, alpha=2.0, tv_space=0.5)}
+    )
+    light = MaximizeConfig(
+        steps=25, regularizers={**LIGHT, "flow": Regularizer(norm=0.0, alpha=2.0, tv_space=0.5)}
+    )
     shapes = {"rgb": SHAPES["rgb"], "flow": SHAPES["flow"]}
     x_heavy = maximize(model, Unit(channel=2), shapes=shapes, config=heavy, progress=False).inputs["flow"]
     x_light = maximize(model, Unit(channel=2), shapes=shapes, config=light, progress=False).inputs["flow"]

@@ -68,7 +68,7 @@ def test_maximize_a_layer_unit_and_list_layers(ckpt, tmp_path, capsys):
     assert "flow.backbone.net.features.4.conv.0.0" in capsys.readouterr().out
     argv = ["visualize", "maximize", str(ckpt), "--layer", "flow.backbone.net.features.4", "--channel", "3",
             "--position", "1,1", "--prior", "fast", "--optimize", "flow", "--steps", "2", "--frames", "1",
-            "--out", str(tmp_path), "--no-progress", "--device", "cpu"]  # fmt: skip
+            "--optimizer", "adam", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]  # fmt: skip
     assert main(argv) == 0
     assert (tmp_path / "flow.backbone.net.features.4_c3_at1-1_fast_flow.gif").is_file()
 

@@ -61,9 +61,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _maximize_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = _Formatter
     p.description = (
-        "Optimise the input from noise with Adam to maximise one unit: a class logit (--class) or a "
-        "channel of a layer (--layer/--channel, spatial mean or --position). Inputs of every stream the "
-        "model reads are optimised jointly unless --optimize says otherwise."
+        "Optimise the input from noise by gradient ascent (or --optimizer adam) to maximise one unit: a "
+        "class logit (--class) or a channel of a layer (--layer/--channel, spatial mean or --position). "
+        "Inputs of every stream the model reads are optimised jointly unless --optimize says otherwise."
     )
     _common(p)
     p.add_argument("--class", dest="cls", default="", help="class name or index whose logit is maximised")
@@ -73,8 +73,21 @@ def _maximize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--position", default="", help="I,J: one position of the layer's map; '': mean")
     p.add_argument("--list-layers", action="store_true", help="print the model's layers and exit")
     p.add_argument("--optimize", default="", help="comma list of inputs to optimise, e.g. flow; '': all")
-    p.add_argument("--steps", type=int, default=200, help="Adam iterations")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam step in units of each input's scale")
+    p.add_argument("--steps", type=int, default=200, help="optimisation steps")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=0.05,
+        help="step in units of each input's scale (ascent: the largest change of a value in the first "
+        "step, decaying linearly to 0)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=["ascent", "adam"],
+        default="ascent",
+        help="ascent: gradient ascent with a normalised step (keeps the gradient's direction); adam: "
+        "per-coordinate steps (a linear unit's optimum then points along sign(w), not w)",
+    )
     p.add_argument("--prior", choices=["slow", "fast"], default="slow", help="temporal prior")
     p.add_argument("--jitter", type=int, default=2, help="largest random shift per step (px)")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise and the jitter")
@@ -268,8 +281,9 @@ def run_maximize(args: argparse.Namespace) -> int:
     unit = _unit(args, class_names)
     shapes = input_shapes(cfg, model, frames=args.frames, size=args.size)
     regs, weights, scales = _parse_regs(args.reg)
-    config = MaximizeConfig(steps=args.steps, lr=args.lr, prior=args.prior, jitter=args.jitter,
-                            regularizers=regs, modality_weights=weights, scales=scales)  # fmt: skip
+    config = MaximizeConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer, prior=args.prior,
+                            jitter=args.jitter, regularizers=regs, modality_weights=weights,
+                            scales=scales)  # fmt: skip
     optimize = tuple(m for m in args.optimize.split(",") if m) or None
     out, stem = Path(args.out), _stem(args, unit, class_names)
     files = maximize_outputs(out, stem, list(shapes), args.mp4)
@@ -279,8 +293,8 @@ def run_maximize(args: argparse.Namespace) -> int:
                       device=device, progress=not args.no_progress)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     meta = {"unit": unit.describe(), "checkpoint": str(args.checkpoint), "prior": args.prior,
-            "seed": args.seed, "steps": args.steps, "objective": result.objective,
-            "rho": result.rho}  # fmt: skip
+            "seed": args.seed, "steps": args.steps, "optimizer": args.optimizer,
+            "objective": result.objective, "rho": result.rho}  # fmt: skip
     save_inputs(files["inputs"], result.inputs, meta, args.overwrite)
     rows, anims = picture_rows(result.inputs, stretch=True)
     for key, path in files.items():
