@@ -8,6 +8,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from vidrec.data.transforms import (
+    FLOW_PX_SCALE,
+    FLOW_STD,
     ST_RESNET_CROP_SIZES,
     Flow3Video,
     FlowVideo,
@@ -40,8 +42,8 @@ def test_same_parameters_for_every_frame_and_both_streams(kind):
         assert rgb.shape == (T, 3, 32, 32) and flow.shape == (T, 4, 32, 32)
         assert rgb.dtype == flow.dtype == torch.float32
         assert torch.equal(rgb, rgb[:1].expand_as(rgb))  # every frame got the same crop / flip
-        # same crop in both streams: rgb grey value * 25.5 equals flow y; flow x is -y unless flipped
-        assert torch.allclose(rgb[:, 0] * 25.5, flow[:, 1], atol=0.15)
+        # same crop in both streams: rgb grey value * 25.5 equals flow y in px; flow x is -y unless flipped
+        assert torch.allclose(rgb[:, 0] * 25.5, flow[:, 1] * FLOW_PX_SCALE, atol=0.15)
         x_sign = torch.sign((flow[:, 0] * flow[:, 1]).sum())
         assert torch.equal(flow[:, 2], flow[:, 0]) and torch.allclose(flow[:, 0], x_sign * flow[:, 1])
 
@@ -69,14 +71,21 @@ def test_flips_happen_about_half_the_time():
     assert 8 < sum(flips) < 32
 
 
-def test_normalisation_applies_to_rgb_only():
+def _fed(flow: torch.Tensor) -> torch.Tensor:
+    """A flow stack in px as the model is fed it (`NORMALIZATION["flow"]`: px / FLOW_PX_SCALE)."""
+    from vidrec.data.transforms import NORMALIZATION
+
+    return NORMALIZATION["flow"](flow.as_subclass(torch.Tensor))
+
+
+def test_normalisation_gives_rgb_imagenet_statistics_and_flow_its_scale():
     item = _item()
     out = test_transform(H, crops=1)(item)  # centre crop H x H
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     crop = item["rgb"][..., :, (W - H) // 2 : (W - H) // 2 + H].float() / 255
     assert torch.allclose(out["rgb"], (crop - mean) / std, atol=1e-5)
-    assert torch.equal(out["flow"], item["flow"][..., (W - H) // 2 : (W - H) // 2 + H])  # pixels, untouched
+    assert torch.equal(out["flow"], _fed(item["flow"][..., (W - H) // 2 : (W - H) // 2 + H]))  # px / 9.04
 
 
 @pytest.mark.parametrize("crops", [3, 5, 10])
@@ -90,12 +99,12 @@ def test_test_views(crops):
         assert torch.equal(out["flow"][5:, :, 0::2], -out["flow"][:5, :, 0::2].flip(-1))
         assert torch.equal(out["flow"][5:, :, 1::2], out["flow"][:5, :, 1::2].flip(-1))
     if crops in (5, 10):  # corners then centre
-        assert torch.equal(out["flow"][0], item["flow"][..., :32, :32])
-        assert torch.equal(out["flow"][3], item["flow"][..., H - 32 :, W - 32 :])
+        assert torch.equal(out["flow"][0], _fed(item["flow"][..., :32, :32]))
+        assert torch.equal(out["flow"][3], _fed(item["flow"][..., H - 32 :, W - 32 :]))
     if crops == 3:  # along the longer (width) side, vertically centred
         top = (H - 32) // 2
-        assert torch.equal(out["flow"][0], item["flow"][..., top : top + 32, :32])
-        assert torch.equal(out["flow"][2], item["flow"][..., top : top + 32, W - 32 :])
+        assert torch.equal(out["flow"][0], _fed(item["flow"][..., top : top + 32, :32]))
+        assert torch.equal(out["flow"][2], _fed(item["flow"][..., top : top + 32, W - 32 :]))
 
 
 def test_test_views_too_large_crop():
@@ -152,13 +161,37 @@ def test_flow3_is_normalised_to_the_rgb_scale():
     rgb = tv_tensors.Video(torch.randint(0, 256, (T, 3, H, W), generator=g, dtype=torch.uint8))
     flow3 = _flow3_of(flow_px)
     out = test_transform(H, crops=1)({"rgb": rgb, "flow3": flow3})
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     centre = flow3[..., (W - H) // 2 : (W - H) // 2 + H]
-    assert torch.allclose(out["flow3"], centre / (255 * std), atol=1e-5)
+    assert torch.allclose(out["flow3"], centre / (255 * FLOW_STD), atol=1e-5)  # one scale for flow's channels
     ratio = float(out["flow3"].std() / out["rgb"].std())
     assert 0.1 < ratio < 1.0, ratio  # was ~27 when flow3 skipped normalisation
     train_out = train_transform(32, kind="crop", flip=False)({"rgb": rgb, "flow3": flow3})
-    assert float(train_out["flow3"].abs().max()) < 128 / (255 * 0.224) + 1e-4
+    assert float(train_out["flow3"].abs().max()) < 128 / (255 * FLOW_STD) + 1e-4
+
+
+def test_flow_stack_is_on_the_rgb_scale():
+    """Every flow form enters like the released pipelines' 0..255 flow image minus 128, on RGB's scale: one
+    quantisation level of a stored flow stack (2 * 20 / 255 px), one level of LRCN's flow image (1/16 px)
+    and one RGB level give the same input step within 2 % (flow's single scale is the mean of the ImageNet
+    stds, which spread +-1.3 % around it). Raw pixels made a stack level 9x an RGB level."""
+    import numpy as np
+
+    from vidrec.data.transforms import FLOW_BOUND
+    from vidrec.flow import DEFAULT_BOUND, dequantize
+
+    assert FLOW_BOUND == DEFAULT_BOUND  # the store's default bound sets the pixel scale
+    levels = np.array([128, 129], dtype=np.uint8)  # one level apart, as a stored stack holds them
+    px = torch.from_numpy(dequantize(levels, DEFAULT_BOUND)).view(2, 1, 1, 1).expand(2, 4, H, W)
+    rgb = tv_tensors.Video(torch.from_numpy(levels).view(2, 1, 1, 1).expand(2, 3, H, W).contiguous())
+    flow3 = _flow3_of(torch.tensor([0.0, 1 / 16]).view(2, 1, 1, 1).expand(2, H, W, 2))  # 16 levels per px
+    for transform in (test_transform(H), train_transform(32, kind="crop", flip=False)):
+        out = transform({"rgb": rgb, "flow": FlowVideo(px.clone()), "flow3": flow3})
+        rgb_step = (out["rgb"][1] - out["rgb"][0]).mean((1, 2))  # (3,): 1 / (255 std_c)
+        flow_step = float((out["flow"][1] - out["flow"][0]).abs().mean())
+        flow3_step = float((out["flow3"][1, :2] - out["flow3"][0, :2]).mean())  # u and v; |f| rounds
+        for step in (flow_step, flow3_step):
+            assert torch.all((step / rgb_step - 1).abs() < 0.02), (step, rgb_step)
+    assert abs(FLOW_PX_SCALE - 9.04) < 0.01  # 1 px of a stack: 255 / 40 levels / (255 * 0.226)
 
 
 def test_normalization_spec_matches_the_transforms():
@@ -172,8 +205,10 @@ def test_normalization_spec_matches_the_transforms():
     crop = (slice(None), slice(None), slice(None), slice((W - H) // 2, (W - H) // 2 + H))
     assert torch.allclose(normalize_modality("rgb", rgb[crop].float()), out["rgb"], atol=1e-5)
     assert torch.allclose(normalize_modality("flow3", flow3[crop].as_subclass(torch.Tensor)), out["flow3"])
-    flow = torch.randn(T, 4, H, W)
-    assert torch.equal(NORMALIZATION["flow"](flow), flow)
+    flow = torch.randn(T, 4, H, W, generator=g) * 3
+    assert torch.allclose(NORMALIZATION["flow"](flow), flow / FLOW_PX_SCALE)
+    flow_out = test_transform(H, crops=1)({"flow": FlowVideo(flow)})["flow"]
+    assert torch.allclose(normalize_modality("flow", flow[crop]), flow_out)
 
 
 def test_bound_8_store_keeps_the_lrcn_codec_precision():
@@ -218,7 +253,7 @@ def test_uint8_output_normalised_on_device_equals_the_float_pipeline(make):
         assert raw["rgb"].dtype == torch.uint8 and raw["flow"].dtype == torch.float32
         torch.testing.assert_close(normalize_rgb(raw["rgb"]), ref["rgb"].as_subclass(torch.Tensor))
         torch.testing.assert_close(raw["flow"], ref["flow"])
-        torch.testing.assert_close(raw["flow3"], ref["flow3"])  # flow3 is normalised in the worker either way
+        torch.testing.assert_close(raw["flow3"], ref["flow3"])  # flow is normalised in the worker either way
 
 
 def test_normalize_rgb_leaves_float_alone_and_rejects_other_types():

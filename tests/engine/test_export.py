@@ -79,3 +79,21 @@ def test_export_takes_uint8_pixels_or_documented_float(tmp_path):
     torch.testing.assert_close(run_onnx(path, floats), reference(model, floats), atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="uint8 pixels"):
         export_model(model, floats, tmp_path / "x.onnx", fmt="onnx")
+
+
+def test_flow_stacks_in_pixels_are_normalised_in_the_graph():
+    """Deployment keeps taking flow in pixels; the graph divides it as the dataset does (px / 9.04)."""
+    from vidrec.data.transforms import FLOW_PX_SCALE
+    from vidrec.engine.export import ProbabilityModel
+
+    torch.manual_seed(0)
+    model = TinySingleFrame().eval()
+    model.cnn[0][0] = nn.Conv2d(2, 8, 3, stride=2)  # one flow field (L = 1): 2 channels
+    model.modalities = ("flow",)
+    px = torch.randn(2, 3, 2, 16, 16) * 5
+    with torch.no_grad():
+        graph = ProbabilityModel(model, normalize=True)(px)
+        fed = ProbabilityModel(model, normalize=False)(px / FLOW_PX_SCALE)
+        raw = ProbabilityModel(model, normalize=False)(px)
+    torch.testing.assert_close(graph, fed)
+    assert not torch.allclose(graph, raw)

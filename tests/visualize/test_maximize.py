@@ -40,7 +40,9 @@ def _run(model, unit, *, steps=25, seed=0, prior="fast", optimize=None, **kw):
 def test_objective_rises_for_a_fixed_unit():
     model = tiny_two_stream()
     for unit in (Unit(layer="rgb.conv2", channel=3), Unit(channel=1), Unit(layer="flow.conv1", channel=0)):
-        result = _run(model, unit, lr=0.2)  # 25 steps: a larger step than the 200-step default's
+        # 25 steps: a larger step than the 200-step default's; the tiny random flow stream needs inputs of a
+        # few units to move its fused logit (trained ones take flow on RGB's scale, SCALES["flow"])
+        result = _run(model, unit, lr=0.2, scales={"flow": 5.0})
         assert result.objective[-1] > result.objective[0] + 1.0, unit
         assert len(result.objective) == 26 and result.rho > 0
 

@@ -12,16 +12,21 @@ Flow types:
 
 Normalisation is one spec per modality (`NORMALIZATION`, applied by `normalize_modality`), written on the
 scale the dataset hands over, so it applies unchanged wherever it runs (worker or device):
-- rgb: uint8 0..255 -> `(x - 255 mean) / (255 std)`, the ImageNet statistics;
-- flow3: LRCN's image minus 128 (levels, 0..255 scale) -> `x / (255 std)`: the spec subtracts 128 and then
-  treats flow like the RGB input (Caffe feeds both on the 0..255 scale minus a mean), so here it gets
-  RGB's scale too. Without it the flow image reached an ImageNet-normalised network with ~27x the
-  spread of the RGB input;
-- flow (stacks in pixels): untouched, as TSN and ST-ResNet feed the mean-subtracted values.
+- rgb: uint8 0..255 -> `(x - 255 mean) / (255 std)`, the ImageNet statistics: one level is
+  1 / (255 std_c), 0.0171-0.0175 for the three channels;
+- every flow form: the released two-stream pipelines (ST-ResNet, TSN; LRCN alike) store flow as a
+  0..255 image, subtract 128 and feed it on the same 0..255 scale as RGB. Here a flow image level minus
+  128 is divided by `255 * FLOW_STD` (`FLOW_STD` = 0.226, the mean of the ImageNet stds), so one flow
+  level weighs what one RGB level weighs after ImageNet normalisation (1 / 57.6 = 0.0174):
+  - flow3 (LRCN's image minus 128, already in levels, 16 levels per px): `x / (255 FLOW_STD)`;
+  - flow (stacks in pixels): the released stores map +-`FLOW_BOUND` = 20 px onto 0..255, so
+    1 px = 255 / 40 levels and the input is `x / (2 FLOW_BOUND FLOW_STD)` = x / 9.04 px. Raw pixels
+    (1 px = 1.0) made a stack ~9x louder than RGB. The factor is fixed, whatever bound a store was
+    quantised with: a pixel of motion is the same input for every store.
 Spatial resizing does not rescale flow values (as in TSN and LRCN, flow crops are treated as images).
 With `normalize=False` the transforms leave RGB uint8 (4x fewer bytes from DataLoader workers) and
 `normalize_rgb` does its float conversion and normalisation on the device, to float tolerance the same
-numbers (every resampling step runs on uint8 either way); flow3, float in any case, is still normalised
+numbers (every resampling step runs on uint8 either way); flow, float in any case, is still normalised
 in the worker.
 
 Test views (`test_transform(crops=3|5|10)`) return tensors with a leading views axis `(N, T, C, h, w)`.
@@ -39,6 +44,10 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 __all__ = [
+    "FLOW_BOUND",
+    "FLOW_LEVEL_SCALE",
+    "FLOW_PX_SCALE",
+    "FLOW_STD",
     "NORMALIZATION",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -77,11 +86,16 @@ class Normalization:
         return (x - mean) / std
 
 
-_RGB_SCALE = tuple(255.0 * s for s in IMAGENET_STD)  # 255 std: RGB's spread in 0..255 units
+FLOW_STD = sum(IMAGENET_STD) / 3  # 0.226: flow's channels are not R, G, B, so one scale for all
+FLOW_BOUND = (
+    20.0  # px onto 0..255 in the released flow stores (gpu_flow, denseflow); vidrec.flow.DEFAULT_BOUND
+)
+FLOW_LEVEL_SCALE = 255.0 * FLOW_STD  # 57.6: a flow image level (minus 128) -> RGB's normalised scale
+FLOW_PX_SCALE = 2.0 * FLOW_BOUND * FLOW_STD  # 9.04 px: 1 px = 255 / (2 FLOW_BOUND) levels
 NORMALIZATION: dict[str, Normalization] = {
-    "rgb": Normalization(tuple(255.0 * m for m in IMAGENET_MEAN), _RGB_SCALE),
-    "flow3": Normalization((0.0, 0.0, 0.0), _RGB_SCALE),  # already minus 128; RGB's scale
-    "flow": Normalization((0.0,), (1.0,)),  # pixels, unchanged
+    "rgb": Normalization(tuple(255.0 * m for m in IMAGENET_MEAN), tuple(255.0 * s for s in IMAGENET_STD)),
+    "flow3": Normalization((0.0, 0.0, 0.0), (FLOW_LEVEL_SCALE,) * 3),  # levels, already minus 128
+    "flow": Normalization((0.0,), (FLOW_PX_SCALE,)),  # pixels (zero mean, as the image minus 128)
 }
 
 
@@ -113,8 +127,9 @@ def _flip_flow3(inpt: Flow3Video) -> Flow3Video:
 
 
 @F.register_kernel(F.normalize, FlowVideo)
-def _keep_flow(inpt, *args, **kwargs):
-    return inpt  # flow stays in pixels: ImageNet statistics do not apply to it
+def _normalize_flow(inpt: FlowVideo, *args, **kwargs) -> FlowVideo:
+    out = NORMALIZATION["flow"](inpt.as_subclass(torch.Tensor))  # (T, 2L, H, W) on RGB's scale
+    return tv_tensors.wrap(out, like=inpt)
 
 
 @F.register_kernel(F.normalize, Flow3Video)
@@ -256,7 +271,7 @@ class TestViews(v2.Transform):
 
 
 def _finish(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
-    """RGB uint8 -> float in [0, 1] -> normalised; flow untouched."""
+    """RGB uint8 -> float in [0, 1] -> normalised; flow normalised by its own kernels (`NORMALIZATION`)."""
     return [
         # flow is float already (float -> float is never rescaled); listed to keep it float32
         v2.ToDtype(
@@ -272,11 +287,9 @@ def _finish(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
     ]
 
 
-def _flow3_only() -> v2.Transform:
-    """The worker's share of normalisation when RGB is left uint8 for the device: flow3 only."""
-    return v2.Lambda(
-        lambda x: tv_tensors.wrap(NORMALIZATION["flow3"](x.as_subclass(torch.Tensor)), like=x), Flow3Video
-    )
+def _flow_only() -> v2.Transform:
+    """The worker's share of normalisation when RGB is left uint8 for the device: both flow forms."""
+    return v2.Lambda(lambda x: F.normalize(x, mean=[0.0], std=[1.0]), FlowVideo, Flow3Video)  # own kernels
 
 
 def normalize_rgb(
@@ -323,7 +336,7 @@ def train_transform(
         flip: random horizontal flip with p = 0.5 (flow x negated).
         mean: RGB normalisation mean per channel.
         std: RGB normalisation standard deviation per channel.
-        normalize: False leaves RGB uint8 for `normalize_rgb` on the device (flow is float either way).
+        normalize: False leaves RGB uint8 for `normalize_rgb` on the device (flow is normalised either way).
     """
     if kind == "tsn":
         crop = MultiScaleCornerCrop(
@@ -341,7 +354,7 @@ def train_transform(
     else:
         raise ValueError(f"kind must be 'tsn', 'resized', 'crop', 'multiscale' or 'corners', got {kind!r}")
     steps = [crop] + ([v2.RandomHorizontalFlip(0.5)] if flip else [])
-    return v2.Compose(steps + (_finish(mean, std) if normalize else [_flow3_only()]))
+    return v2.Compose(steps + (_finish(mean, std) if normalize else [_flow_only()]))
 
 
 def test_transform(
@@ -361,7 +374,7 @@ def test_transform(
     crops without negating x (LRCN's released test path).
     """
     steps = [v2.Resize(resize, antialias=True)] if resize else []
-    finish = _finish(mean, std) if normalize else [_flow3_only()]
+    finish = _finish(mean, std) if normalize else [_flow_only()]
     return v2.Compose(steps + finish + [TestViews(size, crops=crops, negate_flow=negate_flow)])
 
 

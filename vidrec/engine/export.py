@@ -8,8 +8,10 @@ architecture deploys with the same output. The batch axis is dynamic in both for
 Input contract. By default (`normalize=True`) the normalisation is part of the graph: `rgb` is **uint8**
 pixels `(B, T, 3, H, W)`, RGB order, resized and centre-cropped as in training (`vidrec.engine.predict.
 Preprocess`), and the graph converts them to float and normalises them with the ImageNet mean/std, exactly
-as training did on its device. With `normalize=False` `rgb` is float32 already normalised
-(`(x / 255 - mean) / std`). Flow inputs are float either way (pixels for `flow`, LRCN's units for `flow3`).
+as training did on its device, and a `flow` stack is float32 **pixels**, divided in the graph by
+`FLOW_PX_SCALE` as the dataset does (`vidrec.data.transforms.NORMALIZATION`). With `normalize=False` every
+input is float32 as the model takes it (`(x / 255 - mean) / std`, flow px / 9.04). `flow3` is float either
+way, LRCN's image minus 128 already normalised (`NORMALIZATION["flow3"]`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from vidrec.data.transforms import normalize_rgb
+from vidrec.data.transforms import normalize_modality, normalize_rgb
 from vidrec.models.outputs import video_probs
 
 Format = Literal["onnx", "export", "torchscript"]
@@ -31,7 +33,8 @@ _DEFAULT_CHANNELS = {"rgb": 3, "flow3": 3}
 class ProbabilityModel(nn.Module):
     """`recognizer` + `video_probs`, with one positional tensor per modality.
 
-    With `normalize`, a uint8 `rgb` input is converted and normalised first (`normalize_rgb`).
+    With `normalize`, a uint8 `rgb` input is converted and normalised first (`normalize_rgb`) and a `flow`
+    stack in pixels is normalised (`NORMALIZATION["flow"]`).
     """
 
     def __init__(
@@ -45,9 +48,15 @@ class ProbabilityModel(nn.Module):
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:  # each (B, T, C, H, W) -> (B, K)
         if self.normalize:
-            xs = tuple(normalize_rgb(x) if m == "rgb" else x for m, x in zip(self.modalities, xs))
+            xs = tuple(self._normalize(m, x) for m, x in zip(self.modalities, xs))
         x = xs[0] if len(xs) == 1 else dict(zip(self.modalities, xs))
         return video_probs(self.recognizer(x), self.fusion_weights)
+
+    @staticmethod
+    def _normalize(modality: str, x: torch.Tensor) -> torch.Tensor:
+        if modality == "rgb":
+            return normalize_rgb(x)
+        return normalize_modality("flow", x) if modality == "flow" else x  # flow3 comes normalised
 
 
 def example_inputs(

@@ -362,7 +362,8 @@ def video_inputs(
 
         if "flow" in mods:
             stacks = [np.concatenate([flow(s + k) for k in range(span)], axis=-1) for s in starts]
-            out["flow"] = torch.from_numpy(_centre_crop(np.stack(stacks), cfg.data.size)).permute(0, 3, 1, 2)
+            px = torch.from_numpy(_centre_crop(np.stack(stacks), cfg.data.size)).permute(0, 3, 1, 2)
+            out["flow"] = normalize_modality("flow", px)  # as the dataset feeds it
         if "flow3" in mods:
             imgs = np.stack([to_lrcn_image(flow(s)).astype(np.float32) - 128 for s in starts])
             levels = torch.from_numpy(_centre_crop(imgs, cfg.data.size)).permute(0, 3, 1, 2)

@@ -7,8 +7,8 @@ From noise, gradient ascent on the model's input(s) x = (x^a, x^m) maximises
     R(x) = l_alpha * mean|x/s|^alpha + l_s * TV_s(x/s) + l_t * TV_t(x/s)
 
 (Mahendran & Vedaldi's natural pre-image regulariser plus a temporal term). `s` is the modality's
-value scale (RGB is ImageNet-normalised, flow is in pixels), rho the layer's mean |activation| at the
-start.
+value scale (its typical |value| as the model takes it: RGB ImageNet-normalised, flow on RGB's scale,
+`vidrec.data.transforms.NORMALIZATION`), rho the layer's mean |activation| at the start.
 TV_s = mean over (t, i, j) of ((dx)^2 + (dy)^2)^(beta/2); TV_t = mean of (x_{t+1} - x_t)^2 along real
 time (`tv_time`: for a flow stack within its L consecutive fields, and between stacks field by field).
 The "slow" prior (large l_t) asks for temporally smooth inputs, "fast" (l_t = 0) allows rapid change;
@@ -38,7 +38,11 @@ from einops import rearrange
 from vidrec.progress import progress as progress_bar
 from vidrec.visualize.units import Unit, as_model_units, model_modalities, unit_value
 
-SCALES = {"rgb": 2.5, "flow": 5.0, "flow3": 1.0}  # typical |value| of each modality's model input
+SCALES = {
+    "rgb": 2.5,
+    "flow": 0.55,
+    "flow3": 1.0,
+}  # typical |value| of each modality's model input (flow: 5 px)
 PRIORS = {"slow": 100.0, "fast": 0.0}  # lambda_t of the temporal priors
 OPTIMIZERS = ("ascent", "adam")
 
