@@ -129,7 +129,10 @@ def test_gradcam_flow_is_quantised_like_stored_flow(ckpt, tmp_path):
     write_video(video, make_clip("move_right", np.random.default_rng(1), frames=8, size=32), 25)
     model, cfg, _ = load_model(ckpt, torch.device("cpu"))
     x = video_inputs(cfg, model, str(video), frames=0, flow_method="dis")
-    codes = (x["flow"].double() + 20) * 255 / 40  # vidrec.flow.quantize's grid, bound 20
+    from vidrec.data.transforms import FLOW_PX_SCALE
+
+    px = x["flow"].double() * FLOW_PX_SCALE  # fed as the dataset feeds it, px / 9.04
+    codes = (px + 20) * 255 / 40  # vidrec.flow.quantize's grid, bound 20
     assert x["flow"].shape == (1, 2, 4, 32, 32) and torch.allclose(codes, codes.round(), atol=1e-3)
     raw = video_inputs(cfg, model, str(video), frames=0, flow_method="dis", flow_bound=0)
     assert not torch.allclose(raw["flow"], x["flow"])
