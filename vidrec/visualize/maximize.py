@@ -38,11 +38,8 @@ from einops import rearrange
 from vidrec.progress import progress as progress_bar
 from vidrec.visualize.units import Unit, as_model_units, model_modalities, unit_value
 
-SCALES = {
-    "rgb": 2.5,
-    "flow": 0.55,
-    "flow3": 1.0,
-}  # typical |value| of each modality's model input (flow: 5 px)
+# typical |value| of each modality's model input (flow: 5 px / FLOW_PX_SCALE, vidrec.data.transforms)
+SCALES = {"rgb": 2.5, "flow": 0.55, "flow3": 1.0}
 PRIORS = {"slow": 100.0, "fast": 0.0}  # lambda_t of the temporal priors
 OPTIMIZERS = ("ascent", "adam")
 
