@@ -386,4 +386,4 @@ def full_frame_transform(
 ) -> v2.Compose:
     """Whole frames, no crop: only normalised (dense full-frame testing, ST-ResNet's protocol; the short
     side is set when decoding). `normalize=False` leaves RGB uint8 for `normalize_rgb` on the device."""
-    return v2.Compose(_finish(mean, std) if normalize else [_flow3_only()])
+    return v2.Compose(_finish(mean, std) if normalize else [_flow_only()])
