@@ -136,3 +136,17 @@ def test_gradcam_flow_is_quantised_like_stored_flow(ckpt, tmp_path):
     assert x["flow"].shape == (1, 2, 4, 32, 32) and torch.allclose(codes, codes.round(), atol=1e-3)
     raw = video_inputs(cfg, model, str(video), frames=0, flow_method="dis", flow_bound=0)
     assert not torch.allclose(raw["flow"], x["flow"])
+
+
+def test_a_class_name_cannot_steer_where_maximize_writes():
+    """Class names come from the checkpoint: `/`, `..` and escape characters never reach a file name."""
+    from argparse import Namespace
+
+    from vidrec.visualize.cli import _stem
+    from vidrec.visualize.units import Unit
+
+    args = Namespace(name="", prior="none")
+    names = ["../../etc/cron.d/x", "\x1b[2Jwipe", "ok-name"]
+    stems = [_stem(args, Unit(layer="", channel=i), names) for i in range(3)]
+    assert stems == ["class_etc_cron_d_x_none", "class_2Jwipe_none", "class_ok-name_none"]
+    assert all("/" not in s and "\x1b" not in s for s in stems)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -202,11 +203,18 @@ def _unit(args, class_names):
     return Unit(layer=args.layer, channel=args.channel, position=position)
 
 
+def _file_safe(name: str) -> str:
+    """A class name (read from a checkpoint) as a file-name part: only letters, digits, ``-`` and ``_``, so a
+    name with ``/``, ``..`` or control characters cannot write outside ``--out`` or hide in a listing."""
+    return re.sub(r"[^\w-]+", "_", str(name), flags=re.ASCII).strip("_")[:80] or "unnamed"
+
+
 def _stem(args, unit, class_names) -> str:
     if args.name:
         return args.name
     if not unit.layer:
-        return f"class_{class_names[unit.channel]}{'_' + unit.stream if unit.stream else ''}_{args.prior}"
+        name = _file_safe(class_names[unit.channel])
+        return f"class_{name}{'_' + unit.stream if unit.stream else ''}_{args.prior}"
     pos = f"_at{unit.position[0]}-{unit.position[1]}" if unit.position else ""
     return f"{unit.layer}_c{unit.channel}{pos}_{args.prior}"
 
