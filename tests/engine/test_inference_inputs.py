@@ -144,12 +144,14 @@ def _argv(command, ckpt, media, tmp_path):
         "visualize": ["visualize", "gradcam", ckpt, str(media / "v.mp4"), "--out", str(tmp_path / "viz")],
         "eval": ["eval", ckpt, "--out", str(tmp_path / "eval")],
         "caption": ["caption", ckpt, str(media / "a.jpg")],
+        "dff run": ["dff", "run", ckpt, str(media / "v.mp4"), "--out", str(tmp_path / "o.mp4")],
+        "dff eval": ["dff", "eval", ckpt, str(tmp_path / "davis")],
     }[command]
 
 
 @pytest.mark.parametrize(
     ("task", "command"),
-    [("caption", c) for c in ("predict", "export", "visualize", "eval")]
+    [("caption", c) for c in ("predict", "export", "visualize", "eval", "dff run", "dff eval")]
     + [("segment", c) for c in ("predict", "export", "visualize", "eval", "caption")],
 )
 def test_a_checkpoint_of_another_task_is_one_line_and_exit_2(task, command, media, tmp_path, capsys):

@@ -153,7 +153,7 @@ def run_dff(args: argparse.Namespace) -> int:
         raise UsageError(f"input {args.input} does not exist; give a video file or a frame folder")
     schedule = make_schedule(args)
     device = torch.device(args.device)
-    model, task = load_task(ckpt, device, factory=args.model_factory)
+    model, task = load_task(ckpt, device, factory=args.model_factory, tasks=("segment",))
     dff = build_dff(model, args).eval()
     size = frame_size(args, task)
     frames, total, fps = read_input(args.input, strict=args.strict)

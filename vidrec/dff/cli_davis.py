@@ -79,10 +79,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from vidrec.tasks.segment import sequence_names
 
     ckpt = input_file(args.checkpoint, "checkpoint")
+    model, task = load_task(ckpt, args.device, factory=args.model_factory, tasks=("segment",))
     names = sequence_names(args.sequences) if args.sequences else split_names("val")
     sequences = find_sequences(args.root, names)
     schedule = make_schedule(args)
-    model, task = load_task(ckpt, args.device, factory=args.model_factory)
     dff = build_dff(model, args).eval()
     size = args.size or getattr(getattr(task, "options", None), "size", None)
     if size is not None and (len(size) != 2 or min(size) < 16):
