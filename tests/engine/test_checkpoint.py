@@ -532,3 +532,26 @@ def test_init_weights_copies_a_checkpoint_into_the_model_or_a_named_part(tmp_pat
         ValueError, match=rf"^model.init_from: no tensor of {other} matches the model {examples}"
     ):
         C.init_weights(part, SimpleNamespace(init_from=str(other), init_heads=False))
+
+
+def test_the_task_of_a_file_that_is_not_a_checkpoint_is_refused_naming_its_format(tmp_path):
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.ones(1)}, str(plain), metadata={"format": "pt"})
+    expected = rf"^{plain} is a safetensors file but not a vidrec checkpoint \(format 'pt'\)$"
+    with pytest.raises(C.CheckpointError, match=expected):
+        C.checkpoint_task(plain)
+    with pytest.raises(C.CheckpointError, match=expected):
+        C.require_task(plain, ("classify",))
+
+
+def test_shape_mismatches_are_listed_three_at_most_one_per_tensor():
+    model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(2)])  # 4 tensors
+    wrong = {k: torch.zeros(3, *v.shape[1:]) for k, v in model.state_dict().items()}  # every shape differs
+    with pytest.raises(C.CheckpointError) as err:
+        C.load_model_state(model, wrong, source="w.safetensors")
+    message = str(err.value)
+    assert message.startswith("w.safetensors does not match the model its metadata describes: size mismatch")
+    parts = message.split(": ", 1)[1].split("; ")
+    assert len(parts) == 3 and all(p.startswith("size mismatch for ") for p in parts)
