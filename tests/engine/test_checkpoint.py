@@ -259,6 +259,8 @@ def test_cuda_generator_states_are_captured_stored_and_restored_only_where_cuda_
     assert [s.tolist() for s in back.rng["cuda"]] == [s.tolist() for s in states]
     assert [s.tolist() for s in back.rank_rngs[0]["cuda"]] == [(states[1] + 1).tolist()]
     assert torch.equal(back.rank_rngs[0]["torch"], rng["torch"])
+    assert back.rank_rngs[0]["numpy"] == json.loads(json.dumps(rng["numpy"]))
+    assert back.rank_rngs[0]["random"] == json.loads(json.dumps(rng["random"]))
 
     calls = []
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", calls.append)
@@ -555,3 +557,33 @@ def test_shape_mismatches_are_listed_three_at_most_one_per_tensor():
     assert message.startswith("w.safetensors does not match the model its metadata describes: size mismatch")
     parts = message.split(": ", 1)[1].split("; ")
     assert len(parts) == 3 and all(p.startswith("size mismatch for ") for p in parts)
+
+
+def test_the_task_check_names_a_missing_count_a_bad_task_and_what_each_task_needs(tmp_path):
+    from safetensors.torch import save_file
+
+    def stored(name: str, config: dict) -> Path:
+        return C.save_checkpoint(
+            tmp_path / f"{name}.safetensors", C.Checkpoint(model={}, config=config, class_names=["a"])
+        )
+
+    no_epoch = stored("no_epoch", {})
+    header = C.read_header(no_epoch)
+    del header["epoch"]
+    save_file({}, str(no_epoch), metadata=header)
+    with pytest.raises(C.CheckpointError, match=r"metadata 'epoch' is '\(missing\)', not a count;"):
+        C.load_checkpoint(no_epoch)
+    bad_task = stored("bad_task", {"task": 3})
+    with pytest.raises(C.CheckpointError, match=rf"^{bad_task}: its stored config's task is 3, not a name;"):
+        C.checkpoint_task(bad_task)
+    landmarks = stored("landmarks", {"task": "landmarks"})
+    with pytest.raises(
+        C.CheckpointError,
+        match=rf"^{landmarks} is a `task: landmarks` checkpoint; this command needs a `task: classify` or "
+        r"`task: caption` one \(use vidrec predict\)$",
+    ):
+        C.require_task(landmarks, ("classify", "caption"))
+    own = stored("own", {"task": "mine"})  # a task vidrec has no command for: no advice
+    with pytest.raises(C.CheckpointError, match=r"predict needs a `task: classify` one$"):
+        C.require_task(own, ("classify",), "predict")
+    assert C.require_task(own, ()) == "mine" and C.require_task(own, ("mine",)) == "mine"
