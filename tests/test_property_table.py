@@ -16,15 +16,6 @@ HEADING = "## Testable properties and their tests"
 # (../shared/design); its "Testable properties" lists, by section, and how many items each has.
 METHODS_MD = REPO.parent / "shared" / "design" / "methods.md"
 PROPERTY_SECTIONS = {"1.6": 6, "2.4": 4, "3.5": 5, "4.7": 7, "5.4": 5}
-# Tests promised by branch papers-a (issue 21, points 1 and 3) that may not have reached main when this
-# table landed: tolerated while absent, checked like any other once they exist. Remove them from this set
-# when papers-a has merged.
-PENDING = {
-    "tests/visualize/test_maximize.py::test_linear_unit_recovers_its_filter_direction",
-    "tests/visualize/test_maximize.py::test_objective_never_decreases_at_a_small_step",
-    "tests/data/test_transforms.py::test_flow_stack_is_on_the_rgb_scale",
-    "tests/models/test_prernn.py::test_trainable_start_stays_close_over_all_steps",
-}
 NODE = re.compile(r"`(tests/[\w/]+\.py)::([\w:]+)`")
 
 
@@ -75,7 +66,7 @@ def test_every_test_the_table_names_exists():
             file = REPO / path
             if not (file.name.startswith("test_") and file.is_file() and name in defined_tests(file)):
                 missing.append(node_id)
-    assert set(missing) <= PENDING, sorted(set(missing) - PENDING)
+    assert not missing, missing
 
 
 def test_the_parsers_see_what_they_should(tmp_path):
