@@ -7,8 +7,10 @@ subcommand runs, so `vidrec --help` stays fast and a broken optional piece canno
 Errors are handled here once for every command (`run_command`): a `UsageError` (bad argument, config,
 missing or unreadable input: the user can fix it) prints one line and exits 2; any other exception
 prints one line naming its type and exits 1; `--debug` (before or after the command) shows the
-traceback instead; Ctrl-C prints one line and exits 130. A command raises, it does not print and
-return codes for errors.
+traceback instead. A stop signal ends a command through the same path (`main` turns SIGTERM and SIGUSR1,
+like Ctrl-C, into `vidrec.interrupt.Interrupted`, a KeyboardInterrupt, so clean-up code runs): one line,
+exit 130 for Ctrl-C, 143 for SIGTERM / SIGUSR1. A command raises, it does not print and return codes for
+errors.
 """
 
 from __future__ import annotations
@@ -198,16 +200,26 @@ def run_command(command: str, args: argparse.Namespace) -> int:
     debug = bool(getattr(args, "debug", False))
     try:
         return int(importlib.import_module(COMMANDS[command][0]).run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if debug:
             traceback.print_exc()
-        print(f"vidrec {command}: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(command, err)
     except Exception as err:  # noqa: BLE001 - the one place every command's errors end up
         if debug:
             traceback.print_exc()
         print(f"vidrec {command}: error: {describe(err)}", file=sys.stderr)
         return exit_code(err)
+
+
+def _interrupted(command: str, err: KeyboardInterrupt) -> int:
+    """Print the line of a command ended by Ctrl-C or a stop signal; its exit code (130 / 143)."""
+    from vidrec import interrupt
+
+    line = getattr(err, "line", None)
+    line = interrupt.describe(interrupt.signum_of(err)) if line is None else line
+    if line:  # "": a rank other than 0 of a training job, which says nothing
+        print(f"vidrec {command}: {line}" if command else f"vidrec: {line}", file=sys.stderr, flush=True)
+    return getattr(err, "exit_code", 130)
 
 
 def _add_debug(parser: argparse.ArgumentParser, default) -> None:
@@ -234,14 +246,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vidrec.interrupt import raising
+
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    return run_command(args.command, args)
+    with raising():  # SIGTERM / SIGUSR1 end a command like Ctrl-C: clean-up runs, one line
+        try:  # building the parser imports the command's module (torch...): Ctrl-C there is no error
+            parser = build_parser(command if command in COMMANDS else None)
+        except KeyboardInterrupt as err:
+            return _interrupted(command if command in COMMANDS else "", err)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return run_command(args.command, args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ initializer stored.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import select
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidrec.cli import UsageError
+from vidrec.interrupt import Interrupted, describe, ignore_in_worker, signum_of
 from vidrec.progress import progress
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
@@ -133,7 +135,9 @@ def shard_jobs(jobs: list[VideoJob], index: int, count: int) -> list[VideoJob]:
 
 
 def _worker_init(parent_pid: int, initializer: Callable[..., None], *initargs) -> None:
-    """A pool worker's initializer: `_die_with(parent_pid)`, then the job's own initializer."""
+    """A pool worker's initializer: stop signals ignored (the parent ends the pool, see `run_pool`),
+    `_die_with(parent_pid)`, then the job's own initializer."""
+    ignore_in_worker()
     _die_with(parent_pid)
     initializer(*initargs)
 
@@ -182,6 +186,7 @@ def run_pool(
     initargs: tuple,
     preload: Sequence[str] = (),
     desc: str | None = None,
+    cleanup: Callable[[VideoJob], None] | None = None,
 ) -> tuple[list[tuple[str, str]], int, int]:
     """Run `process` on every job, `workers` processes at a time.
 
@@ -191,6 +196,10 @@ def run_pool(
     from this process: a fork of a process whose OpenCV or swscale thread pools have run hangs in the
     child as soon as it touches them. `preload` names modules the forkserver imports once. Workers exit
     when this process dies, even by SIGKILL (`_die_with`).
+
+    Ctrl-C or a stop signal (`vidrec.interrupt`) ends the pool at once: the jobs not started are dropped,
+    the workers are killed, `cleanup(job)` removes the partial files of the jobs that were running, and
+    `Interrupted` says how far the pool got (the caller may record that, then let it propagate).
     """
     failures, frames, written, start = [], 0, 0, time.perf_counter()
     bar = progress(total=len(todo), unit="video", desc=desc, dynamic_ncols=True)
@@ -203,17 +212,57 @@ def run_pool(
         bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} frames/s", refresh=False)
         bar.update()
 
-    if workers <= 1 or len(todo) <= 1:
-        initializer(*initargs)
-        for job in todo:
-            record(*process(job))
-    else:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(preload))
-        n = min(workers, len(todo))
-        initargs = (os.getpid(), initializer, *initargs)  # workers die with this process
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init, initargs=initargs) as pool:
-            for fut in as_completed([pool.submit(process, j) for j in todo]):
-                record(*fut.result())
+    stopped: list[VideoJob] = []  # the jobs running when a stop signal came
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            initializer(*initargs)
+            for job in todo:
+                stopped = [job]
+                record(*process(job))
+            stopped = []
+        else:
+            _run_workers(todo, process, record, stopped, workers, initializer, initargs, preload)
+    except KeyboardInterrupt as err:
+        bar.close()
+        for job in stopped:
+            if cleanup is not None:
+                cleanup(job)
+        signum = signum_of(err)
+        line = (
+            f"{describe(signum)} after {bar.n} of {len(todo)} videos ({len(stopped)} in progress stopped, "
+            "their partial files removed); run the same command again to continue"
+        )
+        raise Interrupted(signum, line) from None
     bar.close()
     return sorted(failures), frames, written
+
+
+def _run_workers(todo, process, record, stopped: list, workers, initializer, initargs, preload) -> None:
+    """`run_pool` with worker processes; on KeyboardInterrupt, kills them and fills `stopped` first."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    n = min(workers, len(todo))
+    initargs = (os.getpid(), initializer, *initargs)  # workers die with this process
+    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init, initargs=initargs)
+    futures, interrupted = {}, False
+    try:
+        futures = {pool.submit(process, job): job for job in todo}
+        for fut in as_completed(futures):
+            record(*fut.result())
+    except KeyboardInterrupt:
+        interrupted = True
+        # No public way to end a pool's workers before Python 3.14 (`kill_workers`); shutdown forgets them.
+        # They ignore the stop signals (`_worker_init`), and a job cannot be stopped politely half-way:
+        # SIGKILL, then clean up.
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)  # the jobs not started are dropped
+        stopped += [job for fut, job in futures.items() if fut.running()]
+        for proc in procs:
+            with contextlib.suppress(OSError, ValueError):
+                proc.kill()
+        for proc in procs:  # gone before their partial files are removed
+            with contextlib.suppress(OSError, ValueError, AssertionError):
+                proc.join(timeout=10)
+        raise
+    finally:
+        pool.shutdown(wait=not interrupted, cancel_futures=True)

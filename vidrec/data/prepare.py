@@ -53,6 +53,7 @@ __all__ = [
     "find_prepared",
     "is_prepared",
     "prepare_video",
+    "remove_partial",
     "write_manifest",
 ]
 
@@ -159,6 +160,12 @@ def prepare_video(
     entry = {**stamp, "file": dst.name, "frames": frames, **_file_check(dst), "settings": asdict(settings)}
     _write_json(sidecar_path(out, video_id), entry)
     return frames
+
+
+def remove_partial(out: str | os.PathLike, video_id: str, settings: PrepareSettings) -> None:
+    """Delete the temporary files an interrupted `prepare_video` of `video_id` left in `out`."""
+    for path in (Path(out) / settings.output_name(video_id), sidecar_path(out, video_id)):
+        path.with_name(f".{path.name}.part").unlink(missing_ok=True)
 
 
 def _make(src: str | os.PathLike, dst: Path, settings: PrepareSettings, expected: int) -> int:

@@ -26,6 +26,7 @@ from vidrec.data.prepare import (
     prepare_video,
     read_manifest,
     register,
+    remove_partial,
     write_manifest,
 )
 from vidrec.jobs import VideoJob, default_root, list_jobs, parse_shard, run_pool, shard_jobs
@@ -131,16 +132,22 @@ def run(args: argparse.Namespace) -> int:
           f"prepared, {len(todo)} to do ({settings.format}, short side {settings.short_side or 'native'}) "
           f"on {args.workers} workers -> {args.out}")  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    failures, frames, written = run_pool(
-        todo,
-        _process,
-        workers=args.workers,
-        initializer=_init_worker,
-        initargs=(str(args.out), asdict(settings)),
-        preload=["vidrec.data.prepare_cli"],
-        desc="prepare",
-    )
-    manifest = write_manifest(args.out, [(j.path, j.video_id) for j in jobs], root, settings)
+    sources = [(j.path, j.video_id) for j in jobs]
+    try:
+        failures, frames, written = run_pool(
+            todo,
+            _process,
+            workers=args.workers,
+            initializer=_init_worker,
+            initargs=(str(args.out), asdict(settings)),
+            preload=["vidrec.data.prepare_cli"],
+            desc="prepare",
+            cleanup=lambda job: remove_partial(args.out, job.video_id, settings),
+        )
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the manifest still records what is done (incomplete)
+        write_manifest(args.out, sources, root, settings)
+        raise
+    manifest = write_manifest(args.out, sources, root, settings)
     print(
         f"done: {len(todo) - len(failures)} prepared, {len(mine) - len(todo)} skipped, {len(failures)} failed"
     )

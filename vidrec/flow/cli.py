@@ -252,6 +252,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_jobs(todo: list[FlowJob], workers: int, init: tuple) -> tuple[list[tuple[str, str]], int, int]:
-    """Run the jobs; returns (sorted failures, flow frames written, bytes written)."""
+    """Run the jobs; returns (sorted failures, flow frames written, bytes written). Ctrl-C or SIGTERM stops
+    them at once and removes the temp files of the videos in progress (`run_pool`)."""
+    from vidrec.flow.storage import remove_stale_temps
+
+    out = init[2]["out"]
     preload = ["vidrec.flow.cli", "vidrec.flow.estimators", "vidrec.flow.storage"]
-    return run_pool(todo, _process, workers=workers, initializer=_init_worker, initargs=init, preload=preload)
+    return run_pool(todo, _process, workers=workers, initializer=_init_worker, initargs=init, preload=preload,
+                    cleanup=lambda job: remove_stale_temps(out, job.video_id))  # fmt: skip
