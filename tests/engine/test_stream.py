@@ -182,6 +182,42 @@ def test_growing_file_streams_before_it_is_complete_and_ctrl_c_is_clean(ckpt, ts
     assert "Traceback" not in err and "stopped by Ctrl-C" in err
 
 
+def test_ctrl_c_stops_a_followed_stream_at_once(ckpt, ts_video, tmp_path):
+    # cut inside a packet: at that end FFmpeg asks for more bytes again after the read Ctrl-C ended, and
+    # each of those reads of a followed file used to wait --idle-timeout (Ctrl-C took twice the timeout)
+    live = tmp_path / "recording.ts"
+    live.write_bytes(ts_video.read_bytes()[:20000])
+    args = ["--stream", "--window", "4", "--stride", "4", "--follow", "--idle-timeout", "30"]
+    proc = _predict(ckpt, str(live), *args, start_new_session=True)
+    try:
+        assert "frames     0-    4" in proc.stdout.readline()
+        time.sleep(0.5)  # waiting for the recorder's next bytes
+        proc.send_signal(signal.SIGINT)
+        tic = time.monotonic()
+        _, err = proc.communicate(timeout=90)
+        seconds = time.monotonic() - tic
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and "stopped by Ctrl-C" in err and "Traceback" not in err, err[-2000:]
+    assert seconds < 15, f"Ctrl-C took {seconds:.1f} s with --idle-timeout 30"
+
+
+def test_ctrl_c_while_a_followed_file_is_probed_is_an_interrupt_not_a_broken_video(ts_video, tmp_path):
+    live = tmp_path / "starting.ts"
+    live.write_bytes(ts_video.read_bytes()[:500])  # the recorder has barely begun: FFmpeg is still probing
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    tic = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):  # was VideoDecodeError "FFmpeg cannot open it as a video"
+            LiveReader(live, follow=True, idle_timeout=5)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - tic < 4
+
+
 def test_timeline_of_a_file_equals_windows_run_afresh(ts_video):
     model = _model()
     wins = timeline(model, ts_video, preprocess=PRE, window=8, stride=8)

@@ -2,15 +2,17 @@
 
 With --timeline / --stream each window's line is printed (and flushed) as soon as the window has been
 seen, followed by its latency; the source may be live (a growing file with --follow, `-` for stdin, a
-camera device, a URL). Ctrl-C stops cleanly with a one-line summary (exit code 130).
+camera device, a URL). Ctrl-C stops cleanly with a one-line summary (exit code 130; SIGTERM: 143).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
+from vidrec import interrupt
 from vidrec.cli import (
     UsageError,
     add_model_factory_argument,
@@ -157,16 +159,17 @@ def _print_timeline(video: str, args, model, preprocess, class_names) -> int:
                 flush=True,
             )
             latencies.append(w.latency_s)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM / SIGUSR1 (vidrec.interrupt)
         windows.close()  # closes the frame source and the container
-        _summary(latencies, stopped=True)
-        return 130
-    _summary(latencies, stopped=False)
+        signum = interrupt.signum_of(err)
+        how = "stopped by Ctrl-C" if signum == signal.SIGINT else interrupt.describe(signum)
+        _summary(latencies, how=how)
+        return interrupt.exit_code(signum)
+    _summary(latencies, how="end of stream")
     return 0
 
 
-def _summary(latencies: list[float], *, stopped: bool) -> None:
-    how = "stopped by Ctrl-C" if stopped else "end of stream"
+def _summary(latencies: list[float], *, how: str) -> None:
     if not latencies:
         print(f"{how}: no window completed", file=sys.stderr, flush=True)
         return

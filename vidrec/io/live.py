@@ -67,21 +67,25 @@ class _PyFile(io.RawIOBase):
 
     With `follow`, at the end of the file it waits for more bytes and ends after `idle` quiet seconds.
     PyAV swallows exceptions raised inside its read callback (and takes them for the end of the
-    stream), so a Ctrl-C that lands here is remembered in `interrupted` and re-raised by the reader.
+    stream), so a Ctrl-C (or SIGTERM, `vidrec.interrupt`) that lands here is kept in `interrupted` and
+    re-raised by the reader; every later read returns at once (FFmpeg asks again after an end of stream,
+    and a followed file would make each of those reads wait `idle` seconds).
     """
 
     def __init__(self, raw, *, follow: bool, idle: float, poll: float = 0.02) -> None:
         self._raw, self.follow, self.idle, self.poll = raw, follow, idle, poll
-        self.interrupted = False
+        self.interrupted: KeyboardInterrupt | None = None
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
+        if self.interrupted is not None:
+            return 0
         try:
             return self._read(buffer)
-        except KeyboardInterrupt:
-            self.interrupted = True
+        except KeyboardInterrupt as err:
+            self.interrupted = err
             return 0
 
     def _read(self, buffer) -> int:
@@ -186,8 +190,8 @@ class LiveReader:
         self._check_interrupted()
 
     def _check_interrupted(self) -> None:
-        if self._file is not None and self._file.interrupted:
-            raise KeyboardInterrupt  # swallowed by PyAV inside the read callback: raise it here
+        if self._file is not None and self._file.interrupted is not None:
+            raise self._file.interrupted  # swallowed by PyAV inside the read callback: raise it here
 
 
 def _is_timeout(err: BaseException) -> bool:
@@ -212,10 +216,12 @@ def _open(source: str, pyfile: _PyFile | None, idle: float, fmt: str | None, opt
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
         if pyfile is not None:
             pyfile.close()
+            if pyfile.interrupted is not None:  # Ctrl-C while FFmpeg probed: the end it saw was ours
+                raise pyfile.interrupted from None
         raise VideoDecodeError(source, f"FFmpeg cannot open it as a video ({type(e).__name__}: {e})") from e
-    if pyfile is not None and pyfile.interrupted:
+    if pyfile is not None and pyfile.interrupted is not None:
         container.close()
-        raise KeyboardInterrupt
+        raise pyfile.interrupted
     return container
 
 
