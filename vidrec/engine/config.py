@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from vidrec.engine.schema import ConfigError, TrainConfig, build_section, check_fields, iter_fields
+from vidrec.engine.schema import ACTIONS, ConfigError, TrainConfig, build_section, check_fields, iter_fields
 from vidrec.textfiles import read_text
 
 
@@ -92,7 +92,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raw = read_yaml(p)
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
+        _no_actions(raw, p)
     return config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def _no_actions(raw: dict[str, Any], path: Path) -> None:
+    """Drop the `ACTIONS` a file sets to their defaults (no action; what older runs stored); refuse the
+    others: a file is replayed (a run's own config.yaml), an action is what one command asks for."""
+    defaults = TrainConfig()
+    for name in ACTIONS:
+        if name in raw and raw[name] in (getattr(defaults, name), None):
+            del raw[name]
+    asked = [f"{name}: {raw[name]}" for name in ACTIONS if name in raw]
+    if asked:
+        raise ConfigError(
+            f"{path} sets {', '.join(asked)}, an action of one command, not a setting of the run; remove it "
+            "from the file and ask on the command line (--resume, overwrite=true)"
+        )
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -186,12 +186,15 @@ class TrainConfig:
         "runs/exp", "run folder: checkpoints, metrics.csv, steps.csv, TensorBoard events, plots"
     )
     resume: str = opt(
-        "", "'' = fresh run, 'auto' = continue from out_dir/last.safetensors if present, or a path"
+        "",
+        "'' = fresh run, 'auto' = continue from out_dir/last.safetensors if present, or a path; an "
+        "action: given on the command line (--resume), never stored or read from a config file",
     )
     overwrite: bool = opt(
         False,
         "start afresh in an out_dir that already holds a run, deleting its checkpoints and logs first "
-        "(without it, such a folder is refused unless the run is resumed)",
+        "(without it, such a folder is refused unless the run is resumed); an action like resume: "
+        "command line only",
     )
     best_dtype: Literal["float32", "float16", "bfloat16"] = opt(
         "float32",
@@ -294,9 +297,18 @@ def build_section(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     return _build(cls, raw, prefix)
 
 
+# What one `vidrec train` command does to its out_dir, not a setting of the run: never stored (a run's
+# config.yaml replayed as it is must not delete or take over that run) and never read from a config file.
+ACTIONS = ("resume", "overwrite")
+
+
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """The nested plain-data form of `cfg` (YAML/JSON serialisable)."""
-    return dataclasses.asdict(cfg)
+    """The nested plain-data form of `cfg` (YAML/JSON serialisable), as runs store it: without the
+    `ACTIONS` (``resume``, ``overwrite``)."""
+    raw = dataclasses.asdict(cfg)
+    for name in ACTIONS:
+        del raw[name]
+    return raw
 
 
 # ----------------------------------------------------------------------------- checks
