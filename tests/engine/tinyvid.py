@@ -20,7 +20,9 @@ class TinyNet(nn.Module):
 
     `nan_after` makes the output NaN after that many training forwards; `hang_after` touches
     `marker` and sleeps after that many training forwards (so a test can SIGKILL it at a known step);
-    `interrupt_after` raises KeyboardInterrupt (Ctrl-C) after that many training forwards.
+    `interrupt_after` raises KeyboardInterrupt (Ctrl-C) after that many training forwards;
+    `pause_after` writes `marker` + ``.<RANK>`` in the next training forward and waits there until
+    `marker` + ``.go`` exists (so a test can send a real signal while the run is at a known step).
     """
 
     modalities = ("rgb",)
@@ -37,6 +39,7 @@ class TinyNet(nn.Module):
         hang_after: int = 0,
         marker: str = "",
         interrupt_after: int = 0,
+        pause_after: int = 0,
     ) -> None:
         super().__init__()
         self.num_classes, self.per_step = num_classes, per_step
@@ -45,7 +48,7 @@ class TinyNet(nn.Module):
         self.bn = nn.BatchNorm1d(hidden) if batchnorm else nn.Identity()
         self.head = nn.Linear(hidden, num_classes)
         self.nan_after, self.hang_after, self.marker, self.calls = nan_after, hang_after, marker, 0
-        self.interrupt_after = interrupt_after
+        self.interrupt_after, self.pause_after = interrupt_after, pause_after
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -65,6 +68,11 @@ class TinyNet(nn.Module):
         if self.hang_after and self.calls > self.hang_after:
             Path(self.marker).write_text(str(self.calls))
             time.sleep(600)
+        if self.pause_after and self.calls == self.pause_after + 1:
+            Path(f"{self.marker}.{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
+            deadline = time.monotonic() + 120
+            while not Path(f"{self.marker}.go").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
 
     def param_groups(self, base_lr: float) -> list[dict]:
         """LRCN-style head multipliers, to test that the engine honours a model's groups."""

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from vidrec.data import collate_skip
 from vidrec.engine.distributed import DistInfo
 from vidrec.engine.schema import TrainConfig
+from vidrec.interrupt import ignore_in_worker
 
 
 def seed_everything(seed: int) -> None:
@@ -30,7 +31,9 @@ def seed_everything(seed: int) -> None:
 
 
 def seed_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: numpy / random from the worker's torch seed (set by the loader)."""
+    """DataLoader `worker_init_fn`: numpy / random from the worker's torch seed (set by the loader); stop
+    signals are left to the trainer, which ends its workers (`vidrec.interrupt`)."""
+    ignore_in_worker()
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

@@ -1,7 +1,10 @@
 """The run folder of `vidrec train`: one run at a time, never overwritten by accident, no leftovers.
 
 - `locked(out_dir)`: an exclusive `flock` on ``out_dir/.vidrec.lock`` for the whole run, so a second
-  `vidrec train` into the same folder stops at once (the lock goes away with the process, even on SIGKILL).
+  `vidrec train` into the same folder stops at once. The lock goes away with the process, even on SIGKILL
+  (a lock file a killed run left behind blocks nothing), and not later: processes forked from the run
+  (DataLoader workers, which may outlive it by seconds) do not hold it. A run that ends, also by a stop
+  signal, deletes the file.
 - `check_fresh(out_dir, resume=..., overwrite=...)`: a folder holding a run is refused unless the run is
   resumed (``--resume``) or ``overwrite=true`` asks to delete its checkpoints and logs first.
 - `remove_stale_temps(out_dir)`: temporary checkpoint files a killed write left behind.
@@ -37,26 +40,65 @@ class RunFolderError(UsageError, RuntimeError):
     """The run folder is in use by another run, or holds a run this one would overwrite."""
 
 
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _close_held_in_child() -> None:
+    """After a fork: the child's copies of the lock descriptors are closed (the parent keeps its lock).
+
+    A flock belongs to the open file, which a forked child shares; a DataLoader worker that outlives a
+    killed run by seconds would otherwise keep the run folder locked for them.
+    """
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
 @contextlib.contextmanager
 def locked(out_dir: str | Path) -> Iterator[Path]:
     """Hold an exclusive lock on `out_dir` (created) for the duration of the block."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    path = out_dir / LOCK_NAME
+    fd = _lock(path)
+    _HELD.add(fd)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise RunFolderError(
-                f"run folder {out_dir} is in use by another vidrec train (pid {holder}); wait for it to "
-                "finish or choose another out_dir"
-            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield out_dir
     finally:
+        _HELD.discard(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still holding the lock (see `_lock`)
         os.close(fd)  # releases the lock
+
+
+def _lock(path: Path) -> int:
+    """A descriptor of `path` holding its exclusive flock; RunFolderError when another process holds it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunFolderError(
+                f"run folder {path.parent} is in use by another vidrec train (pid {holder}); wait for it to "
+                "finish or choose another out_dir"
+            ) from None
+        # The holder before us deletes the file as it ends: locked after that, our descriptor names a
+        # deleted file that a third run would not see. Take the lock only on the file the path names.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
 
 
 def existing_run_files(out_dir: str | Path) -> list[str]:

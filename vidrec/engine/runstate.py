@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from vidrec.engine import distributed as D
 from vidrec.engine.logging import RunLogger
 from vidrec.engine.schema import TrainConfig
+from vidrec.interrupt import StopRequest
 from vidrec.tasks import Step, Task
 
 
@@ -41,6 +42,7 @@ class Run:
     stats: EpochStats | None = None  # running sums of the epoch in progress (this rank's)
     history: list[dict[str, Any]] = field(default_factory=list)
     flow: dict[str, Any] | None = None  # how the training flow was made, stored in checkpoints
+    stop: StopRequest = field(default_factory=StopRequest)  # SIGTERM & co. (vidrec.interrupt)
 
     def ddp_module(self) -> DistributedDataParallel | None:
         """The DDP wrapper inside `train_model` (also under torch.compile), for `no_sync`."""

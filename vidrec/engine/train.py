@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from vidrec import interrupt
 from vidrec.engine import distributed as D
 from vidrec.engine import runfolder
 from vidrec.engine.checkpoint import (
@@ -143,7 +144,8 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
             batches_per_epoch=steps,
             flow=training_flow(cfg, train_ds),
         )
-        return _fit(run, loader, sampler, val_loader)
+        with run.stop:  # stop signals end the loop at a step boundary, see `_save_interrupted`
+            return _fit(run, loader, sampler, val_loader)
     finally:
         logger.close()
 
@@ -182,6 +184,7 @@ def _fit(
     run.position = (start_epoch, start_batch)
     try:
         for epoch in range(start_epoch, cfg.schedule.epochs):
+            run.stop.check(run.device)  # a signal during set-up or validation
             loader.dataset.set_epoch(epoch)
             sampler.set_epoch(epoch, start=start_batch * cfg.data.batch_size)
             loader.generator.manual_seed(cfg.runtime.seed + epoch)  # worker seeds of this epoch
@@ -193,9 +196,8 @@ def _fit(
             val_m = _validate(run, val_loader) if (epoch + 1) % cfg.eval_every == 0 or last else {}
             _end_epoch(run, epoch, train_m, val_m)
             run.position, start_batch = (epoch + 1, 0), 0
-    except KeyboardInterrupt:
-        _save_interrupted(run)
-        raise
+    except KeyboardInterrupt as err:
+        raise _save_interrupted(run, err) from None
     _plot(run)
     if cfg.plots and run.info.is_main:
         run.task.report(run.out_dir, run.history)  # the task's own pictures (e.g. an error curve)
@@ -265,6 +267,7 @@ def train_one_epoch(
         stats.seconds = seconds_before + time.perf_counter() - tic
         if cfg.ckpt_every_steps and run.global_step % cfg.ckpt_every_steps == 0 and batch_idx + 1 < steps:
             write_checkpoint(run, "last.safetensors", epoch=epoch, step_in_epoch=batch_idx + 1)
+        run.stop.check(run.device)  # a stop signal on any rank: every rank stops after this step
     bar.close()
     stats.seconds = seconds_before + time.perf_counter() - tic
     return stats.reduced(run.device, run.task)
@@ -458,17 +461,30 @@ def _no_training_data(skipped: list[str], epoch: int) -> str:
     return f"{_nothing_read('training', skipped)} (epoch {epoch + 1}; no checkpoint was written for it)"
 
 
-def _save_interrupted(run: Run) -> None:
-    """Ctrl-C: keep a resumable last.safetensors at the last optimiser step (one process only: under
-    torchrun the other ranks may already be gone, so the last periodic checkpoint stays)."""
-    if run.info.enabled:
-        return
+def _save_interrupted(run: Run, err: KeyboardInterrupt) -> KeyboardInterrupt:
+    """Ctrl-C or a stop signal: a resumable last.safetensors at the last optimiser step; returns what to
+    raise, whose line says where and how to resume. After `StopRequest.check` every rank stopped at the
+    same step and rank 0 writes; a bare KeyboardInterrupt (anywhere, e.g. a second Ctrl-C) is saved by one
+    process only: under torchrun the other ranks may already be gone (the last checkpoint stays)."""
+    signum, agreed = interrupt.signum_of(err), getattr(err, "agreed", False)
     epoch, batches = run.position
+    if run.info.enabled and not agreed:
+        return err
+    path = run.last_good  # at an epoch's start it holds that point already (or nothing was trained)
     try:
-        path = write_checkpoint(run, "last.safetensors", epoch=epoch, step_in_epoch=batches)
+        if batches:
+            path = write_checkpoint(run, "last.safetensors", epoch=epoch, step_in_epoch=batches)
     except NonFiniteLossError:
-        return
-    run.logger.info(f"interrupted: saved {path} (epoch {epoch + 1}, batch {batches}); continue with --resume")
+        return err
+    how = interrupt.describe(signum)
+    line = f"{how} before the first training step; nothing to resume"
+    if path is not None:
+        launcher = "torchrun ... -m vidrec.cli" if run.info.enabled else "vidrec"
+        line = (
+            f"{how} at epoch {epoch + 1}, batch {batches} (step {run.global_step}): {path} holds it; "
+            f"continue with `{launcher} train {run.out_dir / 'config.yaml'} --resume`"
+        )
+    return interrupt.Interrupted(signum, line if run.info.is_main else "", agreed=agreed)
 
 
 def _plot(run: Run) -> None:
