@@ -253,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     with raising():  # SIGTERM / SIGUSR1 end a command like Ctrl-C: clean-up runs, one line
         try:  # building the parser imports the command's module (torch...): Ctrl-C there is no error
             parser = build_parser(command if command in COMMANDS else None)
+            args = parser.parse_args(argv)
         except KeyboardInterrupt as err:
             return _interrupted(command if command in COMMANDS else "", err)
-        args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
             return 2
