@@ -77,28 +77,35 @@ def locked(out_dir: str | Path) -> Iterator[Path]:
         os.close(fd)  # releases the lock
 
 
-def _lock(path: Path) -> int:
-    """A descriptor of `path` holding its exclusive flock; RunFolderError when another process holds it."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _lock(path: Path, tries: int = 10) -> int:
+    """A descriptor of `path` holding its exclusive flock; RunFolderError when another process holds it.
+
+    The holder before us deletes the file as it ends: locked after that, our descriptor would name a
+    deleted file that a third run does not see. So the lock counts only on the file the path names.
+    """
+    for _ in range(tries - 1):
+        fd = _flock(path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise RunFolderError(
-                f"run folder {path.parent} is in use by another vidrec train (pid {holder}); wait for it to "
-                "finish or choose another out_dir"
-            ) from None
-        # The holder before us deletes the file as it ends: locked after that, our descriptor names a
-        # deleted file that a third run would not see. Take the lock only on the file the path names.
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
         except FileNotFoundError:
-            same = False
-        if same:
-            return fd
+            pass
         os.close(fd)
+    return _flock(path)  # a file system without stable inode numbers: the lock as it is
+
+
+def _flock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RunFolderError(
+            f"run folder {path.parent} is in use by another vidrec train (pid {holder}); wait for it to "
+            "finish or choose another out_dir"
+        ) from None
+    return fd
 
 
 def existing_run_files(out_dir: str | Path) -> list[str]:
