@@ -83,7 +83,7 @@ def test_sigterm_stops_dff_train_with_its_workers_and_a_resumable_checkpoint(tin
     assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
     lines = [line for line in err.splitlines() if line.startswith("vidrec dff:")]
     assert len(lines) == 1 and "stopped by SIGTERM at epoch" in lines[0], err[-3000:]
-    assert f"continue with `vidrec train {run / 'config.yaml'} --resume`" in lines[0]
+    assert f"{run / 'last.safetensors'} holds it; continue with the same command plus --resume" in lines[0]
     assert len(workers) == 2 and not [pid for pid in workers if _alive(pid)]
     assert not (run / ".vidrec.lock").exists() and not list(run.glob(".*tmp*"))
     step = int(re.search(r"\(step (\d+)\)", lines[0])[1])

@@ -478,11 +478,10 @@ def _save_interrupted(run: Run, err: KeyboardInterrupt) -> KeyboardInterrupt:
         return err
     how = interrupt.describe(signum)
     line = f"{how} before the first training step; nothing to resume"
-    if path is not None:
-        launcher = "torchrun ... -m vidrec.cli" if run.info.enabled else "vidrec"
+    if path is not None:  # (the run folder's config.yaml is not an input `vidrec train` takes: the command)
         line = (
             f"{how} at epoch {epoch + 1}, batch {batches} (step {run.global_step}): {path} holds it; "
-            f"continue with `{launcher} train {run.out_dir / 'config.yaml'} --resume`"
+            "continue with the same command plus --resume"
         )
     return interrupt.Interrupted(signum, line if run.info.is_main else "", agreed=agreed)
 
