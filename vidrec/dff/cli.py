@@ -17,7 +17,7 @@ import torch
 
 from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, input_file, output_path
 from vidrec.dff import cli_davis
-from vidrec.dff.cli_common import add_schedule_arguments, build_dff, make_schedule
+from vidrec.dff.cli_common import add_schedule_arguments, build_dff, dff_tasks, make_schedule
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 KEY_COLOUR = (255, 200, 0)  # RGB: the border of key frames
@@ -153,7 +153,7 @@ def run_dff(args: argparse.Namespace) -> int:
         raise UsageError(f"input {args.input} does not exist; give a video file or a frame folder")
     schedule = make_schedule(args)
     device = torch.device(args.device)
-    model, task = load_task(ckpt, device, factory=args.model_factory, tasks=("segment",))
+    model, task = load_task(ckpt, device, factory=args.model_factory, tasks=dff_tasks(ckpt))
     dff = build_dff(model, args).eval()
     size = frame_size(args, task)
     frames, total, fps = read_input(args.input, strict=args.strict)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from vidrec.cli import UsageError, add_model_factory_argument
-from vidrec.dff.cli_common import add_schedule_arguments, build_dff, make_schedule
+from vidrec.dff.cli_common import add_schedule_arguments, build_dff, dff_tasks, make_schedule
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,7 +79,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from vidrec.tasks.segment import sequence_names
 
     ckpt = input_file(args.checkpoint, "checkpoint")
-    model, task = load_task(ckpt, args.device, factory=args.model_factory, tasks=("segment",))
+    model, task = load_task(ckpt, args.device, factory=args.model_factory, tasks=dff_tasks(ckpt))
     names = sequence_names(args.sequences) if args.sequences else split_names("val")
     sequences = find_sequences(args.root, names)
     schedule = make_schedule(args)
