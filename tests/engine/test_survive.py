@@ -172,6 +172,8 @@ def test_replaying_a_runs_config_never_replaces_it(tmp_path, capsys):
 
     assert main(["train", str(replay), "schedule.epochs=2", "--resume"]) == 0  # asked for: it acts
     assert [r["epoch"] for r in _rows(run)] == ["1", "2"]
+    assert main(["train", str(run / "config.yaml"), "schedule.epochs=3", "--resume"]) == 0  # in place too
+    assert [r["epoch"] for r in _rows(run)] == ["1", "2", "3"]
 
 
 # ----------------------------------------------------------------------------- SIGTERM

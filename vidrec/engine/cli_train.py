@@ -135,8 +135,11 @@ def run(args: argparse.Namespace, *, default_config: str = "") -> int:
         from vidrec.engine.config import resolve_config
 
         saved = Path(cfg.out_dir) / "config.yaml"
+        # --resume of a run from its own config.yaml continues that run: the file is vidrec's, rewritten
+        # with the resumed config; anything else (a user's file in out_dir) is never rewritten
+        own = cfg.resume and (Path(cfg.out_dir) / "last.safetensors").is_file()
         output_path(saved, "out_dir's config.yaml (the run's resolved config)", overwrite=True,
-                    inputs=(resolve_config(config),))  # fmt: skip
+                    inputs=() if own else (resolve_config(config),))  # fmt: skip
     result = train(cfg)
     best = f", best {result.best_metric} {result.best_top1:.4f}" if result.best_top1 is not None else ""
     print(f"done: {result.epochs_done} epochs, {result.global_step} steps{best}; run folder {result.out_dir}")
