@@ -546,6 +546,20 @@ def test_the_task_of_a_file_that_is_not_a_checkpoint_is_refused_naming_its_forma
         C.checkpoint_task(plain)
     with pytest.raises(C.CheckpointError, match=expected):
         C.require_task(plain, ("classify",))
+    with pytest.raises(
+        C.CheckpointError, match=r"vidrec checkpoint \(format 'pt', expected 'vidrec-checkpoint/1'\)$"
+    ):
+        C.load_checkpoint(plain)
+    ckpt = C.save_checkpoint(
+        tmp_path / "r.safetensors", C.Checkpoint(model={}, config={}, class_names=[], rng=C.capture_rng())
+    )
+    tensors, header = C.read_tensors(ckpt)
+    del header["rng_numpy"]  # the torch state is there, its numpy companion is not
+    save_file(tensors, str(ckpt), metadata=header)
+    with pytest.raises(
+        C.CheckpointError, match=rf"^{ckpt}: its optimiser or RNG state is damaged \('rng_numpy'\);"
+    ):
+        C.load_checkpoint(ckpt)
 
 
 def test_shape_mismatches_are_listed_three_at_most_one_per_tensor():
