@@ -380,8 +380,11 @@ def test_a_checkpoint_of_no_tensors_loads_and_other_files_are_named(tmp_path):
     legacy = tmp_path / "legacy.pt"  # torch's pre-1.6 format: a bare pickle stream, first byte 0x80
     torch.save({"w": torch.ones(1)}, legacy, _use_new_zipfile_serialization=False)
     assert legacy.read_bytes()[:1] == b"\x80"
-    with pytest.raises(C.CheckpointError, match="pickled PyTorch file"):
+    advice = "Convert trusted weights with safetensors.torch.save_file(torch.load(f, weights_only=True), "
+    advice += "'x.safetensors')."
+    with pytest.raises(C.CheckpointError, match="pickled PyTorch file") as err:
         C.load_checkpoint(legacy)
+    assert str(err.value).endswith(" " + advice)
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(path.read_bytes()[:-1])  # the header claims one byte more than the file has
     with pytest.raises(C.CheckpointError, match="bad header.*truncated"):
@@ -601,3 +604,25 @@ def test_the_task_check_names_a_missing_count_a_bad_task_and_what_each_task_need
     with pytest.raises(C.CheckpointError, match=r"predict needs a `task: classify` one$"):
         C.require_task(own, ("classify",), "predict")
     assert C.require_task(own, ()) == "mine" and C.require_task(own, ("mine",)) == "mine"
+
+
+@pytest.mark.parametrize(
+    ("key", "stored", "message"),
+    [
+        ("config", "null", "'config' is a NoneType"),
+        ("flow", "[1]", "'flow' is a list"),
+        ("flow", "null", None),
+    ],
+)
+def test_a_stored_field_of_the_wrong_type_is_named_and_an_optional_null_is_none(
+    tmp_path, key, stored, message
+):
+    from safetensors.torch import save_file
+
+    path = C.save_checkpoint(tmp_path / "t.safetensors", C.Checkpoint(model={}, config={}, class_names=[]))
+    save_file({}, str(path), metadata={**C.read_header(path), key: stored})
+    if message is None:
+        assert C.load_checkpoint(path).flow is None
+    else:
+        with pytest.raises(C.CheckpointError, match=rf"^{path}: metadata {message};"):
+            C.load_checkpoint(path)
