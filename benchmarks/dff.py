@@ -13,10 +13,11 @@ What runs (sizes are the defaults; all printed):
    `vidrec.dff.pretrain.train_flownet`), then trained end to end with the task net and the scale field on
    (key, current) pairs, key 0..9 frames back, loss on the current frame (--dff-steps; methods.md 4.5).
    DIS flow: the per-frame net's parts with OpenCV DIS, no training.
-5. Every model walks each validation sequence with `DFF.run`; J and F as DAVIS defines them, frames/s of
-   the model alone (frames decoded beforehand). The adaptive schedule (budget 2 key frames per 20, flow
-   signal, max gap 15) takes its threshold from the training sequences: the one whose key-frame rate is
-   closest to l = 10's.
+5. Every model walks each validation sequence with `DFF.run`; J and F as the DAVIS toolkit scores them
+   (logits upsampled to the native 480p masks, each sequence's first and last frame left out unless
+   --all-frames), frames/s of the model alone (frames decoded beforehand). The adaptive schedule (budget 2
+   key frames per 20, flow signal, max gap 15) takes its threshold from the training sequences: the one
+   whose key-frame rate is closest to l = 10's.
 
 Given --per-frame / --dff checkpoints of the segment task (from `vidrec train segment_davis` /
 `vidrec dff train`), steps 2-4 are skipped and those models are measured.
@@ -80,6 +81,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--per-frame", default=None, help="a segment-task checkpoint to measure instead of training"
     )
     p.add_argument("--dff", default=None, help="a DFF segment-task checkpoint to measure instead of training")
+    p.add_argument(
+        "--all-frames",
+        action="store_true",
+        help="score every frame (default: leave out each sequence's first and last, as the DAVIS toolkit)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--out", default="runs/bench_dff", help="output folder (default runs/bench_dff)")
@@ -217,13 +223,13 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def measure_all(models: dict, val, size, loaded, threshold) -> list[dict]:
+def measure_all(models: dict, val, size, loaded, threshold, *, all_frames: bool = False) -> list[dict]:
     rows = []
     schedules = [(f"l={n}", lambda n=n: FixedInterval(n)) for n in INTERVALS]
     schedules.append(("adaptive", lambda: adaptive(threshold[0])))
     for name, (flow, dff) in models.items():
         for label, make in schedules if flow != "-" else [("l=1", lambda: FixedInterval(1))]:
-            res = evaluate_sequences(dff, val, make(), size=size, loaded=loaded)
+            res = evaluate_sequences(dff, val, make(), size=size, loaded=loaded, all_frames=all_frames)
             s = summarize(res)
             rows.append(
                 {
@@ -287,11 +293,15 @@ def main(argv=None) -> int:
         flush=True,
     )
     loaded: dict = {}
-    train_data = [load_sequence(s, size) for s in progress(train_seqs, desc="read training frames")]
+    train_data = [  # masks at the working size: training targets, not scored
+        load_sequence(s, size, mask_size=size) for s in progress(train_seqs, desc="read training frames")
+    ]
     frames = [f for f, _ in train_data]
     masks = [torch.from_numpy(m) for _, m in train_data]
     info: dict = {
         "size": list(size),
+        "scored": "native mask size, "
+        + ("every frame" if args.all_frames else "first and last frames left out"),
         "threads": args.threads,
         "seed": args.seed,
         "train": [s.name for s in train_seqs],
@@ -350,7 +360,7 @@ def main(argv=None) -> int:
         "calibrated_on": [s.name for s in calib],
     }
     models = {"per-frame": ("-", per_frame), "DFF": ("learned", learned), "DFF-DIS": ("dis", dis)}
-    rows = measure_all(models, val_seqs, size, loaded, threshold)
+    rows = measure_all(models, val_seqs, size, loaded, threshold, all_frames=args.all_frames)
     text = table(rows)
     print("\n" + text)
     plot(rows, out / "dff_speed_accuracy.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vidrec.engine.checkpoint import load_checkpoint, load_task
 from vidrec.engine.config import load_config
@@ -156,6 +157,7 @@ def test_dff_eval_prints_per_sequence_j_f_and_l1_is_per_frame(per_frame_run, cap
     ckpt = str(run / "best.safetensors")
     assert main(["dff", "eval", ckpt, str(root), "--sequences", "seq-c", "seq-b", "--interval", "3"]) == 0
     text = capsys.readouterr().out
+    assert "scored at the native mask size, first and last frames left out" in text
     assert "fixed interval 3, flow DISFlow" in text and "seq-c" in text and "seq-b" in text
     seq_c = next(line for line in text.splitlines() if line.startswith("seq-c")).split()
     assert seq_c[3:5] == ["8", "3"]  # 8 frames, key frames 0, 3, 6
@@ -163,12 +165,14 @@ def test_dff_eval_prints_per_sequence_j_f_and_l1_is_per_frame(per_frame_run, cap
     seqs = find_sequences(root, ["seq-c"])
     (res,) = evaluate_sequences(as_dff(model, flow_net=DISFlow()), seqs, FixedInterval(1), size=(32, 48))
     frames, masks = load_sequence(seqs[0], (32, 48))
+    assert masks.shape[1:] == (48, 64)  # scored against the masks as stored
     jf = JF()
     with torch.no_grad():
-        for i, f in enumerate(frames):
+        for i in range(1, len(frames) - 1):  # the first and last frame are not scored
             from vidrec.data.transforms import normalize_rgb
 
-            jf.update("seq-c", i, model(normalize_rgb(f[None]))[0].argmax(0), masks[i])
+            logits = F.interpolate(model(normalize_rgb(frames[i][None])), size=(48, 64), mode="bilinear")
+            jf.update("seq-c", i, logits[0].argmax(0), masks[i])
     assert (res.J, res.F, res.keys) == (jf.compute()["J"], jf.compute()["F"], 8)
     assert main(["dff", "eval", ckpt, str(root / "missing")]) == 2  # one-line error, no traceback
 

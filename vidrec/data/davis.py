@@ -17,6 +17,9 @@ The split of the 14 sequences in ``../shared/data/davis2016`` is fixed here (`TR
 folder is read with an explicit sequence list (`read_sequence_list`). Missing folders, empty sequences,
 frames without a mask and unreadable files raise `DavisError` naming the path, as do masks that are not
 binary (0/255 or 0/1) or not the size of their frame; the datasets skip such an item (`SkippedItem`).
+
+Scored as DAVIS scores (evaluation): frames at any working size, masks as stored (``native_masks``), and
+each sequence's first and last frame left out (``skip_ends``, `scored_frames`).
 """
 
 from __future__ import annotations
@@ -157,6 +160,12 @@ def read_mask(
     return (mask > 0).astype(np.int64)
 
 
+def scored_frames(length: int, skip_ends: bool = True) -> range:
+    """The frame indices DAVIS scores in a sequence of `length` frames: all but the first and the last
+    (the 2016 toolkit's evaluation), or every frame when not `skip_ends`."""
+    return range(1, length - 1) if skip_ends else range(length)
+
+
 def _chw(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))  # (3, H, W) uint8
 
@@ -167,6 +176,10 @@ class DavisFrames(Dataset):
     Args:
         sequences: from `find_sequences`.
         size: (H, W) every frame and mask is resized to; None keeps 480p.
+        native_masks: keep masks as stored (only frames are resized): DAVIS scores predictions upsampled
+            to the native mask size (evaluation).
+        skip_ends: leave out each sequence's first and last frame, as the DAVIS-2016 toolkit does when
+            scoring (evaluation; a sequence of 2 frames or fewer then gives none).
         flip: random horizontal flip (training).
         strict: raise on an unreadable frame or mask instead of returning a `SkippedItem` (which
             `vidrec.data.collate_skip` drops and reports by path).
@@ -177,11 +190,16 @@ class DavisFrames(Dataset):
         sequences: list[Sequence],
         *,
         size: tuple[int, int] | None = None,
+        native_masks: bool = False,
+        skip_ends: bool = False,
         flip: bool = False,
         strict: bool = False,
     ) -> None:
         self.sequences, self.size, self.flip, self.strict = list(sequences), size, flip, strict
-        self.index = [(s, i) for s, seq in enumerate(self.sequences) for i in range(len(seq))]
+        self.mask_size = None if native_masks else size
+        self.index = [
+            (s, i) for s, seq in enumerate(self.sequences) for i in scored_frames(len(seq), skip_ends)
+        ]
 
     def __len__(self) -> int:
         return len(self.index)
@@ -201,7 +219,7 @@ class DavisFrames(Dataset):
     def _item(self, s: int, i: int) -> dict:
         seq = self.sequences[s]
         img = read_image(seq.frames[i])  # as stored: its mask must be this size
-        mask = read_mask(seq.masks[i], self.size, frame_shape=img.shape[:2])
+        mask = read_mask(seq.masks[i], self.mask_size, frame_shape=img.shape[:2])
         img = resize_image(img, self.size)
         if self._flip():
             img, mask = img[:, ::-1], mask[:, ::-1]
@@ -218,19 +236,23 @@ class DavisPairs(DavisFrames):
         *,
         max_offset: int = 9,
         size: tuple[int, int] | None = None,
+        native_masks: bool = False,
+        skip_ends: bool = False,
         flip: bool = False,
         strict: bool = False,
     ) -> None:
         if max_offset < 0:
             raise DavisError(f"max_offset: must be >= 0, got {max_offset}")
-        super().__init__(sequences, size=size, flip=flip, strict=strict)
+        super().__init__(
+            sequences, size=size, native_masks=native_masks, skip_ends=skip_ends, flip=flip, strict=strict
+        )
         self.max_offset = max_offset
 
     def _item(self, s: int, i: int) -> dict:
         seq = self.sequences[s]
         k = max(0, i - int(torch.randint(0, self.max_offset + 1, ())))
         img, key = read_image(seq.frames[i]), read_image(seq.frames[k], self.size)
-        mask = read_mask(seq.masks[i], self.size, frame_shape=img.shape[:2])
+        mask = read_mask(seq.masks[i], self.mask_size, frame_shape=img.shape[:2])
         img = resize_image(img, self.size)
         if self._flip():
             img, key, mask = img[:, ::-1], key[:, ::-1], mask[:, ::-1]

@@ -5,7 +5,9 @@ frames/s of a checkpoint on DAVIS-layout sequences under a key-frame schedule.
   by default (DFF end to end on (key, current) pairs; ``data.root=...`` points at the DAVIS folder and
   ``model.init_from=...`` at a per-frame ``segment_davis`` run's best.safetensors).
 - ``vidrec dff eval CHECKPOINT DAVIS_ROOT`` walks each sequence (default: the fixed validation split) with
-  ``--interval L`` or ``--adaptive BUDGET`` and prints a per-sequence table of J, F, key frames, frames/s.
+  ``--interval L`` or ``--adaptive BUDGET`` and prints a per-sequence table of J, F, key frames, frames/s,
+  scored as the DAVIS toolkit does: predictions upsampled to the native mask size, each sequence's first
+  and last frame left out (``--all-frames`` keeps them).
 """
 
 from __future__ import annotations
@@ -65,7 +67,14 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
         nargs=2,
         default=None,
         metavar=("H", "W"),
-        help="frame size (default: the checkpoint's task_options.size)",
+        help="working frame size the model sees (default: the checkpoint's task_options.size); "
+        "predictions are upsampled to the native mask size and scored there",
+    )
+    p.add_argument(
+        "--all-frames",
+        action="store_true",
+        help="score every frame (default: leave out each sequence's first and last, as the DAVIS-2016 "
+        "toolkit does)",
     )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     add_model_factory_argument(p)
@@ -88,8 +97,17 @@ def run_eval(args: argparse.Namespace) -> int:
     if size is not None and (len(size) != 2 or min(size) < 16):
         raise UsageError(f"--size takes H W of at least 16 px each, got {size}")
     results = evaluate_sequences(
-        dff, sequences, schedule, size=tuple(size) if size else None, device=args.device
+        dff,
+        sequences,
+        schedule,
+        size=tuple(size) if size else None,
+        device=args.device,
+        all_frames=args.all_frames,
     )
-    print(f"{ckpt}: {schedule}, flow {type(dff.flow_net).__name__}, frames {size or 'as stored'}")
+    scored = "every frame" if args.all_frames else "first and last frames left out"
+    print(
+        f"{ckpt}: {schedule}, flow {type(dff.flow_net).__name__}, frames {size or 'as stored'}; "
+        f"scored at the native mask size, {scored}"
+    )
     print(format_table(results))
     return 0

@@ -1,10 +1,12 @@
 """J, F and frames/s of a segmentation model on DAVIS-layout sequences under a key-frame schedule.
 
 `evaluate_sequences(dff, sequences, schedule)` walks each sequence in order with `DFF.run` (a fixed
-interval l = 1 is per-frame inference), keeps the predicted masks and scores them afterwards with DAVIS J
-and F (`vidrec.engine.seg_metrics`). Frames are decoded, resized and normalised before the clock starts, so
-frames/s measures the model (feature net on key frames, flow + warp + task net on the others) and the
-argmax, not JPEG decoding or scoring.
+interval l = 1 is per-frame inference) on frames resized to a working size, and scores them as the DAVIS
+toolkit does: the logits are upsampled (bilinear) to the native size of the masks, compared with the masks
+as stored with J and F (`vidrec.engine.seg_metrics`), and each sequence's first and last frame are left
+out (``all_frames=True`` keeps them). Frames are decoded, resized and normalised before the clock starts,
+and the upsampling and scoring happen outside it, so frames/s measures the model (feature net on key
+frames, flow + warp + task net on the others), not JPEG decoding or scoring.
 """
 
 from __future__ import annotations
@@ -14,12 +16,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from vidrec.data.davis import Sequence, read_image, read_mask
+from vidrec.data.davis import Sequence, read_image, read_mask, scored_frames
 from vidrec.data.transforms import normalize_rgb
 from vidrec.engine.seg_metrics import JF
 
-__all__ = ["SequenceResult", "evaluate_sequences", "format_table", "load_sequence", "summarize"]
+__all__ = [
+    "SequenceResult",
+    "evaluate_sequences",
+    "format_table",
+    "load_sequence",
+    "native_prediction",
+    "summarize",
+]
 
 
 @dataclass(frozen=True)
@@ -29,15 +39,20 @@ class SequenceResult:
     name: str
     J: float
     F: float
-    frames: int
+    frames: int  # frames run through the model (all of them; `scored` may be fewer)
     keys: int
     seconds: float  # model time over the sequence
 
 
-def load_sequence(seq: Sequence, size: tuple[int, int] | None) -> tuple[torch.Tensor, np.ndarray]:
-    """(frames uint8 (T, 3, H, W), masks int64 (T, H, W)) of a sequence, resized to `size` = (H, W)."""
+def load_sequence(
+    seq: Sequence, size: tuple[int, int] | None, *, mask_size: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, np.ndarray]:
+    """(frames uint8 (T, 3, H, W) resized to `size` = (H, W), masks int64 (T, H0, W0)) of a sequence.
+
+    Masks keep their native size (what DAVIS scores) unless `mask_size` is given (training data).
+    """
     frames = np.stack([read_image(p, size) for p in seq.frames])  # (T, H, W, 3)
-    masks = np.stack([read_mask(p, size) for p in seq.masks])
+    masks = np.stack([read_mask(p, mask_size) for p in seq.masks])
     return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(), masks
 
 
@@ -50,10 +65,14 @@ def evaluate_sequences(
     device: str | torch.device = "cpu",
     progress: bool = True,
     loaded: dict[str, tuple[torch.Tensor, np.ndarray]] | None = None,
+    all_frames: bool = False,
 ) -> list[SequenceResult]:
     """Per-sequence J, F, key frames and model seconds of `dff` (a `vidrec.dff.DFF`) under `schedule`.
 
-    `loaded`: optional cache {name: `load_sequence` result} shared between calls (benchmarks).
+    Args:
+        size: the working size (H, W) frames are resized to before the model; None: as stored.
+        loaded: optional cache {name: `load_sequence` result, native masks} shared between calls.
+        all_frames: score the first and last frame of each sequence too (the toolkit leaves them out).
     """
     from vidrec.progress import progress as bar
 
@@ -67,18 +86,25 @@ def evaluate_sequences(
             if loaded is not None:
                 loaded[seq.name] = (frames, masks)
         inputs = [normalize_rgb(f[None].to(device)) for f in frames]  # (1, 3, H, W) each
-        preds, keys = [], 0
+        logits, keys = [], 0
         start = time.perf_counter()
         for out, is_key in dff.run(iter(inputs), schedule):
-            preds.append(out[0].argmax(dim=0).cpu())  # (H, W)
+            logits.append(out)  # (1, K, H, W) at the working size
             keys += bool(is_key)
         seconds = time.perf_counter() - start
         jf = JF()
-        for i, (pred, gt) in enumerate(zip(preds, masks, strict=True)):
-            jf.update(seq.name, i, pred.numpy(), gt)
+        for i in scored_frames(len(logits), skip_ends=not all_frames):
+            jf.update(seq.name, i, native_prediction(logits[i], masks[i].shape), masks[i])
         score = jf.compute()
-        results.append(SequenceResult(seq.name, score["J"], score["F"], len(preds), keys, seconds))
+        results.append(SequenceResult(seq.name, score["J"], score["F"], len(logits), keys, seconds))
     return results
+
+
+def native_prediction(logits: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """The argmax mask (H0, W0) of logits (1, K, H, W) upsampled bilinearly to a mask's native `shape`."""
+    if logits.shape[-2:] != tuple(shape):
+        logits = F.interpolate(logits.float(), size=tuple(shape), mode="bilinear", align_corners=False)
+    return logits[0].argmax(dim=0).cpu().numpy()
 
 
 def summarize(results: list[SequenceResult]) -> dict[str, float]:

@@ -15,7 +15,9 @@ Two ways to train, chosen by ``task_options.pairs``:
 
 Validation scores every ``val_stride``-th frame of the validation sequences: per frame for a per-frame
 model, and on (key, current) pairs drawn the same way (the same draws every epoch) for a DFF model; J and
-F as DAVIS defines them (`vidrec.engine.seg_metrics`); ``val_J`` picks ``best.safetensors``.
+F as the DAVIS toolkit scores them (`vidrec.engine.seg_metrics`): the logits are upsampled to the native
+size of the masks and scored against the masks as stored, and each sequence's first and last frame are
+left out (``val_all_frames: true`` keeps them); ``val_J`` picks ``best.safetensors``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class SegmentOptions:
     )
     val_stride: int = field(
         default=1, metadata={"help": "score every n-th frame of the validation sequences"}
+    )
+    val_all_frames: bool = field(
+        default=False,
+        metadata={"help": "validate on every frame; false: leave out each sequence's first and last (DAVIS)"},
     )
     flip: bool = field(default=True, metadata={"help": "random horizontal flips of training items"})
 
@@ -115,12 +121,13 @@ class Segment(Task):
 
         o, (train_seqs, val_seqs) = self.options, self._sequences()
         size = tuple(o.size)
+        scoring = {"size": size, "native_masks": True, "skip_ends": not o.val_all_frames}  # as DAVIS scores
         if o.pairs:
             train = DavisPairs(train_seqs, max_offset=o.max_offset, size=size, flip=o.flip)
-            val = DavisPairs(val_seqs, max_offset=o.max_offset, size=size) if val_seqs else None
+            val = DavisPairs(val_seqs, max_offset=o.max_offset, **scoring) if val_seqs else None
         else:
             train = DavisFrames(train_seqs, size=size, flip=o.flip)
-            val = DavisFrames(val_seqs, size=size) if val_seqs else None
+            val = DavisFrames(val_seqs, **scoring) if val_seqs else None
         if val is not None and o.val_stride > 1:
             val = Subset(val, range(0, len(val), o.val_stride))
         if log is not None:
@@ -181,11 +188,17 @@ class Segment(Task):
             if self.is_empty(batch):
                 continue
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits, mask = forward_batch(model, batch, device, pairs=self.options.pairs)
-            loss_sum += float(F.cross_entropy(logits.float(), mask, reduction="sum")) / mask[0].numel()
-            n += len(mask)
-            for seq, idx, p, m in zip(batch["sequence"], batch["index"], logits.argmax(1), mask, strict=True):
-                scores.update(seq, int(idx), p, m)
+                logits = predict(model, batch, device, pairs=self.options.pairs)  # (B, 2, H, W) working size
+            for seq, idx, out, mask in zip(
+                batch["sequence"], batch["index"], logits, batch["mask"], strict=True
+            ):
+                mask = mask.to(device)[None]  # (1, H0, W0) as stored
+                out = F.interpolate(
+                    out[None].float(), size=mask.shape[-2:], mode="bilinear", align_corners=False
+                )
+                loss_sum += float(F.cross_entropy(out, mask))
+                scores.update(seq, int(idx), out[0].argmax(0), mask[0])
+                n += 1
         model.train()
         jf = scores.compute(gather=True)
         return {"val_loss": loss_sum / max(n, 1), "val_J": jf["J"], "val_F": jf["F"], "val_JF": jf["JF"],
@@ -215,23 +228,27 @@ def is_paired(model: nn.Module) -> bool:
     return hasattr(_inner(model), "flow_net")
 
 
-def forward_batch(
-    model: nn.Module, batch: dict, device: torch.device, *, pairs: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits (B, K, H, W) at the mask size, mask (B, H, W) int64) of a batch of `vidrec.data.davis` items.
+def predict(model: nn.Module, batch: dict, device: torch.device, *, pairs: bool) -> torch.Tensor:
+    """Logits (B, K, H, W) of a batch of `vidrec.data.davis` items, at the model's output size.
 
     Images arrive as uint8 (B, 3, H, W) and are ImageNet-normalised here, on the device.
     """
     from vidrec.data.transforms import normalize_rgb
 
     image = normalize_rgb(batch["image"].to(device, non_blocking=True))
-    mask = batch["mask"].to(device, non_blocking=True)
     if pairs:
         key = normalize_rgb(batch["key_image"].to(device, non_blocking=True))
         same = torch.as_tensor(batch["offset"]).to(device) == 0  # eq_flag: the key is the current frame
-        logits = model(key, image, same)
-    else:
-        logits = model(image)
+        return model(key, image, same)
+    return model(image)
+
+
+def forward_batch(
+    model: nn.Module, batch: dict, device: torch.device, *, pairs: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, K, H, W) upsampled to the mask size, mask (B, H, W) int64) of a batch (training)."""
+    logits = predict(model, batch, device, pairs=pairs)
+    mask = batch["mask"].to(device, non_blocking=True)
     if logits.shape[-2:] != mask.shape[-2:]:
         logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear", align_corners=False)
     return logits, mask
