@@ -149,3 +149,46 @@ def test_pretrain_flow_writes_weights_that_run_uses_and_refuses_to_overwrite(
     run = ["dff", "run", checkpoint, video, "--out", str(out), "--flow", "learned"]
     assert main([*run, "--flow-weights", str(weights)]) == 0
     assert "flow FlowNetLite" in capsys.readouterr().out and probe(out).num_frames == 12
+
+
+def test_run_streams_the_overlay_holding_a_frame_or_two(checkpoint, tmp_path, capsys, monkeypatch):
+    import vidrec.dff.cli as dff_cli
+    import vidrec.io
+    from vidrec.io import VideoWriter
+
+    rng = np.random.default_rng(1)
+    long_video = tmp_path / "long.mp4"
+    write_video(long_video, rng.integers(0, 255, (90, 32, 48, 3), dtype=np.uint8), fps=30)
+    decoded, written_after = [0], []  # frames read so far; that count at each frame written
+
+    real_read = dff_cli.read_input
+
+    def counting_read(source, *, strict):
+        frames, total, fps = real_read(source, strict=strict)
+
+        def counted():
+            for f in frames:
+                decoded[0] += 1
+                yield f
+
+        return counted(), total, fps
+
+    real_write = VideoWriter.write
+
+    def spy_write(self, frame):
+        written_after.append(decoded[0])
+        real_write(self, frame)
+
+    def no_batch_write(*a, **k):
+        raise AssertionError("the overlay must be written frame by frame, not collected for write_video")
+
+    monkeypatch.setattr(dff_cli, "read_input", counting_read)
+    monkeypatch.setattr(VideoWriter, "write", spy_write)
+    monkeypatch.setattr(vidrec.io, "write_video", no_batch_write)
+    out = tmp_path / "overlay.mp4"
+    assert main(["dff", "run", checkpoint, str(long_video), "--out", str(out), "--interval", "10"]) == 0
+    assert len(written_after) == 90  # each frame written once, the k-th while at most k + 2 were decoded
+    assert all(after <= k + 2 for k, after in enumerate(written_after, start=1))
+    assert probe(out).num_frames == 90
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("90 frames, 9 key frames") and "frames/s" in last  # the speed, printed last

@@ -145,7 +145,7 @@ def overlay(frame: np.ndarray, mask: np.ndarray, *, is_key: bool, index: int) ->
 
 def run_dff(args: argparse.Namespace) -> int:
     from vidrec.engine.checkpoint import load_task
-    from vidrec.io import write_video
+    from vidrec.io import VideoWriter
 
     ckpt = input_file(args.checkpoint, "checkpoint")
     out_path = output_path(args.out, "overlay video", overwrite=args.overwrite, inputs=(ckpt, args.input))
@@ -159,38 +159,47 @@ def run_dff(args: argparse.Namespace) -> int:
     frames, total, fps = read_input(args.input, strict=args.strict)
     frames = (resize(f, size) for f in frames)
     start = time.perf_counter()
-    shown, keys, spent = walk(dff, frames, schedule, device=device, total=total)
-    if not shown:
-        raise UsageError(f"input {args.input} has no frames")
+    # The overlay is encoded as it is drawn: memory stays constant however long the video.
+    with VideoWriter(out_path, fps=args.fps or fps or 24.0) as writer:
+        n, keys, spent = walk(dff, frames, schedule, device=device, total=total, write=writer.write)
+        if n == 0:  # the writer drops its temporary file
+            raise UsageError(f"input {args.input} has no frames")
     wall = time.perf_counter() - start
-    write_video(out_path, np.stack(shown), fps=args.fps or fps or 24.0)
-    n = len(shown)
+    print(f"wrote {out_path}")
     print(
         f"{n} frames, {keys} key frames ({schedule}), flow {type(dff.flow_net).__name__}: "
-        f"{n / max(spent, 1e-9):.1f} frames/s (decoding + DFF), {n / wall:.1f} frames/s overall"
+        f"{n / max(spent, 1e-9):.1f} frames/s (decoding + DFF), {n / wall:.1f} frames/s overall "
+        "(with drawing and encoding)"
     )
-    print(f"wrote {out_path}")
     return 0
 
 
-def walk(dff, frames: Iterator[np.ndarray], schedule, *, device: torch.device, total: int | None):
-    """Run `dff` over uint8 frames with a progress bar: (overlay frames, key-frame count, seconds spent
-    decoding and in DFF -- not drawing)."""
+def walk(
+    dff,
+    frames: Iterator[np.ndarray],
+    schedule,
+    *,
+    device: torch.device,
+    total: int | None,
+    write: Callable[[np.ndarray], None],
+) -> tuple[int, int, float]:
+    """Run `dff` over uint8 frames with a progress bar, handing each overlay frame to `write` as soon as it
+    is drawn (none is kept): (frames, key frames, seconds spent decoding and in DFF -- not drawing or
+    writing)."""
     from vidrec.progress import progress
 
-    shown: list[np.ndarray] = []
     kept: list[np.ndarray] = []  # the frame being processed, for its overlay
     inputs = (to_input(f, device) for f in _keep(frames, kept))
-    keys, spent = 0, 0.0
+    count, keys, spent = 0, 0, 0.0
     with progress(total=total, desc="dff run", unit="frame") as bar:
         tick = time.perf_counter()
         for index, (out, is_key) in enumerate(dff.run(inputs, schedule)):
             spent += time.perf_counter() - tick
-            shown.append(overlay(kept.pop(), foreground(out), is_key=is_key, index=index))
-            keys += is_key
+            write(overlay(kept.pop(), foreground(out), is_key=is_key, index=index))
+            count, keys = count + 1, keys + is_key
             bar.update(1)
             tick = time.perf_counter()
-    return shown, keys, spent
+    return count, keys, spent
 
 
 def _keep(frames: Iterator[np.ndarray], kept: list[np.ndarray]) -> Iterator[np.ndarray]:

@@ -1,4 +1,5 @@
-"""Writing videos and animated GIFs with PyAV (FFmpeg).
+"""Writing videos and animated GIFs with PyAV (FFmpeg): `write_video` for frames already in memory,
+`VideoWriter` for frames that come one at a time (constant memory on a long video).
 
 Files are written atomically: frames go to a temporary file in the destination folder, which is
 renamed over the destination with `os.replace` only once the container is closed, so a reader never
@@ -7,6 +8,7 @@ sees a half-written video and an interrupted run leaves no broken file under the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -21,7 +23,7 @@ from PIL import Image
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["write_video"]
+__all__ = ["VideoWriter", "write_video"]
 
 # file extension -> FFmpeg container (muxer) name
 _CONTAINERS = {
@@ -169,17 +171,143 @@ def _encode_gif(container, array: np.ndarray, fps: float) -> None:
     stream.width, stream.height = array.shape[2], array.shape[1]
     stream.pix_fmt = "pal8"
     pick = np.linspace(0, len(array) - 1, min(len(array), _PALETTE_SAMPLE)).round().astype(int)
-    pooled = Image.fromarray(np.concatenate(array[pick], axis=0))  # (n*H, W, 3)
-    palette_img = pooled.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    palette = _gif_palette(array[pick])
+    frames = (_gif_frame(f, *palette) for f in array)
+    _encode(container, stream, frames)
+
+
+class VideoWriter:
+    """Encode RGB frames one at a time as they are produced, holding none of them (a GIF holds its first
+    16, from which its one palette is built); atomic like `write_video`.
+
+    Use it as a context manager: the file appears under `path` when the block ends without an error;
+    on an error (or `abort`) the temporary file is removed and nothing is written::
+
+        with VideoWriter("overlay.mp4", fps=25) as out:
+            for frame in frames:  # uint8 (H, W, 3) RGB, all of one size
+                out.write(frame)
+
+    Args:
+        path, fps, codec, gop, bframes, pix_fmt, crf, deterministic: as `write_video`'s.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float,
+        *,
+        codec: str = "libx264",
+        gop: int | None = None,
+        bframes: int | None = None,
+        pix_fmt: str = "yuv420p",
+        crf: float | None = None,
+        deterministic: bool = False,
+    ) -> None:
+        self.path, self.fps = Path(path), fps
+        self._fmt = _container_for(self.path)
+        _rate(fps)  # a bad rate fails here, before any file is made
+        self._options = (codec, gop, bframes, pix_fmt, crf, deterministic)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
+        )
+        os.close(fd)
+        self._container = av.open(self._tmp, mode="w", format=self._fmt)
+        self._stream = None
+        self._shape: tuple[int, ...] | None = None
+        self._gif_first: list[np.ndarray] = []  # a GIF's frames until its palette is built
+        self._palette = None
+        self.frames = 0  # frames written so far
+        self._encoded = 0  # frames given to the encoder (a GIF's first ones wait for its palette)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one uint8 RGB frame `(H, W, 3)`; every frame must have the first one's size."""
+        array = _as_frames(np.asarray(frame)[None], self.path)[0]
+        if self._shape is None:
+            self._start(array)
+        elif array.shape != self._shape:
+            raise ValueError(
+                f"{self.path}: frame {self.frames} is {array.shape}, the first was {self._shape}"
+            )
+        self.frames += 1
+        if self._fmt != "gif":
+            self._mux(av.VideoFrame.from_ndarray(array, format="rgb24"))
+        elif self._palette is None:
+            self._gif_first.append(array)
+            if len(self._gif_first) == _PALETTE_SAMPLE:
+                self._flush_gif()
+        else:
+            self._mux(_gif_frame(array, *self._palette))
+
+    def close(self) -> Path:
+        """Finish the file and move it to `path`; a writer given no frame writes nothing (ValueError)."""
+        try:
+            if self._shape is None:
+                raise ValueError(f"{self.path}: no frames to write; a video needs at least one")
+            if self._palette is None and self._fmt == "gif":
+                self._flush_gif()
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the file being written (nothing appears under `path`)."""
+        with contextlib.suppress(av.FFmpegError, OSError, ValueError):  # e.g. a container without a stream
+            self._container.close()
+        Path(self._tmp).unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _start(self, array: np.ndarray) -> None:
+        codec, gop, bframes, pix_fmt, crf, deterministic = self._options
+        h, w = array.shape[:2]
+        if self._fmt == "gif":
+            self._stream = self._container.add_stream("gif", rate=_rate(self.fps))
+            self._stream.width, self._stream.height, self._stream.pix_fmt = w, h, "pal8"
+        else:
+            if pix_fmt in ("yuv420p", "yuvj420p", "nv12") and h % 2 + w % 2:
+                raise ValueError(
+                    f"{self.path}: {pix_fmt} needs even frame sizes, got {h}x{w} (HxW); "
+                    "crop/pad the frames or pass pix_fmt='yuv444p'"
+                )
+            self._stream = _add_stream(
+                self._container, array[None], self.fps, codec, gop, bframes, pix_fmt, crf, deterministic
+            )
+        self._shape = array.shape
+
+    def _flush_gif(self) -> None:
+        self._palette = _gif_palette(np.stack(self._gif_first))
+        for array in self._gif_first:
+            self._mux(_gif_frame(array, *self._palette))
+        self._gif_first = []
+
+    def _mux(self, frame: av.VideoFrame) -> None:
+        frame.pts, self._encoded = self._encoded, self._encoded + 1
+        self._container.mux(self._stream.encode(frame))
+
+
+def _gif_palette(array: np.ndarray) -> tuple[Image.Image, np.ndarray]:
+    """(PIL palette image, ARGB (256, 4)) of one adaptive palette pooled from frames (N, H, W, 3)."""
+    palette_img = Image.fromarray(np.concatenate(array, axis=0)).quantize(
+        colors=256, method=Image.Quantize.MEDIANCUT
+    )
     rgb = np.zeros((256, 3), np.uint8)
     pal = np.asarray(palette_img.getpalette()[: 256 * 3], np.uint8).reshape(-1, 3)
     rgb[: len(pal)] = pal
-    argb = np.concatenate([np.full((256, 1), 255, np.uint8), rgb], axis=1)  # (256, 4) ARGB
-    frames = (
-        av.VideoFrame.from_ndarray(
-            (np.asarray(Image.fromarray(f).quantize(palette=palette_img, dither=Image.Dither.NONE)), argb),
-            format="pal8",
-        )
-        for f in array
-    )
-    _encode(container, stream, frames)
+    return palette_img, np.concatenate([np.full((256, 1), 255, np.uint8), rgb], axis=1)
+
+
+def _gif_frame(array: np.ndarray, palette_img: Image.Image, argb: np.ndarray) -> av.VideoFrame:
+    pixels = np.asarray(Image.fromarray(array).quantize(palette=palette_img, dither=Image.Dither.NONE))
+    return av.VideoFrame.from_ndarray((pixels, argb), format="pal8")
