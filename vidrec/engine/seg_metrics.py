@@ -8,9 +8,10 @@
   pixels; a value >= 1 is taken as pixels), i.e. inside a disk-dilation of the other boundary;
   precision = matched predicted / predicted boundary pixels, recall = matched true / true boundary
   pixels, F = 2PR / (P + R). An empty predicted boundary gives P = 1, an empty true one R = 1.
-- A sequence's J (F) is the mean over its frames; the reported J (F) is the mean over sequences.
-  Every annotated frame counts (the semi-supervised protocol's exclusion of the given first frame does
-  not apply: nothing is given here).
+- A sequence's J (F) is the mean over the frames given to `JF`; the reported J (F) is the mean over
+  sequences. Which frames, at which size, is the caller's: vidrec's DAVIS evaluation gives each
+  sequence's frames but the first and the last, at the native mask size, as the 2016 toolkit scores
+  (`vidrec.data.davis.scored_frames`, `vidrec.dff.davis_eval`, the segment task's validation).
 """
 
 from __future__ import annotations
