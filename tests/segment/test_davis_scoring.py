@@ -116,3 +116,33 @@ def test_segment_validation_is_scored_like_davis(native_davis, monkeypatch):
             ConstantSegmenter(), loader, device=torch.device("cpu"), amp=False, progress=False
         )
         assert (out["val_J"], out["val_F"]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_validation_batches_masks_of_different_native_sizes(native_davis, monkeypatch):
+    """A folder with sequences stored at two sizes (as DAVIS-2017): each prediction is upsampled to its
+    own mask's size; a batch holding both keeps the masks as a list."""
+    from torch.utils.data import DataLoader
+
+    from vidrec.data.davis import collate_davis
+
+    small = native_davis / "JPEGImages/480p/small"
+    (native_davis / "Annotations/480p/small").mkdir(parents=True)
+    small.mkdir()
+    for t in range(3):  # at the working size itself: the box as the prediction draws it
+        cv2.imwrite(str(small / f"{t:05d}.jpg"), np.full((*WORK, 3), 90, np.uint8))
+        mask = _box(WORK, (ROWS[0] // 2, ROWS[1] // 2), PRED_COLS).astype(np.uint8) * 255
+        cv2.imwrite(str(native_davis / f"Annotations/480p/small/{t:05d}.png"), mask)
+    seqs = find_sequences(native_davis, ["box", "small"])
+    monkeypatch.setattr(Segment, "_sequences", lambda self: (seqs, seqs))
+    task = _segment_task(native_davis)
+    _, val = task.datasets(ConstantSegmenter())
+    loader = DataLoader(val, batch_size=4, collate_fn=task.collate())
+    batches = list(loader)  # 3 frames of box (96 x 160) and 1 of small (48 x 80)
+    assert isinstance(batches[0]["mask"], list) and [m.shape for m in batches[0]["mask"]][-2:] == [
+        NATIVE,
+        WORK,
+    ]
+    assert collate_davis([val[0], val[1]])["mask"].shape == (2, *NATIVE)  # one size: one tensor
+    out = task.validate(ConstantSegmenter(), loader, device=torch.device("cpu"), amp=False, progress=False)
+    j, f, _ = _by_hand()
+    np.testing.assert_allclose((out["val_J"], out["val_F"]), ((j + 1) / 2, (f + 1) / 2), atol=1e-12)

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vidrec.cli import UsageError
-from vidrec.data.dataset import SkippedItem
+from vidrec.data.dataset import SkippedItem, collate_skip
 
 IMAGES = Path("JPEGImages/480p")
 MASKS = Path("Annotations/480p")
@@ -164,6 +164,19 @@ def scored_frames(length: int, skip_ends: bool = True) -> range:
     """The frame indices DAVIS scores in a sequence of `length` frames: all but the first and the last
     (the 2016 toolkit's evaluation), or every frame when not `skip_ends`."""
     return range(1, length - 1) if skip_ends else range(length)
+
+
+def collate_davis(batch: list[dict | SkippedItem]) -> dict:
+    """`vidrec.data.collate_skip`, except that native masks of different sizes (sequences of a folder
+    stored at several sizes, as in DAVIS-2017) stay a list of (H0, W0) tensors instead of one tensor."""
+    good = [b for b in batch if isinstance(b, dict)]
+    if len({tuple(b["mask"].shape) for b in good}) <= 1:
+        return collate_skip(batch)
+    out = collate_skip(
+        [{k: v for k, v in b.items() if k != "mask"} if isinstance(b, dict) else b for b in batch]
+    )
+    out["mask"] = [b["mask"] for b in good]
+    return out
 
 
 def _chw(img: np.ndarray) -> torch.Tensor:

@@ -136,6 +136,12 @@ class Segment(Task):
                 f"{len(val_seqs or [])} validation sequences ({scored} frames scored)")  # fmt: skip
         return train, val
 
+    def collate(self) -> Callable[[list[Any]], Any]:
+        """`collate_skip`, with validation masks (native size) of different sizes kept as a list."""
+        from vidrec.data.davis import collate_davis
+
+        return collate_davis
+
     # -- model and state ----------------------------------------------------------------------------
     def build_model(self, *, weights: bool = True) -> nn.Module:
         from vidrec.models.build import build_model  # imports every model: only when one is built
