@@ -297,7 +297,7 @@ def main(argv=None) -> int:
         load_sequence(s, size, mask_size=size) for s in progress(train_seqs, desc="read training frames")
     ]
     frames = [f for f, _ in train_data]
-    masks = [torch.from_numpy(m) for _, m in train_data]
+    masks = [torch.from_numpy(m).long() for _, m in train_data]
     info: dict = {
         "size": list(size),
         "scored": "native mask size, "
