@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from proc_helpers import session
 
 from vidrec.interrupt import Interrupted, StopRequest
 from vidrec.io import write_video
@@ -25,22 +26,6 @@ def _env() -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return env
-
-
-def _session(sid: int) -> list[int]:
-    """Pids of the live processes of session `sid` (zombies excluded)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, session, ...
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
 def _videos(folder: Path, n: int, frames: int = 60, height: int = 96, width: int = 128) -> Path:
@@ -67,9 +52,9 @@ def _gone(sid: int, timeout: float = 10) -> bool:
     """Whether every process of session `sid` is gone within `timeout` (the forkserver exits with its
     parent, after it)."""
     deadline = time.monotonic() + timeout
-    while _session(sid) and time.monotonic() < deadline:
+    while session(sid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not _session(sid)
+    return not session(sid)
 
 
 # ----------------------------------------------------------------------------- the signal machinery

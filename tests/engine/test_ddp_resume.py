@@ -7,9 +7,6 @@ rank can be given its own run folder: that is how two machines without a shared 
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from proc_helpers import finish, kill, launch_train
 from tinyvid import subprocess_env
 
 from vidrec.engine.checkpoint import load_checkpoint
@@ -46,51 +44,14 @@ COMMON = [
 BN_DROPOUT = "model.kwargs={dropout: 0.3, batchnorm: true}"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(out_dirs: list[Path], *extra: str) -> list[subprocess.Popen]:
     """One training process per run folder, joined into one gloo group (rank i uses out_dirs[i])."""
-    port, procs = _port(), []
-    for rank, out in enumerate(out_dirs):
-        env = subprocess_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(len(out_dirs)))
-        cmd = [sys.executable, "-m", "vidrec.cli", "train", *COMMON, f"out_dir={out}", *extra]
-        procs.append(
-            subprocess.Popen(
-                cmd,
-                env=env,
-                start_new_session=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    return procs
-
-
-def _finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:
-    """(exit code, stderr) of every process; all are killed if they have not ended by `timeout`."""
-    deadline, out = time.monotonic() + timeout, []
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=max(deadline - time.monotonic(), 1))
-            out.append((p.returncode, err))
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the ranks did not finish within {timeout} s (a deadlock?)")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-    return out
+    argv = [[*COMMON, f"out_dir={out}", *extra] for out in out_dirs]
+    return launch_train(len(out_dirs), argv.__getitem__, subprocess_env())
 
 
 def _ok(procs: list[subprocess.Popen]) -> None:
-    for rc, err in _finish(procs):
+    for rc, err in finish(procs):
         assert rc == 0, err[-3000:]
 
 
@@ -106,7 +67,7 @@ def test_unshared_run_folders_stop_every_rank_with_one_line(tmp_path):
     train(cfg)  # node 0 holds last.safetensors; node 1's disk has no run folder at all
     assert (node0 / "last.safetensors").is_file()
     started = time.monotonic()
-    results = _finish(_launch([node0, node1], "--resume"), timeout=180)
+    results = finish(_launch([node0, node1], "--resume"), timeout=180)
     assert time.monotonic() - started < 170
     for rank, (rc, err) in enumerate(results):
         assert rc == 2, (rank, err[-3000:])
@@ -126,9 +87,7 @@ def test_ddp_kill_and_resume_is_bit_identical_with_batchnorm_and_dropout(tmp_pat
     deadline = time.monotonic() + 240
     while not marker.exists() and all(p.poll() is None for p in procs) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for p in procs:  # SIGKILL: no chance to save anything more
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
+    kill(procs)  # SIGKILL: no chance to save anything more
     assert marker.exists(), "the run never reached the kill point"
     mid = load_checkpoint(run / "last.safetensors")
     assert (mid.epoch, mid.step_in_epoch, mid.global_step) == (1, 3, 9)

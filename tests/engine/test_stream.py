@@ -32,6 +32,7 @@ from vidrec.io.live import LiveReader
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+from proc_helpers import reaped  # noqa: E402
 from tinyvid import tiny_lrcn  # noqa: E402
 
 K = 3
@@ -163,7 +164,7 @@ def test_growing_file_streams_before_it_is_complete_and_ctrl_c_is_clean(ckpt, ts
     proc = _predict(
         ckpt, str(live), "--timeline", "--window", "4", "--stride", "4", "--follow", start_new_session=True
     )
-    try:
+    with reaped(proc):
         first = proc.stdout.readline()  # blocks until the first window is printed
         assert "frames     0-    4" in first and "ms)" in first, first
         with open(live, "ab") as fh:  # the recording goes on while predict runs
@@ -174,10 +175,6 @@ def test_growing_file_streams_before_it_is_complete_and_ctrl_c_is_clean(ckpt, ts
         assert "frames    28-   32" in lines[-1], lines
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "stopped by Ctrl-C" in err
 
@@ -189,17 +186,13 @@ def test_ctrl_c_stops_a_followed_stream_at_once(ckpt, ts_video, tmp_path):
     live.write_bytes(ts_video.read_bytes()[:20000])
     args = ["--stream", "--window", "4", "--stride", "4", "--follow", "--idle-timeout", "30"]
     proc = _predict(ckpt, str(live), *args, start_new_session=True)
-    try:
+    with reaped(proc):
         assert "frames     0-    4" in proc.stdout.readline()
         time.sleep(0.5)  # waiting for the recorder's next bytes
         proc.send_signal(signal.SIGINT)
         tic = time.monotonic()
         _, err = proc.communicate(timeout=90)
         seconds = time.monotonic() - tic
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 130 and "stopped by Ctrl-C" in err and "Traceback" not in err, err[-2000:]
     assert seconds < 15, f"Ctrl-C took {seconds:.1f} s with --idle-timeout 30"
 

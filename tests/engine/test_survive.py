@@ -5,9 +5,7 @@ releases the lock; a dead run's lock never blocks, a live one always does (real 
 from __future__ import annotations
 
 import csv
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from proc_helpers import alive, children, finish, kill, launch_train
 from tinyvid import subprocess_env
 
 from vidrec.cli import main
@@ -49,52 +48,9 @@ def _rows(run: Path) -> list[dict]:
     return list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(world: int, *args: str) -> list[subprocess.Popen]:
     """`python -m vidrec.cli train ARGS` as `world` ranks of one gloo group (one process when 1)."""
-    port, procs = _port(), []
-    for rank in range(world):
-        env = subprocess_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        if world > 1:
-            env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
-        cmd = [sys.executable, "-m", "vidrec.cli", "train", *args]
-        procs.append(
-            subprocess.Popen(
-                cmd,
-                env=env,
-                start_new_session=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    return procs
-
-
-def _finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:
-    """(exit code, stderr) of every process; all are killed if they have not ended by `timeout`."""
-    deadline, out = time.monotonic() + timeout, []
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=max(deadline - time.monotonic(), 1))
-            out.append((p.returncode, err))
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the ranks did not finish within {timeout} s")
-    finally:
-        _kill(procs)
-    return out
-
-
-def _kill(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    return launch_train(world, lambda rank: list(args), subprocess_env())
 
 
 def _wait_for(paths: list[Path], procs: list[subprocess.Popen], timeout: float = 180) -> None:
@@ -102,32 +58,9 @@ def _wait_for(paths: list[Path], procs: list[subprocess.Popen], timeout: float =
     while not all(p.exists() for p in paths):
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
             errs = [p.communicate()[1][-2000:] if p.poll() is not None else "(running)" for p in procs]
-            _kill(procs)
+            kill(procs)
             pytest.fail(f"the run never reached the pause: {errs}")
         time.sleep(0.02)
-
-
-def _children(pid: int) -> list[int]:
-    """Live (not zombie) child processes of `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-            if int(ppid) == pid and state != "Z":
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _signal_handled(pid: int, timeout: float = 30) -> None:
@@ -195,19 +128,19 @@ def test_sigterm_saves_a_resumable_checkpoint(tmp_path, world):
     else:
         assert all(
             rc == 0
-            for rc, _ in _finish(_launch(world, *common, f"out_dir={ref}", f"model.kwargs={{{BN_DROPOUT}}}"))
+            for rc, _ in finish(_launch(world, *common, f"out_dir={ref}", f"model.kwargs={{{BN_DROPOUT}}}"))
         )
 
     kwargs = f"model.kwargs={{{BN_DROPOUT}, pause_after: {pause}, marker: '{marker}'}}"
     procs = _launch(world, *common, f"out_dir={run}", kwargs)
     _wait_for([Path(f"{marker}.{r}") for r in range(world)], procs)
-    loader_workers = _children(procs[0].pid)
+    loader_workers = children(procs[0].pid)
     assert len(loader_workers) == workers
     assert (run / runfolder.LOCK_NAME).read_text().strip() == str(procs[0].pid)
     procs[-1].send_signal(signal.SIGTERM)  # the scheduler's signal, to the last rank only
     _signal_handled(procs[-1].pid)
     Path(f"{marker}.go").touch()
-    results = _finish(procs, timeout=120)
+    results = finish(procs, timeout=120)
 
     for rank, (rc, err) in enumerate(results):
         assert rc == 143, (rank, err[-3000:])
@@ -217,7 +150,7 @@ def test_sigterm_saves_a_resumable_checkpoint(tmp_path, world):
     assert f"stopped by SIGTERM at epoch 2, batch 4 (step {steps + 4})" in lines[0]
     assert str(run / "last.safetensors") in lines[0]
     assert all("vidrec train:" not in err for _, err in results[1:])  # one line, from rank 0
-    assert not [pid for pid in loader_workers if _alive(pid)], "DataLoader workers outlived the trainer"
+    assert not [pid for pid in loader_workers if alive(pid)], "DataLoader workers outlived the trainer"
     assert not (run / runfolder.LOCK_NAME).exists()
     assert not list(run.glob(".*.tmp-*"))
     mid = load_checkpoint(run / "last.safetensors")
@@ -228,7 +161,7 @@ def test_sigterm_saves_a_resumable_checkpoint(tmp_path, world):
     if world == 1:
         assert main(["train", *again]) == 0
     else:
-        assert all(rc == 0 for rc, _ in _finish(_launch(world, *again)))
+        assert all(rc == 0 for rc, _ in finish(_launch(world, *again)))
     want, got = (load_checkpoint(d / "last.safetensors") for d in (ref, run))
     assert got.global_step == want.global_step == 2 * steps
     for key, value in want.model.items():  # weights and BatchNorm statistics
@@ -247,14 +180,14 @@ def test_a_live_runs_lock_blocks_and_a_dead_runs_lock_does_not(tmp_path, capsys)
     (holder,) = _launch(1, *COMMON, "data.workers=2", f"out_dir={run}", kwargs)
     try:
         _wait_for([Path(f"{marker}.0")], [holder])
-        assert len(_children(holder.pid)) == 2  # its DataLoader workers, forked while it held the lock
+        assert len(children(holder.pid)) == 2  # its DataLoader workers, forked while it held the lock
         rc = main(["train", *COMMON, f"out_dir={run}", "schedule.epochs=1", "--resume"])
         err = capsys.readouterr().err
         assert rc == 2 and f"in use by another vidrec train (pid {holder.pid})" in err
         holder.send_signal(signal.SIGKILL)  # the OOM killer: no clean-up at all
         holder.wait()
     finally:
-        _kill([holder])
+        kill([holder])
     lock = run / runfolder.LOCK_NAME
     assert lock.read_text().strip() == str(holder.pid)  # the dead run's lock file stays...
     # ...and blocks nothing, also while its orphaned DataLoader workers are still winding down

@@ -7,25 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from flow_helpers import make_video, start_in_session
-
-
-def _session(sid: int) -> list[int]:
-    """Pids of the live processes of session `sid` (zombies excluded)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, session, ...
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
+from proc_helpers import session
 
 
 def test_workers_die_with_a_killed_parent(tmp_path):
@@ -40,15 +24,15 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     )
     try:
         deadline = time.monotonic() + 120
-        while len(_session(proc.pid)) < 4:  # main + forkserver + 2 workers
+        while len(session(proc.pid)) < 4:  # main + forkserver + 2 workers
             assert proc.poll() is None and time.monotonic() < deadline, "the pool never started"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)  # only the main process, as the OOM killer would
         proc.wait()
         deadline = time.monotonic() + 15
-        while _session(proc.pid) and time.monotonic() < deadline:
+        while session(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _session(proc.pid) == [], "forkserver / workers outlived their parent"
+        assert session(proc.pid) == [], "forkserver / workers outlived their parent"
     finally:
-        for pid in _session(proc.pid):
+        for pid in session(proc.pid):
             os.kill(pid, signal.SIGKILL)

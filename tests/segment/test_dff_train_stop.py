@@ -7,39 +7,16 @@ import csv
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from proc_helpers import alive, children, reaped, start
 
 from vidrec.engine.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _children(pid: int) -> list[int]:
-    """Live (not zombie) child processes of `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-            if int(ppid) == pid and state != "Z":
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _steps_logged(run: Path) -> int:
@@ -65,26 +42,20 @@ def test_sigterm_stops_dff_train_with_its_workers_and_a_resumable_checkpoint(tin
         OMP_NUM_THREADS="1",
         PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     )
-    proc = subprocess.Popen(
-        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    proc = start(cmd, env)
+    with reaped(proc):
         deadline = time.monotonic() + 180
         while _steps_logged(run) < 2:  # training: its loader workers are up
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
             time.sleep(0.05)
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
     lines = [line for line in err.splitlines() if line.startswith("vidrec dff:")]
     assert len(lines) == 1 and "stopped by SIGTERM at epoch" in lines[0], err[-3000:]
     assert f"{run / 'last.safetensors'} holds it; continue with the same command plus --resume" in lines[0]
-    assert len(workers) == 2 and not [pid for pid in workers if _alive(pid)]
+    assert len(workers) == 2 and not [pid for pid in workers if alive(pid)]
     assert not (run / ".vidrec.lock").exists() and not list(run.glob(".*tmp*"))
     step = int(re.search(r"\(step (\d+)\)", lines[0])[1])
     ckpt = load_checkpoint(run / "last.safetensors")
