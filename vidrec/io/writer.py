@@ -79,14 +79,9 @@ def write_video(
     array = _as_frames(frames, path)
     fmt = _container_for(path)
     is_gif = fmt == "gif"
-    if not is_gif and pix_fmt in ("yuv420p", "yuvj420p", "nv12") and array.shape[1] % 2 + array.shape[2] % 2:
-        raise ValueError(
-            f"{path}: {pix_fmt} needs even frame sizes, got {array.shape[1]}x{array.shape[2]} (HxW); "
-            "crop/pad the frames or pass pix_fmt='yuv444p'"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
+    if not is_gif:
+        _check_even(path, pix_fmt, *array.shape[1:3])
+    tmp = _temp_beside(path)
     try:
         with av.open(tmp, mode="w", format=fmt) as container:
             if is_gif:
@@ -99,6 +94,24 @@ def write_video(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _check_even(path: Path, pix_fmt: str, h: int, w: int) -> None:
+    """4:2:0 and NV12 formats halve the chroma planes: a ValueError saying what to do for odd sizes."""
+    if pix_fmt in ("yuv420p", "yuvj420p", "nv12") and h % 2 + w % 2:
+        raise ValueError(
+            f"{path}: {pix_fmt} needs even frame sizes, got {h}x{w} (HxW); "
+            "crop/pad the frames or pass pix_fmt='yuv444p'"
+        )
+
+
+def _temp_beside(path: Path) -> str:
+    """An empty temporary file in `path`'s folder (made if missing), moved onto `path` when complete, so
+    a reader never sees a half-written video."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    return tmp
 
 
 def _as_frames(frames, path: Path) -> np.ndarray:
@@ -207,11 +220,7 @@ class VideoWriter:
         self._fmt = _container_for(self.path)
         _rate(fps)  # a bad rate fails here, before any file is made
         self._options = (codec, gop, bframes, pix_fmt, crf, deterministic)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
-        )
-        os.close(fd)
+        self._tmp = _temp_beside(self.path)
         self._container = av.open(self._tmp, mode="w", format=self._fmt)
         self._stream = None
         self._shape: tuple[int, ...] | None = None
@@ -276,11 +285,7 @@ class VideoWriter:
             self._stream = self._container.add_stream("gif", rate=_rate(self.fps))
             self._stream.width, self._stream.height, self._stream.pix_fmt = w, h, "pal8"
         else:
-            if pix_fmt in ("yuv420p", "yuvj420p", "nv12") and h % 2 + w % 2:
-                raise ValueError(
-                    f"{self.path}: {pix_fmt} needs even frame sizes, got {h}x{w} (HxW); "
-                    "crop/pad the frames or pass pix_fmt='yuv444p'"
-                )
+            _check_even(self.path, pix_fmt, h, w)
             self._stream = _add_stream(
                 self._container, array[None], self.fps, codec, gop, bframes, pix_fmt, crf, deterministic
             )
