@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -143,7 +144,36 @@ def overlay(frame: np.ndarray, mask: np.ndarray, *, is_key: bool, index: int) ->
     return out
 
 
+@dataclass(frozen=True)
+class DffRun:
+    """What `dff_run` did: the overlay written, frames and key frames, and the speeds it measured."""
+
+    out: Path
+    frames: int
+    keys: int
+    schedule: str
+    flow: str  # the flow net's class name
+    dff_fps: float  # frames/s of decoding + DFF
+    overall_fps: float  # frames/s with drawing and encoding
+
+    def summary(self) -> str:
+        return (
+            f"{self.frames} frames, {self.keys} key frames ({self.schedule}), flow {self.flow}: "
+            f"{self.dff_fps:.1f} frames/s (decoding + DFF), {self.overall_fps:.1f} frames/s overall "
+            "(with drawing and encoding)"
+        )
+
+
 def run_dff(args: argparse.Namespace) -> int:
+    result = dff_run(args)
+    print(f"wrote {result.out}")
+    print(result.summary())
+    return 0
+
+
+def dff_run(args: argparse.Namespace) -> DffRun:
+    """`vidrec dff run` with the arguments `add_run_arguments` parses: the overlay video, key frames marked
+    (`vidrec app` parses its settings the same way and calls this)."""
     from vidrec.engine.checkpoint import load_task
     from vidrec.io import VideoWriter
 
@@ -165,13 +195,8 @@ def run_dff(args: argparse.Namespace) -> int:
         if n == 0:  # the writer drops its temporary file
             raise UsageError(f"input {args.input} has no frames")
     wall = time.perf_counter() - start
-    print(f"wrote {out_path}")
-    print(
-        f"{n} frames, {keys} key frames ({schedule}), flow {type(dff.flow_net).__name__}: "
-        f"{n / max(spent, 1e-9):.1f} frames/s (decoding + DFF), {n / wall:.1f} frames/s overall "
-        "(with drawing and encoding)"
-    )
-    return 0
+    flow = type(dff.flow_net).__name__
+    return DffRun(out_path, n, keys, str(schedule), flow, n / max(spent, 1e-9), n / wall)
 
 
 def walk(

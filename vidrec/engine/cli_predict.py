@@ -181,7 +181,7 @@ def _summary(latencies: list[float], *, how: str) -> None:
     )
 
 
-def _flow_settings(args: argparse.Namespace, cfg, modalities: tuple[str, ...]) -> FlowSettings | None:
+def flow_settings(args: argparse.Namespace, cfg, modalities: tuple[str, ...]) -> FlowSettings | None:
     """The flow a flow model was trained on: stored in the checkpoint (or read from its flow files'
     JSON), with --flow-method / --flow-short-side applied; None for RGB-only models."""
     from dataclasses import replace
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         return _draw(args, model, task, target, live)
     cfg, class_names = task.cfg, task.class_names()
     modalities = tuple(getattr(model, "modalities", ("rgb",)))
-    flow = _flow_settings(args, cfg, modalities)
+    flow = flow_settings(args, cfg, modalities)
     preprocess = Preprocess.from_config(cfg, modalities=modalities, flow=flow)
     frames = args.frames or cfg.data.frames
     if target.is_dir():

@@ -68,18 +68,28 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--beam, --window and --stride must be >= 1, --sample >= 0 and --temperature > 0")
     files = [input_file(f, "input") for f in args.files]  # checked before the model is built
     model, task = load_task(args.checkpoint, args.device, factory=args.model_factory, tasks=("caption",))
-    vocab, o = vocab_of(task), task.options
-    describe = Describer(model, vocab, args, max_len=args.max_len or o.max_len)
-    frames = args.frames or o.frames
+    vocab_of(task)  # a checkpoint without its vocabulary is refused once, before any file
     failed = 0
     for path in files:
         try:
-            for label, clip in _clips(path, args, frames=frames, resize=o.resize, size=o.size):
-                print(f"{path}{label}: {describe(clip)}", flush=True)
+            for label, sentence in describe_file(model, task, path, args):
+                print(f"{path}{label}: {sentence}", flush=True)
         except (UsageError, RuntimeError, OSError, ValueError) as err:
             failed += 1
             print(f"skipped {path}: {err}", file=sys.stderr)
     return 2 if failed else 0
+
+
+def describe_file(model: torch.nn.Module, task, path: Path, args: argparse.Namespace):
+    """`(label, sentence)` for an image or a video, or for each window of a video with ``args.timeline``
+    (label: ``""`` or `` [frames a-b, s-t s]``), made as soon as its clip is read; `args` as this command
+    parses them (`vidrec app` parses its own settings with `add_arguments` too)."""
+    from vidrec.tasks.caption import vocab_of
+
+    o = task.options
+    describe = Describer(model, vocab_of(task), args, max_len=args.max_len or o.max_len)
+    for label, clip in _clips(path, args, frames=args.frames or o.frames, resize=o.resize, size=o.size):
+        yield label, describe(clip)
 
 
 def _clips(path: Path, args: argparse.Namespace, *, frames: int, resize: int, size: int):

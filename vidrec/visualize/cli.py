@@ -395,6 +395,27 @@ def _stream_pictures(inputs: dict[str, torch.Tensor], stream: str) -> np.ndarray
 
 
 def run_gradcam(args: argparse.Namespace) -> int:
+    _, lines = gradcam(args)
+    for line in lines:
+        print(line)
+    return 0
+
+
+def gradcam_files(args: argparse.Namespace, streams) -> dict[str, Path]:
+    """The files `gradcam` writes for `streams`, by role: ``<stream>.gif`` (and ``.mp4`` with --mp4), and
+    ``sheet``."""
+    out, stem = Path(args.out), Path(args.video).stem
+    exts = (".gif", ".mp4") if args.mp4 else (".gif",)
+    files = {f"{s}{e}": out / f"{stem}_gradcam_{s}{e}" for s in streams for e in exts}
+    files["sheet"] = out / f"{stem}_gradcam_sheet.png"
+    return files
+
+
+def gradcam(args: argparse.Namespace) -> tuple[dict[str, Path], list[str]]:
+    """Write the Grad-CAM pictures `args` ask for: `(the files by role (see `gradcam_files`), the lines to
+    print: per stream its mean heat per frame, then each file written)`. `vidrec app` calls it with the
+    arguments this command's parser makes."""
+    from vidrec.cli import input_file
     from vidrec.visualize import render
     from vidrec.visualize.gradcam import default_layers, grad_cam
     from vidrec.visualize.maximize import resolve_device
@@ -407,38 +428,31 @@ def run_gradcam(args: argparse.Namespace) -> int:
         if not sep or stream not in layers:
             raise UsageError(f"--layer {spec!r}: expected STREAM=NAME with STREAM in {sorted(layers)}")
         layers[stream] = name
-    out, stem = Path(args.out), Path(args.video).stem
-    exts = (".gif", ".mp4") if args.mp4 else (".gif",)
-    files = {f"{s}{e}": out / f"{stem}_gradcam_{s}{e}" for s in layers for e in exts}
-    files["sheet"] = out / f"{stem}_gradcam_sheet.png"
+    files = gradcam_files(args, layers)
     for path in files.values():
         render.check_new(path, args.overwrite)
-    from vidrec.cli import input_file
-
     video = str(input_file(args.video, "video"))
     inputs = video_inputs(cfg, model, video, frames=args.frames, flow_method=args.flow_method,
                           flow_bound=args.flow_bound)  # fmt: skip
     target = class_index(args.cls, class_names) if args.cls else None
     cam = grad_cam(model, {m: v.to(device) for m, v in inputs.items()}, target=target, layers=layers,
                    stream=args.stream)  # fmt: skip
-    rows = []
+    rows, lines = [], []
     for s, heat in cam.heat.items():
         frames = _stream_pictures(inputs, s)
         shown = render.overlay(frames, heat[0].numpy())
         zoom = render.display_factor(*frames.shape[1:3])
         rows += [(f"{s} input", render.enlarge(frames, zoom)), (f"{s} Grad-CAM", render.enlarge(shown, zoom))]
-        for e in exts:
+        for e in (".gif", ".mp4") if args.mp4 else (".gif",):
             render.save_animation(render.enlarge(shown, zoom), files[f"{s}{e}"], fps=args.fps,
                                   overwrite=args.overwrite)  # fmt: skip
         per_frame = " ".join(f"{v:.2f}" for v in heat[0].mean(dim=(1, 2)).tolist())
-        print(f"{s}: mean heat per frame {per_frame}  (layer {cam.layers[s]})")
+        lines.append(f"{s}: mean heat per frame {per_frame}  (layer {cam.layers[s]})")
     p = float(cam.probs[0, cam.target])
     title = f"{Path(args.video).name}: Grad-CAM of {class_names[cam.target]} (p={p:.2f})"
     render.contact_sheet(rows, files["sheet"], title=title, overwrite=args.overwrite,
                          captions=[f"t={i}" for i in range(16)])  # fmt: skip
-    for path in files.values():
-        print(f"wrote {path}")
-    return 0
+    return files, lines + [f"wrote {path}" for path in files.values()]
 
 
 # ----------------------------------------------------------------------------- entry
