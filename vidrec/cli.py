@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "configs": ("vidrec.engine.cli_configs", "list the built-in training configs, or print one"),
     "dff": ("vidrec.dff.cli", "Deep Feature Flow: video segmentation with key frames (run, pretrain-flow)"),
     "weights": ("vidrec.models.cli_weights", "put ImageNet weight files where torchvision looks (offline)"),
+    "app": ("vidrec.app.cli", "a local web page and JSON API that run your checkpoints on your own video"),
 }
 
 

@@ -107,3 +107,31 @@ def _save(fig, out_png: str | Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_timeline(
+    centres_s: list[float],
+    probs: dict[str, list[float]],
+    segments: list[tuple[float, float, str]],
+    out_png: str | Path,
+    *,
+    title: str = "",
+) -> Path:
+    """Per-window class probabilities over time (one line per class in `probs`, at each window's centre in
+    seconds) above the predicted segments `(start_s, end_s, class name)` as labelled bands."""
+    fig, (ax, band) = plt.subplots(2, 1, figsize=(8, 3.4), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    colours = {name: f"C{i % 10}" for i, name in enumerate(probs)}
+    for name, ys in probs.items():
+        ax.plot(centres_s, ys, marker="o", markersize=3, label=name, color=colours[name])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title, fontsize=9)
+    for start, end, name in segments:
+        band.axvspan(start, end, color=colours.get(name, "0.6"), alpha=0.6)
+        band.text((start + end) / 2, 0.5, name, ha="center", va="center", fontsize=7, clip_on=True)
+    band.set_yticks([])
+    band.set_xlabel("time (s)")
+    fig.tight_layout()
+    return _save(fig, out_png)
