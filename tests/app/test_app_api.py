@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -128,3 +129,98 @@ def test_checkpoints_lists_served_names_and_tasks(client, served):
     listed = client.get("/v1/checkpoints").json()["checkpoints"]
     assert {"name": served["name"], "task": "classify"} in listed
     assert {"name": "others/foreign.safetensors", "task": "classify"} in listed  # refused when loaded
+
+
+# ----------------------------------------------------------------------------- the other tasks
+
+
+def _save(path, task: str, model, raw: dict, state: dict | None = None):
+    from vidrec.engine.checkpoint import Checkpoint
+    from vidrec.engine.config import config_from_dict
+    from vidrec.engine.schema import config_to_dict
+
+    cfg = config_to_dict(config_from_dict({"task": task, **raw}))
+    return save_checkpoint(
+        path, Checkpoint(model=model.state_dict(), config=cfg, class_names=[], task_state=state or {})
+    )
+
+
+@pytest.fixture(scope="module")
+def task_client(tmp_path_factory):
+    """Untrained caption, landmarks and segment checkpoints (random weights: the test checks what each task
+    answers with, not how good it is)."""
+    import torch
+
+    from vidrec.demo import single_frame_demo
+    from vidrec.models import get_model
+    from vidrec.text import Vocabulary
+
+    runs = tmp_path_factory.mktemp("tasks") / "runs"
+    torch.manual_seed(0)
+    words = Vocabulary.build(["a red square", "a blue box"], min_count=1)
+    kwargs = {
+        "backbone": "mobilenet_v2",
+        "hidden_size": 8,
+        "embed_size": 8,
+        "dropout": 0.0,
+        "pretrained": False,
+    }
+    options = {"root": "x", "captions": "x/c.csv", "resize": 32, "size": 32, "frames": 2, "max_len": 5}
+    captioner = get_model("lrcn1u_captioner", num_classes=len(words), **kwargs)
+    caption_cfg = {"task_options": options, "model": {"name": "lrcn1u_captioner", "kwargs": kwargs}}
+    _save(
+        runs / "caption.safetensors",
+        "caption",
+        captioner,
+        caption_cfg,
+        {"vocab": words.to_state(), "max_len": 5},
+    )
+    points = single_frame_demo(num_classes=136, size=32, pretrained=False)
+    points_cfg = {
+        "data": {"root": "x", "frames": 4, "size": 32},
+        "model": {"name": "vidrec.demo:single_frame_demo", "kwargs": {"size": 32}},
+    }
+    _save(runs / "landmarks.safetensors", "landmarks", points, points_cfg)
+    segnet = get_model("segnet_mobilenet_v2", num_classes=2)
+    _save(runs / "segment.safetensors", "segment", segnet, {"model": {"name": "segnet_mobilenet_v2"}})
+    root = tmp_path_factory.mktemp("work")
+    with TestClient(build_app(Catalog.from_sources([runs]), Workspace(root), max_bytes=LIMIT)) as c:
+        yield c
+
+
+def test_caption_gives_a_sentence_per_window_and_per_image(task_client, served, tmp_path):
+    from PIL import Image
+
+    body = _post(
+        task_client, served["videos"]["grow"], "runs/caption.safetensors", window="8", stride="8"
+    ).json()
+    assert body["task"] == "caption"
+    assert [c["label"] for c in body["captions"]] == ["frames 0-7, 0.0-1.0 s", "frames 8-15, 1.0-2.0 s"]
+    assert all(
+        set(c["sentence"].split()) <= {"a", "red", "square", "blue", "box", "<unk>"} for c in body["captions"]
+    )
+    image = tmp_path / "x.jpg"
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(image)
+    one = _post(task_client, image, "runs/caption.safetensors").json()
+    assert [c["label"] for c in one["captions"]] == [""] and one["sentence"] == one["captions"][0]["sentence"]
+
+
+def test_landmarks_give_68_points_per_frame_and_the_drawn_video(task_client, served):
+    body = _post(task_client, served["videos"]["grow"], "runs/landmarks.safetensors").json()
+    assert body["task"] == "landmarks" and body["frames"] == 16
+    assert np.asarray(body["points"]).shape == (16, 68, 2)
+    assert task_client.get(body["files"]["video"]).status_code == 200
+
+
+def test_segment_runs_dff_with_the_interval_asked(task_client, served, tmp_path):
+    from vidrec.io import probe
+
+    body = _post(task_client, served["videos"]["grow"], "runs/segment.safetensors", interval="5").json()
+    assert body["task"] == "segment" and body["frames"] == 16
+    assert body["key_frames"] == 4 and body["interval"] == 5  # frames 0, 5, 10, 15
+    assert body["dff_fps"] > 0
+    got = task_client.get(body["files"]["video"])
+    assert got.status_code == 200
+    overlay = tmp_path / "overlay.mp4"
+    overlay.write_bytes(got.content)
+    assert probe(overlay).num_frames == 16

@@ -64,7 +64,7 @@ def app_url(served, tmp_path):
         thread.join(timeout=30)
 
 
-def test_browser_uploads_a_video_and_sees_class_and_timeline(served, app_url):
+def test_browser_uploads_a_video_and_sees_class_and_timeline(served, app_url, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -72,6 +72,19 @@ def test_browser_uploads_a_video_and_sees_class_and_timeline(served, app_url):
     try:
         driver.get(app_url)
         wait = WebDriverWait(driver, 150)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
+        # a file that is no video: one line on the page, naming the upload
+        notes = tmp_path / "notes.mp4"
+        notes.write_text("not a video\n")
+        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(notes))
+        wait.until(lambda d: "notes" in d.find_element(By.ID, "upload").text)
+        driver.find_element(By.ID, "run").click()
+        wait.until(lambda d: "error" in _text(d, "status"))
+        line = _text(driver, "status")
+        assert "\n" not in line and "'notes.mp4' is not a video vidrec can decode" in line, line
+        assert "vidrec-app" not in line and str(tmp_path) not in line  # no server paths shown
+        driver.find_element(By.CSS_SELECTOR, "#upload button[aria-label=Clear]").click()
+        # the generated video of class orbit_ccw: its class, the timeline, the marked video
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"))
         video = served["videos"]["orbit_ccw"]
         driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(video))

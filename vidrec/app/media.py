@@ -138,4 +138,6 @@ def _mb(n: int) -> str:
 
 
 def _short(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200]
+    """The reason of a decoding error without the app's own path (the visitor knows the file by its name)."""
+    text = " ".join(str(getattr(err, "reason", err)).split())
+    return text if len(text) <= 160 else text[:157] + "..."
