@@ -164,15 +164,27 @@ def build_page(catalog: Catalog, workspace: Workspace, samples: dict[str, Path],
                 run = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column(scale=2):
                 status = gr.Markdown("", elem_id="status")
-                top = gr.Label(num_top_classes=5, label="top-5", visible=False, elem_id="topk")
+                with gr.Row():
+                    top = gr.Label(num_top_classes=5, label="top-5", visible=False, elem_id="topk")
+                    video = gr.Video(label="result", height=300, visible=False, elem_id="result-video")
                 plot = gr.Image(label="timeline", type="filepath", visible=False, elem_id="timeline-plot")
-                table = gr.Dataframe(headers=["from s", "to s", "class", "p"], label="per window",
-                                     visible=False, elem_id="timeline")  # fmt: skip
-                video = gr.Video(label="result", visible=False, elem_id="result-video")
-                sheet = gr.Image(
-                    label="Grad-CAM sheet", type="filepath", visible=False, elem_id="gradcam-sheet"
+                table = gr.Dataframe(
+                    headers=["from s", "to s", "class", "p"],
+                    label="per window",
+                    visible=False,
+                    elem_id="timeline",
                 )
-                heat = gr.Video(label="Grad-CAM heat map", visible=False, elem_id="gradcam-video")
+                with gr.Row():
+                    heat = gr.Video(
+                        label="Grad-CAM heat map", height=260, visible=False, elem_id="gradcam-video", scale=1
+                    )
+                    sheet = gr.Image(
+                        label="Grad-CAM sheet",
+                        type="filepath",
+                        visible=False,
+                        elem_id="gradcam-sheet",
+                        scale=2,
+                    )
                 details = gr.JSON(label="details", visible=False, elem_id="details")
         outputs = [status, top, plot, table, video, sheet, heat, details]
 

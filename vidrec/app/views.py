@@ -185,10 +185,10 @@ def _label(frame: np.ndarray, t: float, segments, end: float) -> np.ndarray:
     out = frame.copy()
     h, w = out.shape[:2]
     current = next((name for a, b, name in segments if a <= t < b), segments[-1][2] if segments else "")
-    scale = max(0.3, min(w, h) / 400)
-    cv2.rectangle(out, (0, 0), (w, int(22 * scale) + 4), (0, 0, 0), -1)
-    cv2.putText(out, current, (4, int(18 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), 1)
-    strip = max(4, h // 24)
+    scale, strip = max(0.3, min(w, h) / 400), max(4, h // 24)
+    bar = strip + int(22 * scale) + 4  # the class above the strip (a player's controls cover the top less)
+    cv2.rectangle(out, (0, h - bar), (w, h - strip), (0, 0, 0), -1)
+    cv2.putText(out, current, (4, h - strip - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), 1)
     for i, (a, b, _) in enumerate(segments):
         colour = (70, 130, 230) if i % 2 == 0 else (230, 160, 60)
         cv2.rectangle(out, (int(a / end * w), h - strip), (int(b / end * w), h), colour, -1)
