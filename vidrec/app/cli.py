@@ -46,18 +46,20 @@ def check_port(host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidrec.app.catalog import Catalog
 
-    try:
-        import gradio  # noqa: F401 - checked before anything loads
-    except ImportError:
-        raise UsageError("vidrec app needs Gradio: pip install 'vidrec[app]' (or gradio)") from None
     if args.max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb {args.max_upload_mb} must be above 0")
     check_port(args.host, args.port)
     catalog = Catalog.from_sources(args.checkpoints, device=args.device)
     with tempfile.TemporaryDirectory(prefix="vidrec-app-") as root:
-        os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(root) / "gradio"))  # Gradio's copies go too
-        from vidrec.app.server import Workspace, build_app, serve
-
+        # Gradio's copies of uploads and outputs go under the same root, removed with it; Gradio reads this
+        # when it is imported
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(root) / "gradio"))
+        try:
+            from vidrec.app.server import Workspace, build_app, serve
+        except ImportError as err:
+            if err.name not in ("gradio", "fastapi"):
+                raise
+            raise UsageError("vidrec app needs Gradio: pip install 'vidrec[app]' (or gradio)") from None
         app = build_app(catalog, Workspace(Path(root)), max_bytes=int(args.max_upload_mb * 1e6))
         tasks = ", ".join(sorted({e.task for e in catalog.entries.values()}))
         url = f"http://{args.host}:{args.port}/"

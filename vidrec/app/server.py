@@ -236,7 +236,22 @@ def _show(view: View) -> list:
 
 
 def serve(app, host: str, port: int) -> None:
-    """Run `app` with uvicorn until Ctrl-C or SIGTERM."""
+    """Run `app` with uvicorn until a stop signal. Uvicorn takes the signal and shuts down cleanly (open
+    requests finish); then this raises `vidrec.interrupt.Interrupted`, which `vidrec.cli` turns into one line
+    and exit 130 (Ctrl-C) or 143 (SIGTERM) as for every command, and the caller's temporary folder is
+    removed on the way out."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    from vidrec.interrupt import Interrupted
+
+    class Server(uvicorn.Server):
+        stopped_by: int | None = None
+
+        def handle_exit(self, sig: int, frame) -> None:
+            self.stopped_by = sig
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server.run()
+    if server.stopped_by is not None:
+        raise Interrupted(server.stopped_by)
