@@ -33,6 +33,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from tqdm import tqdm
 
+from vidrec import benchdocs
 from vidrec.io import VideoReader, read_frames
 from vidrec.io.cli import list_videos
 from vidrec.io.dense import dense_encode
@@ -230,7 +231,7 @@ def check_exact(
     return notes
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -252,15 +253,17 @@ def main() -> None:
         default=4,
         help="--files: TSN-8 index sets read per file and pass (default 4)",
     )
-    args = parser.parse_args()
+    parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
+    args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     if args.files:
-        run_files(args)
+        run_files(args, argv)
         return
     sets = make_videos(args.out, args.videos)
     peers = load_peers(args.threads)
     rng = np.random.default_rng(1)
     totals: dict[str, float] = {}
+    per_set: dict[str, dict[str, float]] = {}
     resize = f"{HW[0]}x{HW[1]} ({INTERPOLATION.lower()})"
     print(f"\nTSN-{SEGMENTS} sampling, resize to {resize}, decoder threads={args.threads}")
     for set_name, paths in sets.items():
@@ -274,15 +277,44 @@ def main() -> None:
             notes[DENSE] = f"exact w.r.t. the re-encoded file; {note}"
         times = time_methods(methods, args.threads, args.repeats)
         print_table(set_name, len(jobs), times, notes)
+        per_set[f"{set_name} ({len(jobs)})"] = {name: len(jobs) / t for name, t in times.items()}
         for name, t in times.items():
             totals[name] = totals.get(name, 0.0) + t
     n_all = args.videos * len(sets)
     print_table("all sets", n_all, totals, {})
+    per_set[f"all ({n_all})"] = {name: n_all / t for name, t in totals.items()}
     best_peer = min((t, name) for name, t in totals.items() if name not in ("vidrec", DENSE))
     ratio = best_peer[0] / totals["vidrec"]
     print(f"best peer: {best_peer[1]}")
     speed = n_all / totals["vidrec"]
-    print(f"RESULT decode_tsn8 vidrec_vs_best_peer={ratio:.2f} vidrec_videos_per_s={speed:.1f}")
+    result = f"RESULT decode_tsn8 vidrec_vs_best_peer={ratio:.2f} vidrec_videos_per_s={speed:.1f}"
+    print(result)
+    if args.write_docs:
+        what = (
+            f"TSN-{SEGMENTS} sampling resized to {resize}, {args.threads} decoder thread(s), videos per "
+            f"CPU-second, best of {args.repeats} interleaved passes; every vidrec output checked equal to a "
+            "full sequential decode"
+        )
+        benchdocs.write_section("decode", sets_section(per_set, what, result, benchdocs.command(argv)))
+
+
+def sets_section(per_set: dict[str, dict[str, float]], what: str, result: str, command: str) -> str:
+    """docs/benchmarks.md section of the generated sets: videos/s of every method, vidrec / best peer."""
+    methods = list(next(iter(per_set.values())))
+    lines = [
+        "## Decoding (`benchmarks/decode.py`)",
+        "",
+        f"`{command}`: {what}.",
+        "",
+        "| files | " + " | ".join(methods) + " | vidrec / best peer |",
+        "|---|" + "---|" * (len(methods) + 1),
+    ]
+    for name, rates in per_set.items():
+        best = max(r for m, r in rates.items() if m not in ("vidrec", DENSE))
+        cells = " | ".join(f"{rates[m]:.1f}" for m in methods)
+        lines.append(f"| {name} | {cells} | {rates['vidrec'] / best:.2f}x |")
+    lines += ["", f"`{result}`. Machine: {benchdocs.machine()}."]
+    return "\n".join(lines)
 
 
 def print_table(title: str, n: int, times: dict[str, float], notes: dict[str, str]) -> None:
@@ -329,7 +361,7 @@ def check_file(path: Path, index_sets: list[list[int]], threads: int) -> str:
     return "exact"
 
 
-def run_files(args: argparse.Namespace) -> None:
+def run_files(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     paths = [Path(p) for p in list_videos([str(f) for f in args.files])]
     infos = {p: info for p in tqdm(paths, desc="indexing", leave=False) if (info := describe(p))}
     peers = load_peers(args.threads)
@@ -342,10 +374,24 @@ def run_files(args: argparse.Namespace) -> None:
         methods = {"vidrec": (vidrec_read, jobs)} | {name: (fn, jobs) for name, fn in peers.items()}
         times = time_methods(methods, args.threads, args.repeats)
         rows.append((path, info, exact, {name: len(jobs) / t for name, t in times.items()}))
-    print_files_table(rows, list(peers))
+    table, result = print_files_table(rows, list(peers))
+    if args.write_docs:
+        text = [
+            "## Decoding real files (`benchmarks/decode.py --files`)",
+            "",
+            f"`{benchdocs.command(argv)}`: TSN-{SEGMENTS} reads at a {SHORT_SIDE} short side, "
+            f"{args.index_sets} index sets per file, best of {args.repeats} interleaved passes, videos per "
+            "CPU-second; the last column says whether vidrec's frames equal a full sequential decode.",
+            "",
+            *table,
+            "",
+            f"`{result}`. Machine: {benchdocs.machine()}.",
+        ]
+        benchdocs.write_section("decode_files", "\n".join(text))
 
 
-def print_files_table(rows: list, peer_names: list[str]) -> None:
+def print_files_table(rows: list, peer_names: list[str]) -> tuple[list[str], str]:
+    """Print the per-file table; returns it as Markdown lines, and the RESULT line."""
     third = [p for p in peer_names if p in PEERS]
     short = {
         "pyav_full_decode": "pyav_all",
@@ -357,6 +403,12 @@ def print_files_table(rows: list, peer_names: list[str]) -> None:
     print(f"\nTSN-{SEGMENTS} reads of real files, {SHORT_SIDE} short side, videos per CPU-second (best pass)")
     print(head)
     ratios = []
+    table = [
+        "| file | codec | size | frames | mean GOP | vidrec | "
+        + " | ".join(short.get(p, p) for p in peer_names)
+        + " | vidrec / best third-party peer | vidrec frames |",
+        "|---|" + "---|" * (len(peer_names) + 7),
+    ]
     for path, info, exact, speed in rows:
         best = max((speed[p] for p in third), default=float("nan"))
         ratio = speed["vidrec"] / best
@@ -365,6 +417,11 @@ def print_files_table(rows: list, peer_names: list[str]) -> None:
         line += f" {info['gop']:>5.0f}"
         line += f" {speed['vidrec']:>7.1f}" + "".join(f" {speed[p]:>10.1f}" for p in peer_names)
         print(f"{line} {ratio:>5.2f}x  {exact}")
+        cells = " | ".join(f"{speed[p]:.1f}" for p in peer_names)
+        table.append(
+            f"| {path.name} | {info['codec']} | {info['size']} | {info['frames']} | {info['gop']:.0f} | "
+            f"{speed['vidrec']:.1f} | {cells} | {ratio:.2f}x | {exact} |"
+        )
     good = [r for r in ratios if math.isfinite(r) and r > 0]
     geo = math.exp(sum(map(math.log, good)) / len(good)) if good else float("nan")
     n_exact = sum(row[2] == "exact" for row in rows)
@@ -372,7 +429,11 @@ def print_files_table(rows: list, peer_names: list[str]) -> None:
         f"geometric mean of vidrec / best of {'+'.join(short[p] for p in third) or 'none'}: {geo:.2f}x "
         f"(min {min(good, default=float('nan')):.2f}x, max {max(good, default=float('nan')):.2f}x)"
     )
-    print(f"RESULT decode_tsn8_files files={len(rows)} exact={n_exact} vidrec_vs_best_peer_geomean={geo:.2f}")
+    result = (
+        f"RESULT decode_tsn8_files files={len(rows)} exact={n_exact} vidrec_vs_best_peer_geomean={geo:.2f}"
+    )
+    print(result)
+    return table, result
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidrec import benchdocs
 from vidrec.flow import flow_video, load_flow, save_flow
 
 STORES = ("ffv1", "npy", "denseflow")
@@ -32,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("clips", type=Path, help="folder of real video clips (e.g. ../shared/data/clips)")
     p.add_argument("--short-side", type=int, default=256, help="flow size, as `vidrec flow` (default 256)")
     p.add_argument("--repeat", type=int, default=5, help="timed reads per store (default 5)")
+    p.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     return p.parse_args(argv)
 
 
@@ -87,15 +89,32 @@ def main(argv: list[str] | None = None) -> int:
                 t["frames"] += r["frames"]
                 t["max_err"] = max(t["max_err"], r["max_err"])
                 t["read_s"] += r["read_s"] / len(clips)
-    print()
-    print("| store | MB per 100 flow frames at 340x256 | UCF101 (2.5M frames) GB | max code error", end="")
-    print(" | read 3x10 frames (ms) |")
-    print("|---|---|---|---|---|")
+    table = [
+        "| store | MB per 100 flow frames at 340x256 | UCF101 (2.5M frames) GB | max code error "
+        "| read 3x10 frames (ms) |",
+        "|---|---|---|---|---|",
+    ]
     per100 = {}
     for store, t in totals.items():
         per100[store] = t["bytes"] / t["frames"] * 100 / 1e6
         ucf = t["bytes"] / t["frames"] * UCF101_FRAMES / 1e9
-        print(f"| {store} | {per100[store]:.3f} | {ucf:.1f} | {t['max_err']} | {t['read_s'] * 1e3:.1f} |")
+        table.append(
+            f"| {store} | {per100[store]:.3f} | {ucf:.1f} | {t['max_err']} | {t['read_s'] * 1e3:.1f} |"
+        )
+    print("\n" + "\n".join(table))
+    if args.write_docs:
+        text = [
+            "## Flow stores (`benchmarks/flow_store.py`)",
+            "",
+            f"`{benchdocs.command(argv)}`: the DIS flow of {len(clips)} real clips at a {args.short_side} "
+            "short side, written in each `vidrec flow --format`; sizes scaled to 340x256; a read is",
+            "3 x 10 consecutive flow frames (a two-stream item), mean of the clips.",
+            "",
+            *table,
+            "",
+            f"Machine: {benchdocs.machine()}.",
+        ]
+        benchdocs.write_section("flow_store", "\n".join(text))
     print(
         f"RESULT flow_store ffv1_mb_per_100={per100['ffv1']:.3f} npy_mb_per_100={per100['npy']:.3f} "
         f"denseflow_mb_per_100={per100['denseflow']:.3f} npy_over_ffv1={per100['npy'] / per100['ffv1']:.1f} "

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidrec import benchdocs
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
@@ -55,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers", type=int, default=os.cpu_count() or 1, help="prepare workers (default: all cores)"
     )
     p.add_argument("--workdir", default="runs/bench_prepare", help="where inputs and copies are written")
+    p.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     return p.parse_args(argv)
 
 
@@ -173,15 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
     results = [run_set(name, folder, args) for name, folder in input_sets(args).items()]
-    print(
-        f"\nper-epoch read speed, videos/s on one core (TSN-{args.segments} training samples at short side "
+    what = (
+        f"per-epoch read speed, videos/s on one core (TSN-{args.segments} training samples at short side "
         f"{args.resize}, crop {args.crop}, uint8), best of {args.repeats} interleaved rounds ± spread"
     )
+    print("\n" + what)
     header = ["files", "original", f"GOP-{args.gop} copy", "speedup", "frame store", "speedup",
               f"prepare s/video (copy / store, {args.workers} workers)", "disk MB (original / copy / store)",
               "copy mean abs diff"]  # fmt: skip
-    print("| " + " | ".join(header) + " |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    table = ["| " + " | ".join(header) + " |", "|---|---|---|---|---|---|---|---|---|"]
     speed_v, speed_f = [], []
     for r in results:
         best = {k: max(v) for k, v in r["rates"].items()}
@@ -195,13 +198,27 @@ def main(argv: list[str] | None = None) -> int:
                  f"{p['video']:.2f} / {p['frames']:.2f}",
                  f"{d['original']:.1f} / {d['video']:.1f} / {d['frames']:.1f}",
                  f"{r['diff_video']:.2f}"]  # fmt: skip
-        print("| " + " | ".join(cells) + " |")
+        table.append("| " + " | ".join(cells) + " |")
+    print("\n".join(table))
     gv = math.exp(np.mean(np.log(speed_v)))
     gf = math.exp(np.mean(np.log(speed_f)))
     print(
         "frame store items equal the originals' exactly; the GOP copy is lossy (mean abs diff in grey levels)"
     )
-    print(f"RESULT prepare speedup_video={gv:.2f} speedup_frames={gf:.2f}")
+    result = f"RESULT prepare speedup_video={gv:.2f} speedup_frames={gf:.2f}"
+    print(result)
+    if args.write_docs:
+        text = [
+            "## Preparing a dataset once (`benchmarks/prepare.py`)",
+            "",
+            f"`{benchdocs.command(argv)}`: {what}. The frame store's items equal the originals' exactly;",
+            "the GOP copy is lossy (mean abs diff in grey levels).",
+            "",
+            *table,
+            "",
+            f"`{result}` (geometric means over the sets). Machine: {benchdocs.machine()}.",
+        ]
+        benchdocs.write_section("prepare", "\n".join(text))
     return 0
 
 

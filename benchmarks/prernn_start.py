@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from vidrec import benchdocs
 from vidrec.data.transforms import NORMALIZATION
 from vidrec.io import probe, read_frames
 from vidrec.models import PreRNN, convert_to_recurrent
@@ -61,7 +62,7 @@ def measure(cnn: torch.nn.Module, x: torch.Tensor, cell: str, start: str) -> dic
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -70,27 +71,45 @@ def main() -> None:
     parser.add_argument(
         "--size", type=int, default=224, help="centre crop after a short-side resize (default 224)"
     )
-    args = parser.parse_args()
+    parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
+    args = parser.parse_args(argv)
     if not args.clips.is_dir():
         parser.error(f"clips folder {args.clips} does not exist; pass the shared data's clips/ folder")
     torch.manual_seed(0)
     x = clips(args.clips, args.frames, args.size)
     cnn = Backbone("mobilenet_v2", pretrained=True).net.eval()
-    print(f"{x.shape[0]} clips x {x.shape[1]} frames at {args.size} px, MobileNetV2 features.18.0\n")
-    print("| cell | start | step-1 deviation | all-steps deviation | top-1 agreement | gate-gradient norm |")
-    print("|---|---|---|---|---|---|")
+    what = f"{x.shape[0]} clips x {x.shape[1]} frames at {args.size} px, MobileNetV2 features.18.0"
+    print(what + "\n")
+    table = [
+        "| cell | start | step-1 deviation | all-steps deviation | top-1 agreement | gate-gradient norm |",
+        "|---|---|---|---|---|---|",
+    ]
+    print("\n".join(table))
     results = {}
     for cell in ("gru", "lstm"):
         for start in ("exact", "trainable"):
             r = measure(cnn, x, cell, start)
             results[f"{cell}_{start}"] = r
             cols = f"{r['step1']:.4f} | {r['all']:.4f} | {r['agree']:.3f} | {r['grad']:.3g}"
-            print(f"| {cell} | {start} | {cols} |")
+            table.append(f"| {cell} | {start} | {cols} |")
+            print(table[-1])
     parts = [
         f"{k}_step1={v['step1']:.4f} {k}_agree={v['agree']:.3f} {k}_grad={v['grad']:.3g}"
         for k, v in results.items()
     ]
     print("\nRESULT prernn_start " + " ".join(parts))
+    if args.write_docs:
+        text = [
+            "## PreRNN's start (`benchmarks/prernn_start.py`)",
+            "",
+            f"`{benchdocs.command(argv)}`: {what} made recurrent; how far the converted layer starts from",
+            "the pre-trained one (exact start vs trainable gates) and whether its gates get gradient.",
+            "",
+            *table,
+            "",
+            f"Machine: {benchdocs.machine()}.",
+        ]
+        benchdocs.write_section("prernn_start", "\n".join(text))
 
 
 if __name__ == "__main__":

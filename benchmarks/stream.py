@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vidrec import benchdocs
 from vidrec.engine.predict import Preprocess, rgb_frames, stream_windows
 
 
@@ -51,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--workdir", type=Path, default=Path("runs/bench_stream"), help="where the stream file goes"
     )
+    p.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     return p.parse_args(argv)
 
 
@@ -134,32 +136,47 @@ def main(argv: list[str] | None = None) -> None:
     from vidrec.models import get_model
 
     model = get_model(args.model, num_classes=101).to(device).eval()
-    print(f"{args.model} on {device} ({torch.get_num_threads()} threads), {total} frames "
-          f"({args.minutes:g} min at {args.fps} fps, {args.width}x{args.height}), window {args.window} "
-          f"stride {args.stride}, crop {args.size}")  # fmt: skip
+    what = (f"{args.model} on {device} ({torch.get_num_threads()} threads), {total} frames "
+            f"({args.minutes:g} min at {args.fps} fps, {args.width}x{args.height}), window {args.window} "
+            f"stride {args.stride}, crop {args.size}")  # fmt: skip
+    print(what)
     results = {}
     for mode in args.modes.split(","):
         results[mode] = run_mode(model, path, recurrent=mode == "stream", args=args, total_frames=total)
-    print_table(results)
+    table = table_lines(results)
+    print("\n".join(table))
     parts = []
     for mode, r in results.items():
         growth = r["rss_end"] - r["rss_first"]
         parts += [f"frames_per_s_{mode}={r['frames_per_s']:.1f}", f"latency_ms_p50_{mode}={r['p50']:.1f}",
                   f"latency_ms_p95_{mode}={r['p95']:.1f}", f"rss_growth_mb_{mode}={growth:.1f}"]  # fmt: skip
     print("RESULT stream " + " ".join(parts))
+    if args.write_docs:
+        text = [
+            "## Prediction on a live stream (`benchmarks/stream.py`)",
+            "",
+            f"`{benchdocs.command(argv)}`: a generated MPEG-TS stream read as a growing file; {what}.",
+            "`stream` steps the LRCN once per frame; `timeline` runs each window afresh.",
+            "",
+            *table,
+            "",
+            f"Machine: {benchdocs.machine()}.",
+        ]
+        benchdocs.write_section("stream", "\n".join(text))
 
 
-def print_table(results: dict) -> None:
+def table_lines(results: dict) -> list[str]:
+    """The Markdown table of the modes' throughput, latency and memory."""
     head = ("| mode | frames | frames/s | first window after (s) | latency p50 / p95 / max (ms) "
             "| RSS after 1st window / end / max (MB) |")  # fmt: skip
-    print(head)
-    print("|---|---|---|---|---|---|")
+    lines = [head, "|---|---|---|---|---|---|"]
     for mode, r in results.items():
-        print(
+        lines.append(
             f"| {mode} | {r['frames']} | {r['frames_per_s']:.1f} | {r['first_s']:.2f} | "
             f"{r['p50']:.1f} / {r['p95']:.1f} / {r['max']:.1f} | "
             f"{r['rss_first']:.0f} / {r['rss_end']:.0f} / {r['rss_max']:.0f} |"
         )
+    return lines
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from vidrec import benchdocs
+
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -81,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "h264 = H.264 in mp4 with x264's defaults (keyframes 250 apart) (default mpeg4)",
     )
     p.add_argument("--workdir", default="runs/bench_train_throughput", help="where the videos are written")
+    p.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     return p.parse_args(argv)
 
 
@@ -290,7 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ONE_CORE: lambda: time_steps(one_core_src, _no_step, one_core_args, device),
     }
-    _print_table(measure_rows(rows, args.repeats), args, device)
+    section = _print_table(measure_rows(rows, args.repeats), args, device)
+    if args.write_docs:
+        head = [
+            "## Training throughput (`benchmarks/train_throughput.py`)",
+            "",
+            f"`{benchdocs.command(argv)}`:",
+        ]
+        benchdocs.write_section("train_throughput", "\n".join([*head, *section]))
     return 0
 
 
@@ -314,48 +324,58 @@ def _reference_sources(paths, args, device) -> tuple | str:
     return from_loader(ds, args, device), from_loader(ds, args, device)
 
 
-def _print_table(results: dict[str, list[float] | str], args, device: torch.device) -> None:
+def _print_table(results: dict[str, list[float] | str], args, device: torch.device) -> list[str]:
+    """Print the rows, the feeding estimate and the RESULT line; returns them as Markdown lines."""
     best = {k: best_and_spread(v)[0] for k, v in results.items() if not isinstance(v, str)}
-    print(
-        f"\nmodel {args.model}, clips {args.frames}x3x{args.size}x{args.size}, batch {args.batch}, "
+    what = (
+        f"model {args.model}, clips {args.frames}x3x{args.size}x{args.size}, batch {args.batch}, "
         f"workers {args.workers}, device {device}, torch threads {torch.get_num_threads()}, "
         f"{args.codec} files, best of {args.repeats} interleaved rounds"
     )
+    print("\n" + what)
     print(f"{'pipeline':<38} {'clips/s':>9} {'spread':>7} {'vidrec / row':>13}")
+    table = ["| pipeline | clips/s (best round) | spread | vidrec / row |", "|---|---|---|---|"]
     for name, value in results.items():
         if isinstance(value, str):
             print(f"{name:<38} {value}")
+            table.append(f"| {name} | {value} | | |")
             continue
         rate, spread = best_and_spread(value)
         base = best.get(LOADER if "alone" in name else E2E if name != ONE_CORE else ONE_CORE, float("nan"))
         print(f"{name:<38} {rate:9.2f} {spread:7.1%} {base / rate:13.2f}")
-    _print_feeding(best, args, device)
+        table.append(f"| {name} | {rate:.2f} | {spread:.1%} | {base / rate:.2f} |")
+    feeding = _print_feeding(best, args, device)
     e2e, compute = best[E2E], best[COMPUTE]
     vs_ref = f"{e2e / best[REF]:.3f}" if REF in best else "nan"
     loader_vs_ref = f"{best[LOADER] / best[REF_LOADER]:.3f}" if REF_LOADER in best else "nan"
-    print(
+    result = (
         f"RESULT train_throughput e2e_vs_compute={e2e / compute:.3f} e2e_vs_reference={vs_ref} "
         f"loader_vs_reference={loader_vs_ref} clips_per_s={e2e:.2f} "
         f"cores_to_feed={cores_to_feed(compute, best[ONE_CORE]):.2f}"
     )
+    print(result)
+    machine = f"`{result}`. Machine: {benchdocs.machine()}."
+    return [what + ".", "", *table, "", *(f"{line}." for line in feeding), "", machine]
 
 
-def _print_feeding(best: dict[str, float], args, device: torch.device) -> None:
-    """How many loader cores the device needs, from the one-process loader rate."""
+def _print_feeding(best: dict[str, float], args, device: torch.device) -> list[str]:
+    """How many loader cores the device needs, from the one-process loader rate; the printed lines."""
     per_core = best[ONE_CORE]
     compute = best[COMPUTE]
-    print(
-        f"\nfeeding the device: one loader core makes {per_core:.1f} clips/s ({per_core * args.frames:.0f} "
+    lines = [
+        f"Feeding the device: one loader core makes {per_core:.1f} clips/s ({per_core * args.frames:.0f} "
         f"images/s); this {device.type} trains at {compute:.1f} clips/s (the compute bound), so it takes "
         f"{cores_to_feed(compute, per_core):.2f} loader cores to feed it"
-    )
+    ]
     if args.device_images_per_s:
         clips = args.device_images_per_s / args.frames
-        print(
-            f"a device training at {args.device_images_per_s:.0f} images/s ({clips:.0f} clips/s of "
+        lines.append(
+            f"A device training at {args.device_images_per_s:.0f} images/s ({clips:.0f} clips/s of "
             f"{args.frames} frames) at this clip shape would take {cores_to_feed(clips, per_core):.0f} "
             "loader cores (a larger crop costs the loader more per image: size it at the training shape)"
         )
+    print("\n" + "\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vidrec.benchdocs import machine, write_section
+from vidrec.benchdocs import command, machine, write_section
 
 
 def test_a_section_is_replaced_and_the_others_kept(tmp_path):
@@ -28,3 +28,8 @@ def test_a_bad_section_name_is_refused(tmp_path):
 def test_the_machine_line_names_cores_and_torch():
     line = machine()
     assert "CPU cores" in line and "torch " in line
+
+
+def test_the_command_names_the_script_and_drops_write_docs(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["/x/benchmarks/flow.py", "--data", "../shared data", "--write-docs"])
+    assert command() == "python benchmarks/flow.py --data '../shared data'"

@@ -13,6 +13,8 @@ import datetime
 import os
 import platform
 import re
+import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -35,6 +37,18 @@ def machine() -> str:
     day = datetime.date.today().isoformat()
     python = platform.python_version()
     return f"{platform.machine()} {cores} CPU cores{gpu}, torch {torch.__version__}, Python {python}, {day}"
+
+
+def command(argv: list[str] | None = None) -> str:
+    """The command that ran this script, as a reader would type it, without ``--write-docs``.
+
+    Args:
+        argv: the script's arguments; `sys.argv[1:]` when None.
+    """
+    script = Path(sys.argv[0])
+    shown = f"benchmarks/{script.name}" if script.parent.name == "benchmarks" else script.as_posix()
+    args = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--write-docs"]
+    return shlex.join(["python", shown, *args])
 
 
 def write_section(name: str, body: str, page: str | Path = DOCS_PAGE) -> Path:
