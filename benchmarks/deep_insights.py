@@ -30,10 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidrec import benchdocs
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/deep_insights", help="work folder (default: runs/deep_insights)")
+    p.add_argument("--write-docs", action="store_true", help="write the report into docs/benchmarks.md")
     p.add_argument("--per-class", type=int, default=32, help="videos per class (default: 32)")
     p.add_argument("--size", type=int, default=64, help="frame size in pixels (default: 64)")
     p.add_argument("--flow-length", type=int, default=5, help="flow fields per stack L (default: 5)")
@@ -239,6 +242,13 @@ def fusion_gradients(model, layer, channel, real) -> dict[str, dict[str, float]]
     return out
 
 
+def docs_section(report: str, command: str) -> str:
+    """The report as a section of docs/benchmarks.md: its own heading replaced, the others one level down."""
+    body = [f"#{line}" if line.startswith("#") else line for line in report.splitlines()[1:]]
+    head = ["## Deep Insights study (`benchmarks/deep_insights.py`)", "", f"`{command}`:"]
+    return "\n".join([*head, *body, "", f"Machine: {benchdocs.machine()}."])
+
+
 def write_report(root: Path, text: str) -> Path:
     path = root / "report.md"
     path.write_text(text)
@@ -300,6 +310,8 @@ def main(argv=None) -> int:
     text = report_text(args, acc, pair, channel, dprime, real, speed, grads, classes, train_s, total_s)
     print(text)
     write_report(root, text)
+    if args.write_docs:
+        benchdocs.write_section("deep_insights", docs_section(text, benchdocs.command(argv)))
     (root / "study.json").write_text(json.dumps(
         {"acc": acc, "pair": pair, "unit": [args.layer, channel, dprime], "real_orbit_flow": real,
          "speed": speed, "grads": grads, "classes": classes}, indent=1))  # fmt: skip

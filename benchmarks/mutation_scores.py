@@ -15,6 +15,8 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from vidrec import benchdocs
+
 _NAME = re.compile(r"^\s*(?P<name>[\w.]+?)\.x[_ǁ]\S*?: (?P<status>.+)$")
 _KILLED = ("killed", "timeout", "caught by type check")
 _UNCHECKED = ("not checked", "skipped")
@@ -35,7 +37,7 @@ def score(counts: Counter) -> float:
     return sum(counts[s] for s in _KILLED) / checked if checked else float("nan")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -43,7 +45,8 @@ def main() -> int:
         "--mutmut", default=str(Path(sys.executable).with_name("mutmut")), help="mutmut executable"
     )
     parser.add_argument("--survivors", action="store_true", help="also list the surviving mutants")
-    args = parser.parse_args()
+    parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
+    args = parser.parse_args(argv)
     proc = subprocess.run([args.mutmut, "results", "--all", "true"], capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"mutation_scores: `mutmut results` failed: {proc.stderr.strip()[-500:]}", file=sys.stderr)
@@ -52,20 +55,35 @@ def main() -> int:
     if not by_module:
         print("mutation_scores: no mutant results; run `mutmut run` first (make mutation)", file=sys.stderr)
         return 1
-    print("| module | mutants | killed | survived | no tests | timeout | score |")
-    print("|---|---|---|---|---|---|---|")
+    table = [
+        "| module | mutants | killed | survived | no tests | timeout | score |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for module, counts in sorted(by_module.items()):
         total = sum(counts.values())
-        print(
+        table.append(
             f"| {module} | {total} | {counts['killed']} | {counts['survived']} | {counts['no tests']} "
             f"| {counts['timeout']} | {100 * score(counts):.1f}% |"
         )
+    print("\n".join(table))
     if args.survivors:
         for line in proc.stdout.splitlines():
             if line.strip().endswith(": survived"):
                 print("  survived:", line.strip().rsplit(":", 1)[0])
     scores = " ".join(f"{m.rsplit('.', 1)[-1]}={100 * score(c):.1f}" for m, c in sorted(by_module.items()))
     print(f"RESULT mutation {scores}")
+    if args.write_docs:
+        text = [
+            "## Mutation scores (`make mutation`, `benchmarks/mutation_scores.py`)",
+            "",
+            f"`{benchdocs.command(argv)}` after `mutmut run` ([tool.mutmut] in pyproject.toml): the share of",
+            "mutants of each module that the tests catch.",
+            "",
+            *table,
+            "",
+            f"`RESULT mutation {scores}`. Machine: {benchdocs.machine()}.",
+        ]
+        benchdocs.write_section("mutation", "\n".join(text))
     return 0
 
 

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vidrec import benchdocs
 from vidrec.data.landmarks import (
     Box,
     FaceTrack,
@@ -254,9 +255,10 @@ def report(results: dict[str, list[dict]], errors: dict[str, np.ndarray], args: 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     keys = [*METRICS, *(["other_nme"] if args.eval_dir else []), "seconds"]
-    print(f"\nface alignment on {args.faces_dir} (dlib pseudo ground truth), split by {args.split}, "
-          f"{len(args.seeds)} seeds, {args.size}-px crops, {args.frames}-frame clips, {args.steps} steps x "
-          f"{args.batch} clips, {args.cell} cells; 2-core x86_64 CPU\n")  # fmt: skip
+    what = (f"face alignment on {args.faces_dir} (dlib pseudo ground truth), split by {args.split}, "
+            f"{len(args.seeds)} seeds, {args.size}-px crops, {args.frames}-frame clips, {args.steps} steps x "
+            f"{args.batch} clips, {args.cell} cells")  # fmt: skip
+    print(f"\n{what}\n")
     rows = [
         [name] + [fmt([r[k] for r in runs], 1 if k == "seconds" else 4) for k in keys]
         for name, runs in results.items()
@@ -271,7 +273,24 @@ def report(results: dict[str, list[dict]], errors: dict[str, np.ndarray], args: 
     means = {f"{n}_{k.removeprefix('val_')}": mean_std([r[k] for r in rs])[0] for n, rs in results.items()
              for k in ("val_nme", "val_auc08", "val_jitter")}  # fmt: skip
     print(f"\nplots: {out / 'faces.png'}, {out / 'faces_ced.png'}")
-    print("RESULT prernn_tasks_faces " + " ".join(f"{k}={v:.4g}" for k, v in means.items()), flush=True)
+    result = "RESULT prernn_tasks_faces " + " ".join(f"{k}={v:.4g}" for k, v in means.items())
+    print(result, flush=True)
+    if getattr(args, "write_docs", False):
+        text = [
+            "## PreRNN: sequential face alignment (`benchmarks/prernn_tasks.py faces`)",
+            "",
+            f"`{benchdocs.command()}`: {what}; mean ± std over seeds. **The points are dlib's",
+            "predictions (pseudo ground truth)**: every number is agreement with dlib. Jitter: mean",
+            "|motion of the predicted points - motion of the true points| between frames / inter-ocular",
+            "distance.",
+            "",
+            "```text",
+            table,
+            "```",
+            "",
+            f"`{result}`. Machine: {benchdocs.machine()}.",
+        ]
+        benchdocs.write_section("prernn_faces", "\n".join(text))
 
 
 def bar_plot(path: Path, results: dict[str, list[dict]]) -> None:
@@ -372,6 +391,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="(default: all)")
     f.add_argument("--eval-dir", action="append", default=[], help="also score every model on this folder")
     f.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    f.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     f.set_defaults(func=faces)
     e = sub.add_parser("faces-eval", help="score a `vidrec train` landmarks checkpoint on a video folder")
     e.add_argument("checkpoint", help="best.safetensors / last.safetensors of a task=landmarks run")
