@@ -1,6 +1,7 @@
 """2-process DDP on CPU (gloo) launched by torchrun equals 1 process with the same global batch, for a model
 without BatchNorm and dropout (TinyNet's defaults). With them the runs differ by design (per-rank BatchNorm
-statistics and dropout masks): see test_ddp_resume.py and the README, "Many GPUs and machines"."""
+statistics and dropout masks): see test_ddp_resume.py and docs/guides/training.md, "Many GPUs and
+machines"."""
 
 from __future__ import annotations
 

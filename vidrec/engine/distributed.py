@@ -17,8 +17,8 @@ CPU-only (gloo backend), e.g. for tests::
 Each process reads its share of every epoch through a `DistributedSampler` (re-shuffled by
 `set_epoch`); only rank 0 logs and writes checkpoints, with barriers around the writes. Checkpoints carry
 every rank's generator states (gathered to rank 0), and on resume the ranks compare the checkpoint each
-of them sees before loading it, so `out_dir` must be one folder shared by all nodes (README, "Many GPUs
-and machines", says what is and is not equal to a one-process run).
+of them sees before loading it, so `out_dir` must be one folder shared by all nodes (docs/guides/training.md,
+"Many GPUs and machines", says what is and is not equal to a one-process run).
 
 Devices: `resolve_device` (``auto`` / ``cpu`` / ``cuda``), `use_amp` (bf16 autocast), `with_sync_bn`
 (BatchNorm over the global batch, CUDA only).
@@ -134,7 +134,7 @@ def with_sync_bn(model: nn.Module, *, enabled: bool, device: torch.device) -> nn
 
     SyncBatchNorm normalises with the mean / variance of the global batch (all ranks), so BatchNorm
     behaves as in one process with the global batch. torch implements it for CUDA only; on CPU each
-    process keeps normalising with its own batch (see the README's "Many machines").
+    process keeps normalising with its own batch (docs/guides/training.md, "Many GPUs and machines").
     """
     if not enabled:
         return model

@@ -195,6 +195,6 @@ def agree_on_checkpoint(path: Path, info: DistInfo, device: torch.device) -> boo
     )
     raise RunFolderNotShared(
         f"resume: the ranks do not see the same {path} ({what}). Every node must read one shared run folder "
-        "(out_dir on a shared file system) or an identical copy of the checkpoint; see the README, "
-        "'Many machines'"
+        "(out_dir on a shared file system) or an identical copy of the checkpoint; see "
+        "docs/guides/training.md, 'Many GPUs and machines'"
     )

@@ -51,7 +51,7 @@ class DataConfig:
         "",
         "the dataset folder; list paths are relative to it (empty: the train list's folder); for "
         "ucf101 it holds UCF-101/ and ucfTrainTestlist/, for hmdb51 the class folders and "
-        "testTrainMulti_7030_splits/ (see `vidrec train --help` notes and README)",
+        "testTrainMulti_7030_splits/ (see docs/guides/data.md)",
     )
     classes: str = opt(
         "", "class-names file, one per line; empty: classes.txt beside the train list (format=list)"
