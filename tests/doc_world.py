@@ -14,9 +14,9 @@
   ``videos/`` + ``captions.json`` + ``split.json``;
 - ``shared/data/faces_video``: talking-face-like videos with ``<stem>.landmarks.json``;
 - ``shared/data/clips``: a few short videos;
-- in the checkout: ``clip.mp4``, ``video.mp4``, ``photo.jpg``, ``talk.mp4`` and ``videos/``, the file names
-  the blocks use for "a video of yours"; ``data/UCF101`` and ``data/HMDB51`` are made by the README's own
-  block (the guides find them unpacked: `unpack_official`).
+- in the checkout: ``clip.mp4``, ``video.mp4``, ``photo.jpg``, ``other.png``, ``talk.mp4`` and ``videos/``,
+  the file names the blocks use for "a video of yours". ``data/UCF101`` and ``data/HMDB51`` are made by
+  the blocks that unpack the downloads; the other files find them unpacked (`unpack_official`).
 """
 
 from __future__ import annotations
@@ -157,5 +157,6 @@ def make_world(root: Path) -> Path:
     shutil.copy(talking[0], checkout / "talk.mp4")
     photo = cv2.resize(clip(2, 0)[0], (WIDTH * 2, HEIGHT * 2))
     Image.fromarray(photo).save(checkout / "photo.jpg")
+    Image.fromarray(photo[:, ::-1]).save(checkout / "other.png")
     shutil.rmtree(root / "scratch")
     return checkout

@@ -66,3 +66,20 @@ def test_prernn_faces_cached_head_is_the_models_own_forward():
         maps = pf._net(model).features[:18](rearrange(x, "b t c h w -> (b t) c h w"))
         cached = pf.head_forward(model, rearrange(maps, "(b t) ... -> b t ...", b=2))
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
+def test_write_docs_sections_are_the_printed_numbers(tmp_path):
+    """--write-docs: flow.py and decode.py turn their measured rows into a section of the benchmarks page."""
+    from vidrec.benchdocs import write_section
+
+    flow = _load("flow")
+    rows = {"tvl1 (OpenCV defaults)": ([1.2, 1.0], 2e-5), "dis tuned (vidrec default)": ([1.0, 1.2], 1e-7)}
+    text = flow.docs_section(rows, ["a", "b"], "python benchmarks/flow.py --data D")
+    assert "`python benchmarks/flow.py --data D`" in text and "Machine: " in text
+    assert "| dis tuned (vidrec default) | 1.100 | 1.00 | 19.7 | 200x |" in text  # 1e-7 s a px, 512x384
+    decode = _load("decode")
+    rates = {"set (2)": {"vidrec": 30.0, "pyav_full_decode": 20.0, decode.DENSE: 90.0, "torchcodec": 10.0}}
+    section = decode.sets_section(rates, "TSN-8", "RESULT decode_tsn8 x=1", "python benchmarks/decode.py")
+    assert "| set (2) | 30.0 | 20.0 | 90.0 | 10.0 | 1.50x |" in section  # the re-encode is no peer
+    page = write_section("flow", text, tmp_path / "benchmarks.md")
+    assert "<!-- begin: flow -->\n## Optical flow" in page.read_text()

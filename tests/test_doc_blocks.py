@@ -47,7 +47,7 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 TAIL = 25  # output lines shown for a failing command
 
 # -- size overrides -------------------------------------------------------------------------------------
-TRAIN = ["schedule.epochs=1", "max_steps_per_epoch=2", "data.batch_size=2", "data.workers=0",
+TRAIN = ["schedule.epochs=1", "max_steps_per_epoch=1", "data.batch_size=2", "data.workers=0",
          "progress=false", "tensorboard=false", "plots=false", "runtime.device=cpu", "data.frames=2",
          "data.size=32", "data.resize=36"]  # fmt: skip
 NO_IMAGENET = "model.kwargs.pretrained=false"  # AlexNet / ResNet-50 ImageNet files are not in the test assets
@@ -65,7 +65,7 @@ CONFIGS: dict[str, list[str]] = {  # per built-in config, after TRAIN
     "tsn_ucf101_flow": [NO_IMAGENET, *TWO_STREAM],
     "two_stream_ucf101": TWO_STREAM,
     "two_stream_hmdb51": TWO_STREAM,
-    "st_resnet_ucf101": [*TWO_STREAM, "data.stride=[1,2]"],
+    "st_resnet_ucf101": [*TWO_STREAM, "data.stride=[1,2]", "data.frames=5"],  # temporal_pool needs 5
     "caption_flickr8k": CAPTION,
     "describe_msrvtt": [*CAPTION, "task_options.frames=2"],
     "segment_davis": SEGMENT,
@@ -80,6 +80,7 @@ CONFIGS: dict[str, list[str]] = {  # per built-in config, after TRAIN
 OPTIONS: dict[str, list[str]] = {  # other commands: options appended (argparse keeps the last value)
     "eval": ["--clips", "1", "--crops", "1", "--workers", "0"],
     "predict": ["--clips", "1"],
+    "info": ["--workers", "1"],  # one worker checks in this process: no pool to start
     "flow": ["--workers", "1"],
     "prepare": ["--workers", "1"],
     "synth": ["--per-class", "2", "--frames", "8", "--size", "32"],
@@ -295,3 +296,25 @@ def test_size_overrides_go_before_options_and_keep_the_docs_values_overridden():
 def test_readme_is_read_in_five_minutes():
     lines = README.read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 250, f"README.md has {len(lines)} lines; move details to a guide in docs/"
+
+
+def headline_rows() -> list[tuple[str, str, str]]:
+    """(claim, result, section) of each row of the README's "Headline results" table."""
+    text = README.read_text(encoding="utf-8")
+    part = text.split("\n## Headline results\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in part.splitlines() if line.startswith("|")]
+    return [tuple(cell.strip() for cell in row) for row in rows[2:]]
+
+
+def test_every_headline_number_is_in_the_benchmark_section_it_names():
+    """The summary is typed, the tables are not: each number of a result must be in the section of
+    docs/benchmarks.md that a script wrote with --write-docs, so a re-run that changes it shows here."""
+    page = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    rows = headline_rows()
+    assert rows, "README.md has no Headline results table"
+    for claim, result, section in rows:
+        found = re.search(rf"<!-- begin: {section} -->(.*?)<!-- end: {section} -->", page, re.DOTALL)
+        assert found, f"{claim!r}: docs/benchmarks.md has no section {section!r}"
+        for number in re.findall(r"\d+(?:\.\d+)?", result):
+            pattern = rf"(?<![\d.]){re.escape(number)}(?!\.?\d)"
+            assert re.search(pattern, found.group(1)), f"{claim!r}: {number} is not in section {section!r}"
