@@ -105,7 +105,7 @@ def test_ddp_kill_and_resume_is_bit_identical_with_batchnorm_and_dropout(tmp_pat
             assert a[key] == b[key], (a["epoch"], key)
 
     # one process with the same global batch is NOT the same run: each DDP rank normalises with its
-    # own half-batch and draws its own dropout masks (README, "Many machines")
+    # own half-batch and draws its own dropout masks (docs/guides/training.md, "Many GPUs and machines")
     sys.path.insert(0, str(HERE))
     single = train(
         load_config(overrides=[*COMMON, BN_DROPOUT, "data.batch_size=4", f"out_dir={tmp_path / 's'}"])
