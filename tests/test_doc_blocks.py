@@ -247,17 +247,20 @@ def test_shell_blocks_run_as_written(doc, world_template, tmp_path, one_thread):
     path = os.pathsep.join([str(root / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     shell = Shell(checkout, {**os.environ, "HOME": str(root / "home"), "PATH": path})
     ran = 0
-    for block in bash_blocks(doc):
-        if block.skip:
-            continue
-        for line, command in block.commands:
-            code, output = run_line(command, shell)
-            if code:
-                tail = "\n".join(output.rstrip().splitlines()[-TAIL:])
-                name = doc.relative_to(REPO).as_posix()
-                message = f"{name}:{line}: `{command}` exited {code}; its last output:\n{tail}"
-                pytest.fail(message, pytrace=False)
-            ran += 1
+    try:
+        for block in bash_blocks(doc):
+            if block.skip:
+                continue
+            for line, command in block.commands:
+                code, output = run_line(command, shell)
+                if code:
+                    tail = "\n".join(output.rstrip().splitlines()[-TAIL:])
+                    name = doc.relative_to(REPO).as_posix()
+                    message = f"{name}:{line}: `{command}` exited {code}; its last output:\n{tail}"
+                    pytest.fail(message, pytrace=False)
+                ran += 1
+    finally:  # the runs' checkpoints take gigabytes (AlexNet, ResNet-50): not kept in pytest's temp folders
+        shutil.rmtree(root, ignore_errors=True)
     if not ran:
         pytest.skip("every block of this file is marked not run")
 
