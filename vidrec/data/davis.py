@@ -20,6 +20,10 @@ binary (0/255 or 0/1) or not the size of their frame; the datasets skip such an 
 
 Scored as DAVIS scores (evaluation): frames at any working size, masks as stored (``native_masks``), and
 each sequence's first and last frame left out (``skip_ends``, `scored_frames`).
+
+Training augmentation (`Augment`, torchvision ``transforms.v2`` on the image and its mask together): a
+random scale of the working size, a random crop (padded where the scaled frame is smaller; padded mask
+pixels hold `IGNORE`, which the loss skips), a horizontal flip, and colour jitter of the image only.
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from vidrec.cli import UsageError
 from vidrec.data.dataset import SkippedItem, collate_skip
 
 IMAGES = Path("JPEGImages/480p")
 MASKS = Path("Annotations/480p")
+IGNORE = 255  # mask value of pixels padded in by a crop: not scored by the training loss
 
 # The 14 DAVIS-2016 val sequences in ../shared/data/davis2016, sorted; index % 4 == 1 -> our validation.
 ALL_SEQUENCES = (
@@ -179,6 +186,55 @@ def collate_davis(batch: list[dict | SkippedItem]) -> dict:
     return out
 
 
+class Augment:
+    """Random scale, crop, flip and colour jitter of a training frame and its mask, applied alike.
+
+    The scale is a resize with OpenCV (area / nearest for the mask: the cheap part of a worker's time);
+    crop, flip and colour jitter are torchvision ``transforms.v2`` on the image and its mask together.
+
+    Args:
+        size: the working size (H, W) a scale of 1 means (the frame is resized to ``size x scale``).
+        scale: (low, high) of the uniform random scale.
+        crop: (H, W) of the random crop; pixels the scaled frame does not cover are padded (image 0,
+            mask `IGNORE`).
+        flip: random horizontal flip (p = 0.5).
+        color: strength of the brightness, contrast and saturation jitter; 0 = none (hue is left
+            alone: it costs more than the rest of the item).
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        *,
+        scale: tuple[float, float] = (1.0, 1.0),
+        crop: tuple[int, int] | None = None,
+        flip: bool = True,
+        color: float = 0.0,
+    ) -> None:
+        if not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"scale: must be 0 < low <= high, got {scale}")
+        self.size, self.scale = tuple(size), tuple(scale)
+        fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}
+        steps: list[v2.Transform] = [v2.RandomCrop(tuple(crop or size), pad_if_needed=True, fill=fill)]
+        if flip:
+            steps.append(v2.RandomHorizontalFlip())
+        if color > 0:  # images only: v2 leaves Mask tensors alone
+            steps.append(v2.ColorJitter(brightness=color, contrast=color, saturation=color))
+        self.transform = v2.Compose(steps)
+
+    def __call__(self, img: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB uint8 (H, W, 3) and mask (H, W) at any size -> uint8 (3, h, w) and int64 (h, w)."""
+        s = float(torch.empty(()).uniform_(*self.scale))
+        h, w = max(1, round(self.size[0] * s)), max(1, round(self.size[1] * s))
+        img = resize_image(img, (h, w))
+        # pixel centres, as the area / bilinear resize of the image (INTER_NEAREST samples corners)
+        mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+        image = tv_tensors.Image(_chw(img))
+        target = tv_tensors.Mask(torch.from_numpy(mask))
+        image, target = self.transform(image, target)
+        return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor).long()
+
+
 def _chw(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))  # (3, H, W) uint8
 
@@ -196,6 +252,8 @@ class DavisFrames(Dataset):
         flip: random horizontal flip (training).
         strict: raise on an unreadable frame or mask instead of returning a `SkippedItem` (which
             `vidrec.data.collate_skip` drops and reports by path).
+        augment: training augmentation (scale, crop, flip, colour) in place of ``size`` and ``flip``:
+            frames and masks are read as stored and given to it.
     """
 
     def __init__(
@@ -207,8 +265,10 @@ class DavisFrames(Dataset):
         skip_ends: bool = False,
         flip: bool = False,
         strict: bool = False,
+        augment: Augment | None = None,
     ) -> None:
         self.sequences, self.size, self.flip, self.strict = list(sequences), size, flip, strict
+        self.augment = augment
         self.mask_size = None if native_masks else size
         self.index = [
             (s, i) for s, seq in enumerate(self.sequences) for i in scored_frames(len(seq), skip_ends)
@@ -232,6 +292,9 @@ class DavisFrames(Dataset):
     def _item(self, s: int, i: int) -> dict:
         seq = self.sequences[s]
         img = read_image(seq.frames[i])  # as stored: its mask must be this size
+        if self.augment is not None:
+            image, mask = self.augment(img, read_mask(seq.masks[i], frame_shape=img.shape[:2]))
+            return {"image": image, "mask": mask, "sequence": seq.name, "index": i}
         mask = read_mask(seq.masks[i], self.mask_size, frame_shape=img.shape[:2])
         img = resize_image(img, self.size)
         if self._flip():

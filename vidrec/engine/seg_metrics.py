@@ -9,8 +9,10 @@
   precision = matched predicted / predicted boundary pixels, recall = matched true / true boundary
   pixels, F = 2PR / (P + R). An empty predicted boundary gives P = 1, an empty true one R = 1.
 - A sequence's J (F) is the mean over the frames given to `JF`; the reported J (F) is the mean over
-  sequences. Which frames, at which size, is the caller's: vidrec's DAVIS evaluation gives each
-  sequence's frames but the first and the last, at the native mask size, as the 2016 toolkit scores
+  sequences. J recall (the toolkit's second J statistic) is the fraction of a sequence's frames with
+  J > 0.5; `JF.table` / `format_sequence_table` give J mean, J recall and F mean per sequence.
+  Which frames, at which size, is the caller's: vidrec's DAVIS evaluation gives each sequence's
+  frames but the first and the last, at the native mask size, as the 2016 toolkit scores
   (`vidrec.data.davis.scored_frames`, `vidrec.dff.davis_eval`, the segment task's validation).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -86,6 +89,32 @@ def _binary(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pred, gt
 
 
+RECALL_J = 0.5  # J recall counts the frames scored above this J (DAVIS toolkit)
+
+
+@dataclass(frozen=True)
+class SequenceScore:
+    """One sequence's row of the per-sequence table."""
+
+    name: str
+    J: float  # mean over its frames
+    J_recall: float  # fraction of its frames with J > 0.5
+    F: float
+    frames: int
+
+
+def format_sequence_table(rows: list[SequenceScore]) -> str:
+    """A markdown table of J mean, J recall and F mean per sequence, with a mean row (means over
+    sequences, as DAVIS reports them)."""
+    lines = ["| sequence | J mean | J recall | F mean | frames |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.name} | {r.J:.3f} | {r.J_recall:.3f} | {r.F:.3f} | {r.frames} |")
+    if rows:
+        j, rec, f = (float(np.mean([getattr(r, k) for r in rows])) for k in ("J", "J_recall", "F"))
+        lines.append(f"| **mean** | {j:.3f} | {rec:.3f} | {f:.3f} | {sum(r.frames for r in rows)} |")
+    return "\n".join(lines)
+
+
 class JF:
     """Accumulates per-frame J and F by sequence; `compute` averages per sequence, then over sequences.
 
@@ -110,6 +139,17 @@ class JF:
             scores = np.array(list(self.frames[name].values()))  # (frames, 2)
             out[name] = (float(scores[:, 0].mean()), float(scores[:, 1].mean()), len(scores))
         return out
+
+    def table(self) -> list[SequenceScore]:
+        """One `SequenceScore` per sequence (sorted by name): J mean, J recall, F mean, frames."""
+        rows = []
+        for name in sorted(self.frames):
+            scores = np.array(list(self.frames[name].values()))  # (frames, 2)
+            j, f = scores[:, 0], scores[:, 1]
+            rows.append(
+                SequenceScore(name, float(j.mean()), float((j > RECALL_J).mean()), float(f.mean()), len(j))
+            )
+        return rows
 
     def compute(self, *, gather: bool = False) -> dict[str, float]:
         """``{"J": ..., "F": ..., "JF": (J + F) / 2}``: means over sequences of the per-sequence means."""

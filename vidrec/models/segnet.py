@@ -11,6 +11,12 @@
   `vidrec.dff.DFF`, so a per-frame checkpoint's ``feature_net.*`` / ``task_net.*`` weights initialise it
   (``model.init_from``).
 
+Training end to end (``freeze_stem_bn=True``, the DFF recipe): the stem (the first conv and its BatchNorm)
+keeps its ImageNet weights, and every BatchNorm of the feature net normalises with its running (ImageNet)
+statistics in training too (`FrozenStatsBatchNorm2d`: batches of a few frames give noisy statistics),
+while its scale and shift still learn; every other weight trains. The state dict is the same either way,
+so such a checkpoint loads into a model built without the flag (and into `dff_segnet_mobilenet_v2`).
+
 Inputs are ImageNet-normalised RGB (B, 3, H, W) float (`vidrec.data.transforms.normalize_rgb`).
 """
 
@@ -61,6 +67,28 @@ def dilated_mobilenet_v2(*, pretrained: bool | str = False, output_stride: int =
     return features
 
 
+class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that always normalises with its running statistics and never updates them; its
+    affine weight and bias still train. Same parameters and buffers as `nn.BatchNorm2d`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
+
+
+def freeze_stem_and_bn_stats(features: nn.Sequential) -> nn.Sequential:
+    """Freeze MobileNetV2's stem (``features[0]``: conv + BN) and every BatchNorm's statistics, in place."""
+    for module in list(features.modules()):
+        for name, child in module.named_children():
+            if type(child) is nn.BatchNorm2d:
+                frozen = FrozenStatsBatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum)
+                frozen.load_state_dict(child.state_dict())
+                setattr(module, name, frozen)
+    features[0].requires_grad_(False)
+    return features
+
+
 class SegHead(nn.Module):
     """Light task net: features (B, C, h, w) -> class logits (B, K, h, w)."""
 
@@ -100,10 +128,21 @@ SEGMENT_INPUT = {"rgb": (3, 480, 854)}  # one DAVIS 480p frame (C, H, W)
 
 @register_model(input_shapes=SEGMENT_INPUT, task="segment")
 def segnet_mobilenet_v2(
-    *, num_classes: int = 2, pretrained: bool | str = False, output_stride: int = 16, hidden: int = 128
+    *,
+    num_classes: int = 2,
+    pretrained: bool | str = False,
+    output_stride: int = 16,
+    hidden: int = 128,
+    freeze_stem_bn: bool = False,
 ) -> SegNet:
-    """Per-frame binary segmentation on dilated ImageNet MobileNetV2 (output stride 16 or 8)."""
+    """Per-frame binary segmentation on dilated ImageNet MobileNetV2 (output stride 16 or 8).
+
+    ``freeze_stem_bn``: train end to end except the stem and the BatchNorm statistics (see the module
+    docstring).
+    """
     features = dilated_mobilenet_v2(pretrained=pretrained, output_stride=output_stride)
+    if freeze_stem_bn:
+        features = freeze_stem_and_bn_stats(features)
     head = SegHead(FEATURE_CHANNELS, num_classes, hidden=hidden)
     return SegNet(features, head, feature_stride=output_stride)
 
@@ -117,6 +156,7 @@ def dff_segnet_mobilenet_v2(
     hidden: int = 128,
     flow: str = "learned",
     flow_weights: str = "",
+    freeze_stem_bn: bool = False,
 ) -> nn.Module:
     """Deep Feature Flow (Zhu et al., CVPR'17) around `segnet_mobilenet_v2`'s parts plus a flow net.
 
@@ -128,7 +168,11 @@ def dff_segnet_mobilenet_v2(
     from vidrec.dff.model import DFF, ScaleField
 
     seg = segnet_mobilenet_v2(
-        num_classes=num_classes, pretrained=pretrained, output_stride=output_stride, hidden=hidden
+        num_classes=num_classes,
+        pretrained=pretrained,
+        output_stride=output_stride,
+        hidden=hidden,
+        freeze_stem_bn=freeze_stem_bn,
     )
     flow_net = make_flow_net(flow, stride=output_stride, weights=flow_weights or None)
     channels = getattr(flow_net, "scale_channels", 0)

@@ -71,6 +71,21 @@ class SegmentOptions:
         metadata={"help": "validate on every frame; false: leave out each sequence's first and last (DAVIS)"},
     )
     flip: bool = field(default=True, metadata={"help": "random horizontal flips of training items"})
+    scale: list[float] = field(
+        default_factory=lambda: [1.0, 1.0],
+        metadata={"help": "per frame: [low, high] random scale of the training frames (x size)"},
+    )
+    crop: list[int] = field(
+        default_factory=list,
+        metadata={"help": "per frame: [H, W] random crop of the scaled training frames; empty: size"},
+    )
+    color_jitter: float = field(
+        default=0.0, metadata={"help": "per frame: colour jitter strength of the training frames (0: none)"}
+    )
+    jaccard: float = field(
+        default=0.0,
+        metadata={"help": "weight of a soft-Jaccard (IoU) loss on the foreground, added to cross-entropy"},
+    )
 
 
 @register_task
@@ -89,6 +104,13 @@ class Segment(Task):
             raise ConfigError(f"task_options.size: must be [H, W] of 16..{MAX_SIDE} px each, got {o.size}")
         if o.max_offset < 0 or o.val_stride < 1:
             raise ConfigError("task_options.max_offset must be >= 0 and task_options.val_stride >= 1")
+        if len(o.scale) != 2 or not 0 < o.scale[0] <= o.scale[1]:
+            raise ConfigError(f"task_options.scale: must be [low, high] with 0 < low <= high, got {o.scale}")
+        if o.crop and (len(o.crop) != 2 or min(o.crop) < 16 or max(o.crop) > MAX_SIDE):
+            raise ConfigError(f"task_options.crop: must be [] or [H, W] of 16..{MAX_SIDE} px, got {o.crop}")
+        if o.color_jitter < 0 or o.jaccard < 0:
+            raise ConfigError("task_options.color_jitter and task_options.jaccard must be >= 0")
+        self.sequence_table: list = []  # the last validation's `vidrec.engine.seg_metrics.SequenceScore`s
 
     # -- data ---------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -117,7 +139,7 @@ class Segment(Task):
     def datasets(
         self, model: nn.Module, log: Callable[[str], None] | None = None
     ) -> tuple[Dataset, Dataset | None]:
-        from vidrec.data.davis import DavisFrames, DavisPairs
+        from vidrec.data.davis import Augment, DavisFrames, DavisPairs
 
         o, (train_seqs, val_seqs) = self.options, self._sequences()
         size = tuple(o.size)
@@ -126,7 +148,10 @@ class Segment(Task):
             train = DavisPairs(train_seqs, max_offset=o.max_offset, size=size, flip=o.flip)
             val = DavisPairs(val_seqs, max_offset=o.max_offset, **scoring) if val_seqs else None
         else:
-            train = DavisFrames(train_seqs, size=size, flip=o.flip)
+            augment = Augment(
+                size, scale=tuple(o.scale), crop=tuple(o.crop) or None, flip=o.flip, color=o.color_jitter
+            )
+            train = DavisFrames(train_seqs, size=size, augment=augment)
             val = DavisFrames(val_seqs, **scoring) if val_seqs else None
         if val is not None and o.val_stride > 1:
             val = Subset(val, range(0, len(val), o.val_stride))
@@ -167,13 +192,32 @@ class Segment(Task):
     def class_names(self) -> list[str]:
         return ["background", "foreground"]
 
+    def report(self, out_dir: Path, history: list[dict[str, Any]]) -> None:
+        """The last validation's per-sequence J mean, J recall and F mean: printed and written to
+        ``val_sequences.md``."""
+        from vidrec.engine.seg_metrics import format_sequence_table
+
+        if not self.sequence_table:
+            return
+        epoch = history[-1]["epoch"] if history else "?"
+        text = (
+            f"Validation after epoch {epoch}, per sequence:\n\n{format_sequence_table(self.sequence_table)}\n"
+        )
+        (Path(out_dir) / "val_sequences.md").write_text(text)
+        print(text, flush=True)
+
     # -- training and validation --------------------------------------------------------------------
     def training_step(self, model: nn.Module, batch: dict, device: torch.device) -> Step:
+        from vidrec.data.davis import IGNORE
+
         logits, mask = forward_batch(model, batch, device, pairs=self.options.pairs)
-        loss = F.cross_entropy(logits, mask)
+        loss = F.cross_entropy(logits, mask, ignore_index=IGNORE)
+        if self.options.jaccard > 0:
+            loss = loss + self.options.jaccard * soft_jaccard_loss(logits, mask)
         pred = logits.detach().argmax(dim=1)
+        valid = mask != IGNORE  # crop padding
         inter = float(((pred == 1) & (mask == 1)).sum())
-        union = float(((pred == 1) | (mask == 1)).sum())
+        union = float((((pred == 1) & valid) | (mask == 1)).sum())
         return Step(loss=loss, items=len(mask), sums={"inter": inter, "union": union})
 
     def train_metrics(self, sums: dict[str, float], items: int) -> dict[str, float]:
@@ -207,11 +251,29 @@ class Segment(Task):
                 n += 1
         model.train()
         jf = scores.compute(gather=True)
+        self.sequence_table = scores.table()
         return {"val_loss": loss_sum / max(n, 1), "val_J": jf["J"], "val_F": jf["F"], "val_JF": jf["JF"],
                 "val_skipped": skipped}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def soft_jaccard_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - soft IoU of the foreground, per image then averaged: the IoU-shaped term J rewards, which
+    pixel-wise cross-entropy under-weights for small objects. Pixels marked `IGNORE` do not count.
+
+    Args:
+        logits: (B, 2, H, W); mask: (B, H, W) in {0, 1, IGNORE}.
+    """
+    from vidrec.data.davis import IGNORE
+
+    valid = (mask != IGNORE).float()
+    p = logits.float().softmax(dim=1)[:, 1] * valid  # (B, H, W) foreground probability
+    g = (mask == 1).float()
+    inter = (p * g).sum(dim=(1, 2))
+    union = (p + g - p * g).sum(dim=(1, 2))
+    return (1 - (inter + 1) / (union + 1)).mean()  # +1: an image without foreground and none predicted -> 0
 
 
 def sequence_names(spec: list[str]) -> tuple[str, ...]:
