@@ -163,3 +163,47 @@ def test_the_per_sequence_table_matches_a_hand_computation():
     mean_j, mean_f = (0 + b.J) / 2, (0 + b.F) / 2
     assert text[4] == f"| **mean** | {mean_j:.3f} | 0.333 | {mean_f:.3f} | 4 |"
     assert jf.compute()["J"] == pytest.approx(mean_j)  # the table's mean is the reported J
+
+
+def test_training_reports_the_table_and_the_benchmark_measures_the_checkpoint(tiny_davis, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from vidrec.engine.config import load_config
+    from vidrec.engine.train import train
+
+    out = tmp_path / "run"
+    cfg = load_config(
+        "segment_davis",  # the recipe itself, on tiny frames
+        [
+            f"data.root={tiny_davis}",
+            "model.kwargs={pretrained: false, output_stride: 16, freeze_stem_bn: true}",
+            "task_options.size=[32, 48]",
+            "task_options.crop=[24, 40]",
+            "task_options.val_stride=1",
+            "task_options.train_sequences=[seq-a, seq-b]",
+            "task_options.val_sequences=[seq-c]",
+            "data.batch_size=4",
+            "data.workers=0",
+            "max_steps_per_epoch=2",
+            "progress=false",
+            "tensorboard=false",
+            "runtime.device=cpu",
+            f"out_dir={out}",
+        ],
+    )
+    result = train(cfg)
+    table = (out / "val_sequences.md").read_text().splitlines()
+    j = result.history[-1]["val_J"]
+    assert table[4].startswith(f"| seq-c | {j:.3f} |")  # the one validation sequence: its J is val_J
+    assert table[-1].startswith(f"| **mean** | {j:.3f} |") and table[-1].endswith("| 6 |")  # 8 frames - 2
+    assert "| seq-c |" in capsys.readouterr().out  # printed too
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "segment_davis.py"
+    spec = importlib.util.spec_from_file_location("bench_segment_davis", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main([str(tiny_davis), str(out / "last.safetensors"), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"RESULT segment_davis run0_J={j:.3f}" in printed  # what the run's validation saw
+    assert "\n".join(table[2:]) in printed

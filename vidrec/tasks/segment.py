@@ -7,7 +7,9 @@ or one path to a text file listing them). Frames and masks are resized to ``task
 
 Two ways to train, chosen by ``task_options.pairs``:
 - per frame (``pairs: false``): a `segnet_mobilenet_v2`-like model maps an image (B, 3, H, W) to logits
-  (B, 2, H, W); the loss is pixel-wise cross-entropy on the frame's mask;
+  (B, 2, H, W); every frame of the training sequences, augmented by `vidrec.data.davis.Augment`
+  (``scale``, ``crop``, ``flip``, ``color_jitter``); the loss is pixel-wise cross-entropy on the frame's
+  mask (crop padding ignored), plus ``jaccard`` x `soft_jaccard_loss`;
 - Deep Feature Flow end to end (``pairs: true``, methods.md 4.5): each item is the annotated frame i and
   a key frame k = i - U{0..max_offset}; the model (`dff_segnet_mobilenet_v2`, a `vidrec.dff.DFF`) runs the
   feature net on k, warps its features to i along the flow and predicts i's mask; items with k == i use
@@ -17,7 +19,9 @@ Validation scores every ``val_stride``-th frame of the validation sequences: per
 model, and on (key, current) pairs drawn the same way (the same draws every epoch) for a DFF model; J and
 F as the DAVIS toolkit scores them (`vidrec.engine.seg_metrics`): the logits are upsampled to the native
 size of the masks and scored against the masks as stored, and each sequence's first and last frame are
-left out (``val_all_frames: true`` keeps them); ``val_J`` picks ``best.safetensors``.
+left out (``val_all_frames: true`` keeps them); ``val_J`` picks ``best.safetensors``. At the end of
+training, `Segment.report` prints the last validation's J mean, J recall and F mean per sequence and
+writes them to ``val_sequences.md`` in the run folder.
 """
 
 from __future__ import annotations

@@ -1,0 +1,105 @@
+"""Per-frame segmentation on DAVIS-2016: J mean, J recall and F mean per sequence of `vidrec train
+segment_davis` checkpoints, on the sequences each run held out.
+
+Each checkpoint is measured on its own validation sequences (its stored ``task_options.val_sequences``, or
+the fixed split of `vidrec.data.davis`): every frame but each sequence's first and last, at the working size
+the run trained for, logits upsampled to the native 480p masks, as the DAVIS-2016 toolkit scores
+(`vidrec.tasks.segment.Segment.validate`). So what is published is what a user's checkpoint does.
+
+Usage: python benchmarks/segment_davis.py ../shared/data/davis2016 runs/segment_davis/best.safetensors \
+    [more checkpoints] [--write-docs]
+Prints one table per checkpoint and its recipe; ends with ``RESULT segment_davis ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+from vidrec.benchdocs import machine, write_section
+from vidrec.engine.checkpoint import load_checkpoint, load_task
+from vidrec.engine.seg_metrics import format_sequence_table
+
+SECTION = "segment_davis"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("root", help="a DAVIS-layout folder (JPEGImages/480p, Annotations/480p)")
+    p.add_argument("checkpoints", nargs="+", help="segment-task checkpoints (per-frame models)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--write-docs", action="store_true", help=f"write section {SECTION} of docs/benchmarks.md")
+    return p.parse_args(argv)
+
+
+def measure(path: str, root: str) -> dict:
+    """The per-sequence table of one checkpoint on its validation sequences, and its recipe."""
+    model, task = load_task(path)
+    task.cfg.data.root = root
+    task.options.val_stride = 1  # every scored frame
+    _, val = task.datasets(model)
+    if val is None:
+        raise SystemExit(f"{path}: its run had no validation sequences (task_options.val_sequences: [none])")
+    loader = DataLoader(val, batch_size=4, collate_fn=task.collate())
+    start = time.perf_counter()
+    scores = task.validate(model, loader, device=torch.device("cpu"), amp=False, progress=False)
+    ckpt = load_checkpoint(path)
+    cfg = ckpt.config
+    train_names = ", ".join(task.options.train_sequences) or "the fixed training split"
+    return {
+        "checkpoint": str(path),
+        "J": scores["val_J"],
+        "F": scores["val_F"],
+        "table": format_sequence_table(task.sequence_table),
+        "seconds": time.perf_counter() - start,
+        "epoch": ckpt.epoch,
+        "recipe": {
+            "task_options": cfg.get("task_options", {}),
+            "model": cfg.get("model", {}),
+            "optim": {k: cfg.get("optim", {}).get(k) for k in ("name", "lr", "weight_decay", "lr_mult")},
+            "schedule": {k: cfg.get("schedule", {}).get(k) for k in ("name", "epochs", "warmup_iters")},
+            "batch_size": cfg.get("data", {}).get("batch_size"),
+        },
+        "train_sequences": train_names,
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = [measure(p, args.root) for p in args.checkpoints]
+    load = os.getloadavg()[0]
+    parts = []
+    for r in rows:
+        text = (
+            f"**{r['checkpoint']}** (epoch {r['epoch']}; trained on {r['train_sequences']})\n\n"
+            f"{r['table']}\n\nrecipe: `{json.dumps(r['recipe'])}`\n"
+        )
+        print(text, flush=True)
+        parts.append(text)
+    if args.write_docs:
+        body = (
+            "## Per-frame segmentation on DAVIS-2016 (`benchmarks/segment_davis.py`)\n\n"
+            "J mean, J recall (frames with J > 0.5) and F mean per held-out sequence of `vidrec train "
+            "segment_davis` checkpoints, scored as the DAVIS-2016 toolkit scores (native 480p masks, first "
+            "and last frame of each sequence left out).\n\n"
+            + "\n".join(parts)
+            + f"\nMachine: {machine()}; load average {load:.1f} while measuring.\n"
+        )
+        print(f"wrote section {SECTION} of {write_section(SECTION, body)}")
+    print(
+        "RESULT segment_davis "
+        + " ".join(f"run{i}_J={r['J']:.3f} run{i}_F={r['F']:.3f}" for i, r in enumerate(rows))
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
