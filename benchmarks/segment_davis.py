@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -35,15 +36,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("root", help="a DAVIS-layout folder (JPEGImages/480p, Annotations/480p)")
     p.add_argument("checkpoints", nargs="+", help="segment-task checkpoints (per-frame models)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument(
+        "--stride", type=int, default=1, help="score every n-th scored frame (default 1: all of them)"
+    )
     p.add_argument("--write-docs", action="store_true", help=f"write section {SECTION} of docs/benchmarks.md")
     return p.parse_args(argv)
 
 
-def measure(path: str, root: str) -> dict:
+def measure(path: str, root: str, stride: int = 1) -> dict:
     """The per-sequence table of one checkpoint on its validation sequences, and its recipe."""
     model, task = load_task(path)
     task.cfg.data.root = root
-    task.options.val_stride = 1  # every scored frame
+    task.options.val_stride = stride
     _, val = task.datasets(model)
     if val is None:
         raise SystemExit(f"{path}: its run had no validation sequences (task_options.val_sequences: [none])")
@@ -52,6 +56,9 @@ def measure(path: str, root: str) -> dict:
     scores = task.validate(model, loader, device=torch.device("cpu"), amp=False, progress=False)
     ckpt = load_checkpoint(path)
     cfg = ckpt.config
+    run = Path(path).resolve().parent  # the run folder: config.yaml is written first, last.safetensors last
+    first, last = run / "config.yaml", run / "last.safetensors"
+    wall = last.stat().st_mtime - first.stat().st_mtime if first.is_file() and last.is_file() else None
     train_names = ", ".join(task.options.train_sequences) or "the fixed training split"
     return {
         "checkpoint": str(path),
@@ -60,6 +67,7 @@ def measure(path: str, root: str) -> dict:
         "table": format_sequence_table(task.sequence_table),
         "seconds": time.perf_counter() - start,
         "epoch": ckpt.epoch,
+        "train_minutes": None if wall is None else round(wall / 60, 1),
         "recipe": {
             "task_options": cfg.get("task_options", {}),
             "model": cfg.get("model", {}),
@@ -74,12 +82,13 @@ def measure(path: str, root: str) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [measure(p, args.root) for p in args.checkpoints]
+    rows = [measure(p, args.root, args.stride) for p in args.checkpoints]
     load = os.getloadavg()[0]
     parts = []
     for r in rows:
         text = (
-            f"**{r['checkpoint']}** (epoch {r['epoch']}; trained on {r['train_sequences']})\n\n"
+            f"**{r['checkpoint']}** (epoch {r['epoch']}, training wall time {r['train_minutes']} min; "
+            f"trained on {r['train_sequences']})\n\n"
             f"{r['table']}\n\nrecipe: `{json.dumps(r['recipe'])}`\n"
         )
         print(text, flush=True)
@@ -89,7 +98,7 @@ def main(argv=None) -> int:
             "## Per-frame segmentation on DAVIS-2016 (`benchmarks/segment_davis.py`)\n\n"
             "J mean, J recall (frames with J > 0.5) and F mean per held-out sequence of `vidrec train "
             "segment_davis` checkpoints, scored as the DAVIS-2016 toolkit scores (native 480p masks, first "
-            "and last frame of each sequence left out).\n\n"
+            f"and last frame of each sequence left out; `--stride {args.stride}` over those frames).\n\n"
             + "\n".join(parts)
             + f"\nMachine: {machine()}; load average {load:.1f} while measuring.\n"
         )

@@ -189,7 +189,7 @@ def collate_davis(batch: list[dict | SkippedItem]) -> dict:
 class Augment:
     """Random scale, crop, flip and colour jitter of a training frame and its mask, applied alike.
 
-    The scale is a resize with OpenCV (area / nearest for the mask: the cheap part of a worker's time);
+    The scale is a resize with OpenCV (area or bilinear; nearest for the mask), cheaper than v2 on 480p;
     crop, flip and colour jitter are torchvision ``transforms.v2`` on the image and its mask together.
 
     Args:
