@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from vidrec.benchdocs import machine, write_section
+from vidrec.benchdocs import command, machine, write_section
 from vidrec.engine.checkpoint import load_checkpoint, load_task
 from vidrec.engine.seg_metrics import format_sequence_table
 
@@ -93,20 +93,21 @@ def main(argv=None) -> int:
         )
         print(text, flush=True)
         parts.append(text)
+    result = "RESULT segment_davis " + " ".join(
+        f"run{i}_J={r['J']:.3f} run{i}_F={r['F']:.3f}" for i, r in enumerate(rows)
+    )
+    print(result)
     if args.write_docs:
         body = (
             "## Per-frame segmentation on DAVIS-2016 (`benchmarks/segment_davis.py`)\n\n"
-            "J mean, J recall (frames with J > 0.5) and F mean per held-out sequence of `vidrec train "
-            "segment_davis` checkpoints, scored as the DAVIS-2016 toolkit scores (native 480p masks, first "
-            f"and last frame of each sequence left out; `--stride {args.stride}` over those frames).\n\n"
+            f"`{command(argv)}`: J mean, J recall (frames with J > 0.5) and F mean per held-out sequence of "
+            "`vidrec train segment_davis` checkpoints, scored as the DAVIS-2016 toolkit scores (native 480p "
+            f"masks, first and last frame of each sequence left out; `--stride {args.stride}` over those "
+            "frames).\n\n"
             + "\n".join(parts)
-            + f"\nMachine: {machine()}; load average {load:.1f} while measuring.\n"
+            + f"\n`{result}`. Machine: {machine()}; load average {load:.1f} while measuring.\n"
         )
         print(f"wrote section {SECTION} of {write_section(SECTION, body)}")
-    print(
-        "RESULT segment_davis "
-        + " ".join(f"run{i}_J={r['J']:.3f} run{i}_F={r['F']:.3f}" for i, r in enumerate(rows))
-    )
     return 0
 
 

@@ -55,7 +55,7 @@ ALEXNET = ["data.size=64", "data.resize=64", NO_IMAGENET]  # AlexNet's pooling n
 TWO_STREAM = ["data.flow_length=2", "model.kwargs.flow_length=2"]
 CAPTION = ["model.kwargs.hidden_size=16", "model.kwargs.embed_size=8", "task_options.resize=32",
            "task_options.size=32", "task_options.max_len=6", "task_options.min_count=1"]  # fmt: skip
-SEGMENT = ["task_options.size=[32,48]", "data.batch_size=2"]
+SEGMENT = ["task_options.size=[32,48]", "task_options.crop=[24,40]", "data.batch_size=2"]
 CONFIGS: dict[str, list[str]] = {  # per built-in config, after TRAIN
     "lrcn_ucf101_rgb_single_frame": [*ALEXNET, "data.frames=1"],
     "lrcn_ucf101_flow_single_frame": [*ALEXNET, "data.frames=1"],
