@@ -177,6 +177,56 @@ def tiny_lrcn(num_classes: int, **kwargs):
     return LRCN(encoder=enc, rnn=nn.LSTM(4, 8, batch_first=True), head=nn.Linear(8, num_classes))
 
 
+class CountingConv(nn.Conv2d):
+    """A conv that counts the frames it has seen, over every instance (`frames`; a test resets it)."""
+
+    frames = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        CountingConv.frames += x.shape[0]
+        return super().forward(x)
+
+
+class TinyFrozen(nn.Module):
+    """A frozen conv trunk (`frozen_prefix`, the feature-cache protocol) -> GRU -> per-step logits."""
+
+    modalities = ("rgb",)
+
+    def __init__(self, num_classes: int, *, hidden: int = 8, freeze: bool = True) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            CountingConv(3, 4, 3, stride=2),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+        )  # (N, 16)
+        self.rnn = nn.GRU(16, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, num_classes)
+        self.num_classes, self.freeze, self.prefix_cached = num_classes, freeze, False
+        if freeze:
+            self.trunk.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> TinyFrozen:
+        super().train(mode)
+        if self.freeze:
+            self.trunk.eval()
+        return self
+
+    def frozen_prefix(self) -> nn.Module | None:
+        return self.trunk if self.freeze else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        f = x if self.prefix_cached else self.trunk(x.flatten(0, 1)).unflatten(0, (b, -1))  # (B, T, 16)
+        hidden, _ = self.rnn(f)
+        return self.head(hidden)  # (B, T, K)
+
+
+def tiny_frozen(num_classes: int, **kwargs) -> TinyFrozen:
+    return TinyFrozen(num_classes, **kwargs)
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment of a `python -m vidrec.cli` child: this module and the repo importable, one thread."""
     here = Path(__file__).resolve().parent

@@ -24,6 +24,7 @@ and consecutive rows of one recording overlap in 15 of their 16 points, so a ran
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -43,6 +44,7 @@ __all__ = [
     "read_point_history",
     "render_clip",
     "split_blocks",
+    "stored_background",
 ]
 
 STEPS = 16  # points per row
@@ -50,6 +52,9 @@ SOURCE_SIZE = (960.0, 540.0)  # camera image (width, height) the points were div
 VIEW = 200.0  # source pixels the rendered frame spans (a typical circle gesture is about 100 px wide)
 VAL_FRACTION = 0.2  # last fifth of each class's rows validates
 GAP = STEPS  # rows dropped between the training and validation blocks (>= 16: no shared point)
+RENDER_VERSION = (
+    1  # part of every cached clip's key (`GestureDataset.input_key`): bump when rendering changes
+)
 
 
 def read_point_history(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -212,12 +217,29 @@ class GestureDataset(Dataset):
 
     def clip(self, row: int) -> np.ndarray:
         """uint8 `(T, H, W, 3)` of file row `row` (not a dataset index)."""
-        seed = int(np.random.SeedSequence([self.seed, int(row)]).generate_state(1)[0])
+        seed = self._texture_seed(row)
         return render_clip(self.points[row], size=self.size, background=self.background, seed=seed)
+
+    def input_key(self, index: int) -> str:
+        """What the item's frames depend on: the row's points, the clip size, the background and (textured)
+        its seed; `vidrec.engine.feature_cache` keys the frozen features with it."""
+        row = int(self.rows[index])
+        digest = hashlib.sha256(np.ascontiguousarray(self.points[row], np.float32).tobytes()).hexdigest()
+        texture = f" texture_seed={self._texture_seed(row)}" if self.background == "textured" else ""
+        look = f"size={self.size} background={self.background}{texture}"
+        return f"gesture clip v{RENDER_VERSION} points={digest} {look}"
+
+    def item_meta(self, index: int) -> dict[str, Any]:
+        """The item without its frames (label and id)."""
+        row = int(self.rows[index])
+        return {"label": int(self.labels[row]), "video_id": f"{self.name}:{row}"}
+
+    def _texture_seed(self, row: int) -> int:
+        return int(np.random.SeedSequence([self.seed, int(row)]).generate_state(1)[0])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = int(self.rows[index])
-        item: dict[str, Any] = {"label": int(self.labels[row]), "video_id": f"{self.name}:{row}"}
+        item = self.item_meta(index)
         if self.form == "points":
             item["points"] = torch.from_numpy(np.ascontiguousarray(self.points[row], np.float32))  # (T, 2)
         else:
@@ -225,12 +247,20 @@ class GestureDataset(Dataset):
         return item
 
 
+def stored_background(config: dict[str, Any]) -> str:
+    """The background a checkpoint's stored config rendered its clips on: ``data.background``, or
+    ``textured`` for checkpoints written before that field existed (the clips were textured then)."""
+    return str((config.get("data") or {}).get("background", "textured"))
+
+
 def config_datasets(cfg: TrainConfig) -> tuple[GestureDataset, GestureDataset, list[str]]:
     """``data.format: gestures``: (train, validation, class names) from ``data.root``'s
     point_history.csv and labels.csv, split by `split_blocks`, clips of ``data.size`` pixels.
 
-    ``data.frames`` must be 16 (a row holds 16 points); the clips are not augmented (a horizontal flip
-    would turn clockwise into counter-clockwise).
+    ``data.background`` (plain / textured) is the clips' background; ``data.row_stride`` keeps every Nth
+    window of each side. ``data.frames`` must be 16 (a row holds 16 points); the clips are not augmented
+    (a horizontal flip would turn clockwise into counter-clockwise), so a frozen trunk's features are
+    computed once (`vidrec.engine.feature_cache`).
     """
     from vidrec.engine.schema import ConfigError
 
@@ -249,7 +279,9 @@ def config_datasets(cfg: TrainConfig) -> tuple[GestureDataset, GestureDataset, l
         raise ValueError(f"{root / 'point_history.csv'}: class ids {labels.min()}..{labels.max()} "
                          f"but labels.csv names {len(names)} classes")  # fmt: skip
     train_rows, val_rows = split_blocks(labels)
-    common = {"size": cfg.data.size, "seed": cfg.runtime.seed}
+    stride = cfg.data.row_stride
+    train_rows, val_rows = train_rows[::stride], val_rows[::stride]
+    common = {"size": cfg.data.size, "background": cfg.data.background, "seed": cfg.runtime.seed}
     train = GestureDataset((labels, points), indices=train_rows, **common)
     val = GestureDataset((labels, points), indices=val_rows, **common)
     train.name = val.name = "point_history.csv"

@@ -95,6 +95,16 @@ class DataConfig:
     )
     batch_size: int = opt(8, "clips per optimiser micro-step on EACH process")
     workers: int = opt(2, "DataLoader worker processes per training process")
+    background: Literal["plain", "textured"] = opt(
+        "plain",
+        "data.format=gestures: the clips' background, plain grey or a smooth random texture per row "
+        "(vidrec.data.gestures.render_clip); frozen ImageNet features learn on plain",
+    )
+    row_stride: int = opt(
+        1,
+        "data.format=gestures: use every Nth window of each training / validation block (neighbouring "
+        "windows share 15 of their 16 points; benchmarks/prernn_tasks.py uses 16)",
+    )
     plugin: str = opt(
         "",
         "`module:function` returning (train_dataset, val_dataset_or_None, class_names) instead of "
@@ -154,6 +164,11 @@ class RuntimeConfig:
     channels_last: bool = opt(False, "put the model in channels_last memory format")
     compile: bool = opt(False, "torch.compile the model for training")
     seed: int = opt(0, "seed of torch / numpy / random, data order and worker streams")
+    threads: int = opt(
+        0,
+        "torch CPU threads of each training process; 0: torch's default (one per core). On a busy CPU, 1 "
+        "is often several times faster for small models (threads that wait for each other)",
+    )
     deterministic: bool = opt(False, "torch.use_deterministic_algorithms (slower; bit-exact reruns on GPU)")
     dist_backend: Literal["auto", "nccl", "gloo"] = opt(
         "auto", "DDP backend; auto: nccl on CUDA, gloo on CPU"
@@ -162,6 +177,16 @@ class RuntimeConfig:
         False,
         "DDP on CUDA: BatchNorm statistics over the global batch (torch SyncBatchNorm) instead of each "
         "process's own batch; CUDA only",
+    )
+    feature_cache: bool = opt(
+        True,
+        "frozen parts computed once: when the model's leading part is frozen (freeze_cnn, freeze_trunk, "
+        "freeze_encoder) and the items are not randomly augmented, its output is computed once per input, "
+        "stored in out_dir/feature_cache and reused every epoch (vidrec.engine.feature_cache); false: "
+        "computed every epoch",
+    )
+    feature_cache_mb: int = opt(
+        512, "feature cache: most MiB of features each process keeps in memory (the rest is read from disk)"
     )
 
 
@@ -349,8 +374,10 @@ def check_fields(cfg: TrainConfig) -> None:
         "schedule.milestones",
         "must be increasing",
     )
-    for name in ("batch_size", "frames", "size", "flow_length"):
+    for name in ("batch_size", "frames", "size", "flow_length", "row_stride"):
         _check(getattr(cfg.data, name) >= 1, f"data.{name}", "must be >= 1")
+    _check(cfg.runtime.feature_cache_mb >= 0, "runtime.feature_cache_mb", "must be >= 0")
+    _check(cfg.runtime.threads >= 0, "runtime.threads", "must be >= 0 (0: torch's default)")
     stride = cfg.data.stride
     lo_hi = stride if isinstance(stride, list) else [stride, stride]
     _check(

@@ -1,7 +1,8 @@
 """Training: `train(cfg) -> TrainResult` and the loop it runs, `train_one_epoch`.
 
-Reads top to bottom: the task checks its paths -> the task builds the model and its datasets -> loaders
--> optimiser -> (resume) -> for each epoch: train, validate, checkpoint, log -> curves.
+Reads top to bottom: the task checks its paths -> the task builds the model and its datasets -> (the
+frozen part's features computed once, `vidrec.engine.feature_cache`) -> loaders -> optimiser -> (resume)
+-> for each epoch: train, validate, checkpoint, log -> curves.
 
 The loop does not know what it learns: ``cfg.task`` names a `vidrec.tasks.Task` (classify, caption,
 landmarks, segment) that gives the datasets, the model, each batch's loss and summed metrics, the
@@ -38,7 +39,7 @@ from torch.utils.data import DataLoader
 
 from vidrec import interrupt
 from vidrec.engine import distributed as D
-from vidrec.engine import runfolder
+from vidrec.engine import feature_cache, runfolder
 from vidrec.engine.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -124,6 +125,8 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
             if ds is not None and len(ds) == 0:
                 where = source or cfg.data.val_list or cfg.data.plugin
                 raise NoDataError(f"{what}: the {what} set is empty ({where}); check the list file")
+        flow = training_flow(cfg, train_ds)
+        train_ds, val_ds, cache = feature_cache.plan(cfg, model, train_ds, val_ds, log=logger.info)
         loader, sampler, val_loader = make_loaders(cfg, train_ds, val_ds, info, task.collate())
         steps = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
         if steps == 0:
@@ -142,10 +145,10 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
             logger=logger,
             task=task,
             batches_per_epoch=steps,
-            flow=training_flow(cfg, train_ds),
+            flow=flow,
         )
         with run.stop:  # stop signals end the loop at a step boundary, see `_save_interrupted`
-            return _fit(run, loader, sampler, val_loader)
+            return _fit(run, loader, sampler, val_loader, cache)
     finally:
         logger.close()
 
@@ -153,6 +156,8 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
 def _setup(cfg: TrainConfig, task: Task, info: D.DistInfo, device: torch.device, log=None):
     """Seeds set, model built by the task (after its `check`) and wrapped, the task's datasets made."""
     seed_everything(cfg.runtime.seed + info.rank)
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
     if cfg.runtime.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
@@ -176,12 +181,36 @@ def _setup(cfg: TrainConfig, task: Task, info: D.DistInfo, device: torch.device,
 
 
 def _fit(
-    run: Run, loader: DataLoader, sampler: ResumableSampler, val_loader: DataLoader | None
+    run: Run,
+    loader: DataLoader,
+    sampler: ResumableSampler,
+    val_loader: DataLoader | None,
+    cache: feature_cache.FeatureCache | None = None,
 ) -> TrainResult:
     cfg = run.cfg
     start_epoch, start_batch, stats = resume_point(run) if cfg.resume else (0, 0, None)
     set_lr(run.optimizer, lr_factor(run.global_step, cfg.schedule, run.steps_per_epoch))
     run.position = (start_epoch, start_batch)
+    with contextlib.ExitStack() as stack:
+        if cache is not None:  # the frozen weights are final now (resumed or initialised)
+            show = cfg.progress and run.info.is_main
+            log = run.logger.info
+            cache.prepare(info=run.info, batch_size=cfg.data.batch_size, workers=cfg.data.workers,
+                          show_progress=show, log=log)  # fmt: skip
+            stack.enter_context(feature_cache.reading_features(run.model))
+        return _epochs(run, loader, sampler, val_loader, start_epoch, start_batch, stats)
+
+
+def _epochs(
+    run: Run,
+    loader: DataLoader,
+    sampler: ResumableSampler,
+    val_loader: DataLoader | None,
+    start_epoch: int,
+    start_batch: int,
+    stats: EpochStats | None,
+) -> TrainResult:
+    cfg = run.cfg
     try:
         for epoch in range(start_epoch, cfg.schedule.epochs):
             run.stop.check(run.device)  # a signal during set-up or validation

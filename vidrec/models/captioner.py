@@ -158,6 +158,11 @@ class Captioner(nn.Module):
         self.modalities = (modality,)
         self.num_classes = decoder.vocab_size  # the softmax width, like a recognizer's classes
         self.task = "caption"
+        self.prefix_cached = False  # True: inputs are the frozen CNN's features (vidrec.engine.feature_cache)
+
+    def frozen_prefix(self) -> nn.Module | None:
+        """The frozen CNN (frames ``(N, C, H, W)`` -> features ``(N, D)``), or None when it trains."""
+        return self.encoder if self.freeze_encoder else None
 
     def train(self, mode: bool = True) -> Captioner:
         super().train(mode)
@@ -166,8 +171,9 @@ class Captioner(nn.Module):
         return self
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Frames ``(B, T, C, H, W)`` -> features ``(B, T, D)``; features ``(B, T, D)`` pass through."""
-        if self.encoder is None:
+        """Frames ``(B, T, C, H, W)`` -> features ``(B, T, D)``; features ``(B, T, D)`` pass through
+        (without a CNN, or while `prefix_cached`)."""
+        if self.encoder is None or self.prefix_cached:
             if x.dim() != 3 or x.shape[-1] != self.feature_dim:
                 raise ValueError(f"expected features (B, T, {self.feature_dim}), got {tuple(x.shape)}")
             return x

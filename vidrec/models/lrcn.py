@@ -60,6 +60,11 @@ class LRCN(nn.Module):
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             self.encoder.requires_grad_(False)
+        self.prefix_cached = False  # True: inputs are the frozen encoder's features (feature cache)
+
+    def frozen_prefix(self) -> nn.Module | None:
+        """The frozen encoder (frames ``(N, C, H, W)`` -> ``(N, D)``), or None when it trains."""
+        return self.encoder if self.freeze_encoder else None
 
     def train(self, mode: bool = True) -> LRCN:
         super().train(mode)
@@ -68,7 +73,9 @@ class LRCN(nn.Module):
         return self
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, C, H, W) -> per-frame features (B, T, D)."""
+        """(B, T, C, H, W) -> per-frame features (B, T, D); while `prefix_cached`, x is them already."""
+        if self.prefix_cached:
+            return x
         b = x.shape[0]
         frames = rearrange(x, "b t c h w -> (b t) c h w")  # (B*T, C, H, W)
         feats = self.encoder(frames)  # (B*T, D)

@@ -39,6 +39,8 @@ Gate start (methods.md 2.4, property 1), `start=`:
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypedDict, Unpack
 
 import torch
@@ -285,6 +287,25 @@ class PreRNN(nn.Module):
         self.frozen = tuple(frozen)  # names in `net` of the frozen trunk (no gradients, eval mode)
         for name in self.frozen:
             net.get_submodule(name).requires_grad_(False)
+        self.prefix_cached = False  # True: inputs are `frozen_prefix`'s output (vidrec.engine.feature_cache)
+
+    def _prefix_blocks(self) -> int:
+        """How many leading blocks of ``net.features`` are frozen whole (0: none, or no ``features``)."""
+        features, frozen = getattr(self.net, "features", None), set(self.frozen)
+        if not isinstance(features, nn.Sequential):
+            return 0
+        for i, block in enumerate(features):
+            leaves = [f"features.{i}.{n}".rstrip(".") for n, m in block.named_modules() if _is_leaf(m)]
+            if not leaves or not all(name in frozen for name in leaves):
+                return i
+        return 0  # every block frozen: nothing recurrent left in `features`, not a trunk we can split
+
+    def frozen_prefix(self) -> nn.Module | None:
+        """The frozen trunk as a module, frames ``(N, C, H, W)`` -> maps ``(N, C', H', W')``: the leading
+        blocks of ``net.features`` (torchvision's MobileNetV2, VGG, AlexNet) that are frozen whole; None
+        when the trunk is not frozen."""
+        k = self._prefix_blocks()
+        return self.net.features[:k] if k else None
 
     def train(self, mode: bool = True) -> PreRNN:
         super().train(mode)
@@ -293,10 +314,30 @@ class PreRNN(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Clips ``(B, T, C, H, W)`` (or, while `prefix_cached`, the frozen trunk's maps) -> ``(B, T, K)``."""
         b, t = x.shape[:2]
-        with num_steps(self.net, t):
-            logits = self.net(rearrange(x, "b t c h w -> (b t) c h w"))  # (B*T, K)
+        with num_steps(self.net, t), self._after_prefix():
+            logits = self.net(rearrange(x, "b t ... -> (b t) ..."))  # (B*T, K)
         return rearrange(logits, "(b t) k -> b t k", b=b)  # (B, T, K)
+
+    @contextmanager
+    def _after_prefix(self) -> Iterator[None]:
+        """While `prefix_cached`: ``net.features`` without its frozen leading blocks (their output is the
+        input), so the net's own forward runs the rest; restored after."""
+        k = self._prefix_blocks() if self.prefix_cached else 0
+        if not k:
+            yield
+            return
+        features = self.net.features
+        self.net.features = nn.Sequential(*list(features)[k:])
+        try:
+            yield
+        finally:
+            self.net.features = features
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return not any(True for _ in module.children())
 
 
 def trunk_before(net: nn.Module, layer: str) -> tuple[str, ...]:

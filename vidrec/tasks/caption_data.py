@@ -16,6 +16,7 @@ labels of the sampled frames as ids ``(T, G)``, `NO_LABEL` where a file has no v
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -220,6 +221,7 @@ class CaptionDataset(Dataset):
             (i, 0) for i in range(len(items))
         ]  # fmt: skip
         self.skipped: dict[str, str] = {}
+        self._digests: dict[Path, tuple[tuple[int, int], str]] = {}  # path -> ((size, mtime), sha256)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -234,6 +236,40 @@ class CaptionDataset(Dataset):
             keep = [i for i, it in enumerate(self.items) if it.file not in set(missing)]
             self.index = [(i, s) for i, s in self.index if i in set(keep)]
         return [str(self.root / f) for f in missing]
+
+    def input_key(self, k: int) -> str:
+        """What item `k`'s frames depend on: the file's bytes (hashed) and how frames are made of them;
+        the sentences of one file share it (`vidrec.engine.feature_cache` keys the frozen features)."""
+        path = self.root / self.items[self.index[k][0]].file
+        look = "image" if is_image(path) else f"video frames={self.frames}"
+        return f"caption {look} resize={self.resize} size={self.size} file={self._digest(path)}"
+
+    def _digest(self, path: Path) -> str:
+        """sha256 of the file's bytes, remembered while its size and modification time stay."""
+        try:
+            st = path.stat()
+        except OSError:
+            return "missing"
+        stamp = (st.st_size, st.st_mtime_ns)
+        known = self._digests.get(path)
+        if known is None or known[0] != stamp:
+            known = (stamp, hashlib.sha256(path.read_bytes()).hexdigest())
+            self._digests[path] = known
+        return known[1]
+
+    def item_meta(self, k: int) -> dict:
+        """Item `k` without its frames: word ids, all sentences, the file (and attribute ids with `groups`,
+        which read the video's frame count)."""
+        i, s = self.index[k]
+        item = self.items[i]
+        ids = torch.tensor(self.vocab.encode(item.sentences[s], max_len=self.max_len - 1))
+        out = {"caption": ids, "refs": list(item.sentences), "id": item.file}
+        if self.groups is not None:
+            path = self.root / item.file
+            num_frames = 1 if is_image(path) else _num_frames(path)
+            indices = [0] if is_image(path) else frame_indices(num_frames, self.frames)
+            out["attributes"] = attribute_labels(item, self.groups, indices, num_frames)
+        return out
 
     def __getitem__(self, k: int) -> dict | None:
         i, s = self.index[k]
@@ -263,6 +299,12 @@ class CaptionDataset(Dataset):
             indices = frame_indices(num_frames, self.frames)
             rgb = load_clip(path, resize=self.resize, size=self.size, indices=indices)
         return {"rgb": rgb, "attributes": attribute_labels(item, self.groups, indices, num_frames)}
+
+
+def _num_frames(path: Path) -> int:
+    from vidrec.io import probe
+
+    return probe(path).num_frames
 
 
 def collate_captions(batch: list[dict]) -> dict:
