@@ -23,7 +23,8 @@ Clockwise / Counter Clockwise validation clips, is the right one of the two scor
 0.5), the cw <-> ccw confusion (share of those clips given the other one) and training time; a bar plot
 PNG; ``RESULT prernn_tasks_gestures ...``. ``--eval-csv OTHER.csv`` also scores every trained model on all
 rows of another file of the same format. ``gestures-eval CHECKPOINT CSV`` scores a `vidrec train`
-checkpoint (e.g. of ``vidrec train gestures_prernn_conv``) on any such CSV, end to end from pixels.
+checkpoint (e.g. of ``vidrec train gestures_prernn_conv``) on any such CSV, end to end from pixels, on
+the background the checkpoint was trained on (its ``data.background``; ``--background`` overrides it).
 
 Sizes of the default run: 64x64 clips on a plain background (on the textured one, frozen 64-px ImageNet
 features left the first models near chance after 3 epochs), every 16th window of each block
@@ -49,7 +50,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vidrec.data.gestures import GestureDataset, read_gesture_labels, read_point_history, split_blocks
+from vidrec.data.gestures import (
+    GestureDataset,
+    read_gesture_labels,
+    read_point_history,
+    split_blocks,
+    stored_background,
+)
 from vidrec.data.transforms import normalize_rgb
 from vidrec.models.layers import num_steps
 from vidrec.models.outputs import classification_loss, video_probs
@@ -361,13 +368,16 @@ def gestures_report(args: argparse.Namespace) -> None:
 
 def gestures_eval(args: argparse.Namespace) -> None:
     """A `vidrec train` checkpoint on every row of a CSV, end to end from rendered pixels."""
-    from vidrec.engine.checkpoint import load_task
+    from vidrec.engine.checkpoint import load_checkpoint, load_task
     from vidrec.engine.evaluate import model_inputs
 
     model, task = load_task(args.checkpoint, factory=args.model_factory)
     names = task.class_names()
     size = args.size or task.cfg.data.size
-    ds = GestureDataset(args.csv, size=size, background=args.background, seed=task.cfg.runtime.seed)
+    background = args.background or stored_background(load_checkpoint(args.checkpoint).config)
+    how = "--background" if args.background else "the checkpoint's data.background"
+    print(f"clips: {size}x{size} px, {background} background ({how})", flush=True)
+    ds = GestureDataset(args.csv, size=size, background=background, seed=task.cfg.runtime.seed)
     probs, ys = [], []
     with torch.no_grad():
         for start in progress(range(0, len(ds), args.batch), desc="clips", unit="batch"):
@@ -445,7 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=int, default=0, help="clip size; 0: the checkpoint's data.size (default: %(default)s)"
     )
     e.add_argument(
-        "--background", choices=("plain", "textured"), default="textured", help="(default: %(default)s)"
+        "--background",
+        choices=("plain", "textured"),
+        default="",
+        help="clip background (default: the one the checkpoint trained on, its data.background)",
     )
     e.add_argument("--batch", type=int, default=32, help="clips per forward (default: %(default)s)")
     e.add_argument(

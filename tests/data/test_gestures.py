@@ -159,7 +159,7 @@ def test_gestures_train_through_vidrec_train(tmp_path, capsys):
     write_csv(tmp_path, rows_per_class=30)
     cfg = load_config(
         "gestures_single_frame",  # the built-in config, with a tiny model so the test stays fast
-        [f"data.root={tmp_path}", "data.size=32", "data.batch_size=8", "data.workers=0",
+        [f"data.root={tmp_path}", "data.size=32", "data.batch_size=8", "data.workers=0", "data.row_stride=1",
          "model.name=tinyvid:tiny_net", "model.kwargs={}", "schedule.epochs=2", f"out_dir={tmp_path / 'run'}",
          "progress=false", "tensorboard=false", "plots=false"],
     )  # fmt: skip
@@ -180,8 +180,42 @@ def test_gestures_train_through_vidrec_train(tmp_path, capsys):
     write_csv(other, rows_per_class=5, seed=7)
     bench.main(["gestures-eval", str(tmp_path / "run" / "best.safetensors"), str(other / "point_history.csv"),
                 "--model-factory", "tinyvid:tiny_net"])  # fmt: skip
-    result = capsys.readouterr().out.strip().splitlines()[-1]
-    assert result.startswith("RESULT prernn_tasks_gestures_eval acc=") and "cw_ccw_pair_acc=" in result
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("RESULT prernn_tasks_gestures_eval acc=") and "cw_ccw_pair_acc=" in out[-1]
+    # the clips are rendered on the background the checkpoint trained on (the config's default, plain)
+    assert "clips: 32x32 px, plain background (the checkpoint's data.background)" in out
+    bench.main(["gestures-eval", str(tmp_path / "run" / "best.safetensors"), str(other / "point_history.csv"),
+                "--model-factory", "tinyvid:tiny_net", "--background", "textured"])  # fmt: skip
+    assert "clips: 32x32 px, textured background (--background)" in capsys.readouterr().out
+
+
+def test_background_and_row_stride_reach_the_clips(tmp_path):
+    from vidrec.data.gestures import config_datasets, stored_background
+    from vidrec.engine.config import load_config
+    from vidrec.engine.schema import ConfigError
+
+    labels, _, _ = write_csv(tmp_path, rows_per_class=60)
+    train_rows, val_rows = split_blocks(labels)
+    train, val, _ = config_datasets(load_config("gestures_prernn_fc", [f"data.root={tmp_path}"]))
+    assert train.background == val.background == "plain"  # the configs' default: the one shown to learn
+    assert list(train.rows) == list(train_rows[::16]) and list(val.rows) == list(val_rows[::16])
+    cfg = load_config(
+        "gestures_lrcn", [f"data.root={tmp_path}", "data.background=textured", "data.row_stride=1"]
+    )
+    train, val, _ = config_datasets(cfg)
+    assert train.background == val.background == "textured" and len(train) == len(train_rows)
+    plain = GestureDataset(tmp_path / "point_history.csv", background="plain", size=32)[0]["rgb"]
+    textured = GestureDataset(tmp_path / "point_history.csv", background="textured", size=32)[0]["rgb"]
+    assert (plain[0, :, :4, :4] == 115).all()  # a corner of plain grey (0.45) ...
+    assert not (textured[0, :, :4, :4] == 115).all()  # ... where the texture varies
+    with pytest.raises(
+        ConfigError, match=r"data\.background: 'checkered' is not one of \['plain', 'textured'\]"
+    ):
+        load_config("gestures_lrcn", [f"data.root={tmp_path}", "data.background=checkered"])
+    with pytest.raises(ConfigError, match=r"data\.row_stride"):
+        load_config("gestures_lrcn", [f"data.root={tmp_path}", "data.row_stride=0"])
+    assert stored_background({"data": {"background": "plain"}}) == "plain"
+    assert stored_background({"data": {"root": "x"}}) == "textured"  # written before the field: textured
 
 
 def test_gestures_config_errors_name_the_field(tmp_path):

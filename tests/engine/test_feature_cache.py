@@ -54,7 +54,7 @@ def write_gestures(folder: Path, seed: int = 0) -> np.ndarray:
 def _cfg(root: Path, out: Path, *extra: str):
     return load_config(
         "gestures_prernn_fc",  # the built-in config with a tiny frozen-trunk model (tinyvid.TinyFrozen)
-        [f"data.root={root}", "data.size=16", "data.batch_size=8", "data.workers=0",
+        [f"data.root={root}", "data.size=16", "data.batch_size=8", "data.workers=0", "data.row_stride=1",
          "model.name=tinyvid:tiny_frozen", "model.kwargs={}", "schedule.epochs=2", f"out_dir={out}",
          "progress=false", "tensorboard=false", "plots=false", "runtime.device=cpu", *extra],
     )  # fmt: skip

@@ -174,6 +174,7 @@ def build_lrcn(
     dropout: float,
     feature_layer: str = "penultimate",
     feature_dropout: float = 0.0,
+    freeze_encoder: bool = False,
 ) -> LRCN:
     """Shared body of the `lrcn_*` builders."""
     backbone = Backbone(
@@ -188,7 +189,9 @@ def build_lrcn(
     rnn = lrcn_init_(nn.LSTM(backbone.feature_dim, hidden_size, num_layers=num_layers, batch_first=True))
     head = nn.Linear(hidden_size, num_classes)
     encoder = FeatureEncoder(backbone, dropout=feature_dropout)
-    return LRCN(encoder=encoder, rnn=rnn, head=head, modality=modality, dropout=dropout)
+    return LRCN(
+        encoder=encoder, rnn=rnn, head=head, modality=modality, dropout=dropout, freeze_encoder=freeze_encoder
+    )
 
 
 _LRCN_INPUT = {"rgb": (16, 3, 227, 227)}
@@ -223,11 +226,13 @@ def lrcn_mobilenet_v2(
     hidden_size: int = 256,
     num_layers: int = 1,
     dropout: float = 0.5,
+    freeze_encoder: bool = False,
 ) -> LRCN:
-    """LRCN (Donahue et al. 2015) on MobileNetV2 pooled features (1280) -> LSTM -> per-step Linear."""
+    """LRCN (Donahue et al. 2015) on MobileNetV2 pooled features (1280) -> LSTM -> per-step Linear;
+    `freeze_encoder` keeps the CNN as it is (frozen features, computed once by `vidrec train`)."""
     return build_lrcn(
         "mobilenet_v2", num_classes=num_classes, pretrained=pretrained, modality=modality,
-        hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
+        hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, freeze_encoder=freeze_encoder,
     )  # fmt: skip
 
 
