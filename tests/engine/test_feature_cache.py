@@ -258,3 +258,29 @@ def test_models_give_the_same_outputs_from_cached_features():
     unfrozen = prernn_fc_mobilenet_v2(num_classes=3, cell="gru", freeze_trunk=False)
     assert unfrozen.frozen_prefix() is None
     assert build_captioner("1u", num_classes=9, backbone="resnet18", freeze_cnn=False).frozen_prefix() is None
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_share_one_cache_and_match_one_process(gestures, tmp_path):
+    """Each rank builds its share of the cache, both wait at a barrier, then read every entry: the 2-rank
+    run ends with the weights of one process with the same global batch (the trunk's BatchNorm is frozen)."""
+    from proc_helpers import finish, launch_train
+    from tinyvid import subprocess_env
+
+    def argv(out: Path, batch: int):
+        return lambda rank: [
+            "gestures_prernn_fc", f"data.root={gestures}", "data.size=16", f"data.batch_size={batch}",
+            "data.workers=0", "data.row_stride=1", "model.name=tinyvid:tiny_frozen", "model.kwargs={}",
+            "schedule.epochs=2", f"out_dir={out}", "progress=false", "tensorboard=false", "plots=false",
+            "runtime.device=cpu",
+        ]  # fmt: skip
+
+    env = subprocess_env()
+    for code, err in finish(launch_train(2, argv(tmp_path / "ddp", 4), env)):
+        assert code == 0, err[-3000:]
+    [(code, err)] = finish(launch_train(1, argv(tmp_path / "one", 8), env))
+    assert code == 0, err[-3000:]
+    assert len(list((tmp_path / "ddp" / "feature_cache").rglob("*.safetensors"))) == 56
+    a, b = _weights(tmp_path / "ddp" / "last.safetensors"), _weights(tmp_path / "one" / "last.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
