@@ -409,6 +409,7 @@ TASK_COMMANDS = {
     "caption": "vidrec caption",
     "landmarks": "vidrec predict",
     "segment": "vidrec dff run or dff eval",
+    "detect": "vidrec predict, dff run or dff eval",
 }
 
 

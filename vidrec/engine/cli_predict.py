@@ -32,7 +32,11 @@ from vidrec.engine.predict import (
     topk,
 )
 
-PREDICT_TASKS = ("classify", "landmarks")  # class scores, or points drawn on the video (`--out`)
+PREDICT_TASKS = (
+    "classify",
+    "landmarks",
+    "detect",
+)  # class scores, or points / boxes drawn on the video (`--out`)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,6 @@
 """Recognizers: LRCN, PreRNN, two-stream/TSN, ST-ResNet, behind one flat registry."""
 
-from vidrec.models import captioner, lrcn, prernn, segnet, st_resnet, two_stream  # noqa: F401 (registers)
+from vidrec.models import captioner, detector, lrcn, prernn, segnet, st_resnet, two_stream  # noqa: F401 (registers)
 from vidrec.models.backbones import Backbone
 from vidrec.models.layers import num_steps
 from vidrec.models.lrcn import LRCN, SingleFrame

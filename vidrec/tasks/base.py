@@ -178,7 +178,7 @@ def options_help(cls: type[Task]) -> list[tuple[str, str, Any, str]]:
 def _load_builtin() -> None:
     import importlib
 
-    for module in ("classify", "caption", "landmarks", "segment"):
+    for module in ("classify", "caption", "landmarks", "segment", "detect"):
         try:
             importlib.import_module(f"vidrec.tasks.{module}")
         except ModuleNotFoundError as err:  # a task module not written yet
