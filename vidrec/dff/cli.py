@@ -1,4 +1,5 @@
-"""``vidrec dff``: Deep Feature Flow on video; ``vidrec dff run`` writes a mask overlay, key frames marked.
+"""``vidrec dff``: Deep Feature Flow on video; ``vidrec dff run`` writes a mask overlay (a segment checkpoint)
+or the boxes drawn (a detect checkpoint, `vidrec.dff.cli_detect`), key frames marked.
 
 Each ``vidrec dff`` subcommand adds its parser in `SUBCOMMANDS` (name -> (add_arguments, run, help)); the
 module-level `add_arguments` / `run` are what `vidrec.cli` calls.
@@ -28,12 +29,15 @@ MASK_COLOUR = np.array([255, 40, 40], dtype=np.float32)  # RGB: the foreground t
 # -- run -----------------------------------------------------------------------------------------------
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "checkpoint", help="a segment-task checkpoint (per-frame or DFF model) from `vidrec train`"
+        "checkpoint",
+        help="a segment- or detect-task checkpoint (per-frame or DFF model) from `vidrec train`",
     )
     p.add_argument(
         "input", help="a video file, or a folder of frames (.jpg/.png, sorted by name: DAVIS layout)"
     )
-    p.add_argument("--out", required=True, help="the overlay video to write (.mp4, .mkv, .gif, ...)")
+    p.add_argument(
+        "--out", required=True, help="the overlay (mask or boxes) video to write (.mp4, .mkv, .gif, ...)"
+    )
     add_schedule_arguments(p)
     p.add_argument(
         "--flow",
@@ -184,6 +188,10 @@ def dff_run(args: argparse.Namespace) -> DffRun:
     schedule = make_schedule(args)
     device = torch.device(args.device)
     model, task = load_task(ckpt, device, factory=args.model_factory, tasks=dff_tasks(ckpt))
+    if task.name == "detect":  # boxes drawn instead of a mask
+        from vidrec.dff import cli_detect
+
+        return cli_detect.run(args, model, task, schedule, out_path)
     dff = build_dff(model, args).eval()
     size = frame_size(args, task)
     frames, total, fps = read_input(args.input, strict=args.strict)
@@ -280,7 +288,7 @@ SUBCOMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "run": (
         add_run_arguments,
         run_dff,
-        "run a checkpoint on a video with key frames: overlay video, frames/s",
+        "run a segment or detect checkpoint on a video with key frames: overlay video, frames/s",
     ),
     "pretrain-flow": (
         add_pretrain_arguments,
@@ -295,7 +303,8 @@ SUBCOMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "eval": (
         cli_davis.add_eval_arguments,
         cli_davis.run_eval,
-        "J, F and frames/s of a checkpoint on DAVIS-layout sequences at a key interval / adaptive budget",
+        "J, F and frames/s of a segment checkpoint on DAVIS-layout sequences, or box AP and frames/s of a "
+        "detect checkpoint on a video's frames, at a key interval / adaptive budget",
     ),
 }
 

@@ -91,10 +91,10 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
 
 
 def dff_tasks(checkpoint: str) -> tuple[str, ...]:
-    """The tasks `dff run` / `dff eval` take for this checkpoint: ``segment``, or a task registered outside
-    vidrec (its model's parts are checked by `build_dff`), never another built-in task (classify, caption,
-    landmarks), which is refused in one line naming the command to use instead."""
+    """The tasks `dff run` / `dff eval` take for this checkpoint: ``segment``, ``detect``, or a task
+    registered outside vidrec (its model's parts are checked by `build_dff`), never another built-in task
+    (classify, caption, landmarks), which is refused in one line naming the command to use instead."""
     from vidrec.engine.checkpoint import TASK_COMMANDS, checkpoint_task
 
     task = checkpoint_task(checkpoint)
-    return ("segment",) if task in TASK_COMMANDS else ("segment", task)
+    return ("segment", "detect") if task in TASK_COMMANDS else ("segment", "detect", task)

@@ -1,5 +1,6 @@
 """``vidrec dff train`` and ``vidrec dff eval``: DFF training on DAVIS through the one engine, and J / F /
-frames/s of a checkpoint on DAVIS-layout sequences under a key-frame schedule.
+frames/s of a checkpoint on DAVIS-layout sequences under a key-frame schedule (a detect checkpoint: box
+AP and frames/s on a video's frames, `vidrec.dff.cli_detect`).
 
 - ``vidrec dff train [CONFIG] [key=value ...]`` is ``vidrec train`` with the built-in ``dff_davis`` config
   by default (DFF end to end on (key, current) pairs; ``data.root=...`` points at the DAVIS folder and
@@ -37,9 +38,26 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "checkpoint", help="a segment-task checkpoint (per-frame or DFF model) from `vidrec train`"
+        "checkpoint",
+        help="a segment- or detect-task checkpoint (per-frame or DFF model) from `vidrec train`",
     )
-    p.add_argument("root", help="a DAVIS-layout folder (JPEGImages/480p/<seq>, Annotations/480p/<seq>)")
+    p.add_argument(
+        "root",
+        help="segment: a DAVIS-layout folder (JPEGImages/480p/<seq>, Annotations/480p/<seq>); detect: a "
+        "video, or a folder holding one",
+    )
+    p.add_argument(
+        "--gt",
+        default=None,
+        metavar="FILE",
+        help="detect: the MOT ground truth of the video (default: gt.txt beside it)",
+    )
+    p.add_argument(
+        "--frames",
+        default=None,
+        metavar="C-D",
+        help="detect: the frames to score, 1-based, inclusive (default: the checkpoint's val_frames)",
+    )
     p.add_argument(
         "--sequences",
         nargs="+",
@@ -89,6 +107,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
     ckpt = input_file(args.checkpoint, "checkpoint")
     model, task = load_task(ckpt, args.device, factory=args.model_factory, tasks=dff_tasks(ckpt))
+    if task.name == "detect":  # box AP on a video's frames instead of J / F on DAVIS
+        from vidrec.dff import cli_detect
+
+        return cli_detect.evaluate(args, model, task, make_schedule(args))
     names = sequence_names(args.sequences) if args.sequences else split_names("val")
     sequences = find_sequences(args.root, names)
     schedule = make_schedule(args)

@@ -1,0 +1,107 @@
+"""Deep Feature Flow for detection (`vidrec.dff.detect`): key frames and l = 1 give the per-frame detections
+exactly; every pyramid level is warped by the flow resized to its grid and scaled to its pixels."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from vidrec.dff.detect import PyramidDFF, as_pyramid_dff, warp_pyramid
+from vidrec.dff.flownets import FlowNetLite
+from vidrec.dff.schedule import FixedInterval
+from vidrec.models.detector import STRIDES, fcos_mobilenet_v2
+
+
+class ShiftFlow(nn.Module):
+    """A flow net giving a constant current -> key flow of `dx` image pixels, on the image grid."""
+
+    scale_channels = 0
+
+    def __init__(self, dx: float) -> None:
+        super().__init__()
+        self.dx = dx
+
+    def forward(self, key_img, cur_img):
+        flow = torch.zeros(key_img.shape[0], 2, *key_img.shape[-2:])
+        flow[:, 0] = self.dx
+        return flow, None
+
+
+def test_each_level_is_warped_by_the_flow_scaled_to_its_stride():
+    h, w = 64, 128  # image
+    torch.manual_seed(0)
+    levels = OrderedDict(
+        (f"p{i + 3}", torch.randn(1, 4, h // s, w // s)) for i, s in enumerate(STRIDES)
+    )  # strides 8, 16, 32
+    flow, _ = ShiftFlow(16.0)(torch.zeros(1, 3, h, w), None)  # 16 image px to the right
+    out = warp_pyramid(levels, flow)
+    # current(p) = key(p + 16 px): 2 cells at stride 8, 1 at 16, half a cell at 32
+    assert torch.allclose(out["p3"][..., :-2], levels["p3"][..., 2:], atol=1e-5)
+    assert torch.allclose(out["p4"][..., :-1], levels["p4"][..., 1:], atol=1e-5)
+    p5 = levels["p5"]
+    assert torch.allclose(out["p5"][..., :-1], (p5[..., :-1] + p5[..., 1:]) / 2, atol=1e-5)
+    # unscaled (image px used as cell px) would have moved p4 by 16 cells: make sure it did not
+    assert not torch.allclose(out["p4"][..., :-1], torch.zeros_like(out["p4"][..., :-1]))
+
+
+def test_the_scale_field_multiplies_every_level():
+    levels = OrderedDict(p3=torch.randn(1, 4, 8, 16), p4=torch.randn(1, 4, 4, 8))
+    zero = torch.zeros(1, 2, 8, 16)
+    twice = torch.full((1, 4, 8, 16), 2.0)
+    out = warp_pyramid(levels, zero, twice)
+    assert torch.allclose(out["p3"], 2 * levels["p3"]) and torch.allclose(out["p4"], 2 * levels["p4"])
+
+
+@pytest.fixture(scope="module")
+def detector():
+    torch.manual_seed(0)
+    det = fcos_mobilenet_v2(score_thresh=0.0).eval()  # random weights: every candidate box is kept
+    return det
+
+
+def same_detections(a: list[dict], b: list[dict]) -> bool:
+    return all(
+        torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in ("boxes", "scores", "labels")
+    )
+
+
+def test_key_frames_equal_per_frame_and_l1_equals_per_frame(detector):
+    torch.manual_seed(1)
+    flow = FlowNetLite(stride=8)
+    nn.init.normal_(flow.predict.weight, std=0.5)  # a non-zero flow: propagated frames do differ
+    dff = PyramidDFF(detector.feature_net, flow, detector.task_net).eval()
+    frames = [torch.randn(1, 3, 64, 96) for _ in range(5)]
+    with torch.no_grad():
+        per_frame = [detector(f) for f in frames]
+    l3 = list(dff.run(iter(frames), FixedInterval(3)))
+    assert [k for _, k in l3] == [True, False, False, True, False]
+    for (dets, is_key), ref in zip(l3, per_frame, strict=True):
+        assert same_detections(dets, ref) == is_key  # key frames exactly; the others differ
+    l1 = list(dff.run(iter(frames), FixedInterval(1)))
+    assert all(k for _, k in l1)
+    assert all(same_detections(d, ref) for (d, _), ref in zip(l1, per_frame, strict=True))
+
+
+def test_dff_detector_uses_the_key_pyramid_unwarped_on_same_pairs():
+    from vidrec.models import get_model
+
+    torch.manual_seed(0)
+    dff = get_model("dff_fcos_mobilenet_v2", num_classes=2, score_thresh=0.0).eval()
+    assert as_pyramid_dff(dff) is dff and torch.equal(dff.scale.bias, torch.ones(64))  # S = 1 at the start
+    nn.init.normal_(dff.flow_net.predict.weight, std=0.5)  # a non-zero flow
+    img, key = torch.randn(2, 3, 64, 96), torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        assert same_detections(dff(img, img, torch.tensor([True, True])), dff.per_frame(img))
+        out, ref = dff(key, img, torch.tensor([True, False])), dff.per_frame(key)
+    assert same_detections(out[:1], ref[:1])  # the key pyramid as it is
+    assert not same_detections(out[1:], ref[1:])  # warped
+
+
+def test_as_pyramid_dff_needs_a_flow_source_for_a_per_frame_detector(detector):
+    with pytest.raises(ValueError, match="no flow net of its own"):
+        as_pyramid_dff(detector)
+    built = as_pyramid_dff(detector, flow_net=ShiftFlow(0.0))
+    assert built.feature_net is detector.feature_net and built.scale is None
