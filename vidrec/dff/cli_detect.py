@@ -43,13 +43,12 @@ def build_detect_dff(model: torch.nn.Module, args: argparse.Namespace):
 
 def run(args: argparse.Namespace, model, task, schedule, out_path: Path) -> int:
     """``vidrec dff run`` on a detect checkpoint: the boxes drawn on every frame of the input."""
-    from vidrec.dff.cli import frame_size
     from vidrec.tasks.detect import draw_video
 
     dff = build_detect_dff(model, args).eval()
-    size = frame_size(args, task)
-    if size is not None and len(size) == 1:
-        raise UsageError("--size for a detect checkpoint takes H W (the detector's working size)")
+    size = [int(v) for v in (args.size or task.options.size)]
+    if len(size) != 2 or min(size) < 32:
+        raise UsageError(f"--size for a detect checkpoint takes H W of at least 32 px each, got {size}")
     start = time.perf_counter()
     try:
         n, keys, fps = draw_video(

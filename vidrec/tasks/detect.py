@@ -39,6 +39,8 @@ from vidrec.engine.schema import ConfigError, TrainConfig
 from vidrec.tasks.base import Step, Task, register_task
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".ts", ".gif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+KEY_COLOUR = (255, 200, 0)  # RGB: the frame number of key frames (as `vidrec dff run` marks them)
 BOX_COLOUR = (40, 220, 40)  # RGB: predicted boxes
 GT_COLOUR = (255, 255, 255)  # RGB: true boxes in the report
 
@@ -304,7 +306,7 @@ def find_video(root: str) -> Path:
     videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if len(videos) == 1:
         return videos[0]
-    if not videos and any(p.suffix.lower() in (".jpg", ".jpeg", ".png") for p in path.iterdir()):
+    if not videos and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
         return path  # a frame folder
     found = ", ".join(p.name for p in videos) or "none"
     raise ConfigError(f"data.root: {path} must hold exactly one video (found {found}); name the video itself")
@@ -315,14 +317,14 @@ def frame_count(video: Path) -> int:
     from vidrec.io import probe
 
     if video.is_dir():
-        return len([p for p in video.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
+        return len([p for p in video.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES])
     return probe(video).num_frames
 
 
 def frame_shape(video: Path, probe) -> tuple[int, int]:
     """(height, width) of the frames."""
     if video.is_dir():
-        first = sorted(p for p in video.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[0]
+        first = sorted(p for p in video.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[0]
         h, w = cv2.imread(str(first)).shape[:2]
         return h, w
     meta = probe(video)
@@ -412,9 +414,17 @@ def plot_pr(curves: dict[str, Any], path: Path, *, iou: float = 0.5) -> None:
 
 def video_frames(video: Path) -> tuple[Iterator[np.ndarray], int, float | None]:
     """(uint8 RGB frames one by one, count, fps or None) of a video file or a frame folder."""
-    from vidrec.dff.cli import read_input
+    if video.is_dir():
+        files = sorted(p for p in video.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return (
+            (cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for f in files),
+            len(files),
+            None,
+        )
+    from vidrec.io import VideoReader
 
-    return read_input(str(video), strict=False)
+    reader = VideoReader(video)
+    return iter(reader), reader.meta.num_frames, reader.meta.fps
 
 
 def draw_video(
@@ -432,7 +442,7 @@ def draw_video(
     (frames, key frames, frames/s of decoding + detection)."""
     import time
 
-    from vidrec.dff.cli import KEY_COLOUR, resize, to_input
+    from vidrec.data.transforms import normalize_rgb
     from vidrec.io import VideoWriter
     from vidrec.progress import progress
 
@@ -442,7 +452,11 @@ def draw_video(
     def inputs() -> Iterator[torch.Tensor]:
         for frame in frames:
             kept.append(frame)
-            yield to_input(resize(frame, size), device)
+            if size and list(frame.shape[:2]) != list(size):
+                frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            yield normalize_rgb(
+                torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None]
+            )
 
     count = keys = 0
     spent = 0.0
