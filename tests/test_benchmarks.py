@@ -83,3 +83,23 @@ def test_write_docs_sections_are_the_printed_numbers(tmp_path):
     assert "| set (2) | 30.0 | 20.0 | 90.0 | 10.0 | 1.50x |" in section  # the re-encode is no peer
     page = write_section("flow", text, tmp_path / "benchmarks.md")
     assert "<!-- begin: flow -->\n## Optical flow" in page.read_text()
+
+
+@pytest.mark.parametrize("frozen", [7, 4])
+def test_dff_detect_cached_stem_then_rest_is_the_feature_nets_own_forward(frozen, one_thread):
+    """dff_detect trains on the cached output of the frozen MobileNetV2 blocks: the rest of the feature net
+    from there must give the pyramid the whole feature net gives on pixels."""
+    import torch
+
+    from vidrec.models.detector import fcos_mobilenet_v2
+
+    dd = _load("dff_detect")
+    torch.manual_seed(0)
+    net = fcos_mobilenet_v2().feature_net.eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        whole = net(x)
+        split = dd.rest_forward(net, dd.stem_forward(net, x, frozen), frozen)
+    assert list(split) == list(whole) == ["p3", "p4", "p5"]
+    assert all(torch.allclose(split[k], whole[k], atol=1e-6) for k in whole)
+    assert dd.flip_boxes(torch.tensor([[10.0, 5, 30, 45]]).numpy(), 96).tolist() == [[66.0, 5.0, 86.0, 45.0]]
