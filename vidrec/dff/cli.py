@@ -191,7 +191,8 @@ def dff_run(args: argparse.Namespace) -> DffRun:
     if task.name == "detect":  # boxes drawn instead of a mask
         from vidrec.dff import cli_detect
 
-        return cli_detect.run(args, model, task, schedule, out_path)
+        n, keys, flow, dff_fps, overall_fps = cli_detect.run(args, model, task, schedule, out_path)
+        return DffRun(out_path, n, keys, str(schedule), flow, dff_fps, overall_fps)
     dff = build_dff(model, args).eval()
     size = frame_size(args, task)
     frames, total, fps = read_input(args.input, strict=args.strict)

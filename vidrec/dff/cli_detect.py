@@ -41,8 +41,11 @@ def build_detect_dff(model: torch.nn.Module, args: argparse.Namespace):
         raise UsageError(f"{args.checkpoint}: {err}") from None
 
 
-def run(args: argparse.Namespace, model, task, schedule, out_path: Path) -> int:
-    """``vidrec dff run`` on a detect checkpoint: the boxes drawn on every frame of the input."""
+def run(
+    args: argparse.Namespace, model, task, schedule, out_path: Path
+) -> tuple[int, int, str, float, float]:
+    """``vidrec dff run`` on a detect checkpoint: the boxes drawn on every frame of the input; (frames, key
+    frames, flow net name, frames/s of decoding + DFF, frames/s overall) for `vidrec.dff.cli.DffRun`."""
     from vidrec.tasks.detect import draw_video
 
     dff = build_detect_dff(model, args).eval()
@@ -62,13 +65,8 @@ def run(args: argparse.Namespace, model, task, schedule, out_path: Path) -> int:
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
-    print(f"wrote {out_path}")
-    print(
-        f"{n} frames, {keys} key frames ({schedule}), flow {type(dff.flow_net).__name__}: {fps:.1f} "
-        f"frames/s (decoding + DFF), {n / (time.perf_counter() - start):.1f} frames/s overall (with drawing "
-        "and encoding)"
-    )
-    return 0
+    wall = time.perf_counter() - start
+    return n, keys, type(dff.flow_net).__name__, fps, n / wall
 
 
 def evaluate(args: argparse.Namespace, model, task, schedule) -> int:
