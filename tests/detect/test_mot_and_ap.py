@@ -129,3 +129,19 @@ def test_a_detection_on_an_ignore_region_is_neither_hit_nor_false_positive():
     alone = BoxAP()
     alone.update(0, GT, [0.9, 0.8], GT, ignore=region)
     assert alone.compute()["AP50"] == 1.0
+
+
+def test_frames_load_from_a_video_or_a_frame_folder_alike(boxes_video, tmp_path):
+    import cv2
+
+    from vidrec.data.mot import load_frames
+    from vidrec.io import read_frames
+
+    decoded = read_frames(boxes_video / "clip.mp4", range(6))
+    for i, frame in enumerate(decoded):
+        cv2.imwrite(str(tmp_path / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    from_video = load_frames(boxes_video / "clip.mp4", range(2, 5), (48, 64))
+    from_folder = load_frames(tmp_path, range(2, 5), (48, 64))
+    assert from_video.shape == (3, 48, 64, 3) and np.array_equal(from_video, from_folder)
+    with pytest.raises(ValueError, match="decoded 4 of the 5 frames"):
+        load_frames(tmp_path, range(2, 7), (48, 64))

@@ -162,22 +162,30 @@ def parse_frames(spec: str, *, num_frames: int, what: str = "frames") -> range:
 
 
 def load_frames(video: str | Path, frames: range, size: tuple[int, int]) -> np.ndarray:
-    """Frames `frames` (0-based, contiguous) of a video, resized to `size` = (H, W): `(T, H, W, 3)` uint8.
+    """Frames `frames` (0-based, contiguous) of a video or a frame folder (images sorted by name), resized to
+    `size` = (H, W): `(T, H, W, 3)` uint8.
 
-    Decodes from the start up to the last frame wanted, keeping only the frames asked for.
+    A video is decoded from the start up to the last frame wanted, keeping only the frames asked for.
     """
     from vidrec.io import VideoReader
 
     h, w = size
     out = np.empty((len(frames), h, w, 3), np.uint8)
-    with VideoReader(video) as reader:
-        got = 0
-        for index, frame in enumerate(reader):
-            if index >= frames.stop:
-                break
-            if index >= frames.start:
-                out[index - frames.start] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-                got += 1
+    got = 0
+    if Path(video).is_dir():  # a frame folder, sorted by name
+        files = sorted(p for p in Path(video).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        for index in frames[: max(len(files) - frames.start, 0)]:
+            frame = cv2.cvtColor(cv2.imread(str(files[index]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            out[index - frames.start] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            got += 1
+    else:
+        with VideoReader(video) as reader:
+            for index, frame in enumerate(reader):
+                if index >= frames.stop:
+                    break
+                if index >= frames.start:
+                    out[index - frames.start] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+                    got += 1
     if got != len(frames):
         raise ValueError(f"video {video}: decoded {got} of the {len(frames)} frames asked for")
     return out
