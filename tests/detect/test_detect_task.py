@@ -156,3 +156,21 @@ def test_the_pets09_config_and_ground_truth(shared_data):
     gt = read_mot(shared_data / "pets09_s2l1" / "gt_train.txt", num_frames=795, height=576, width=768)
     assert gt.count() == 2712 - 174 and sum(len(v) for v in gt.ignore.values()) == 174
     assert gt.last_frame == 499 and gt.clipped == 0
+
+
+def test_frames_after_the_last_annotated_one_are_refused_for_training_and_validation(boxes_video, tmp_path):
+    from vidrec.tasks.detect import Detect
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "clip.mp4").symlink_to(boxes_video / "clip.mp4")
+    lines = [ln for ln in (boxes_video / "gt.txt").read_text().splitlines() if int(ln.split(",")[0]) <= 20]
+    (folder / "gt.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="val_frames: frames after 20 have no boxes"):
+        Detect(detect_config(folder, tmp_path)).check()  # validation 17-24
+    with pytest.raises(ConfigError, match="train_frames: frames after 20 have no boxes"):
+        Detect(detect_config(folder, tmp_path, options="train_frames: 1-22, val_frames: none")).check()
+    _, _, train_range, val_range = Detect(
+        detect_config(folder, tmp_path, options="val_frames: none")
+    )._inputs()
+    assert (train_range, val_range) == (range(0, 14), None)  # 70 % of the 20 annotated frames

@@ -130,22 +130,25 @@ class Detect(Task):
             train = parse_frames(
                 o.train_frames or f"1-{cut}", num_frames=num, what="task_options.train_frames"
             )
-            if o.val_frames.lower() == "none":
-                return video, gt, train, None
-            default_val = f"{train.stop + 1}-{max(annotated, train.stop + 1)}"
-            val = parse_frames(o.val_frames or default_val, num_frames=num, what="task_options.val_frames")
+            val = None
+            if o.val_frames.lower() != "none":
+                default_val = f"{train.stop + 1}-{max(annotated, train.stop + 1)}"
+                val = parse_frames(
+                    o.val_frames or default_val, num_frames=num, what="task_options.val_frames"
+                )
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        if train.start < val.stop and val.start < train.stop:
+        if val is not None and train.start < val.stop and val.start < train.stop:
             raise ConfigError(
                 f"task_options: train_frames {train.start + 1}-{train.stop} and val_frames "
                 f"{val.start + 1}-{val.stop} overlap; validate on frames never trained on"
             )
-        if val.stop > annotated:
-            raise ConfigError(
-                f"task_options.val_frames: frames after {annotated} have no boxes in {gt_path}; scoring "
-                "them would count every detection as false"
-            )
+        for name, frames in (("train_frames", train), ("val_frames", val)):
+            if frames is not None and frames.stop > annotated:  # after the last line: never annotated
+                raise ConfigError(
+                    f"task_options.{name}: frames after {annotated} have no boxes in {gt_path}; they were "
+                    "never annotated, and counting them as empty would teach or score every object as false"
+                )
         return video, gt, train, val
 
     def datasets(
