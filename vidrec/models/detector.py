@@ -122,10 +122,12 @@ class DetectHead(nn.Module):
     ) -> list[dict[str, torch.Tensor]] | dict[str, torch.Tensor]:
         """Detections ``[{"boxes" (N, 4), "scores" (N,), "labels" (N,)}]`` per image, or with `targets`
         (``[{"boxes", "labels"}]``, as FCOS takes them) the loss dict ``classification``, ``bbox_regression``,
-        ``bbox_ctrness``."""
+        ``bbox_ctrness``. On the meta device (FLOP counting) the raw head outputs, before post-processing."""
         levels = list(features.values()) if isinstance(features, dict) else list(features)
         batch = levels[0].shape[0]
         outputs = self.head(levels)
+        if levels[0].is_meta:  # FLOP counting (`vidrec models --flops`): NMS and top-k need real values
+            return outputs
         # the anchor generator reads only the padded batch size and the per-image sizes
         images = ImageList(levels[0].new_empty((batch, 0, *image_size)), [tuple(image_size)] * batch)
         anchors = self.anchor_generator(images, levels)
