@@ -42,7 +42,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -55,6 +55,9 @@ from vidrec.data.samplers import ClipSample
 from vidrec.data.transforms import Flow3Video, FlowVideo
 from vidrec.io import VideoDecodeError, VideoReader, count_frames, read_rgb_folder
 from vidrec.io.video import output_size
+
+if TYPE_CHECKING:
+    from vidrec.io.gpu_decode import TorchcodecReader
 
 __all__ = ["MODALITIES", "SkippedItem", "VideoDataset", "collate_skip"]
 
@@ -92,6 +95,9 @@ class VideoDataset(Dataset):
         flow_bound: quantisation bound (pixels) for denseflow folders (flow files carry their own).
         frame_tmpl: file name template of RGB frame folders (1-based numbers).
         decode_threads: FFmpeg threads per decode (1 suits DataLoader workers).
+        decode_device: "cpu" (PyAV) or "cuda": video files decoded and resized on the GPU by torchcodec
+            (`vidrec.io.gpu_decode`), frame stores and frame folders moved there, so items hold CUDA
+            tensors; read it in the training process (DataLoader workers=0, no pinned memory).
         prepared: "auto" (a complete, matching `vidrec prepare` copy registered in `root`), a copy's
             folder, or None for the original files always.
     """
@@ -113,6 +119,7 @@ class VideoDataset(Dataset):
         flow_bound: float = 20.0,
         frame_tmpl: str = "img_{:05d}.jpg",
         decode_threads: int = 1,
+        decode_device: str = "cpu",
         prepared: str | os.PathLike | None = "auto",
     ) -> None:
         self.modalities = tuple(modalities)
@@ -129,7 +136,7 @@ class VideoDataset(Dataset):
         self.frames_root = None if frames_root is None else Path(frames_root)
         self.size, self.strict, self.seed = size, strict, seed
         self.flow_length, self.flow_bound, self.frame_tmpl = flow_length, flow_bound, frame_tmpl
-        self.decode_threads = decode_threads
+        self.decode_threads, self.decode_device = decode_threads, torch.device(decode_device)
         self.prepared = None  # vidrec.data.prepare.PreparedCopy the RGB is read from
         if "rgb" in self.modalities and self.frames_root is None:
             self.prepared = find_prepared([r.path for r in self.records], self.root, prepared, size=size)
@@ -215,7 +222,7 @@ class VideoDataset(Dataset):
         views = self._views(streams, samples, int(rng.integers(2**62)))
         return {**views, "label": int(record.label), "video_id": record.video_id}
 
-    def _open_video(self, record: VideoRecord) -> VideoReader | FrameStoreReader:
+    def _open_video(self, record: VideoRecord) -> VideoReader | FrameStoreReader | TorchcodecReader:
         """The record's frames: its prepared copy when there is one (and its digest matches the manifest's),
         else the original file."""
         copy = self.prepared.files.get(str(record.path)) if self.prepared is not None else None
@@ -231,6 +238,10 @@ class VideoDataset(Dataset):
             path, size = copy, self._original_size(record)
         if copy is not None and self.prepared.format == "frames":
             return FrameStoreReader(copy, size=size)
+        if self.decode_device.type != "cpu":
+            from vidrec.io.gpu_decode import TorchcodecReader  # optional dependency
+
+            return TorchcodecReader(path, size=size, device=self.decode_device, threads=self.decode_threads)
         return VideoReader(path, size=size, threads=self.decode_threads, strict=self.strict)
 
     def _original_size(self, record: VideoRecord) -> int | tuple[int, int] | None:
@@ -274,9 +285,13 @@ class VideoDataset(Dataset):
         out = {}
         if "rgb" in self.modalities:
             frames = reader.get_frames(flat) if reader is not None else self._read_rgb_folder(record, flat)
-            # (N, H, W, 3) -> (N, 3, H, W), made contiguous here on uint8: the float transforms after
-            # the crop run ~5x faster on planar memory than on the interleaved view.
-            out["rgb"] = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+            if isinstance(frames, torch.Tensor):  # TorchcodecReader: already (N, 3, H, W) on its device
+                out["rgb"] = frames
+            else:
+                # (N, H, W, 3) -> (N, 3, H, W), made contiguous here on uint8: the float transforms after
+                # the crop run ~5x faster on planar memory than on the interleaved view.
+                out["rgb"] = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+                out["rgb"] = out["rgb"].to(self.decode_device)  # a frame store with decode_device=cuda
         if self._uses_flow:
             length = self.flow_length if "flow" in self.modalities else 1
             starts = np.asarray(flat, dtype=np.int64)

@@ -5,6 +5,11 @@ Data order comes from a `DistributedSampler` seeded with ``runtime.seed + epoch`
 random generators seeded from ``(seed, epoch, index)`` (`EpochSeeded`), so its random crop / flip / clip
 start do not depend on which worker made it or on which items came before. Evaluation shards the items
 over the ranks without padding (`ShardSampler`).
+
+Batches leave the workers as uint8 RGB (4x fewer bytes than float) in pinned memory when the device is
+CUDA, so the trainer's ``.to(device, non_blocking=True)`` (`vidrec.engine.evaluate.model_inputs`) is an
+asynchronous copy, and they are normalised on the device. With ``data.decode_device=cuda`` the GPU decodes
+(`vidrec.io.gpu_decode`) in the training process: items are already CUDA tensors, nothing is pinned.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from vidrec.data import collate_skip
 from vidrec.engine.distributed import DistInfo
-from vidrec.engine.schema import TrainConfig
+from vidrec.engine.schema import ConfigError, TrainConfig
 from vidrec.interrupt import ignore_in_worker
 
 
@@ -105,18 +110,37 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+def check_decode_device(cfg: TrainConfig) -> None:
+    """Raise ConfigError (one line: what is missing, how to bring it) when ``data.decode_device=cuda``
+    cannot run here; before any model or dataset is built."""
+    if cfg.data.decode_device == "cuda":
+        from vidrec.io.gpu_decode import cuda_decoding_problem
+
+        problem = cuda_decoding_problem()
+        if problem is not None:
+            raise ConfigError(f"data.decode_device=cuda: {problem}")
+
+
 def make_loaders(
     cfg: TrainConfig,
     train_ds: Dataset,
     val_ds: Dataset | None,
     info: DistInfo,
     collate: Callable[[list[Any]], Any] = collate_skip,
+    *,
+    device: torch.device | None = None,
 ) -> tuple[DataLoader, ResumableSampler, DataLoader | None]:
-    """(train loader, its ResumableSampler, val loader or None); `collate`: the task's."""
+    """(train loader, its ResumableSampler, val loader or None); `collate`: the task's.
+
+    Batches are pinned when `device` (the training device; None: CUDA when available) is CUDA and the
+    CPU decodes, so their copies to the device are asynchronous.
+    """
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_ds = EpochSeeded(train_ds, cfg.runtime.seed)
     sampler = ResumableSampler(train_ds, world_size=info.world_size, rank=info.rank, seed=cfg.runtime.seed)
     common = {"num_workers": cfg.data.workers, "collate_fn": collate, "worker_init_fn": seed_worker}
-    common["pin_memory"] = torch.cuda.is_available()
+    common["pin_memory"] = device.type == "cuda" and cfg.data.decode_device == "cpu"
     train = DataLoader(
         train_ds,
         batch_size=cfg.data.batch_size,

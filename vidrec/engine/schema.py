@@ -105,6 +105,13 @@ class DataConfig:
         "data.format=gestures: use every Nth window of each training / validation block (neighbouring "
         "windows share 15 of their 16 points; benchmarks/prernn_tasks.py uses 16)",
     )
+    decode_device: Literal["cpu", "cuda"] = opt(
+        "cpu",
+        "where training videos are decoded: cpu = PyAV in the DataLoader workers; cuda = the GPU's "
+        "hardware decoder through torchcodec (pip install 'vidrec[gpu]'), in the training process "
+        "(needs data.workers=0, the classify task and a CUDA device; frames a little different from "
+        "the CPU's, see vidrec.io.gpu_decode)",
+    )
     plugin: str = opt(
         "",
         "`module:function` returning (train_dataset, val_dataset_or_None, class_names) instead of "
@@ -386,6 +393,10 @@ def check_fields(cfg: TrainConfig) -> None:
         f"must be an int >= 1 or a range [lo, hi] with 1 <= lo <= hi, got {stride}",
     )
     _check(cfg.data.workers >= 0, "data.workers", "must be >= 0")
+    if cfg.data.decode_device == "cuda":  # CUDA tensors cannot come out of forked DataLoader workers
+        _check(cfg.data.workers == 0, "data.workers", "must be 0 with data.decode_device=cuda (GPU decodes)")
+        _check(cfg.runtime.device != "cpu", "data.decode_device", "cuda needs runtime.device auto or cuda")
+        _check(cfg.task == "classify", "data.decode_device", "cuda decodes the classify task's videos only")
     allowed = {"rgb", "flow", "flow3"}
     bad = [m for m in cfg.data.modalities if m not in allowed]
     _check(not bad, "data.modalities", f"{bad} not in {sorted(allowed)}")

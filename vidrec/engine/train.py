@@ -53,7 +53,7 @@ from vidrec.engine.checkpoint import (
 from vidrec.engine.distributed import resolve_device, use_amp, with_sync_bn
 from vidrec.engine.evaluate import NoDataError
 from vidrec.engine.inputs import training_flow
-from vidrec.engine.loaders import ResumableSampler, make_loaders, seed_everything
+from vidrec.engine.loaders import ResumableSampler, check_decode_device, make_loaders, seed_everything
 from vidrec.engine.logging import RunLogger
 from vidrec.engine.optim import build_optimizer, lr_factor, set_lr
 from vidrec.engine.runfolder import agree_on_checkpoint
@@ -91,6 +91,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     device = resolve_device(cfg.runtime.device)
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
+    check_decode_device(cfg)  # torchcodec and a GPU, when data.decode_device=cuda
     make_task(cfg).check()  # before any model is built
     cfg = absolute_data_paths(cfg)  # the stored config works from any directory
     owns_group = info.enabled and not D.is_dist()  # a caller's own process group is left alone
@@ -127,7 +128,7 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
                 raise NoDataError(f"{what}: the {what} set is empty ({where}); check the list file")
         flow = training_flow(cfg, train_ds)
         train_ds, val_ds, cache = feature_cache.plan(cfg, model, train_ds, val_ds, log=logger.info)
-        loader, sampler, val_loader = make_loaders(cfg, train_ds, val_ds, info, task.collate())
+        loader, sampler, val_loader = make_loaders(cfg, train_ds, val_ds, info, task.collate(), device=device)
         steps = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
         if steps == 0:
             raise ValueError(

@@ -219,6 +219,7 @@ def list_datasets(
         "size": d.resize,
         "flow_length": d.flow_length,
         "seed": cfg.runtime.seed,
+        "decode_device": d.decode_device,
     }
     train = VideoDataset(
         records[0],
