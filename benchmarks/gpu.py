@@ -1,7 +1,7 @@
 """Everything worth knowing from one GPU, in one command of at most 8 minutes, into one JSON file.
 
-Parts, each with its share of `--budget` (a part past its share skips its remaining rows with a line
-saying which; its first row always runs); the measurements live in `gpu_parts.py`:
+Parts, each with its share of `--budget` (default 420 s; a part past its share skips its remaining rows
+with a line saying which, its first row always runs); the measurements live in `gpu_parts.py`:
 
 1. **train**: training throughput (clips/s, images/s) and peak memory of lrcn_resnet18, two_stream_resnet50,
    st_resnet50, segnet_mobilenet_v2 and lrcn2u_captioner on pre-made tensors kept on the device (the
@@ -9,9 +9,10 @@ saying which; its first row always runs); the measurements live in `gpu_parts.py
 2. **feed**: lrcn_resnet18 trained in bf16 end to end from video files through `vidrec train`'s own path
    (`VideoDataset` -> `make_loaders`: uint8 clips in pinned memory -> `model_inputs`: non-blocking copy,
    normalised on the device) at 1, 4, 8 and 16 workers, against its compute bound (under 0.9: flagged,
-   a bug to chase); the loader's images/s on one core at 112 and 224 px, hence the loader cores each
-   model needs; the frame store of `vidrec prepare` as the fast path; GPU decoding
-   (`data.decode_device=cuda`, torchcodec) checked against the CPU decoder, or one line why it cannot run.
+   a bug to chase), and `vidrec train` itself at 16 workers (its loop's per-step checks on top); the
+   loader's images/s on one core at 112 and 224 px, hence the loader cores each model needs; the frame
+   store of `vidrec prepare` as the fast path; GPU decoding (`data.decode_device=cuda`, torchcodec)
+   checked against the CPU decoder, or one line why it cannot run.
 3. **dff**: Deep Feature Flow at 480p (`as_dff(...).run(...)`), per-frame vs key interval l = 10,
    frames/s in fp32 and bf16; detection too when `vidrec.tasks` has a detect task ("no detect task").
 4. **latency**: `vidrec predict --stream` at batch 1: window latency and frames/s of an LRCN stepping
@@ -19,13 +20,14 @@ saying which; its first row always runs); the measurements live in `gpu_parts.py
 
 Its first seconds check the requirements (torch, torchvision, OpenCV, PyAV and the project's other
 dependencies) and say in one line what is missing and how to bring it (benchmarks/README.md tells how to
-carry wheels to a GPU machine). `--smoke` runs the same code paths on the CPU at tiny sizes in under a
-minute (`make test` runs it: tests/test_benchmark_gpu.py). Writes `OUT/gpu.json` (every figure),
-`OUT/gpu.md` (the tables; `--write-docs` also puts them in docs/benchmarks.md, section `gpu`), and ends
-with `RESULT gpu lrcn_bf16_images_per_s=A e2e_vs_compute_bf16=B cores_to_feed_lrcn=C dff_speedup_l10=D
-stream_latency_ms_p50=E seconds=F`.
+carry wheels to a GPU machine). `--smoke` runs every row's code on the CPU at tiny sizes, without a
+budget, in under a minute on two idle cores (`make test` runs it: tests/test_benchmark_gpu.py). Writes
+`OUT/gpu.json` (every figure), `OUT/gpu.md` (the tables; `--write-docs` also puts them in
+docs/benchmarks.md, section `gpu`), and ends with `RESULT gpu lrcn_bf16_images_per_s=A
+e2e_vs_compute_bf16=B cores_to_feed_lrcn=C dff_speedup_l10=D stream_latency_ms_p50=E seconds=F`.
 
-Example (on the GPU machine): python benchmarks/gpu.py --out /tmp/gpu --write-docs
+Example (on the GPU machine): python benchmarks/gpu.py --out /tmp/gpu --workdir /tmp/gpu_work; back here:
+python benchmarks/gpu.py --from-json gpu.json --write-docs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -60,7 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, < 60 s: the code paths only")
     p.add_argument("--out", type=Path, default=Path("runs/bench_gpu"), help="folder of gpu.json and gpu.md")
     p.add_argument("--workdir", type=Path, default=None, help="generated videos (default: OUT/work)")
-    p.add_argument("--budget", type=float, default=0.0, help="seconds for all parts (default 420; smoke 40)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds for all parts (default 420; --smoke: none, every row runs, its point being the code)",
+    )
     p.add_argument("--write-docs", action="store_true", help="also write the tables into docs/benchmarks.md")
     p.add_argument(
         "--from-json",
@@ -128,6 +136,10 @@ def markdown(res: dict) -> str:
         out.append(
             f"| {r['workers']} workers | {fmt(r['clips_per_s'])} | {fmt(r['vs_compute'], '.2f')}{flag} |"
         )
+    trainer = feed.get("trainer") or {}
+    if trainer:
+        rate, ratio = fmt(trainer["clips_per_s"]), fmt(trainer["vs_compute"], ".2f")
+        out.append(f"| `vidrec train` itself, {trainer['workers']} workers | {rate} | {ratio} |")
     out += ["", "| loader alone, one core (videos at 320x240) | images/s |", "|---|---|"]
     out += [
         f"| {r['frames']} x {r['size']} px clips | {r['images_per_s']:.0f} |" for r in feed["loader_per_core"]
@@ -203,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     if args.smoke:
         torch.set_num_threads(1)  # tiny tensors: threads only fight over a shared machine's cores
-    budget = P.Budget(args.budget or (40.0 if args.smoke else 420.0))
+    budget = P.Budget(args.budget if args.budget is not None else math.inf if args.smoke else 420.0)
     work = args.workdir or args.out / "work"
     args.out.mkdir(parents=True, exist_ok=True)
     gpu_decoding = cuda_decoding_problem() or "available"

@@ -6,6 +6,7 @@ Each part takes the run's `Sizes` and a `Budget` and returns plain rows (dicts) 
 from __future__ import annotations
 
 import contextlib
+import csv
 import inspect
 import statistics
 import time
@@ -267,6 +268,33 @@ def e2e_rate(batches: Iterator, sizes: Sizes, device: torch.device, model=None, 
     return rate * sizes.batch[FEED_MODEL]
 
 
+def trainer_rate(paths: list[Path], sizes: Sizes, device: torch.device, workers: int, work: Path) -> float:
+    """clips/s of `vidrec train` itself on `paths` (FEED_MODEL, bf16, `workers`): the whole loop, with its
+    per-step loss check and metrics; the median of its steps.csv windows after the first (start-up)."""
+    from vidrec.engine.train import train
+
+    t, s, b = sizes.frames[FEED_MODEL], sizes.size[FEED_MODEL], sizes.batch[FEED_MODEL]
+    steps = sizes.warmup + 4 * max(sizes.steps // 4, 1) + 1
+    lines = [f"{p.name} {i % 6}\n" for i, p in enumerate(paths)] * (steps * b // len(paths) + 1)
+    listing, classes = work / f"train_{len(lines)}.txt", work / "classes.txt"
+    listing.write_text("".join(lines))
+    classes.write_text("".join(f"class{i}\n" for i in range(6)))
+    raw = {
+        "data": {"train_list": str(listing), "root": str(paths[0].parent), "classes": str(classes),
+                 "frames": t, "size": s, "resize": s * 8 // 7, "batch_size": b, "workers": workers,
+                 "prepared": "off"},
+        "model": {"name": FEED_MODEL, "kwargs": {"pretrained": False}},
+        "runtime": {"device": device.type, "amp": "bf16"},
+        "schedule": {"epochs": 1}, "max_steps_per_epoch": steps, "log_every_steps": max(sizes.steps // 4, 1),
+        "out_dir": str(work / f"train_run_{time.time_ns()}"), "progress": False, "tensorboard": False,
+        "plots": False,
+    }  # fmt: skip
+    result = train(config_from_dict(raw))
+    with open(result.out_dir / "steps.csv", newline="") as f:
+        rates = [float(row["clips_per_s"]) for row in csv.DictReader(f)]
+    return statistics.median(rates[1:] or rates)
+
+
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """torch on one thread, as in a DataLoader worker: the loader's rate per core."""
@@ -308,12 +336,13 @@ def frame_store(folder: Path, out: Path, short_side: int, workers: int) -> Path:
 
 
 def part_feed(sizes: Sizes, device: torch.device, budget: Budget, work: Path, bound: float | None) -> dict:
-    """`FEED_MODEL` end to end at each worker count vs its compute bound `bound` (clips/s); the loader's
-    images/s per core at 112 and 224 px; the frame store; GPU decoding."""
+    """`FEED_MODEL` end to end at each worker count vs its compute bound `bound` (clips/s), then `vidrec
+    train` itself at the most workers (its loop's per-step work on top); the loader's images/s per core at
+    112 and 224 px; the frame store; GPU decoding."""
     paths = make_videos(work / f"videos_{sizes.video_frames}", sizes.videos, sizes.video_frames, "mpeg4")
     t, s, b = sizes.frames[FEED_MODEL], sizes.size[FEED_MODEL], sizes.batch[FEED_MODEL]
     repeat = max(1, (sizes.steps + sizes.warmup + 2) * b // len(paths) + 1)
-    out: dict = {"e2e": [], "loader_per_core": [], "decode": []}
+    out: dict = {"e2e": [], "trainer": {}, "loader_per_core": [], "decode": []}
     torch.manual_seed(0)
     model = build(FEED_MODEL, device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -326,6 +355,15 @@ def part_feed(sizes: Sizes, device: torch.device, budget: Budget, work: Path, bo
         out["e2e"].append(
             {"workers": workers, "clips_per_s": rate, "vs_compute": rate / bound if bound else None}
         )
+    workers = sizes.workers[-1]
+    if budget.allows(f"vidrec train loop, {workers} workers"):
+        print(f"feed: vidrec train itself, {workers} workers", flush=True)
+        rate = trainer_rate(paths, sizes, device, workers, work)
+        out["trainer"] = {
+            "workers": workers,
+            "clips_per_s": rate,
+            "vs_compute": rate / bound if bound else None,
+        }
     for frames, size in ((t, s), (max(1, t // 2), 2 * s)):  # LRCN's clip; a 224 px one (half the frames)
         if budget.allows(f"loader per core {size} px"):
             print(f"feed: loader alone, one core, {frames} x {size} px", flush=True)

@@ -58,6 +58,26 @@ def test_gpu_smoke_runs_every_part_and_writes_json_table_and_result(tmp_path, mo
     assert table in written["gpu"] and capsys.readouterr().out.strip().splitlines()[-1] == lines[-1]
 
 
+def test_a_part_past_its_share_runs_its_first_row_and_skips_the_rest_with_a_line(monkeypatch, capsys):
+    _load_gpu(monkeypatch)  # puts benchmarks/ on the (restored) path
+    spec = importlib.util.spec_from_file_location("bench_gpu_parts", BENCH / "gpu_parts.py")
+    parts = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_gpu_parts", parts)  # its dataclasses look their module up
+    spec.loader.exec_module(parts)
+    budget = parts.Budget(0.0)
+    budget.begin("feed")
+    assert budget.allows("e2e 1 workers", first=True)  # every part's code runs once
+    assert not budget.allows("e2e 4 workers")
+    assert budget.skipped == ["skipped feed/e2e 4 workers: 0 s left of the part's 0 s"]
+    roomy = parts.Budget(1000.0)
+    roomy.begin("train")  # 450 s for the part
+    assert roomy.allows("lrcn bf16") and not roomy.allows("lrcn bf16+compile", need=500.0)
+    assert (
+        "(it needs 500 s)" in roomy.skipped[0]
+        and "skipped train/lrcn bf16+compile" in capsys.readouterr().out
+    )
+
+
 def test_missing_requirements_are_named_in_one_line_with_how_to_carry_them(monkeypatch):
     gpu = _load_gpu(monkeypatch)
     missing = gpu.missing_requirements({"json": "json", "vidrec_no_such_module": "no-such-wheel"})
