@@ -28,6 +28,7 @@ from vidrec.engine.distributed import DistInfo
 from vidrec.engine.evaluate import model_inputs
 from vidrec.engine.loaders import make_loaders
 from vidrec.engine.predict import Preprocess, rgb_frames, stream_windows
+from vidrec.engine.train import channels_last
 from vidrec.io import VideoReader
 from vidrec.io.gpu_decode import CUDA_TOLERANCE, TorchcodecReader, cuda_decoding_problem
 from vidrec.models import get_model, list_models
@@ -174,7 +175,7 @@ def train_row(name: str, mode: str, sizes: Sizes, device: torch.device) -> dict:
     torch.manual_seed(0)
     model = build(name, device)
     if "channels_last" in mode:
-        model = model.to(memory_format=torch.channels_last)
+        model = channels_last(model)  # as runtime.channels_last does
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     run = torch.compile(model, backend=sizes.compile_backend) if "compile" in mode else model
     batch, images = batch_for(name, sizes, device)

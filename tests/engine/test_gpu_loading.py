@@ -85,3 +85,28 @@ def test_uint8_batches_normalised_on_the_device_equal_the_workers_float_path(tmp
     x, views = model_inputs({"rgb": raw["rgb"][None]}, ["rgb"], torch.device("cpu"))
     assert raw["rgb"].dtype == torch.uint8 and views == 1
     torch.testing.assert_close(x[0], ref["rgb"])
+
+
+def test_channels_last_converts_a_model_with_3d_convolutions_and_keeps_its_outputs():
+    """runtime.channels_last on a model with a Conv3d (ST-ResNet's temporal filters): its 5D weight made
+    `model.to(memory_format=torch.channels_last)` fail; each conv now gets the layout of its own rank."""
+    from torch import nn
+
+    from vidrec.engine.train import channels_last
+
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"spatial": nn.Conv2d(3, 4, 3), "temporal": nn.Conv3d(4, 4, (3, 1, 1))})
+    with pytest.raises(RuntimeError, match="rank 4"):
+        nn.ModuleDict({"t": nn.Conv3d(1, 1, 1)}).to(memory_format=torch.channels_last)
+
+    def forward(x):  # (B, 3, T, H, W) -> spatial per frame -> temporal
+        b, _, t, h, w = x.shape
+        y = model["spatial"](x.transpose(1, 2).reshape(b * t, 3, h, w))  # (B*T, 4, H', W')
+        return model["temporal"](y.reshape(b, t, *y.shape[1:]).transpose(1, 2))  # (B, 4, T-2, H', W')
+
+    x = torch.randn(2, 3, 5, 8, 8)
+    before = forward(x)
+    assert channels_last(model) is model
+    assert model["spatial"].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model["temporal"].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(forward(x), before)

@@ -154,6 +154,20 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
         logger.close()
 
 
+def channels_last(model: nn.Module) -> nn.Module:
+    """`model` with its 2D convolutions' weights channels_last (NHWC) and its 3D ones channels_last_3d.
+
+    `model.to(memory_format=torch.channels_last)` refuses a model holding a 5D weight (ST-ResNet's
+    temporal `Conv3d`); each convolution is converted in the layout of its own rank instead.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.to(memory_format=torch.channels_last)
+        elif isinstance(module, nn.Conv3d):
+            module.to(memory_format=torch.channels_last_3d)
+    return model
+
+
 def _setup(cfg: TrainConfig, task: Task, info: D.DistInfo, device: torch.device, log=None):
     """Seeds set, model built by the task (after its `check`) and wrapped, the task's datasets made."""
     seed_everything(cfg.runtime.seed + info.rank)
@@ -168,7 +182,7 @@ def _setup(cfg: TrainConfig, task: Task, info: D.DistInfo, device: torch.device,
     if cfg.model.init_from and not (cfg.resume and resuming):  # a resumed checkpoint holds every weight
         init_weights(model, cfg.model, log=log if info.is_main else None)
     if cfg.runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = channels_last(model)
     model = with_sync_bn(model, enabled=cfg.runtime.sync_bn and info.enabled, device=device)
     train_model: nn.Module = model
     if info.enabled:
