@@ -1,7 +1,7 @@
 """Decoding on the GPU with torchcodec (`data.decode_device=cuda`), behind `VideoReader`'s interface.
 
-A fast accelerator trains at tens of thousands of frames a second, while one CPU core decodes and resizes
-about two thousand (`benchmarks/train_throughput.py`): the loader starves it. `TorchcodecReader` decodes
+A fast accelerator trains at tens of thousands of frames a second, while one CPU core's loader decodes,
+resizes and crops about a thousand (`benchmarks/train_throughput.py`): the loader starves it. `TorchcodecReader` decodes
 on NVIDIA's hardware decoder (torchcodec's ``VideoDecoder(device="cuda")``) and resizes on the GPU, so the
 frames never cross the PCIe bus as pixels and no CPU core decodes them.
 
