@@ -1,9 +1,9 @@
 """Decoding on the GPU with torchcodec (`data.decode_device=cuda`), behind `VideoReader`'s interface.
 
 A fast accelerator trains at tens of thousands of frames a second, while one CPU core's loader decodes,
-resizes and crops about a thousand (`benchmarks/train_throughput.py`): the loader starves it. `TorchcodecReader` decodes
-on NVIDIA's hardware decoder (torchcodec's ``VideoDecoder(device="cuda")``) and resizes on the GPU, so the
-frames never cross the PCIe bus as pixels and no CPU core decodes them.
+resizes and crops about a thousand (`benchmarks/train_throughput.py`): the loader starves it.
+`TorchcodecReader` decodes on NVIDIA's hardware decoder (torchcodec's ``VideoDecoder(device="cuda")``) and
+resizes on the GPU, so the frames never cross the PCIe bus as pixels and no CPU core decodes them.
 
 Exactness: on the CPU, torchcodec's frames at the native size equal PyAV's (`VideoReader`) bit for bit
 (tests/io/test_gpu_decode.py). Resizing differs by construction: `VideoReader` resizes in libswscale
