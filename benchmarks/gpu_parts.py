@@ -21,7 +21,7 @@ from train_throughput import make_videos
 
 from vidrec.data import VideoDataset, VideoRecord, build_sampler
 from vidrec.data.transforms import train_transform
-from vidrec.dff.model import DFF, as_dff
+from vidrec.dff.model import as_dff
 from vidrec.dff.schedule import FixedInterval
 from vidrec.engine.config import config_from_dict
 from vidrec.engine.distributed import DistInfo
@@ -401,8 +401,11 @@ def part_feed(sizes: Sizes, device: torch.device, budget: Budget, work: Path, bo
 # ----------------------------------------------------------------------------- part 3: DFF at 480p
 
 
-def dff_rate(dff: DFF, frames: list[torch.Tensor], interval: int, bf16: bool, device: torch.device) -> float:
-    """frames/s of `dff.run` over `frames` with key interval `interval` (after a one-frame warm-up)."""
+def dff_rate(
+    dff: nn.Module, frames: list[torch.Tensor], interval: int, bf16: bool, device: torch.device
+) -> float:
+    """frames/s of `dff.run` (a `DFF` or `PyramidDFF`) over `frames` with key interval `interval`, after a
+    two-frame warm-up."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for _ in dff.run(frames[:2], FixedInterval(interval)):
             pass
@@ -414,18 +417,18 @@ def dff_rate(dff: DFF, frames: list[torch.Tensor], interval: int, bf16: bool, de
     return len(frames) / (time.perf_counter() - tic)
 
 
-def detection_dffs(device: torch.device, budget: Budget) -> dict[str, DFF]:
-    """DFF around each registered detection model (branch `detect`); one line for one that fails."""
-    from vidrec.dff.flownets import make_flow_net
-
+def detection_dffs(device: torch.device, budget: Budget) -> dict[str, nn.Module]:
+    """Deep Feature Flow for detection (`vidrec.dff.detect.as_pyramid_dff`: the pyramid propagated, the
+    head on every frame) of each registered DFF detection model; one line for one that cannot be built."""
     found = {}
-    for name in (n for n in list_models() if getattr(get_builder(n), "task", "") == "detect"):
+    for name in list_models():
+        builder = get_builder(name)
+        if getattr(builder, "task", "") != "detect" or not getattr(builder, "paired", False):
+            continue
         try:
-            model = build(name, device).eval()
-            flow = None
-            if not isinstance(model, DFF):
-                flow = make_flow_net("learned", stride=int(model.feature_stride)).to(device).eval()
-            found[f"detection ({name})"] = as_dff(model, flow_net=flow)
+            from vidrec.dff.detect import as_pyramid_dff
+
+            found[f"detection ({name})"] = as_pyramid_dff(build(name, device).eval())
         except Exception as err:  # noqa: BLE001 - another branch's model: report it and go on
             budget.note(f"detection {name} not measured: {type(err).__name__}: {err}")
     return found
@@ -448,7 +451,11 @@ def part_dff(sizes: Sizes, device: torch.device, budget: Budget) -> list[dict]:
                 if not budget.allows(f"{what} l={interval} {dtype}", first=not rows):
                     continue
                 print(f"dff: {what} l={interval} {dtype}", flush=True)
-                rate = dff_rate(dff, frames, interval, dtype == "bf16", device)
+                try:
+                    rate = dff_rate(dff, frames, interval, dtype == "bf16", device)
+                except Exception as err:  # noqa: BLE001 - one model's failure: say it, measure the others
+                    budget.note(f"dff {what} l={interval} {dtype}: {type(err).__name__}: {err}")
+                    continue
                 rows.append({"model": what, "interval": interval, "dtype": dtype, "frames_per_s": rate,
                              "hw": list(sizes.dff_hw)})  # fmt: skip
     return rows
