@@ -82,13 +82,54 @@ def test_landmarks_trains_through_the_engine_and_its_checkpoint_round_trips(trai
     assert result.best_top1 == min(h["val_nme"] for h in hist)  # lower is better
     assert (tmp_path / "run" / "ced.png").is_file()  # the task's report
     best = load_checkpoint(tmp_path / "run" / "best.safetensors")
-    assert best.task_state == {"points": 68, "frames": 4, "size": 16, "margin": 1.3}
+    stored = dict(best.task_state)
+    mean = np.array(stored.pop("mean_shape")).reshape(68, 2)  # the head's start: data in the checkpoint
+    assert stored == {"points": 68, "frames": 4, "size": 16, "margin": 1.3}
+    assert mean == pytest.approx(_mean_shape(tmp_path / "faces", ["face0"]), abs=1e-5)  # face1 validates
     model, task = load_task(tmp_path / "run" / "best.safetensors")
     assert isinstance(task, Landmarks) and task.crop.size == 16 and task.crop.frames == 4
     _, val = task.datasets(model)
     loader = torch.utils.data.DataLoader(val, batch_size=2, collate_fn=task.collate())
     again = task.validate(model, loader, device=torch.device("cpu"), amp=False, progress=False)
     assert again["val_nme"] == pytest.approx(best.best_metric, rel=1e-5)  # the stored weights score the same
+
+
+def _mean_shape(folder, names, margin=1.3):
+    """The mean centred crop coordinates `(68, 2)` of every frame of the named videos, computed here."""
+    shapes = []
+    for name in names:
+        for p in json.loads((folder / f"{name}.landmarks.json").read_text())["landmarks"]:
+            p = np.array(p)
+            lo, hi = p.min(0), p.max(0)
+            side = (hi - lo).max() * margin
+            shapes.append((p - ((lo + hi) / 2 - side / 2)) / side - 0.5)
+    return np.mean(shapes, axis=0)
+
+
+def test_an_untrained_landmarks_model_predicts_the_training_mean_shape(tmp_path):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(3):
+        write_face_video(folder, f"face{i}", frames=8, size=48, seed=i)
+    val = json.loads((folder / "face2.landmarks.json").read_text())  # the validation video: another shape
+    val["landmarks"] = [[[x, y + 6 * (k >= 48)] for k, (x, y) in enumerate(p)] for p in val["landmarks"]]
+    (folder / "face2.landmarks.json").write_text(json.dumps(val))
+    cfg = load_config(None, [
+        "task=landmarks", f"data.root={folder}", "data.frames=4", "data.size=16", "data.workers=0",
+        "model.name=single_frame_mobilenet_v2", "model.kwargs={pretrained: false}",
+        "task_options={val_fraction: 0.34}",
+    ])  # fmt: skip
+    task = Landmarks(cfg)
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    with torch.no_grad():
+        out = per_step_points(model(torch.randn(2, 4, 3, 16, 16)), 4)  # any frames
+    train_mean = _mean_shape(folder, ["face0", "face1"])
+    assert out.numpy() == pytest.approx(np.broadcast_to(train_mean, out.shape), abs=1e-5)
+    assert np.abs(_mean_shape(folder, ["face0", "face1", "face2"]) - train_mean).max() > 1e-3
+    assert np.array(task.state()["mean_shape"]) == pytest.approx(train_mean.ravel(), abs=1e-5)
+    train, _ = task.datasets(model)
+    assert {t.video.name for t in train.tracks} == {"face0.mp4", "face1.mp4"}  # the split it was taken from
 
 
 def test_per_clip_models_and_bad_options_are_refused(tmp_path):
@@ -119,3 +160,53 @@ def test_vidrec_predict_draws_the_landmarks_on_a_video(trained, tmp_path, capsys
     inside = inside[((inside >= 0) & (inside < 48)).all(1)]
     assert len(inside) and green[0][inside[:, 1], inside[:, 0]].mean() > 0.5  # where the points are
     assert main(["predict", ckpt, str(video), "--out", str(out)]) == 2  # an existing output is kept
+
+
+def test_vidrec_predict_on_a_blank_video_reports_every_frame_without_a_face(trained, tmp_path, capsys):
+    from vidrec.cli import main
+    from vidrec.io import write_video
+
+    ckpt = str(trained[0] / "run" / "last.safetensors")
+    blank = write_video(tmp_path / "blank.mp4", np.zeros((10, 48, 64, 3), np.uint8), 25)
+    out = tmp_path / "blank_points.json"
+    assert main(["predict", ckpt, str(blank), "--out", str(out)]) == 0
+    assert "no face (haar) in 10 of 10 frames: 0-9" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["face"] == [False] * 10 and data["no_face"] == list(range(10)) and data["detector"] == "haar"
+    assert np.isfinite(np.array(data["landmarks"])).all() and len(data["landmarks"]) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.mp4", "blank_points.json"]  # no video drawn
+
+
+def test_vidrec_predict_takes_a_fixed_face_box_and_refuses_bad_ones(trained, tmp_path, capsys):
+    from vidrec.cli import main
+
+    ckpt = str(trained[0] / "run" / "last.safetensors")
+    video = write_face_video(tmp_path, "new", frames=6, size=48, seed=3)
+    out = tmp_path / "fixed.json"
+    assert main(["predict", ckpt, str(video), "--out", str(out), "--face-box", "10,8,38,40"]) == 0
+    assert "a face in every frame (fixed box)" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["face"] == [True] * 6
+    assert data["crop_boxes"][0] == pytest.approx([3.2, 3.2, 41.6])  # 32 px x margin 1.3 around (24, 24)
+    for bad, message in [
+        (["--face-box", "10,8,5,40"], "RIGHT must exceed LEFT"),
+        (["--face-box", "1,2,3"], "four numbers"),
+        (["--box-smoothing", "1"], "in [0, 1)"),
+    ]:
+        assert main(["predict", ckpt, str(video), "--out", str(tmp_path / "bad.json"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_vidrec_predict_with_dlib_missing_says_how_to_install_it(trained, tmp_path, capsys):
+    import importlib.util
+
+    from vidrec.cli import main
+
+    if importlib.util.find_spec("dlib") is not None:
+        pytest.skip("dlib is installed here")
+    video = write_face_video(tmp_path, "new", frames=4, size=48, seed=3)
+    ckpt = str(trained[0] / "run" / "last.safetensors")
+    assert main(["predict", ckpt, str(video), "--out", str(tmp_path / "p.json"), "--detector", "dlib"]) == 2
+    assert "pip install 'vidrec[dlib]'" in capsys.readouterr().err

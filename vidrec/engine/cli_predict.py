@@ -8,6 +8,7 @@ camera device, a URL). Ctrl-C stops cleanly with a one-line summary (exit code 1
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from pathlib import Path
@@ -102,7 +103,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="CSV file for a folder of videos, one row per video; for a checkpoint whose task draws its "
         "predictions (task=landmarks) and one video: the video to draw them on (required then; its "
-        "points also go to <out stem>.landmarks.json) (default none)",
+        "points also go to <out stem>.landmarks.json), or a .json file for the points only (default none)",
+    )
+    parser.add_argument(
+        "--detector",
+        choices=["haar", "dlib", "none"],
+        default="haar",
+        help="landmarks: the face detector that finds the face in every frame: haar (OpenCV's bundled "
+        "cascade), dlib (dlib's frontal face detector; pip install 'vidrec[dlib]') or none (crop around "
+        "the previous window's predicted points) (default haar)",
+    )
+    parser.add_argument(
+        "--face-box",
+        default="",
+        metavar="LEFT,TOP,RIGHT,BOTTOM",
+        help="landmarks: a fixed face rectangle in frame pixels for every frame, instead of a detector "
+        "(default none)",
+    )
+    parser.add_argument(
+        "--box-smoothing",
+        type=float,
+        default=0.5,
+        help="landmarks: weight of the previous window's face box in the next one, in [0, 1) (default 0.5)",
     )
     add_model_factory_argument(parser)
     add_overwrite_argument(parser)
@@ -216,14 +238,28 @@ def _draw(args: argparse.Namespace, model, task, target: Path, live: bool) -> in
         raise UsageError(f"a task={task.name} checkpoint predicts one video file at a time (no folder, live "
                          "source, --timeline or --stream)")  # fmt: skip
     if not args.out:
-        raise UsageError(f"task={task.name}: give --out drawn.mp4, the video to draw the predictions on")
+        raise UsageError(f"task={task.name}: give --out drawn.mp4, the video to draw the predictions on "
+                         "(or --out points.json for the points only)")  # fmt: skip
     out = output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint, args.video))
-    print(
-        task.draw_predictions(
-            model, target, out, device=torch.device(args.device), progress=True, overwrite=args.overwrite
-        )
-    )
+    line = task.draw_predictions(
+        model, target, out, device=torch.device(args.device), progress=True, overwrite=args.overwrite,
+        detector=args.detector, face_box=_face_box(args.face_box), box_smoothing=args.box_smoothing,
+    )  # fmt: skip
+    print(line)
     return 0
+
+
+def _face_box(text: str) -> tuple[float, float, float, float] | None:
+    """--face-box LEFT,TOP,RIGHT,BOTTOM as four numbers (None when not given)."""
+    if not text:
+        return None
+    try:
+        left, top, right, bottom = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--face-box {text}: give four numbers LEFT,TOP,RIGHT,BOTTOM in pixels") from None
+    if not all(math.isfinite(v) for v in (left, top, right, bottom)) or right <= left or bottom <= top:
+        raise UsageError(f"--face-box {text}: RIGHT must exceed LEFT and BOTTOM exceed TOP (finite pixels)")
+    return left, top, right, bottom
 
 
 def run(args: argparse.Namespace) -> int:

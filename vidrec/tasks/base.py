@@ -134,9 +134,11 @@ class Task:
         device: torch.device,
         progress: bool,
         overwrite: bool,
+        **options: Any,
     ) -> str:
         """Write `video` with the model's predictions drawn on it to `out` (any other file it writes is
-        kept unless `overwrite`); a one-line summary back."""
+        kept unless `overwrite`); a one-line summary back. `options`: the task's own `vidrec predict` flags
+        (landmarks: ``detector``, ``face_box``, ``box_smoothing``)."""
         raise NotImplementedError(f"task {self.name} draws no predictions")
 
 

@@ -9,6 +9,8 @@ clip).
 Model: any vidrec model built with ``num_classes = 68 * 2``; its per-step output `(B, T, 136)` (single-frame
 CNN, LRCN, PreRNN, the RNN baselines) is read as `(B, T, 68, 2)` coordinates in crop units, centred:
 ``points / size - 0.5``. A model with one output per clip `(B, 136)` is accepted only for 1-frame clips.
+It starts from the training split's mean shape (`mean_shape_start`: its last 136-wide Linear gets zero
+weights and the mean target as bias; the mean is stored in the checkpoint's task state, ``mean_shape``).
 
 Loss: L1 (or L2) between predicted and true centred coordinates, mean over points, frames and clips.
 
@@ -24,13 +26,16 @@ Metrics (all in image pixels, i.e. the crop's points mapped back through its box
   ``|(p̂[t+1] - p̂[t]) - (p[t+1] - p[t])| / d_io[t]`` (``val_jitter``); 0 for predictions that move exactly
   as the truth does, whatever their constant offset. ``val_motion`` is the predictions' own mean motion
   per frame (same units), beside the truth's ``val_true_motion``.
+
+Prediction on any video (`vidrec predict`): `vidrec.tasks.landmarks_video` finds the face with a detector
+(`vidrec.data.face_detect`), tracks its box from window to window and reports the frames without a face.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,19 +48,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidrec.data.landmarks import (
     NUM_POINTS,
-    Box,
     CropSettings,
     FaceTrack,
     LandmarkClips,
     LandmarksError,
     box_from_points,
-    crop_face,
     find_videos,
     inter_ocular,
     inter_pupil,
     landmarks_file,
     load_tracks,
-    read_track,
     split_tracks,
 )
 from vidrec.engine.schema import TrainConfig, opt
@@ -96,6 +98,8 @@ class Landmarks(Task):
         o, d = self.options, cfg.data
         self.crop = CropSettings(d.frames, d.size, o.margin, o.jitter_scale, o.jitter_shift)
         self.last_errors: np.ndarray | None = None  # per-frame NME of the last validation (report's CED)
+        self.mean_shape: np.ndarray | None = None  # (68, 2) mean training target (`build_model`)
+        self._data: tuple[list[FaceTrack], list[FaceTrack], list[str], int] | None = None
 
     # -- data --------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -106,31 +110,55 @@ class Landmarks(Task):
     def datasets(
         self, model: nn.Module, log: Callable[[str], None] | None = None
     ) -> tuple[Dataset, Dataset | None]:
-        tracks = load_tracks(find_videos(self.cfg.data.root), log=log)
-        train, val = split_tracks(
-            tracks, val_fraction=self.options.val_fraction, gap=self.crop.frames, by=self.options.split
-        )
+        train, val, lines, videos = self._read()
+        say = log or (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=3))
+        for line in lines:
+            say(line)
         if log is not None:
-            log(f"landmarks: {len(train)} training / {len(val)} validation tracks of {len(tracks)} videos")
+            log(f"landmarks: {len(train)} training / {len(val)} validation tracks of {videos} videos")
         seed = self.cfg.runtime.seed
         train_clips = LandmarkClips(train, self.crop, train=True, seed=seed)
         if not len(train_clips):
             raise LandmarksError(no_clip_reason(train, self.crop.frames))
         return train_clips, LandmarkClips(val, self.crop, train=False, seed=seed)
 
+    def _read(self) -> tuple[list[FaceTrack], list[FaceTrack], list[str], int]:
+        """(training tracks, validation tracks, lines about left-out frames and videos, number of videos),
+        read once."""
+        if self._data is None:
+            lines: list[str] = []
+            tracks = load_tracks(find_videos(self.cfg.data.root), log=lines.append)
+            o = self.options
+            train, val = split_tracks(tracks, val_fraction=o.val_fraction, gap=self.crop.frames, by=o.split)
+            self._data = (train, val, lines, len(tracks))
+        return self._data
+
     # -- model and state ---------------------------------------------------------------------------
     def build_model(self, *, weights: bool = True) -> nn.Module:
+        """The model with a 136-wide head that starts from the mean training shape (`mean_shape_start`):
+        the mean of the training split's targets, read from the data for a new run (``weights=True``) and
+        stored in the checkpoint's task state; a loaded checkpoint's weights replace the start."""
         from vidrec.models.build import build_model  # imports every model: only when one is built
 
-        return build_model(self.cfg.model, num_classes=NUM_POINTS * 2, weights=weights)
+        if self.mean_shape is None and weights:
+            self.mean_shape = mean_shape(self._read()[0], self.crop.margin)
+        model = build_model(self.cfg.model, num_classes=NUM_POINTS * 2, weights=weights)
+        if self.mean_shape is not None:
+            mean_shape_start(model, self.mean_shape)
+        return model
 
     def state(self) -> dict[str, Any]:
         c = self.crop
-        return {"points": NUM_POINTS, "frames": c.frames, "size": c.size, "margin": c.margin}
+        state = {"points": NUM_POINTS, "frames": c.frames, "size": c.size, "margin": c.margin}
+        if self.mean_shape is not None:  # the head's starting point: data, 136 numbers
+            state["mean_shape"] = np.round(self.mean_shape, 6).ravel().tolist()
+        return state
 
     def load_state(self, state: dict[str, Any], *, class_names: list[str] = ()) -> None:
         if state:
             self.crop = CropSettings(state["frames"], state["size"], state["margin"], 0.0, 0.0)
+            if state.get("mean_shape") is not None:
+                self.mean_shape = np.asarray(state["mean_shape"], dtype=np.float32).reshape(NUM_POINTS, 2)
 
     # -- training and validation -------------------------------------------------------------------
     def training_step(self, model: nn.Module, batch: dict, device: torch.device) -> Step:
@@ -196,22 +224,41 @@ class Landmarks(Task):
         device: torch.device,
         progress: bool,
         overwrite: bool,
+        detector: str = "haar",
+        face_box: tuple[float, float, float, float] | None = None,
+        box_smoothing: float = 0.5,
     ) -> str:
-        """Track the face through `video`, draw the points on every frame into `out` (a video) and write
-        them to ``<out stem>.landmarks.json``; returns a one-line summary."""
-        from vidrec.cli import output_path
-        from vidrec.io import probe, read_frames, write_video
+        """Find and track the face through `video` (`vidrec.tasks.landmarks_video`), write the points to
+        ``<out stem>.landmarks.json`` and the video with them drawn to `out` -- or, when `out` is a
+        ``.json`` file, the points only; returns a one-line summary that names the frames without a face.
 
-        points_file = output_path(landmarks_file(out), "the points file of --out", overwrite=overwrite)
-        points = track_video(model, video, self.crop, device=device, progress=progress)
-        frames = read_frames(video, range(len(points)))  # (F, H, W, 3)
-        write_video(out, np.stack([draw_points(f, p) for f, p in zip(frames, points, strict=True)]),
-                    probe(video).fps or 25.0)  # fmt: skip
-        meta = {"video": str(video), "points": "68 [x, y] image pixels per frame (predicted by vidrec)"}
-        tmp = points_file.with_name(points_file.name + ".tmp")
-        tmp.write_text(json.dumps({**meta, "landmarks": np.round(points, 2).tolist()}))
-        tmp.replace(points_file)
-        return f"drew {len(points)} frames of 68 points -> {out} (points: {points_file})"
+        Args:
+            detector: ``haar`` (OpenCV), ``dlib`` or ``none`` (crop around the previous window's points).
+            face_box: a fixed face rectangle ``(left, top, right, bottom)`` for every frame, instead of a
+                detector.
+            box_smoothing: weight of the previous window's box in the next one, in [0, 1).
+        """
+        from vidrec.cli import UsageError, output_path
+        from vidrec.data.face_detect import BoxTracker, FixedBox, get_detector
+        from vidrec.tasks.landmarks_video import landmarks_on_video
+
+        if not 0 <= box_smoothing < 1:
+            raise UsageError(f"--box-smoothing {box_smoothing}: give a weight in [0, 1)")
+        points_only = out.suffix.lower() == ".json"
+        points_file = out if points_only else landmarks_file(out)
+        points_file = output_path(points_file, "the points file of --out", overwrite=overwrite)
+        tracker, name = None, detector
+        if face_box is not None:
+            finder, name = FixedBox(face_box), "fixed box"
+        elif detector != "none":
+            finder = get_detector(detector)
+        if name != "none":
+            tracker = BoxTracker(finder, finder.calibration, self.crop.margin, box_smoothing)
+        model.eval()
+        return landmarks_on_video(
+            lambda rgb: self.predict(model, rgb, device), video, self.crop, points_file=points_file,
+            overlay=None if points_only else out, tracker=tracker, detector=name, progress=progress,
+        )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- model outputs, loss
@@ -232,6 +279,36 @@ def per_step_points(out: torch.Tensor, frames: int) -> torch.Tensor:
             "rnn_baseline_*) or data.frames=1"
         )
     return out.reshape(*out.shape[:2], NUM_POINTS, 2)
+
+
+def mean_shape(tracks: list[FaceTrack], margin: float) -> np.ndarray:
+    """The mean target `(68, 2)` of every frame with points in `tracks`, in the head's centred crop units
+    (``points / size - 0.5`` in the unjittered box of `box_from_points`, whatever the crop size)."""
+    shapes = []
+    for track in tracks:
+        for points in track.points[~np.isnan(track.points).any(axis=(1, 2))]:
+            box = box_from_points(points, margin=margin)
+            shapes.append((points - [box.x0, box.y0]) / box.side - 0.5)
+    if not shapes:
+        raise LandmarksError(f"task=landmarks: the {len(tracks)} training tracks have no frame with points")
+    return np.mean(shapes, axis=0).astype(np.float32)
+
+
+@torch.no_grad()
+def mean_shape_start(model: nn.Module, shape: np.ndarray) -> nn.Linear:
+    """Start `model` at `shape` `(68, 2)`: its last Linear of 136 outputs gets zero weights and the shape as
+    bias, so it predicts the mean training shape whatever the frames (as benchmarks/prernn_faces.py does)."""
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == NUM_POINTS * 2]
+    if not heads or heads[-1].bias is None:
+        raise ValueError(
+            f"task=landmarks: {type(model).__name__} has no Linear layer of {NUM_POINTS * 2} outputs (with a "
+            "bias) to start from the mean shape; use a model with a Linear head (single_frame_*, lrcn_*, "
+            "prernn_*, rnn_baseline_*)"
+        )
+    head = heads[-1]
+    head.weight.zero_()
+    head.bias.copy_(torch.as_tensor(shape, dtype=head.bias.dtype).flatten())
+    return head
 
 
 def coord_loss(pred: torch.Tensor, target: torch.Tensor, *, kind: str) -> torch.Tensor:
@@ -328,7 +405,7 @@ def plot_ced(curves: dict[str, np.ndarray], path: Path, *, limit: float = AUC_LI
     return path
 
 
-# ----------------------------------------------------------------------------- tracking a whole video
+# ----------------------------------------------------------------------------- clips
 
 
 def no_clip_reason(tracks: list[FaceTrack], frames: int) -> str:
@@ -341,74 +418,3 @@ def no_clip_reason(tracks: list[FaceTrack], frames: int) -> str:
         f"consecutive frames with points (data.frames={frames}); {missing} of their {total} frames have "
         f"none ({nan} for NaN coordinates, {missing - nan} null); lower data.frames or fix the landmark files"
     )
-
-
-def first_box(video: Path, margin: float, height: int, width: int) -> Box:
-    """Where the face starts: the first annotated frame's points of ``<stem>.landmarks.json`` when it
-    exists, else the centred square of the frame's short side (a face-centred video)."""
-    path = landmarks_file(video)
-    if path.is_file():
-        points = read_track(video).points
-        ok = np.flatnonzero(~np.isnan(points).any(axis=(1, 2)))
-        if len(ok):
-            return box_from_points(points[ok[0]], margin=margin)
-    side = float(min(height, width))
-    return Box((width - side) / 2, (height - side) / 2, side)
-
-
-def _windows(video: Path, frames: int) -> Iterator[np.ndarray]:
-    """`frames`-frame windows `(t, H, W, 3)` of `video`, in order (the last may be shorter)."""
-    from vidrec.io import VideoReader
-
-    with VideoReader(video) as reader:
-        n = reader.meta.num_frames
-        for start in range(0, n, frames):
-            yield reader.get_frames(list(range(start, min(start + frames, n))))
-
-
-@torch.no_grad()
-def track_video(
-    model: nn.Module, video: Path, crop: CropSettings, *, device: torch.device, progress: bool = False
-) -> np.ndarray:
-    """Predicted points `(F, 68, 2)` (image pixels) of every frame of `video`.
-
-    Windows of ``crop.frames`` frames go through the model as one clip (a fresh state per window); every
-    frame of a window is cropped with the box of the previous window's last prediction (tracking), the first
-    window with `first_box`.
-    """
-    from vidrec.io import probe
-    from vidrec.progress import progress as bar
-
-    meta = probe(video)
-    box = first_box(video, crop.margin, meta.height, meta.width)
-    out = []
-    total = math.ceil(meta.num_frames / crop.frames)
-    windows = bar(_windows(video, crop.frames), total=total, desc="landmarks", disable=not progress)
-    for window in windows:
-        crops = np.stack([crop_face(f, box, crop.size) for f in window])  # (t, S, S, 3)
-        rgb = torch.from_numpy(crops).permute(0, 3, 1, 2)[None]  # (1, t, 3, S, S)
-        pred = per_step_points(model(_model_input(rgb, device)), len(window))[0].float().cpu().numpy()
-        image = (pred + 0.5) * box.side + np.array([box.x0, box.y0], dtype=np.float32)  # (t, 68, 2)
-        out.append(image)
-        box = box_from_points(image[-1], margin=crop.margin)
-    return np.concatenate(out)
-
-
-def _model_input(rgb: torch.Tensor, device: torch.device) -> torch.Tensor:
-    from vidrec.engine.evaluate import model_inputs
-
-    return model_inputs({"rgb": rgb}, ("rgb",), device)[0]
-
-
-def draw_points(
-    frame: np.ndarray, points: np.ndarray, *, color: tuple[int, int, int] = (0, 255, 0)
-) -> np.ndarray:
-    """A copy of `frame` `(H, W, 3)` uint8 RGB with each of `points` `(68, 2)` drawn as a dot."""
-    import cv2
-
-    out = np.ascontiguousarray(frame).copy()
-    radius = max(1, round(min(frame.shape[:2]) / 160))
-    for x, y in points:
-        if np.isfinite(x) and np.isfinite(y):
-            cv2.circle(out, (round(float(x)), round(float(y))), radius, color, -1, lineType=cv2.LINE_AA)
-    return out
