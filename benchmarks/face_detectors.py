@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     args = parser.parse_args()
     cv2.setNumThreads(args.threads)
+    load = os.getloadavg()[0]  # the times below depend on what else the machine runs
     rows = {}
     for name in args.detectors:
         try:
@@ -143,14 +145,20 @@ def main() -> None:
     from vidrec.benchdocs import machine, write_section
 
     if args.write_docs:
+        try:
+            import dlib
+
+            dlib_version = f", dlib {dlib.__version__}"
+        except ImportError:
+            dlib_version = ""
         body = (
             "## Face detectors for landmarks on any video\n\n"
             f"`python benchmarks/face_detectors.py ../shared/data --every {args.every}` (OpenCV "
-            f"{cv2.__version__}, {args.threads} thread). faces_video's rectangles and points are dlib "
-            "20.0.1's (pseudo ground truth); 300VW's points are human annotations (sequence 401: a face "
-            "looking down, which neither detector finds). Crop IoU: the calibrated crop box (margin 1.3) "
-            "vs the training crop of the true points.\n\n"
-            f"{text}\n\nMachine: {machine()}.\n"
+            f"{cv2.__version__}{dlib_version}, {args.threads} thread). faces_video's rectangles and "
+            "points are dlib 20.0.1's (pseudo ground truth); 300VW's points are human annotations "
+            "(sequence 401: a face looking down, which neither detector finds). Crop IoU: the calibrated "
+            "crop box (margin 1.3) vs the training crop of the true points.\n\n"
+            f"{text}\n\nMachine: {machine()}; load average {load:.1f} at the start.\n"
         )
         print(f"wrote {write_section('face_detectors', body)}")
     summary = " ".join(

@@ -210,3 +210,17 @@ def test_vidrec_predict_with_dlib_missing_says_how_to_install_it(trained, tmp_pa
     ckpt = str(trained[0] / "run" / "last.safetensors")
     assert main(["predict", ckpt, str(video), "--out", str(tmp_path / "p.json"), "--detector", "dlib"]) == 2
     assert "pip install 'vidrec[dlib]'" in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_a_malformed_mean_shape_is_refused_naming_it(tmp_path):
+    from vidrec.engine import checkpoint as C
+    from vidrec.engine.schema import config_to_dict
+
+    cfg = load_config(None, ["task=landmarks", "model.name=prernn_rnn_conv_mobilenet_v2"])
+    state = {"points": 68, "frames": 4, "size": 16, "margin": 1.3, "mean_shape": [0.1, 0.2, "x"]}
+    path = C.save_checkpoint(
+        tmp_path / "best.safetensors",
+        C.Checkpoint(model={}, config=config_to_dict(cfg), class_names=[], task_state=state),
+    )
+    with pytest.raises(C.CheckpointError, match=rf"^{tmp_path / 'best.safetensors'}: .*mean_shape"):
+        C.load_task(path)

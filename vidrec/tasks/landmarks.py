@@ -158,7 +158,7 @@ class Landmarks(Task):
         if state:
             self.crop = CropSettings(state["frames"], state["size"], state["margin"], 0.0, 0.0)
             if state.get("mean_shape") is not None:
-                self.mean_shape = np.asarray(state["mean_shape"], dtype=np.float32).reshape(NUM_POINTS, 2)
+                self.mean_shape = _stored_shape(state["mean_shape"])
 
     # -- training and validation -------------------------------------------------------------------
     def training_step(self, model: nn.Module, batch: dict, device: torch.device) -> Step:
@@ -292,6 +292,17 @@ def mean_shape(tracks: list[FaceTrack], margin: float) -> np.ndarray:
     if not shapes:
         raise LandmarksError(f"task=landmarks: the {len(tracks)} training tracks have no frame with points")
     return np.mean(shapes, axis=0).astype(np.float32)
+
+
+def _stored_shape(values: Any) -> np.ndarray:
+    """A checkpoint's ``mean_shape`` (136 finite numbers) as `(68, 2)`; anything else raises ValueError."""
+    try:
+        shape = np.asarray(values, dtype=np.float32).reshape(NUM_POINTS, 2)
+    except (ValueError, TypeError):
+        shape = None
+    if shape is None or not np.isfinite(shape).all():
+        raise ValueError(f"task_state.mean_shape is not {NUM_POINTS * 2} finite numbers")
+    return shape
 
 
 @torch.no_grad()
