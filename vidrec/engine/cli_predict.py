@@ -280,6 +280,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} is a folder: give --out preds.csv for the per-video predictions")
     else:
         output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint,))
+    _face_box(args.face_box)  # landmarks flags checked before the model is built
+    if not 0 <= args.box_smoothing < 1:
+        raise UsageError(f"--box-smoothing {args.box_smoothing}: give a weight in [0, 1)")
     model, task = load_task(args.checkpoint, args.device, factory=args.model_factory, tasks=PREDICT_TASKS)
     if task.draws_predictions:
         return _draw(args, model, task, target, live)
