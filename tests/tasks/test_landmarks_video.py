@@ -105,3 +105,13 @@ def test_a_blank_video_reports_every_frame_without_a_face(tmp_path):
     assert points.shape == (10, 68, 2)  # the starting box, the centred square of the short side:
     assert points[0, 0] == pytest.approx([40.0, 32.0])  # a centred prediction is the frame's centre
     assert not (tmp_path / "drawn.mp4").exists()  # points only
+
+
+def test_an_odd_sized_video_gets_an_overlay_padded_to_even_sides(tmp_path):
+    from vidrec.io import probe
+
+    video = write_video(tmp_path / "odd.mp4", np.zeros((4, 33, 47, 3), np.uint8), 25, pix_fmt="yuv444p")
+    line, data = _run(tmp_path, centre, video, HaarDetector())
+    assert len(data["landmarks"]) == 4 and "drew 4 frames" in line
+    meta = probe(tmp_path / "drawn.mp4")
+    assert (meta.height, meta.width, meta.num_frames) == (34, 48, 4)

@@ -111,13 +111,6 @@ def track_windows(
             box = box_from_points(points[-1], margin=crop.margin)
 
 
-def track_video(
-    points_of: PointsOf, video: Path, crop: CropSettings, *, tracker: BoxTracker | None = None
-) -> np.ndarray:
-    """Predicted points `(F, 68, 2)` (frame pixels) of every frame of `video`."""
-    return np.concatenate([w.points for w in track_windows(points_of, video, crop, tracker=tracker)])
-
-
 def landmarks_on_video(
     points_of: PointsOf,
     video: Path,
@@ -142,7 +135,7 @@ def landmarks_on_video(
             for frame, p, rect in zip(w.frames, w.points, window_rects, strict=True):
                 if overlay is not None:
                     box = None if tracker is None else (w.box, rect is not None)
-                    writer.write(draw_points(frame, p, box=box))
+                    writer.write(_even(draw_points(frame, p, box=box)))
             points.append(w.points)
             rects += window_rects
             boxes += [w.box.array()] * len(w.frames)
@@ -165,6 +158,12 @@ def landmarks_on_video(
     drawn = f"drew {len(points)} frames of 68 points -> {overlay} (points: {points_file})"
     line = drawn if overlay is not None else f"{len(points)} frames of 68 points -> {points_file}"
     return f"{line}; {no_face_line(no_face, len(points), detector)}"
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """`frame` padded with a black row / column to even sides (H.264 in 4:2:0 needs them)."""
+    h, w = frame.shape[:2]
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0))) if h % 2 or w % 2 else frame
 
 
 def no_face_line(no_face: list[int], frames: int, detector: str) -> str:
