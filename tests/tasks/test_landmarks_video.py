@@ -115,3 +115,26 @@ def test_an_odd_sized_video_gets_an_overlay_padded_to_even_sides(tmp_path):
     assert len(data["landmarks"]) == 4 and "drew 4 frames" in line
     meta = probe(tmp_path / "drawn.mp4")
     assert (meta.height, meta.width, meta.num_frames) == (34, 48, 4)
+
+
+def test_without_a_detector_each_window_is_cropped_around_the_previous_points(tmp_path):
+    from faces import template
+
+    from vidrec.data.landmarks import box_from_points
+
+    shape = torch.tensor((template() - 0.5) * 0.6, dtype=torch.float32)  # a face filling 60% of the crop
+
+    def face_shape(rgb):
+        return shape.expand(1, rgb.shape[1], 68, 2)
+
+    video = write_video(tmp_path / "blank.mp4", np.zeros((8, 64, 80, 3), np.uint8), 25)
+    crop = CropSettings(frames=4, size=40, margin=1.5)
+    line = landmarks_on_video(
+        face_shape, video, crop, points_file=tmp_path / "p.json", overlay=None, tracker=None, detector="none"
+    )
+    data = json.loads((tmp_path / "p.json").read_text())
+    boxes, points = np.array(data["crop_boxes"]), np.array(data["landmarks"])
+    assert boxes[0] == pytest.approx([8, 0, 64])  # the centred square of the short side
+    follow = box_from_points(points[3], margin=1.5)  # the first window's last points
+    assert boxes[4] == pytest.approx([follow.x0, follow.y0, follow.side], abs=0.01)
+    assert "face" not in data and "no face detector" in line
