@@ -238,13 +238,24 @@ def _draw(args: argparse.Namespace, model, task, target: Path, live: bool) -> in
         raise UsageError(f"a task={task.name} checkpoint predicts one video file at a time (no folder, live "
                          "source, --timeline or --stream)")  # fmt: skip
     if not args.out:
-        raise UsageError(f"task={task.name}: give --out drawn.mp4, the video to draw the predictions on "
-                         "(or --out points.json for the points only)")  # fmt: skip
+        raise UsageError(f"task={task.name}: give --out drawn.mp4, the video to draw the predictions on")
     out = output_path(args.out, "--out", overwrite=args.overwrite, inputs=(args.checkpoint, args.video))
+    options = {}  # the task's own flags (Task.draw_predictions' `options`)
+    if task.name == "landmarks":
+        options = {
+            "detector": args.detector,
+            "face_box": _face_box(args.face_box),
+            "box_smoothing": args.box_smoothing,
+        }
     line = task.draw_predictions(
-        model, target, out, device=torch.device(args.device), progress=True, overwrite=args.overwrite,
-        detector=args.detector, face_box=_face_box(args.face_box), box_smoothing=args.box_smoothing,
-    )  # fmt: skip
+        model,
+        target,
+        out,
+        device=torch.device(args.device),
+        progress=True,
+        overwrite=args.overwrite,
+        **options,
+    )
     print(line)
     return 0
 
