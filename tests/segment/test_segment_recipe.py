@@ -207,3 +207,15 @@ def test_training_reports_the_table_and_the_benchmark_measures_the_checkpoint(ti
     printed = capsys.readouterr().out
     assert f"RESULT segment_davis run0_J={j:.3f}" in printed  # what the run's validation saw
     assert "\n".join(table[2:]) in printed
+
+    # benchmarks/dff.py --per-frame builds its per-frame model from the checkpoint's parts like this
+    from vidrec.dff import DFF, FixedInterval
+    from vidrec.dff.flownets import DISFlow
+    from vidrec.engine.checkpoint import load_task
+
+    seg = load_task(out / "last.safetensors")[0]
+    per_frame = DFF(seg.feature_net, DISFlow(), seg.task_net, feature_stride=seg.feature_stride).eval()
+    frames = [torch.randn(1, 3, 32, 48) for _ in range(3)]
+    with torch.no_grad():
+        run = [logits for logits, _ in per_frame.run(iter(frames), FixedInterval(1))]
+        assert all(torch.equal(a, seg(f)) for a, f in zip(run, frames, strict=True))
