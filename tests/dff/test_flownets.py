@@ -4,12 +4,15 @@ flow-net contract (current -> key, feature pixels after DFF's resize), RAFT with
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
 from vidrec.data.transforms import normalize_rgb
+from vidrec.dff.cost import count_flops
 from vidrec.dff.flownets import DISFlow, FlowNetLite, RaftFlowNet, load_flownet, make_flow_net, save_flownet
 from vidrec.dff.pretrain import find_clips, pretrain_flownet, train_flownet
 from vidrec.dff.warp import resize_flow
@@ -67,6 +70,30 @@ def test_flownet_weights_round_trip_through_safetensors(tmp_path):
         load_flownet(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError, match="do not exist"):
         make_flow_net("learned", weights=tmp_path / "absent.safetensors")
+
+
+def test_flownet_sees_the_pair_at_a_quarter_of_the_stride_and_predicts_on_the_feature_grid(tmp_path):
+    """Issue 23: by default the pair is pooled to stride / 4 (1/4 of the image at stride 16, not the paper's
+    half), so the decoder ends on the feature grid; a weight file from before (no "downscale" in its
+    config) keeps the half resolution it was trained at."""
+    key, cur = torch.randn(2, 1, 3, 64, 96)
+    for stride, pooled in ((8, 2), (16, 4), (32, 8)):
+        net = FlowNetLite(stride=stride, width=4)
+        flow, feats = net(key, cur)
+        assert net.downscale == pooled and flow.shape == (1, 2, 64 // stride, 96 // stride)
+        assert feats.shape == (1, net.scale_channels, 64 // stride, 96 // stride)
+    half = FlowNetLite(stride=16, width=4, downscale=2)  # the paper's half resolution, pooled once more
+    assert half(key, cur)[0].shape == (1, 2, 4, 6)
+    quarter = FlowNetLite(stride=16, width=4)
+    assert count_flops(lambda: half(key, cur)) > 3.5 * count_flops(lambda: quarter(key, cur))
+    with pytest.raises(ValueError, match="downscale must be 1, 2, 4 or 8"):
+        FlowNetLite(stride=8, downscale=4)
+    from safetensors.torch import save_file
+
+    old = {"kind": "vidrec.dff.FlowNetLite", "config": json.dumps({"stride": 16, "width": 4})}
+    save_file(half.state_dict(), str(tmp_path / "old.safetensors"), metadata=old)
+    assert load_flownet(tmp_path / "old.safetensors").downscale == 2
+    assert load_flownet(save_flownet(net, tmp_path / "new.safetensors")).downscale == 8
 
 
 def test_dis_flow_points_from_the_current_frame_to_the_key_frame():

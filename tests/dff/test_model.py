@@ -10,8 +10,18 @@ import torch
 from dff_helpers import tiny_dff
 from torch import nn
 
+from vidrec.dff.cost import (
+    KEY_PARTS,
+    NON_KEY_PARTS,
+    amortised_speed_up,
+    count_flops,
+    flop_ratio,
+    part_costs,
+    path_totals,
+)
 from vidrec.dff.model import DFF, ScaleField, as_dff
 from vidrec.dff.schedule import Adaptive, FixedInterval
+from vidrec.dff.warp import warp
 
 
 def _per_frame(model: DFF, frames: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -100,29 +110,62 @@ def test_scale_field_is_a_1x1_conv_with_zero_weights():
     )
 
 
-def _flops(fn) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        fn()
-    return counter.get_total_flops()
-
-
 @pytest.mark.parametrize("interval", [1, 2, 5, 7])
-def test_flops_per_window_of_l_frames_match_the_amortised_speed_up(frames, interval):
-    """methods.md 4.7.6 / 4.4: over a window of l frames (one key frame, l - 1 propagated) the measured
-    FLOPs give s(l) = l / (1 + (l - 1) / r), r = per-frame cost / propagated-frame cost."""
+def test_flops_per_window_match_s_of_l(frames, interval):
+    """methods.md 4.7.6 / 4.4: over a window of l frames (one key frame, l - 1 propagated) the FLOPs that
+    `DFF.run` spends are l * cost(key) / s(l), s(l) = l / (1 + (l - 1) / r), for the r that
+    `vidrec.dff.cost` measures part by part; and per frame (l = 1) costs what the key path costs."""
     model = tiny_dff().eval()
     # a feature net that costs more than the flow net, as ResNet-101 does against FlowNet
     model.feature_net = nn.Sequential(
         nn.Conv2d(3, 24, 3, padding=1), nn.ReLU(), nn.Conv2d(24, 6, 16, stride=16)
     )
-    key, cur = frames[0], frames[1]
-    per_frame = _flops(lambda: model.per_frame(cur))
-    propagated = _flops(lambda: model.head(model.propagate(model.key_features(key), key, cur), (48, 64)))
-    propagated -= _flops(lambda: model.key_features(key))  # the key features are cached, not recomputed
-    r = per_frame / propagated
+    costs = part_costs(model, frames[0], frames[1], timed=False)
+    assert [(c.path, c.part) for c in costs] == [("key", p) for p in KEY_PARTS] + [
+        ("non-key", p) for p in NON_KEY_PARTS
+    ]
+    key = path_totals(costs)["key"].flops
+    r = flop_ratio(costs)
     assert r > 1.5  # the feature net dominates, as in the paper (else s(l) could not tell l apart)
-    window = _flops(lambda: list(model.run(frames[:interval], FixedInterval(interval))))
-    speed_up = interval * per_frame / window
-    assert speed_up == pytest.approx(interval / (1 + (interval - 1) / r), rel=1e-9)
+    assert count_flops(lambda: model.per_frame(frames[1])) == key
+    window = count_flops(lambda: list(model.run(frames[:interval], FixedInterval(interval))))
+    assert window == pytest.approx(interval * key / amortised_speed_up(interval, r), rel=1e-9)
+
+
+def test_default_model_propagates_a_frame_for_at_most_a_ninth_of_a_key_frame():
+    """Issue 23: the default DFF (`dff_segnet_mobilenet_v2`, learned flow) at the default 240 x 432: the
+    non-key path (flow from the pair at 1/4 resolution, S on the flow net's features, the warp and task net
+    on the 128-channel reduced map) costs <= 1/9 of the key path, so s(10) >= 5 in FLOPs."""
+    from vidrec.models.segnet import dff_segnet_mobilenet_v2
+
+    model = dff_segnet_mobilenet_v2(pretrained=False).eval()
+    torch.manual_seed(0)
+    key, cur = torch.randn(2, 1, 3, 240, 432)
+    costs = part_costs(model, key, cur, timed=False)
+    by_part = {(c.path, c.part): c.flops for c in costs}
+    assert flop_ratio(costs) >= 9 and amortised_speed_up(10, flop_ratio(costs)) >= 5
+    assert by_part[("non-key", "task net")] < by_part[("key", "feature net")] / 1000  # the reduced map
+    assert model.scale.conv.out_channels == model.task_net.reduce.out_channels == 128
+
+
+def test_propagating_the_reduced_map_equals_reducing_the_propagated_map(frames):
+    """The task net's 1x1 reduction is linear per position: warping its output (``reduced=True``, what DFF
+    propagates) equals reducing the warped full map wherever the flow stays inside; per frame and on key
+    frames the reduced model is the per-frame model exactly."""
+    from vidrec.models.segnet import SegHead
+
+    torch.manual_seed(1)
+    full = tiny_dff(channels=12).eval()
+    full.task_net, full.scale = SegHead(12, 2, hidden=5), None
+    reduced = DFF(full.feature_net, full.flow_net, full.task_net, feature_stride=16, reduced=True).eval()
+    with torch.no_grad():
+        feat = full.feature_net(frames[0])  # (1, 12, 3, 4)
+        flow = torch.zeros(1, 2, 3, 4)
+        flow[:, 0, :, :2] = 1.25  # inside the map: x + 1.25 <= 2.25 < 3
+        ref = full.task_net.reduce(warp(feat, flow))
+        assert torch.allclose(warp(reduced.key_features(frames[0]), flow), ref, atol=1e-6)
+        assert reduced.key_features(frames[0]).shape == (1, 5, 3, 4)
+        for (out, _), expected in zip(reduced.run(frames, FixedInterval(1)), _per_frame(full, frames)):
+            assert torch.equal(out, expected)
+    with pytest.raises(ValueError, match="lacks reduce, classify_reduced"):
+        DFF(full.feature_net, full.flow_net, nn.Conv2d(12, 2, 1), reduced=True)

@@ -66,7 +66,7 @@ def test_dff_segnet_is_the_per_frame_net_on_key_frames():
     with torch.no_grad():
         assert torch.equal(dff(cur, cur, torch.tensor([True, True])), seg(cur))
         assert dff(key, cur).shape == (2, 2, 64, 96)
-    assert torch.equal(dff.scale.bias, torch.ones(1280))  # S = 1 at the start
+    assert torch.equal(dff.scale.bias, torch.ones(128))  # S = 1 at the start, over the reduced map
 
 
 def test_segment_task_trains_scores_j_f_and_round_trips(per_frame_run):
@@ -106,7 +106,7 @@ def test_dff_trains_end_to_end_on_pairs_from_the_per_frame_net(per_frame_run, tm
     result = train(cfg)
     assert 0.0 <= result.history[-1]["val_J"] <= 1.0
     after = load_checkpoint(tmp_path / "dff" / "last.safetensors").model
-    assert torch.equal(after["scale.bias"], torch.ones(1280))  # S's bias never moves
+    assert torch.equal(after["scale.bias"], torch.ones(128))  # S's bias never moves
     assert (
         after["flow_net.predict.weight"].abs().sum() > 0
     )  # zero at init: the task loss reached the flow net

@@ -1,12 +1,13 @@
 """Flow sources for Deep Feature Flow, each a module that keeps the flow-net contract of
 `vidrec.dff.model` (``(key_img, cur_img) (B, 3, H, W) -> (flow current -> key (B, 2, h, w), features|None)``):
 
-- `FlowNetLite`: a light FlowNet-style encoder-decoder (methods.md 4.1: the pair at half resolution, flow
-  predicted at the feature stride, decoder features for the scale field). There is no Flying Chairs
-  offline: `vidrec.dff.pretrain.pretrain_flownet` trains it self-supervised (photometric + smoothness
-  loss) on unlabelled frame pairs; then it is trained end to end through the task loss like the
-  paper's FlowNet.
-- `DISFlow`: vidrec's tuned classical DIS flow (`vidrec.flow.estimators`), no training, no scale field.
+- `FlowNetLite`: a light FlowNet-style encoder-decoder (methods.md 4.1: flow predicted at the feature
+  stride, decoder features for the scale field; the pair at ``stride / 4`` resolution, not the paper's
+  half). There is no Flying Chairs offline: `vidrec.dff.pretrain.pretrain_flownet` trains it
+  self-supervised (photometric + smoothness loss) on unlabelled frame pairs; then it is trained end to end
+  through the task loss like the paper's FlowNet.
+- `DISFlow`: vidrec's tuned classical DIS flow (`vidrec.flow.estimators`) on the pair at 1/4 resolution,
+  no training, no scale field.
 - `RaftFlowNet`: torchvision RAFT (`vidrec.flow.raft`) when its weights are on disk.
 
 `make_flow_net("learned" | "dis" | "raft", ...)` builds one by name.
@@ -46,28 +47,42 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
 
 
 class FlowNetLite(nn.Module):
-    """A light FlowNetS: ``[cur, key]`` (6 channels) at half resolution -> flow at `stride`.
+    """A light FlowNetS: ``[cur, key]`` (6 channels), average-pooled by `downscale` -> flow at `stride`.
 
-    Encoder to 1/32 of the input image, a decoder with skip connections back to 1/8, where the flow and
-    the scale-field features are predicted, then average-pooled to `stride` (the spec's extra pooling).
-    The flow is in pixels of the output grid (feature pixels) -- trained from scratch, there are no
-    FlowNet units to convert (the spec's x2.5).
+    Encoder to 1/16 of its input, a decoder with skip connections back to 1/4 of its input (``4 x
+    downscale`` of the image), where the flow and the scale-field features are predicted, then
+    average-pooled to `stride` when that is coarser (the spec's extra pooling). The flow is in pixels of
+    the output grid (feature pixels) -- trained from scratch, there are no FlowNet units to convert (the
+    spec's x2.5).
+
+    The paper's FlowNet sees the pair at half resolution; DFF only needs flow at the feature stride, so by
+    default the pair is pooled to ``stride / 4`` (1/4 of the image at stride 16) and the decoder ends on
+    the feature grid: a quarter of the half-resolution net's cost, which keeps a propagated frame under a
+    ninth of a key frame (issue 23).
 
     Args:
         stride: output stride w.r.t. the input image, 8, 16 or 32 (the feature net's).
         width: channels of the first encoder level (the others are 2x, 4x, 6x).
+        downscale: the pair's pooling before the net, 1, 2, 4 or 8 with ``4 x downscale`` dividing
+            `stride`; None: ``stride // 4``.
     """
 
-    def __init__(self, *, stride: int = 16, width: int = 16) -> None:
+    def __init__(self, *, stride: int = 16, width: int = 16, downscale: int | None = None) -> None:
         super().__init__()
         if stride not in (8, 16, 32):
             raise ValueError(f"FlowNetLite stride must be 8, 16 or 32, got {stride}")
-        self.stride, self.width = stride, width
+        downscale = stride // 4 if downscale is None else downscale
+        if downscale not in (1, 2, 4, 8) or stride % (4 * downscale):
+            raise ValueError(
+                f"FlowNetLite downscale must be 1, 2, 4 or 8 with 4 x downscale dividing the stride "
+                f"{stride}, got {downscale}"
+            )
+        self.stride, self.width, self.downscale = stride, width, downscale
         c1, c2, c3, c4 = width, 2 * width, 4 * width, 6 * width
-        self.enc1 = _conv(6, c1, 7, 2)  # 1/4 of the image (the input is already halved)
-        self.enc2 = _conv(c1, c2, 5, 2)  # 1/8
-        self.enc3 = nn.Sequential(_conv(c2, c3, 3, 2), _conv(c3, c3, 3))  # 1/16
-        self.enc4 = nn.Sequential(_conv(c3, c4, 3, 2), _conv(c4, c4, 3))  # 1/32
+        self.enc1 = _conv(6, c1, 7, 2)  # 1/2 of the pooled pair
+        self.enc2 = _conv(c1, c2, 5, 2)  # 1/4
+        self.enc3 = nn.Sequential(_conv(c2, c3, 3, 2), _conv(c3, c3, 3))  # 1/8
+        self.enc4 = nn.Sequential(_conv(c3, c4, 3, 2), _conv(c4, c4, 3))  # 1/16
         self.dec3 = _conv(c4 + c3, c3, 3)
         self.dec2 = _conv(c3 + c2, c2, 3)
         self.predict = nn.Conv2d(c2, 2, 3, padding=1)
@@ -77,19 +92,21 @@ class FlowNetLite(nn.Module):
 
     def forward(self, key_img: torch.Tensor, cur_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, 3, H, W)` each -> (flow `(B, 2, H/stride, W/stride)` feature px, features `(B, 2w, ., .)`)."""
-        x = F.avg_pool2d(torch.cat([cur_img, key_img], dim=1), 2)  # (B, 6, H/2, W/2), [current, key]
+        x = torch.cat([cur_img, key_img], dim=1)  # (B, 6, H, W), [current, key]
+        if self.downscale > 1:
+            x = F.avg_pool2d(x, self.downscale, ceil_mode=True)  # (B, 6, H/d, W/d)
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
         e4 = self.enc4(e3)
-        d3 = self.dec3(torch.cat([_up_to(e4, e3), e3], dim=1))  # 1/16
-        d2 = self.dec2(torch.cat([_up_to(d3, e2), e2], dim=1))  # 1/8
-        flow8 = self.predict(d2)  # (B, 2, H/8, W/8), px of the 1/8 grid
-        pool = self.stride // 8
+        d3 = self.dec3(torch.cat([_up_to(e4, e3), e3], dim=1))  # 1/8 of the pooled pair
+        d2 = self.dec2(torch.cat([_up_to(d3, e2), e2], dim=1))  # 1/4: the image's 1/(4d)
+        flow = self.predict(d2)  # (B, 2, H/4d, W/4d), px of that grid
+        pool = self.stride // (4 * self.downscale)
         if pool == 1:
-            return flow8, d2
+            return flow, d2
         # average-pool to the feature grid; pixels of a grid `pool` times coarser are `pool` times fewer
-        return F.avg_pool2d(flow8, pool, ceil_mode=True) / pool, F.avg_pool2d(d2, pool, ceil_mode=True)
+        return F.avg_pool2d(flow, pool, ceil_mode=True) / pool, F.avg_pool2d(d2, pool, ceil_mode=True)
 
 
 def _up_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -131,7 +148,8 @@ class DISFlow(_PairFlow):
     """DIS optical flow (OpenCV, vidrec's tuned settings) as a DFF flow source; no training, S = 1.
 
     Args:
-        downscale: compute flow on the image average-pooled by this factor (default 2, like FlowNet).
+        downscale: compute flow on the image average-pooled by this factor (default 4: DFF needs the flow
+            only at the feature stride, and DIS at half resolution cost a quarter of a key frame).
         mean, std: the normalisation of the images DFF passes (ImageNet's), undone to get uint8 frames.
         **opts: `vidrec.flow.estimators.FlowEstimator` DIS options.
     """
@@ -139,7 +157,7 @@ class DISFlow(_PairFlow):
     def __init__(
         self,
         *,
-        downscale: int = 2,
+        downscale: int = 4,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         **opts,
@@ -207,7 +225,8 @@ def save_flownet(net: FlowNetLite, path: str | os.PathLike, *, extra: dict | Non
     from safetensors.torch import save_file
 
     path = Path(path)
-    meta = {"kind": _KIND, "config": json.dumps({"stride": net.stride, "width": net.width})}
+    config = {"stride": net.stride, "width": net.width, "downscale": net.downscale}
+    meta = {"kind": _KIND, "config": json.dumps(config)}
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(
@@ -231,7 +250,8 @@ def load_flownet(path: str | os.PathLike) -> FlowNetLite:
         if meta.get("kind") != _KIND:
             raise ValueError(f"{path} is not a FlowNetLite weight file (kind {meta.get('kind')!r})")
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
-    net = FlowNetLite(**json.loads(meta["config"]))
+    config = {"downscale": 2, **json.loads(meta["config"])}  # files from before issue 23: half resolution
+    net = FlowNetLite(**config)
     net.load_state_dict(state, strict=True)
     return net
 

@@ -19,6 +19,15 @@ bias frozen (a buffer: no optimiser can move it), so S = 1 at initialisation. Pr
 on the current frame reaches the task net, the feature net through the warp, the flow net and S);
 inference walks a video with a key-frame schedule (`run`, `vidrec.dff.schedule`).
 
+**The reduced feature map** (``reduced=True``): the paper's feature net ends in a new conv that reduces
+ResNet's 2048 channels to 1024, and those are what it propagates. Here the task net brings the reduction:
+a task net with ``reduce`` (a 1x1 conv, e.g. 1280 -> 128 channels) and ``classify_reduced`` (the rest,
+`vidrec.models.segnet.SegHead`) has ``reduce`` run on key frames, and the reduced map is what is cached,
+warped and scaled (S then has the reduced channel count). Per frame and on key frames nothing changes (the
+same ops in the same order); a propagated frame costs a tenth of the warp and no 1280-channel conv, which
+keeps it under a ninth of a key frame (issue 23, `vidrec.dff.cost`). As the 1x1 conv is linear per
+position, warping the reduced map equals reducing the warped map wherever the flow stays inside the frame.
+
 A checkpoint's model works with `as_dff` (and so with ``vidrec dff run``) when it is a `DFF` or any
 module with ``feature_net``, ``task_net`` and ``feature_stride`` attributes (a per-frame model).
 """
@@ -81,6 +90,8 @@ class DFF(nn.Module):
         feature_stride: image pixels per feature pixel (16 in the paper).
         scale_field: S, e.g. ``ScaleField(flow_net.scale_channels, C)``; None: S = 1.
         upsample: resize the task output bilinearly to the image size.
+        reduced: propagate the task net's reduced map (the module docstring); the task net must have
+            ``reduce`` and ``classify_reduced``, and S the reduced channel count.
     """
 
     def __init__(
@@ -92,35 +103,62 @@ class DFF(nn.Module):
         feature_stride: int = 16,
         scale_field: ScaleField | None = None,
         upsample: bool = True,
+        reduced: bool = False,
     ) -> None:
         super().__init__()
+        missing = [a for a in ("reduce", "classify_reduced") if reduced and not hasattr(task_net, a)]
+        if missing:
+            raise ValueError(
+                f"reduced=True needs a task net with reduce and classify_reduced; {type(task_net).__name__} "
+                f"lacks {', '.join(missing)}"
+            )
         self.feature_net, self.flow_net, self.task_net = feature_net, flow_net, task_net
         self.feature_stride = feature_stride
         self.scale = scale_field
         self.upsample = upsample
+        self.reduced = reduced
 
-    # -- the parts ----------------------------------------------------------------------------------
+    # -- the parts (`vidrec.dff.cost` times each of them) ---------------------------------------------
     def key_features(self, img: torch.Tensor) -> torch.Tensor:
-        """N_feat on a key frame: `(B, 3, H, W) -> (B, C, h, w)`."""
-        return self.feature_net(img)
+        """N_feat on a key frame: `(B, 3, H, W) -> (B, C, h, w)`, the task net's reduction included when
+        `reduced` (what is cached and propagated)."""
+        features = self.feature_net(img)
+        return self.task_net.reduce(features) if self.reduced else features
 
-    def head(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """N_task on features `(B, C, h, w)`, upsampled to `size` = (H, W) when `upsample`."""
-        out = self.task_net(features)
+    def task(self, features: torch.Tensor) -> torch.Tensor:
+        """N_task on (propagated or key) features `(B, C, h, w)` -> `(B, K, h, w)`, on the feature grid."""
+        return self.task_net.classify_reduced(features) if self.reduced else self.task_net(features)
+
+    def upsample_to(self, out: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The task output resized bilinearly to `size` = (H, W) when `upsample`."""
         if self.upsample and out.shape[-2:] != tuple(size):
             out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
         return out
 
-    def flow(self, key_img: torch.Tensor, cur_img: torch.Tensor, grid: tuple[int, int]):
-        """(flow `(B, 2, h, w)` current -> key in feature px on `grid`, S `(B, C, h, w)` or None)."""
+    def head(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """N_task on features `(B, C, h, w)`, upsampled to `size` = (H, W) when `upsample`."""
+        return self.upsample_to(self.task(features), size)
+
+    def estimate_flow(
+        self, key_img: torch.Tensor, cur_img: torch.Tensor, grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(flow `(B, 2, h, w)` current -> key in feature px on `grid`, the flow net's scale features)."""
         flow, scale_in = self.flow_net(key_img, cur_img)
-        flow = resize_flow(flow, grid)
+        return resize_flow(flow, grid), scale_in
+
+    def scale_field(self, scale_in: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:
+        """S `(B, C, h, w)` on `grid` from the flow net's features, or None (S = 1)."""
         if self.scale is None or scale_in is None:
-            return flow, None
+            return None
         scale = self.scale(scale_in)
         if scale.shape[-2:] != tuple(grid):
             scale = F.interpolate(scale, size=tuple(grid), mode="bilinear", align_corners=False)
-        return flow, scale
+        return scale
+
+    def flow(self, key_img: torch.Tensor, cur_img: torch.Tensor, grid: tuple[int, int]):
+        """(flow `(B, 2, h, w)` current -> key in feature px on `grid`, S `(B, C, h, w)` or None)."""
+        flow, scale_in = self.estimate_flow(key_img, cur_img, grid)
+        return flow, self.scale_field(scale_in, grid)
 
     def propagate(self, key_feat: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> torch.Tensor:
         """The current frame's features from the key frame's: ``S * warp(key_feat, flow(cur -> key))``."""
@@ -179,8 +217,9 @@ class DFF(nn.Module):
 
 def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
     """A `DFF` from a trained model: the model itself (its own flow net unless `flow_net` is given), or a
-    per-frame model's ``feature_net`` / ``task_net`` / ``feature_stride`` with `flow_net`. With a `flow_net`
-    of its choosing the result has no scale field (S = 1): a trained S belongs to its own flow net."""
+    per-frame model's ``feature_net`` / ``task_net`` / ``feature_stride`` with `flow_net`, propagating the
+    task net's reduced map when it has one (``reduced``). With a `flow_net` of its choosing the result has
+    no scale field (S = 1): a trained S belongs to its own flow net."""
     if isinstance(model, DFF):
         if flow_net is None:
             return model
@@ -190,6 +229,7 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
             model.task_net,
             feature_stride=model.feature_stride,
             upsample=model.upsample,
+            reduced=model.reduced,
         )
     missing = [a for a in ("feature_net", "task_net", "feature_stride") if not hasattr(model, a)]
     if missing:
@@ -201,4 +241,11 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
         raise ValueError(
             f"{type(model).__name__} has no flow net of its own; choose a flow source (dis or raft)"
         )
-    return DFF(model.feature_net, flow_net, model.task_net, feature_stride=int(model.feature_stride))
+    reduced = all(hasattr(model.task_net, a) for a in ("reduce", "classify_reduced"))  # a SegHead
+    return DFF(
+        model.feature_net,
+        flow_net,
+        model.task_net,
+        feature_stride=int(model.feature_stride),
+        reduced=reduced,
+    )

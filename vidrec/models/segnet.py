@@ -98,7 +98,11 @@ class SegHead(nn.Module):
         self.classify = nn.Conv2d(hidden, num_classes, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classify(F.relu(self.reduce(features)))
+        return self.classify_reduced(self.reduce(features))
+
+    def classify_reduced(self, reduced: torch.Tensor) -> torch.Tensor:
+        """The head after its 1x1 reduction `(B, hidden, h, w)`: what Deep Feature Flow propagates."""
+        return self.classify(F.relu(reduced))
 
 
 class SegNet(nn.Module):
@@ -162,7 +166,8 @@ def dff_segnet_mobilenet_v2(
 
     ``flow``: learned = `vidrec.dff.flownets.FlowNetLite` (from ``flow_weights``, a self-supervised
     pretraining file, when given) with the scale field S, trained end to end; dis = OpenCV DIS (no
-    weights, S = 1); raft = torchvision RAFT when its weights are on disk (S = 1).
+    weights, S = 1); raft = torchvision RAFT when its weights are on disk (S = 1). The task net's
+    ``hidden``-channel reduction is what DFF propagates (``DFF(reduced=True)``).
     """
     from vidrec.dff.flownets import make_flow_net
     from vidrec.dff.model import DFF, ScaleField
@@ -176,7 +181,14 @@ def dff_segnet_mobilenet_v2(
     )
     flow_net = make_flow_net(flow, stride=output_stride, weights=flow_weights or None)
     channels = getattr(flow_net, "scale_channels", 0)
-    scale = ScaleField(channels, FEATURE_CHANNELS) if channels else None
-    model = DFF(seg.feature_net, flow_net, seg.task_net, feature_stride=output_stride, scale_field=scale)
+    scale = ScaleField(channels, hidden) if channels else None  # S over the reduced map that is propagated
+    model = DFF(
+        seg.feature_net,
+        flow_net,
+        seg.task_net,
+        feature_stride=output_stride,
+        scale_field=scale,
+        reduced=True,
+    )
     model.num_classes, model.modalities = num_classes, ("rgb",)
     return model
