@@ -1,54 +1,65 @@
 """Deep Feature Flow on DAVIS-2016: J, F and frames/s of per-frame segmentation vs DFF at key intervals
-l = 1, 2, 5, 10 and our adaptive schedule (at most the key frames of l = 10), with a learned flow net and
-with DIS flow, on CPU. Issue 12's goal: at l = 10, >= 5x the per-frame frames/s for <= 2 J points lost.
+l = 1, 2, 5, 10 and the adaptive schedule (at most the key frames of l = 10), with a learned flow net and
+with DIS flow, on CPU at one thread and at all cores; the cost of every part of a key and a propagated
+frame. Issue 23: at l = 10, >= 5x the per-frame frames/s for <= 2 J points lost.
 
 What runs (sizes are the defaults; all printed):
 1. Frames of the training and validation sequences (the fixed split of `vidrec.data.davis`, or
    --train-sequences / --val-sequences) are read once at --size (240 x 432).
-2. Feature net: ImageNet MobileNetV2 dilated to output stride 16 (`segnet_mobilenet_v2`), kept FROZEN
-   here (BatchNorm in eval) so its features of the training frames are computed once and cached; this
-   keeps the run in ~20 min on a loaded 2-core machine. (`vidrec dff train` trains it end to end.)
-3. Per-frame net: the light task net trained on the cached features (--head-epochs).
-4. Learned flow: `FlowNetLite` pretrained self-supervised on the training frames (--pretrain-steps,
-   `vidrec.dff.pretrain.train_flownet`), then trained end to end with the task net and the scale field on
-   (key, current) pairs, key 0..9 frames back, loss on the current frame (--dff-steps; methods.md 4.5).
-   DIS flow: the per-frame net's parts with OpenCV DIS, no training.
-5. Every model walks each validation sequence with `DFF.run`; J and F as the DAVIS toolkit scores them
-   (logits upsampled to the native 480p masks, each sequence's first and last frame left out unless
-   --all-frames), frames/s of the model alone (frames decoded beforehand). The adaptive schedule (budget 2
-   key frames per 20, flow signal, max gap 15) takes its threshold from the training sequences: the one
-   whose key-frame rate is closest to l = 10's.
+2. Per-frame net: `segnet_mobilenet_v2` (ImageNet MobileNetV2 dilated to output stride 16, the light task
+   net: 1x1 conv 1280 -> 128, ReLU, 1x1 conv -> 2). Given --per-frame CKPT (what `vidrec train
+   segment_davis` writes) that model is measured; otherwise its feature net is kept FROZEN (BatchNorm in
+   eval), its features of the training frames cached, and the task net trained on them (--head-epochs).
+3. Learned flow DFF around the per-frame net's parts: `FlowNetLite` (the pair pooled to 1/4, flow on the
+   stride-16 grid) pretrained self-supervised on the training frames (--pretrain-steps), then trained end
+   to end with the task net and the scale field on (key, current) pairs, key 0..9 frames back, loss on the
+   current frame (--dff-steps; methods.md 4.5), the feature net frozen (cached). It propagates the task
+   net's 128-channel reduced map (`DFF(reduced=True)`). Given --dff CKPT (`vidrec dff train`), that model.
+   DIS flow: the per-frame net's parts with OpenCV DIS at 1/4 resolution, no training.
+4. Cost: `vidrec.dff.cost.part_costs` on a validation pair: FLOPs and median ms of every part (feature net,
+   flow, scale field, warp, task net, upsampling) of the key and the non-key path, at each --threads;
+   r = cost(key) / cost(non-key) in FLOPs and in wall time, and s(l) = l / (1 + (l - 1) / r).
+5. Every model walks each validation sequence with `DFF.run` at each --threads; J and F as the DAVIS
+   toolkit scores them (logits upsampled to the native 480p masks, each sequence's first and last frame
+   left out unless --all-frames), frames/s of the model alone (frames decoded beforehand). The adaptive
+   schedule (budget 2 key frames per 20, max gap 15), once per --signals, takes its threshold from the
+   training sequences: the one whose key-frame rate there is closest to l = 10's (the same budget).
 
-Given --per-frame / --dff checkpoints of the segment task (from `vidrec train segment_davis` /
-`vidrec dff train`), steps 2-4 are skipped and those models are measured.
+--device cuda --dtype bf16 runs steps 2-5 on a GPU (bf16 under autocast); not measured yet (no GPU here).
+--write-docs writes the tables into the `dff` section of docs/benchmarks.md (`vidrec.benchdocs`).
 
-Usage: python benchmarks/dff.py ../shared/data/davis2016 --out runs/bench_dff
+Usage: python benchmarks/dff.py ../shared/data/davis2016 --out ../runs/bench_dff
 Writes table.md, results.json and dff_speed_accuracy.png under --out; ends with `RESULT dff ...`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import random
 import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vidrec.data.davis import find_sequences, split_names
 from vidrec.data.transforms import normalize_rgb
-from vidrec.dff import DFF, Adaptive, FixedInterval, ScaleField, warp
+from vidrec.dff import DFF, SIGNALS, Adaptive, FixedInterval, ScaleField, warp
+from vidrec.dff.cost import flop_ratio, part_costs, path_totals
 from vidrec.dff.davis_eval import evaluate_sequences, load_sequence, summarize
 from vidrec.dff.flownets import DISFlow, FlowNetLite
-from vidrec.models.segnet import FEATURE_CHANNELS, SegHead, segnet_mobilenet_v2
+from vidrec.models.segnet import SegHead, segnet_mobilenet_v2
 from vidrec.progress import progress
 
 INTERVALS = (1, 2, 5, 10)
+ALL_CORES = os.cpu_count() or 1
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -78,31 +89,72 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="score the first N frames of each validation sequence (0: all; default 0)",
     )
     p.add_argument(
-        "--per-frame", default=None, help="a segment-task checkpoint to measure instead of training"
+        "--per-frame",
+        default=None,
+        help="a segment-task checkpoint (vidrec train segment_davis) to measure instead of training one",
     )
-    p.add_argument("--dff", default=None, help="a DFF segment-task checkpoint to measure instead of training")
+    p.add_argument(
+        "--dff", default=None, help="a DFF segment-task checkpoint (vidrec dff train) instead of training one"
+    )
     p.add_argument(
         "--all-frames",
         action="store_true",
         help="score every frame (default: leave out each sequence's first and last, as the DAVIS toolkit)",
     )
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument(
+        "--signals",
+        nargs="+",
+        choices=("flow", "warp"),
+        default=["warp", "flow"],
+        help="adaptive schedules' signals, a row each; RESULT's adaptive_J is the first (default warp flow)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=sorted({1, ALL_CORES}),
+        help=f"torch and OpenCV threads of the measured runs, each in turn (default 1 {ALL_CORES}); "
+        "training uses the last",
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast (default fp32)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--out", default="runs/bench_dff", help="output folder (default runs/bench_dff)")
     p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
+    p.add_argument(
+        "--write-docs", action="store_true", help="write the tables into docs/benchmarks.md (section dff)"
+    )
     return p.parse_args(argv)
+
+
+def set_threads(n: int) -> None:
+    """torch's and OpenCV's (DIS) threads."""
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+
+
+def autocast(device: torch.device, dtype: str):
+    """bf16 autocast on `device`, or nothing for fp32."""
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------- training (frozen feature net)
 
 
 @torch.no_grad()
-def cache_features(feature_net, frames: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Feature maps (T, C, h, w) float16 of each sequence's uint8 frames (T, 3, H, W)."""
+def cache_features(feature_net, frames: list[torch.Tensor], device) -> list[torch.Tensor]:
+    """Feature maps (T, C, h, w) float16 on the CPU of each sequence's uint8 frames (T, 3, H, W)."""
     out = []
     for seq in progress(frames, desc="cache features"):
         out.append(
-            torch.cat([feature_net(normalize_rgb(seq[i : i + 8])).half() for i in range(0, len(seq), 8)])
+            torch.cat(
+                [
+                    feature_net(normalize_rgb(seq[i : i + 8].to(device))).half().cpu()
+                    for i in range(0, len(seq), 8)
+                ]
+            )
         )
     return out
 
@@ -112,10 +164,10 @@ def upsampled_ce(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, masks)
 
 
-def train_head(feats, masks, *, epochs: int, batch: int, seed: int) -> SegHead:
+def train_head(feats, masks, *, epochs: int, batch: int, seed: int, device) -> SegHead:
     """The per-frame task net on cached features (Adam, lr 1e-3)."""
     torch.manual_seed(seed)
-    head = SegHead(FEATURE_CHANNELS, 2)
+    head = SegHead(feats[0].shape[1], 2).to(device)
     opt = torch.optim.Adam(head.parameters(), lr=1e-3)
     index = [(s, i) for s, f in enumerate(feats) for i in range(len(f))]
     rng = random.Random(seed)
@@ -123,8 +175,8 @@ def train_head(feats, masks, *, epochs: int, batch: int, seed: int) -> SegHead:
         rng.shuffle(index)
         for b in range(0, len(index) - batch + 1, batch):
             items = index[b : b + batch]
-            x = torch.stack([feats[s][i] for s, i in items]).float()
-            y = torch.stack([masks[s][i] for s, i in items])
+            x = torch.stack([feats[s][i] for s, i in items]).float().to(device)
+            y = torch.stack([masks[s][i] for s, i in items]).to(device)
             loss = upsampled_ce(head(x), y)
             opt.zero_grad()
             loss.backward()
@@ -132,19 +184,14 @@ def train_head(feats, masks, *, epochs: int, batch: int, seed: int) -> SegHead:
     return head.eval()
 
 
-def train_dff_pairs(dff: DFF, frames, feats, masks, *, steps, batch, max_offset, seed) -> list[float]:
-    """DFF end to end on (key, current) pairs: flow net, scale field and task net; cached key features
-    stand in for the frozen feature net's."""
-    flow_net, scale, head = dff.flow_net, dff.scale, dff.task_net
+def train_dff_pairs(dff: DFF, frames, feats, masks, *, steps, batch, max_offset, seed, device) -> list[float]:
+    """DFF end to end on (key, current) pairs: flow net, scale field and task net (its reduction too);
+    cached key features stand in for the frozen feature net's."""
+    flow_net, head = dff.flow_net, dff.task_net
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    params = [*flow_net.parameters(), *scale.parameters(), *head.parameters()]
-    opt = torch.optim.Adam(
-        [
-            {"params": [*flow_net.parameters(), *scale.parameters()], "lr": 1e-4},
-            {"params": head.parameters(), "lr": 1e-4},
-        ]
-    )
+    params = [*flow_net.parameters(), *dff.scale.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-4)
     flow_net.train(), head.train()
     losses = []
     for _ in progress(range(steps), desc="DFF pairs (steps)"):
@@ -153,14 +200,16 @@ def train_dff_pairs(dff: DFF, frames, feats, masks, *, steps, batch, max_offset,
             s = rng.randrange(len(frames))
             i = rng.randrange(len(frames[s]))
             items.append((s, i, max(0, i - rng.randint(0, max_offset))))
-        cur = normalize_rgb(torch.stack([frames[s][i] for s, i, _ in items]))
-        key = normalize_rgb(torch.stack([frames[s][k] for s, _, k in items]))
-        key_feat = torch.stack([feats[s][k] for s, _, k in items]).float()
-        same = torch.tensor([i == k for _, i, k in items]).view(-1, 1, 1, 1)
+        cur = normalize_rgb(torch.stack([frames[s][i] for s, i, _ in items]).to(device))
+        key = normalize_rgb(torch.stack([frames[s][k] for s, _, k in items]).to(device))
+        key_feat = torch.stack([feats[s][k] for s, _, k in items]).float().to(device)
+        key_feat = head.reduce(key_feat) if dff.reduced else key_feat  # what DFF caches and propagates
+        same = torch.tensor([i == k for _, i, k in items], device=device).view(-1, 1, 1, 1)
         flow, s_field = dff.flow(key, cur, key_feat.shape[-2:])  # current -> key, feature px; S
         feat = warp(key_feat, flow, s_field)
         feat = torch.where(same, key_feat, feat)  # eq_flag: the key is the current frame
-        loss = upsampled_ce(head(feat), torch.stack([masks[s][i] for s, i, _ in items]))
+        target = torch.stack([masks[s][i] for s, i, _ in items]).to(device)
+        loss = upsampled_ce(dff.task(feat), target)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -172,48 +221,147 @@ def train_dff_pairs(dff: DFF, frames, feats, masks, *, steps, batch, max_offset,
 
 # ----------------------------------------------------------------------------- measuring
 
+THRESHOLDS = {"flow": (0.05, 0.1, 0.2, 0.4, 0.8, 1.6), "warp": (0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7)}
 
-def calibrate_threshold(dff, seqs, size, loaded, *, rate: float) -> tuple[float, float]:
-    """(threshold, its key-frame rate) of the adaptive schedule closest to `rate` on `seqs`."""
-    best = None
-    for t in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6):
-        res = evaluate_sequences(dff, seqs, adaptive(t), size=size, progress=False, loaded=loaded)
-        r = summarize(res)["key_rate"]
+
+def adaptive(threshold: float, signal: str) -> Adaptive:
+    return Adaptive(budget=2, window=20, threshold=threshold, signal=signal, max_gap=15)
+
+
+@torch.inference_mode()
+def key_rate(dff: DFF, videos: list[list[torch.Tensor]], schedule, memo: dict | None = None) -> float:
+    """The fraction of key frames `schedule` picks over `videos` (normalised `(1, 3, H, W)` frames): what
+    `DFF.run` decides, without the feature net (the signal needs only the flow to the last key frame).
+    `memo` keeps the signal of each (video, key, frame) pair across calls (a threshold sweep)."""
+    signal_fn = SIGNALS[schedule.signal] if schedule.needs_signal else None
+    memo = {} if memo is None else memo
+    keys = total = 0
+    grid = None
+    for v, frames in enumerate(videos):
+        schedule.reset()
+        key = None
+        for index, img in enumerate(frames):
+            signal = None
+            if signal_fn is not None and key is not None:
+                pair = (v, key, index, schedule.signal)
+                if pair not in memo:
+                    grid = grid or tuple(dff.key_features(img).shape[-2:])
+                    flow = dff.estimate_flow(frames[key], img, grid)[0]
+                    memo[pair] = signal_fn(flow, frames[key], img)
+                signal = memo[pair]
+            if schedule.decide(index, signal) or key is None:
+                key, keys = index, keys + 1
+            total += 1
+    return keys / max(total, 1)
+
+
+def calibrate_threshold(dff: DFF, videos, *, rate: float, signal: str) -> tuple[float, float]:
+    """(threshold, its key-frame rate) of the adaptive schedule whose rate on `videos` is nearest `rate`."""
+    best, memo = None, {}
+    for t in THRESHOLDS[signal]:
+        r = key_rate(dff, videos, adaptive(t, signal), memo)
         if best is None or abs(r - rate) < abs(best[1] - rate):
             best = (t, r)
     return best
 
 
-def adaptive(threshold: float) -> Adaptive:
-    return Adaptive(budget=2, window=20, threshold=threshold, signal="flow", max_gap=15)
+def measure_costs(models: dict, pair: tuple[torch.Tensor, torch.Tensor], threads: list[int], amp) -> dict:
+    """{model name: {"parts": [[path, part, flops, {threads: ms}]], "r_flops", "r_wall": {threads: r}}}."""
+    out = {}
+    for name, (flow, dff) in models.items():
+        if flow == "-":
+            continue
+        by_threads = {}
+        for n in threads:
+            set_threads(n)
+            with amp:
+                by_threads[n] = part_costs(dff, *pair, repeats=7)
+        first = by_threads[threads[0]]
+        out[name] = {
+            "flow": flow,
+            "parts": [
+                [c.path, c.part, c.flops, {n: by_threads[n][k].ms for n in threads}]
+                for k, c in enumerate(first)
+            ],
+            "totals": {
+                path: [t.flops, {n: path_totals(by_threads[n])[path].ms for n in threads}]
+                for path, t in path_totals(first).items()
+            },
+            "r_flops": flop_ratio(first),
+            "r_wall": {n: flop_ratio(by_threads[n], wall=True) for n in threads},
+        }
+    return out
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def measure_all(models: dict, val, size, loaded, thresholds: dict, *, threads, **kw) -> list[dict]:
+    """One row per (model, schedule): J and F (of the last thread count's run), frames/s per thread count."""
+    rows = []
+    fixed = [(f"l={n}", lambda n=n: FixedInterval(n)) for n in INTERVALS]
+    for name, (flow, dff) in models.items():
+        ada = [
+            (f"adaptive {sig}", lambda t=t, sig=sig: adaptive(t, sig))
+            for sig, (t, _) in thresholds.get(name, {}).items()
+        ]
+        for label, make in fixed + ada if flow != "-" else [("l=1", lambda: FixedInterval(1))]:
+            if flow != "-" and label == "l=1":
+                continue  # l = 1 is the per-frame row, op for op (test_interval_one_equals_per_frame_...)
+            fps = {}
+            for n in threads:
+                set_threads(n)
+                res = evaluate_sequences(dff, val, make(), size=size, loaded=loaded, **kw)
+                s = summarize(res)
+                fps[n] = s["fps"]
+            rows.append(
+                {
+                    "model": name,
+                    "flow": flow,
+                    "schedule": label,
+                    **s,
+                    "fps": fps,
+                    "per_sequence": {r.name: [r.J, r.F, r.keys] for r in res},
+                }
+            )
+            rates = ", ".join(f"{v:.1f} frames/s at {n} threads" for n, v in fps.items())
+            print(
+                f"  {name:10s} {label:9s} J {s['J']:.3f} F {s['F']:.3f} {rates} "
+                f"keys {s['keys']}/{s['frames']}",
+                flush=True,
+            )
+    return rows
+
+
+def plot(rows: list[dict], path: Path, threads: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    base = next(r for r in rows if r["flow"] == "-")
     for method, style in (("learned", "o-"), ("dis", "s--")):
-        pts = [r for r in rows if r["flow"] == method and r["schedule"].startswith("l=")]
+        pts = [base] + [r for r in rows if r["flow"] == method and r["schedule"] in ("l=2", "l=5", "l=10")]
         ax.plot(
-            [r["fps"] for r in pts],
+            [r["fps"][threads] for r in pts],
             [r["J"] for r in pts],
             style,
             label=f"DFF, {method} flow (l = 1, 2, 5, 10)",
         )
-        for r in pts:
+        for r in pts[1:]:
             ax.annotate(
-                r["schedule"], (r["fps"], r["J"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+                r["schedule"],
+                (r["fps"][threads], r["J"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
             )
         for r in rows:
-            if r["flow"] == method and r["schedule"] == "adaptive":
-                ax.plot(r["fps"], r["J"], "*", markersize=12, label=f"adaptive, {method} flow")
-    base = next(r for r in rows if r["flow"] == "-")
-    ax.plot(base["fps"], base["J"], "kD", markersize=8, label="per-frame")
+            if r["flow"] == method and r["schedule"].startswith("adaptive"):
+                ax.plot(
+                    r["fps"][threads], r["J"], "*", markersize=12, label=f"{r['schedule']}, {method} flow"
+                )
+    ax.plot(base["fps"][threads], base["J"], "kD", markersize=8, label="per-frame")
     ax.axhline(base["J"] - 0.02, color="grey", lw=0.8, ls=":", label="per-frame J - 2 points")
-    ax.set_xlabel("frames/s (CPU, model only)")
+    ax.set_xlabel(f"frames/s (model only, {threads} threads)")
     ax.set_ylabel("J (mean over validation sequences)")
     ax.set_title("DFF on DAVIS-2016 validation: speed vs accuracy")
     ax.grid(alpha=0.3)
@@ -223,51 +371,97 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def measure_all(models: dict, val, size, loaded, threshold, *, all_frames: bool = False) -> list[dict]:
-    rows = []
-    schedules = [(f"l={n}", lambda n=n: FixedInterval(n)) for n in INTERVALS]
-    schedules.append(("adaptive", lambda: adaptive(threshold[0])))
-    for name, (flow, dff) in models.items():
-        for label, make in schedules if flow != "-" else [("l=1", lambda: FixedInterval(1))]:
-            res = evaluate_sequences(dff, val, make(), size=size, loaded=loaded, all_frames=all_frames)
-            s = summarize(res)
-            rows.append(
-                {
-                    "model": name,
-                    "flow": flow,
-                    "schedule": label,
-                    **s,
-                    "per_sequence": {r.name: [r.J, r.F, r.keys] for r in res},
-                }
-            )
-            print(
-                f"  {name:10s} {label:9s} J {s['J']:.3f} F {s['F']:.3f} {s['fps']:.1f} frames/s "
-                f"keys {s['keys']}/{s['frames']}",
-                flush=True,
-            )
-    return rows
+def _r_for(row: dict, costs: dict, n: int) -> tuple[float, float]:
+    """(r in FLOPs, r in wall time at `n` threads) of a row's model; (nan, nan) for the per-frame row."""
+    c = costs.get(row["model"])
+    if not c:
+        return float("nan"), float("nan")
+    return (float("nan") if c["flow"] == "dis" else c["r_flops"]), c["r_wall"][n]  # OpenCV: no FLOPs
 
 
-def table(rows: list[dict]) -> str:
+def _s(row: dict, r: float) -> float:
+    """s at the row's key-frame rate p: 1 / (p + (1 - p) / r) (= s(l) for p = 1 / l)."""
+    p = row["keys"] / max(row["frames"], 1)
+    return 1 / (p + (1 - p) / r) if r == r else float("nan")
+
+
+def _x(v: float) -> str:
+    return "-" if v != v else ("inf" if v == float("inf") else f"{v:.2f}x")
+
+
+def table(rows: list[dict], costs: dict, threads: list[int]) -> str:
+    """The main table: J, F, frames/s and speed-up per thread count, J lost, r and s(l)."""
     base = next(r for r in rows if r["flow"] == "-")
+    one = threads[0]
+    fps_cols = " | ".join(f"frames/s {n}t | speed-up {n}t" for n in threads)
     lines = [
-        "| model | flow | schedule | key frames | J | F | frames/s | speed-up | J lost (points) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| model | flow | schedule | key frames | J | F | {fps_cols} | J lost (points) | r FLOPs | "
+        f"s FLOPs | r wall {one}t | s wall {one}t |",
+        "|---" * (11 + 2 * len(threads)) + "|",
     ]
     for r in rows:
+        rf, rw = _r_for(r, costs, one)
+        fps = " | ".join(f"{r['fps'][n]:.1f} | {r['fps'][n] / base['fps'][n]:.2f}x" for n in threads)
         lines.append(
             f"| {r['model']} | {r['flow']} | {r['schedule']} | {r['keys']}/{r['frames']} | {r['J']:.3f} | "
-            f"{r['F']:.3f} | {r['fps']:.1f} | {r['fps'] / base['fps']:.2f}x | "
-            f"{100 * (base['J'] - r['J']):+.1f} |"
+            f"{r['F']:.3f} | {fps} | {100 * (base['J'] - r['J']):+.1f} | {_x(rf).rstrip('x')} | "
+            f"{_x(_s(r, rf))} | {_x(rw).rstrip('x')} | {_x(_s(r, rw))} |"
         )
     return "\n".join(lines)
 
 
+def cost_table(costs: dict, threads: list[int]) -> str:
+    """Per part and path: MFLOPs and ms at each thread count, per model; then the totals and r."""
+    ms_cols = " | ".join(f"ms {n}t" for n in threads)
+    lines = [f"| model | path | part | MFLOPs | {ms_cols} |", "|---" * (4 + len(threads)) + "|"]
+    for name, c in costs.items():
+        for path, part, flops, ms in c["parts"]:
+            times = " | ".join(f"{ms[n]:.2f}" for n in threads)
+            lines.append(f"| {name} | {path} | {part} | {flops / 1e6:.1f} | {times} |")
+        for path, (flops, ms) in c["totals"].items():
+            times = " | ".join(f"**{ms[n]:.2f}**" for n in threads)
+            lines.append(f"| {name} | {path} | **total** | **{flops / 1e6:.1f}** | {times} |")
+        walls = " | ".join(f"{c['r_wall'][n]:.1f}" for n in threads)
+        r_flops = "- (DIS uncounted)" if c["flow"] == "dis" else _x(c["r_flops"]).rstrip("x")
+        lines.append(f"| {name} | r = key / non-key | | {r_flops} | {walls} |")
+    return "\n".join(lines)
+
+
+def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> str:
+    from vidrec.benchdocs import machine
+
+    cmd = "python benchmarks/dff.py " + " ".join(sys.argv[1:])
+    return (
+        "## Deep Feature Flow on DAVIS-2016 (`benchmarks/dff.py`)\n\n"
+        f"`{cmd}`\n\n"
+        f"Machine: {machine()}; {info['load']}. Train {', '.join(info['train'])}; validation "
+        f"{', '.join(info['val'])}; frames at {info['size'][0]} x {info['size'][1]}, scored at the "
+        f"native mask size ({info['scored']}); {info['device']} {info['dtype']}; "
+        f"{info['total_seconds'] / 60:.0f} min in all. "
+        f"Per-frame model: {info['per_frame_source']}. Adaptive: {info['adaptive_text']}.\n\n"
+        "Speed-up: frames/s over the per-frame row's at the same thread count (the model alone, frames "
+        "decoded beforehand). r: cost(key frame) / cost(propagated frame), in FLOPs (FlopCounterMode; DIS "
+        "and "
+        "the warp count 0) and in wall time; s = 1 / (p + (1 - p) / r) at the row's key-frame rate p "
+        "(s(l) = l / (1 + (l - 1) / r) for fixed l), to read beside the measured speed-up.\n\n"
+        f"{text}\n\nThe cost of each part (median of 7 calls on one validation pair):\n\n{costs_text}\n\n"
+        f"```text\n{result}\n```\n"
+    )
+
+
+def load_text() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) at the end on {ALL_CORES} cores"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    threads = list(args.threads)
+    set_threads(threads[-1])
     random.seed(args.seed)
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    amp = autocast(device, args.dtype)
     out = Path(args.out)
     if (out / "results.json").exists() and not args.overwrite:
         sys.exit(f"{out}/results.json exists; pass --overwrite to replace it")
@@ -289,7 +483,7 @@ def main(argv=None) -> int:
     print(
         f"train: {[s.name for s in train_seqs]} ({sum(map(len, train_seqs))} frames)\n"
         f"val: {[s.name for s in val_seqs]} ({sum(map(len, val_seqs))} frames); size {size}, "
-        f"{args.threads} threads, seed {args.seed}",
+        f"threads {threads}, {device} {args.dtype}, seed {args.seed}",
         flush=True,
     )
     loaded: dict = {}
@@ -302,32 +496,54 @@ def main(argv=None) -> int:
         "size": list(size),
         "scored": "native mask size, "
         + ("every frame" if args.all_frames else "first and last frames left out"),
-        "threads": args.threads,
+        "threads": threads,
+        "device": str(device),
+        "dtype": args.dtype,
         "seed": args.seed,
         "train": [s.name for s in train_seqs],
         "val": [s.name for s in val_seqs],
     }
-    if args.per_frame and args.dff:
-        from vidrec.dff import as_dff
-        from vidrec.engine.checkpoint import load_task
+    from vidrec.engine.checkpoint import load_task
 
-        seg = load_task(args.per_frame)[0]
-        learned = as_dff(load_task(args.dff)[0])
-        feature_net, head = seg.feature_net, seg.task_net
+    if args.per_frame:
+        seg = load_task(args.per_frame)[0].eval()
+        info["per_frame_source"] = f"the checkpoint {args.per_frame}"
     else:
-        seg = segnet_mobilenet_v2(pretrained=True, output_stride=16).eval()
-        feature_net = seg.feature_net.requires_grad_(False)
-        feats = cache_features(feature_net, frames)
-        head = train_head(feats, masks, epochs=args.head_epochs, batch=args.batch, seed=args.seed)
+        seg = None
+        info["per_frame_source"] = (
+            f"frozen ImageNet MobileNetV2 (output stride 16), task net trained {args.head_epochs} epochs on "
+            "its cached features"
+        )
+    feature_net = (seg.feature_net if seg else segnet_mobilenet_v2(pretrained=True).feature_net).to(device)
+    feature_net.eval().requires_grad_(False)
+    feats = None
+    if seg is not None:
+        head = seg.task_net.to(device)
+    else:
+        feats = cache_features(feature_net, frames, device)
+        head = train_head(
+            feats, masks, epochs=args.head_epochs, batch=args.batch, seed=args.seed, device=device
+        )
+    if args.dff:
+        from vidrec.dff import as_dff
+
+        learned = as_dff(load_task(args.dff)[0]).to(device).eval()
+        info["dff_source"] = f"the checkpoint {args.dff}"
+    else:
         from vidrec.dff.pretrain import train_flownet
 
+        if feats is None:
+            feats = cache_features(feature_net, frames, device)
         flow_net = FlowNetLite(stride=16)
         clips = [f.permute(0, 2, 3, 1).numpy() for f in frames]  # (T, H, W, 3) uint8
-        pre = train_flownet(flow_net, clips, steps=args.pretrain_steps, batch=args.batch, seed=args.seed)
-        scale = ScaleField(flow_net.scale_channels, FEATURE_CHANNELS)
-        dff_head = SegHead(FEATURE_CHANNELS, 2)
+        pre = train_flownet(
+            flow_net, clips, steps=args.pretrain_steps, batch=args.batch, seed=args.seed, device=device
+        )
+        dff_head = SegHead(head.reduce.in_channels, 2, hidden=head.reduce.out_channels)
         dff_head.load_state_dict(head.state_dict())
-        learned = DFF(feature_net, flow_net, dff_head, feature_stride=16, scale_field=scale)
+        scale = ScaleField(flow_net.scale_channels, head.reduce.out_channels)  # S over the reduced map
+        learned = DFF(feature_net, flow_net, dff_head, feature_stride=16, scale_field=scale, reduced=True)
+        learned = learned.to(device)
         losses = train_dff_pairs(
             learned,
             frames,
@@ -337,50 +553,82 @@ def main(argv=None) -> int:
             batch=args.batch,
             max_offset=args.max_offset,
             seed=args.seed,
+            device=device,
         )
         learned.eval()
         info["pretrain_loss"] = [float(np.mean(pre[:10])), float(np.mean(pre[-10:]))]
         info["dff_loss"] = [float(np.mean(losses[:10])), float(np.mean(losses[-10:]))]
-        del feats
-    per_frame = DFF(feature_net, DISFlow(), head, feature_stride=16).eval()  # l = 1: never runs the flow
-    dis = DFF(feature_net, DISFlow(), head, feature_stride=16).eval()
+        info["dff_source"] = (
+            f"FlowNetLite pretrained {args.pretrain_steps} steps, DFF trained {args.dff_steps} steps on pairs"
+        )
+    del feats
+    # l = 1 never runs the flow: the per-frame baseline is DFF's key path, the per-frame net exactly
+    per_frame = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True).eval()
+    dis = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True).eval()
     info["train_seconds"] = time.perf_counter() - start
     print(
         f"training done in {info['train_seconds']:.0f} s; measuring on {len(val_seqs)} sequences", flush=True
     )
-    calib = train_seqs[:3]
-    l10 = summarize(
-        evaluate_sequences(learned, calib, FixedInterval(10), size=size, progress=False, loaded=loaded)
-    )["key_rate"]
-    threshold = calibrate_threshold(learned, calib, size, loaded, rate=l10)
-    info["adaptive"] = {
-        "threshold": threshold[0],
-        "calibration_key_rate": threshold[1],
-        "l10_key_rate": l10,
-        "calibrated_on": [s.name for s in calib],
-    }
+    kw = {"all_frames": args.all_frames, "device": device}
     models = {"per-frame": ("-", per_frame), "DFF": ("learned", learned), "DFF-DIS": ("dis", dis)}
-    rows = measure_all(models, val_seqs, size, loaded, threshold, all_frames=args.all_frames)
-    text = table(rows)
-    print("\n" + text)
-    plot(rows, out / "dff_speed_accuracy.png")
-    (out / "table.md").write_text(text + "\n")
-    (out / "results.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
+    first = load_sequence(val_seqs[0], size)[0]
+    pair = tuple(normalize_rgb(first[i : i + 1].to(device)) for i in (0, min(5, len(first) - 1)))
+    with torch.inference_mode():
+        costs = measure_costs(models, pair, threads, amp)
+    set_threads(threads[-1])
+    calib = train_seqs  # the key-frame rate needs only the flow net: all training sequences
+    videos = [[normalize_rgb(f[None].to(device)) for f in seq] for seq in frames]
+    l10 = 1 / 10 if not videos else key_rate(learned, videos, FixedInterval(10))
+    thresholds = {}
+    with amp:
+        for name, dff in (("DFF", learned), ("DFF-DIS", dis)):
+            thresholds[name] = {
+                sig: calibrate_threshold(dff, videos, rate=l10, signal=sig) for sig in args.signals
+            }
+        rows = measure_all(models, val_seqs, size, loaded, thresholds, threads=threads, **kw)
+    info["adaptive"] = {
+        "calibrated_on": [s.name for s in calib],
+        "l10_key_rate": l10,
+        "thresholds": thresholds,
+    }
+    info["adaptive_text"] = (
+        "budget 2 key frames per 20, max gap 15, signal flow (mean flow magnitude, feature px) or warp "
+        "(photometric error of the key frame warped onto the current one, on the feature grid); each "
+        "threshold is the one whose key-frame rate on "
+        f"{', '.join(info['adaptive']['calibrated_on'])} is closest to l = 10's ({l10:.3f}): "
+        + "; ".join(
+            f"{name} {sig} {t:g} (rate {r:.3f})"
+            for name, d in thresholds.items()
+            for sig, (t, r) in d.items()
+        )
+    )
+    text, costs_text = table(rows, costs, threads), cost_table(costs, threads)
+    print("\n" + text + "\n\n" + costs_text)
+    plot(rows, out / "dff_speed_accuracy.png", threads[0])
+    info["total_seconds"] = time.perf_counter() - start
+    info["load"] = load_text()
     base = rows[0]
     get = {(r["flow"], r["schedule"]): r for r in rows}
-    l10r, ada = get[("learned", "l=10")], get[("learned", "adaptive")]
-    dis10 = get[("dis", "l=10")]
-    print(
-        f"wrote {out}/table.md, results.json, dff_speed_accuracy.png; "
-        f"{time.perf_counter() - start:.0f} s in all"
-    )
-    print(
+    l10r, dis10 = get[("learned", "l=10")], get[("dis", "l=10")]
+    ada = get[("learned", f"adaptive {args.signals[0]}")]
+    n = threads[0]
+    result = (
         f"RESULT dff per_frame_J={base['J']:.3f} l10_J={l10r['J']:.3f} "
-        f"l10_speedup={l10r['fps'] / base['fps']:.2f} "
+        f"l10_speedup={l10r['fps'][n] / base['fps'][n]:.2f} "
         f"l10_J_lost_points={100 * (base['J'] - l10r['J']):.1f} adaptive_J={ada['J']:.3f} "
         f"adaptive_keys={ada['keys']} l10_keys={l10r['keys']} dis_l10_J={dis10['J']:.3f} "
-        f"dis_l10_speedup={dis10['fps'] / base['fps']:.2f}"
+        f"dis_l10_speedup={dis10['fps'][n] / base['fps'][n]:.2f} threads={n} "
+        f"r_flops={costs['DFF']['r_flops']:.1f}"
     )
+    (out / "table.md").write_text(text + "\n\n" + costs_text + "\n")
+    (out / "results.json").write_text(json.dumps({"info": info, "costs": costs, "rows": rows}, indent=1))
+    if args.write_docs:
+        from vidrec.benchdocs import write_section
+
+        page = write_section("dff", docs_section(args, info, text, costs_text, result))
+        print(f"wrote the dff section of {page}")
+    print(f"wrote {out}/table.md, results.json, dff_speed_accuracy.png; {info['total_seconds']:.0f} s in all")
+    print(result)
     return 0
 
 

@@ -103,3 +103,39 @@ def test_dff_detect_cached_stem_then_rest_is_the_feature_nets_own_forward(frozen
     assert list(split) == list(whole) == ["p3", "p4", "p5"]
     assert all(torch.allclose(split[k], whole[k], atol=1e-6) for k in whole)
     assert dd.flip_boxes(torch.tensor([[10.0, 5, 30, 45]]).numpy(), 96).tolist() == [[66.0, 5.0, 86.0, 45.0]]
+
+
+def test_dff_benchmark_calibrates_on_the_key_frames_run_would_pick_and_prints_r_and_s():
+    """benchmarks/dff.py calibrates the adaptive threshold without the feature net (`key_rate`): its key
+    frames must be those `DFF.run` picks; the main table's s column is 1 / (p + (1 - p) / r)."""
+    import torch
+    from torch import nn
+
+    from vidrec.dff import DFF, Adaptive, FixedInterval
+    from vidrec.dff.flownets import FlowNetLite
+
+    bench = _load("dff")
+    torch.manual_seed(0)
+    flow_net = FlowNetLite(stride=16, width=4)
+    nn.init.normal_(flow_net.predict.weight, std=0.5)
+    dff = DFF(nn.Conv2d(3, 4, 16, stride=16), flow_net, nn.Conv2d(4, 2, 1)).eval()
+    videos = [[torch.randn(1, 3, 48, 64) for _ in range(9)] for _ in range(2)]
+    for schedule in (Adaptive(budget=2, window=4, threshold=0.3), FixedInterval(4)):
+        with torch.no_grad():
+            keys = [k for v in videos for _, k in dff.run(v, schedule)]
+        assert bench.key_rate(dff, videos, schedule) == pytest.approx(sum(keys) / 18)
+    assert 0 < sum(keys) < 18
+    base = {
+        "model": "per-frame",
+        "flow": "-",
+        "schedule": "l=1",
+        "keys": 20,
+        "frames": 20,
+        "J": 0.5,
+        "F": 0.4,
+    }
+    row = {**base, "model": "DFF", "flow": "learned", "schedule": "l=10", "keys": 2, "J": 0.49}
+    costs = {"DFF": {"r_flops": 25.0, "r_wall": {1: 9.0}}}
+    text = bench.table([{**base, "fps": {1: 10.0}}, {**row, "fps": {1: 50.0}}], costs, [1])
+    last = text.splitlines()[-1].split(" | ")
+    assert last[7:] == ["5.00x", "+1.0", "25.00", "7.35x", "9.00", "5.00x |"]  # speed-up, J lost, r, s, r, s
