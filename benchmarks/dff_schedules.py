@@ -5,7 +5,7 @@ Set-up (everything frozen, so the only thing that differs between rows is which 
 - feature net: ImageNet MobileNetV2 up to its stride-16 stage (`features[:14]`, 96 channels);
 - task net: a linear probe (1x1 conv, foreground logit) fitted on the per-frame features of the TRAIN
   sequences (the fixed split of `vidrec.data.davis` if present, else the list below);
-- flow: DIS (vidrec's tuned settings, half resolution) or a pretrained `FlowNetLite` (`--flow-weights`);
+- flow: DIS (vidrec's tuned settings, 1/4 resolution) or a pretrained `FlowNetLite` (`--flow-weights`);
 - scored on the VAL sequences: J (mean IoU per sequence, then over sequences) of the probe's masks, and the
   relative feature error ||f_dff - f_per_frame|| / ||f_per_frame|| of the propagated frames.
 

@@ -135,7 +135,7 @@ def test_dff_benchmark_calibrates_on_the_key_frames_run_would_pick_and_prints_r_
         "F": 0.4,
     }
     row = {**base, "model": "DFF", "flow": "learned", "schedule": "l=10", "keys": 2, "J": 0.49}
-    costs = {"DFF": {"r_flops": 25.0, "r_wall": {1: 9.0}}}
+    costs = {"DFF": {"flow": "learned", "r_flops": 25.0, "r_wall": {1: 9.0}}}
     text = bench.table([{**base, "fps": {1: 10.0}}, {**row, "fps": {1: 50.0}}], costs, [1])
     last = text.splitlines()[-1].split(" | ")
     assert last[7:] == ["5.00x", "+1.0", "25.00", "7.35x", "9.00", "5.00x |"]  # speed-up, J lost, r, s, r, s
