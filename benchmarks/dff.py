@@ -11,10 +11,11 @@ What runs (sizes are the defaults; all printed):
    segment_davis` writes) that model is measured; otherwise its feature net is kept FROZEN (BatchNorm in
    eval), its features of the training frames cached, and the task net trained on them (--head-epochs).
 3. Learned flow DFF around the per-frame net's parts: `FlowNetLite` (the pair pooled to 1/4, flow on the
-   stride-16 grid) pretrained self-supervised on the training frames (--pretrain-steps), then trained end
-   to end with the task net and the scale field on (key, current) pairs, key 0..9 frames back, loss on the
-   current frame (--dff-steps; methods.md 4.5), the feature net frozen (cached). It propagates the task
-   net's 128-channel reduced map (`DFF(reduced=True)`). Given --dff CKPT (`vidrec dff train`), that model.
+   stride-16 grid) pretrained self-supervised on the training frames (--pretrain-steps), then trained
+   with the scale field through the task loss on (key, current) pairs, key 0..9 frames back, loss on the
+   current frame (--dff-steps; methods.md 4.5), the feature net frozen (cached) and the task net too
+   (the per-frame one; --pair-head trains it as well). It propagates the task net's 128-channel reduced
+   map (`DFF(reduced=True)`). Given --dff CKPT (`vidrec dff train`), that model.
    DIS flow: the per-frame net's parts with OpenCV DIS at 1/4 resolution, no training.
 4. Cost: `vidrec.dff.cost.part_costs` on a validation pair: FLOPs and median ms of every part (feature net,
    flow, scale field, warp, task net, upsampling) of the key and the non-key path, at each --threads;
@@ -79,6 +80,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dff-steps", type=int, default=300, help="DFF end-to-end steps on pairs (default 300)")
     p.add_argument("--batch", type=int, default=8, help="batch size of all training steps (default 8)")
     p.add_argument("--max-offset", type=int, default=9, help="key 0..N frames before the current (default 9)")
+    p.add_argument(
+        "--pair-head",
+        action="store_true",
+        help="train the task net on pairs too (default: frozen, the per-frame one; co-training it on 300 "
+        "pairs cost ~5 J points on every frame, key frames included)",
+    )
     p.add_argument(
         "--train-frames", type=int, default=0, help="the first N frames of each training sequence (0: all)"
     )
@@ -184,13 +191,16 @@ def train_head(feats, masks, *, epochs: int, batch: int, seed: int, device) -> S
     return head.eval()
 
 
-def train_dff_pairs(dff: DFF, frames, feats, masks, *, steps, batch, max_offset, seed, device) -> list[float]:
-    """DFF end to end on (key, current) pairs: flow net, scale field and task net (its reduction too);
-    cached key features stand in for the frozen feature net's."""
+def train_dff_pairs(
+    dff: DFF, frames, feats, masks, *, steps, batch, max_offset, seed, device, train_head: bool = False
+) -> list[float]:
+    """DFF on (key, current) pairs, the loss on the current frame: flow net and scale field (and the task
+    net, its reduction too, with `train_head`); cached key features stand in for the frozen feature net's."""
     flow_net, head = dff.flow_net, dff.task_net
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    params = [*flow_net.parameters(), *dff.scale.parameters(), *head.parameters()]
+    head.requires_grad_(train_head)  # frozen: the gradient still reaches the flow net through it
+    params = [*flow_net.parameters(), *dff.scale.parameters(), *(head.parameters() if train_head else [])]
     opt = torch.optim.Adam(params, lr=1e-4)
     flow_net.train(), head.train()
     losses = []
@@ -554,12 +564,15 @@ def main(argv=None) -> int:
             max_offset=args.max_offset,
             seed=args.seed,
             device=device,
+            train_head=args.pair_head,
         )
         learned.eval()
         info["pretrain_loss"] = [float(np.mean(pre[:10])), float(np.mean(pre[-10:]))]
         info["dff_loss"] = [float(np.mean(losses[:10])), float(np.mean(losses[-10:]))]
         info["dff_source"] = (
-            f"FlowNetLite pretrained {args.pretrain_steps} steps, DFF trained {args.dff_steps} steps on pairs"
+            f"FlowNetLite pretrained {args.pretrain_steps} steps, then it and S trained {args.dff_steps} "
+            f"steps on pairs ({'with' if args.pair_head else 'under'} the per-frame task net"
+            f"{', trained too' if args.pair_head else ', frozen'})"
         )
     del feats
     # l = 1 never runs the flow: the per-frame baseline is DFF's key path, the per-frame net exactly
