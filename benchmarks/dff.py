@@ -438,15 +438,15 @@ def cost_table(costs: dict, threads: list[int]) -> str:
 
 
 def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> str:
-    from vidrec.benchdocs import machine
+    from vidrec.benchdocs import command, machine
 
-    cmd = "python benchmarks/dff.py " + " ".join(sys.argv[1:])
+    cmd = command()
     return (
         "## Deep Feature Flow on DAVIS-2016 (`benchmarks/dff.py`)\n\n"
         f"`{cmd}`\n\n"
         f"Machine: {machine()}; {info['load']}. Train {', '.join(info['train'])}; validation "
         f"{', '.join(info['val'])}; frames at {info['size'][0]} x {info['size'][1]}, scored at the "
-        f"native mask size ({info['scored']}); {info['device']} {info['dtype']}; "
+        f"{info['scored']}; {info['device']} {info['dtype']}; "
         f"{info['total_seconds'] / 60:.0f} min in all. "
         f"Per-frame model: {info['per_frame_source']}. Adaptive: {info['adaptive_text']}.\n\n"
         "Speed-up: frames/s over the per-frame row's at the same thread count (the model alone, frames "

@@ -26,7 +26,8 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="BUDGET",
         help="adaptive schedule: a key frame when the signal passes --threshold, at most BUDGET "
-        "key frames in any --window frames (default: off)",
+        "key frames in any --window frames (default: off; measured, it loses to the fixed interval at "
+        "the same key frames, docs/dff.md)",
     )
     p.add_argument("--window", type=int, default=20, help="frames the --adaptive budget covers (default 20)")
     p.add_argument(
