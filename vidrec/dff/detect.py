@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidrec.dff.model import SIGNALS, ScaleField
+from vidrec.dff.model import ScaleField, walk
 from vidrec.dff.schedule import Schedule
 from vidrec.dff.warp import resize_flow, warp
 
@@ -107,25 +107,14 @@ class PyramidDFF(nn.Module):
     ) -> Iterator[tuple[list[dict[str, torch.Tensor]], bool]]:
         """Walk one video: yield ``(detections per image, is_key)`` per frame `(B, 3, H, W)`, in order
         (the key-frame logic of `vidrec.dff.model.DFF.run`). Runs without autograd."""
-        schedule.reset()
-        key_img = key_feat = None
-        signal_fn = SIGNALS[getattr(schedule, "signal", "flow")] if schedule.needs_signal else None
-        for index, img in enumerate(frames):
-            with torch.inference_mode():
-                flow = scale = signal = None
-                if signal_fn is not None and key_feat is not None:
-                    flow, scale = self.flow(key_img, img)
-                    signal = signal_fn(flow, key_img, img)
-                is_key = schedule.decide(index, signal) or key_feat is None  # frame 0 is always a key
-                if is_key:
-                    key_img, key_feat = img, self.key_features(img)
-                    feat = key_feat
-                elif flow is not None:
-                    feat = warp_pyramid(key_feat, flow, scale)
-                else:
-                    feat = self.propagate(key_feat, key_img, img)
-                out = self.task_net(feat, tuple(img.shape[-2:]))
-            yield out, is_key
+        yield from walk(
+            self,
+            frames,
+            schedule,
+            flow=lambda key_img, img, key_feat: self.flow(key_img, img),
+            warp_features=warp_pyramid,
+            head=lambda feat, img: self.task_net(feat, tuple(img.shape[-2:])),
+        )
 
 
 def as_pyramid_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> PyramidDFF:

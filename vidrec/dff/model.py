@@ -43,7 +43,7 @@ from torch import nn
 from vidrec.dff.schedule import Schedule
 from vidrec.dff.warp import resize_flow, warp
 
-__all__ = ["DFF", "SIGNALS", "ScaleField", "as_dff"]
+__all__ = ["DFF", "SIGNALS", "ScaleField", "as_dff", "walk"]
 
 
 class ScaleField(nn.Module):
@@ -194,25 +194,51 @@ class DFF(nn.Module):
         from the last key frame. A schedule that `needs_signal` gets ``SIGNALS[schedule.signal]`` of the
         flow to the last key frame (computed anyway for a non-key frame). Runs without autograd.
         """
-        schedule.reset()
-        key_img = key_feat = None
-        signal_fn = SIGNALS[getattr(schedule, "signal", "flow")] if schedule.needs_signal else None
-        for index, img in enumerate(frames):
-            with torch.inference_mode():
-                flow = scale = signal = None
-                if signal_fn is not None and key_feat is not None:
-                    flow, scale = self.flow(key_img, img, key_feat.shape[-2:])
-                    signal = signal_fn(flow, key_img, img)
-                is_key = schedule.decide(index, signal) or key_feat is None  # frame 0 is always a key
-                if is_key:
-                    key_img, key_feat = img, self.key_features(img)
-                    feat = key_feat
-                elif flow is not None:
-                    feat = warp(key_feat, flow, scale)
-                else:
-                    feat = self.propagate(key_feat, key_img, img)
-                out = self.head(feat, img.shape[-2:])
-            yield out, is_key
+        yield from walk(
+            self,
+            frames,
+            schedule,
+            flow=lambda key_img, img, key_feat: self.flow(key_img, img, key_feat.shape[-2:]),
+            warp_features=warp,
+            head=lambda feat, img: self.head(feat, img.shape[-2:]),
+        )
+
+
+def walk(
+    model: nn.Module,
+    frames: Iterable[torch.Tensor],
+    schedule: Schedule,
+    *,
+    flow: Callable,
+    warp_features: Callable,
+    head: Callable,
+) -> Iterator[tuple[object, bool]]:
+    """The key-frame walk shared by `DFF.run` and `vidrec.dff.detect.PyramidDFF.run`.
+
+    `model` gives ``key_features(img)`` and ``propagate(key_feat, key_img, img)``; ``flow(key_img, img,
+    key_feat) -> (flow, scale)`` is called only when the schedule needs a signal (its flow is then reused
+    through ``warp_features(key_feat, flow, scale)``); ``head(feat, img)`` makes each frame's output.
+    Yields ``(output, is_key)`` per frame, without autograd; frame 0 is always a key frame.
+    """
+    schedule.reset()
+    key_img = key_feat = None
+    signal_fn = SIGNALS[getattr(schedule, "signal", "flow")] if schedule.needs_signal else None
+    for index, img in enumerate(frames):
+        with torch.inference_mode():
+            flow_now = scale = signal = None
+            if signal_fn is not None and key_feat is not None:
+                flow_now, scale = flow(key_img, img, key_feat)
+                signal = signal_fn(flow_now, key_img, img)
+            is_key = schedule.decide(index, signal) or key_feat is None
+            if is_key:
+                key_img, key_feat = img, model.key_features(img)
+                feat = key_feat
+            elif flow_now is not None:
+                feat = warp_features(key_feat, flow_now, scale)
+            else:
+                feat = model.propagate(key_feat, key_img, img)
+            out = head(feat, img)
+        yield out, is_key
 
 
 def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:

@@ -111,6 +111,17 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], *, source: st
     module.load_state_dict(state, strict=True)
 
 
+def mobilenet_v2(pretrained: bool | str = False) -> tvm.MobileNetV2:
+    """torchvision's MobileNetV2: ``pretrained`` True = its ImageNet file from $TORCH_HOME, a str = a local
+    state dict of it (.pth / .safetensors), False = random; loaded strictly."""
+    net = tvm.mobilenet_v2()
+    if pretrained:
+        local = isinstance(pretrained, str)
+        state = read_state_dict(pretrained) if local else imagenet_state_dict("mobilenet_v2")
+        load_strict(net, state, source=str(pretrained) if local else "ImageNet mobilenet_v2")
+    return net
+
+
 def adapt_first_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:
     """A copy of `conv` taking `in_chans` channels: the filters' mean over colour, replicated."""
     new = nn.Conv2d(

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-import torchvision.models as tvm
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FCOS
@@ -31,7 +30,7 @@ from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import FeaturePyramidNetwork
 
-from vidrec.models.backbones import imagenet_state_dict, load_strict, read_state_dict
+from vidrec.models.backbones import mobilenet_v2
 from vidrec.models.registry import register_model
 
 # MobileNetV2 ``features`` blocks whose outputs feed the pyramid: stride 8 (32 ch), 16 (96 ch), 32 (320 ch)
@@ -53,16 +52,7 @@ class MobileNetV2FPN(nn.Module):
 
     def __init__(self, *, pretrained: bool | str = False, out_channels: int = 64) -> None:
         super().__init__()
-        net = tvm.mobilenet_v2()
-        if pretrained:
-            state = (
-                read_state_dict(pretrained)
-                if isinstance(pretrained, str)
-                else imagenet_state_dict("mobilenet_v2")
-            )
-            load_strict(
-                net, state, source=str(pretrained) if isinstance(pretrained, str) else "ImageNet mobilenet_v2"
-            )
+        net = mobilenet_v2(pretrained)
         body = net.features[:18]  # block 18 (the 1x1 conv to 1280) feeds only the classifier
         self.body = IntermediateLayerGetter(body, return_layers=PYRAMID_BLOCKS)
         self.fpn = FeaturePyramidNetwork(PYRAMID_IN, out_channels)  # no extra levels: people are small

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import torchvision.models as tvm
 from torch import nn
 
-from vidrec.models.backbones import imagenet_state_dict, load_strict, read_state_dict
+from vidrec.models.backbones import mobilenet_v2
 from vidrec.models.registry import register_model
 
 FEATURE_CHANNELS = 1280
@@ -42,16 +41,7 @@ def dilated_mobilenet_v2(*, pretrained: bool | str = False, output_stride: int =
     """
     if output_stride not in _STRIDE_BLOCKS:
         raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
-    net = tvm.mobilenet_v2()
-    if pretrained:
-        state = (
-            read_state_dict(pretrained)
-            if isinstance(pretrained, str)
-            else imagenet_state_dict("mobilenet_v2")
-        )
-        load_strict(
-            net, state, source=str(pretrained) if isinstance(pretrained, str) else "ImageNet mobilenet_v2"
-        )
+    net = mobilenet_v2(pretrained)
     features = net.features
     dilation = 1
     for i in range(_STRIDE_BLOCKS[output_stride], len(features)):
