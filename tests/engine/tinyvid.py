@@ -233,3 +233,23 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
     env["PYTHONPATH"] = os.pathsep.join([str(here), str(here.parents[1]), env.get("PYTHONPATH", "")])
     return env
+
+
+class RankUnreadable(ColorClips):
+    """`ColorClips` whose first `bad` items fail to decode (`None`) on rank 1 only: under DDP one rank then
+    meets batches that are wholly skipped while the other rank's batches are fine."""
+
+    def __init__(self, *args, bad: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bad = bad
+
+    def __getitem__(self, i: int) -> dict | None:
+        if os.environ.get("RANK") == "1" and i < self.bad:
+            return None
+        return super().__getitem__(i)
+
+
+def rank_unreadable_data(cfg) -> tuple[Dataset, Dataset, list[str]]:
+    """Half the training clips are unreadable on rank 1 only."""
+    f, s = cfg.data.frames, cfg.data.size
+    return RankUnreadable(24, 3, f, s, bad=12), ColorClips(9, 3, f, s, offset=100), ["red", "green", "blue"]

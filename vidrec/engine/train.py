@@ -285,7 +285,12 @@ def train_one_epoch(
         if batch_idx >= steps:
             break
         stats.skipped += list(batch.get("skipped", []))
-        if run.task.is_empty(batch):  # every item of this batch failed to load
+        empty = run.task.is_empty(batch)  # every item of this batch failed to load
+        if (
+            run.info.world_size > 1
+        ):  # all ranks skip together, or the others wait in DDP's all-reduce for ever
+            empty = D.any_rank(empty, run.device)
+        if empty:
             continue
         boundary = (batch_idx + 1) % accum == 0 or batch_idx + 1 == steps
         ddp = run.ddp_module()
