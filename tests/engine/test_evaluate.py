@@ -169,3 +169,17 @@ def test_lrcn_protocol_clips_and_flow_mirror_choice():
     assert negate_mirrored_flow("auto", lrcn) is False  # the release's LRCN test path
     assert negate_mirrored_flow("auto", get_model("tsn_resnet50", num_classes=3, modality="flow")) is True
     assert negate_mirrored_flow("negate", lrcn) is True
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_evaluation_autocasts_bf16_as_training_does(device):
+    """Validation must run in the dtype the model trained in (bf16), also on CUDA, where fp16's
+    narrower range can overflow a bf16-trained model's activations."""
+    import warnings
+
+    from vidrec.engine.evaluate import _autocast
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that CUDA autocast is off on a machine without a GPU
+        ctx = _autocast(torch.device(device), True)
+    assert ctx.fast_dtype == torch.bfloat16

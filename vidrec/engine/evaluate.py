@@ -97,9 +97,10 @@ def model_inputs(batch: dict, modalities: Iterable[str], device: torch.device | 
 
 
 def _autocast(device: torch.device, amp: bool):
+    """bf16 on every device, as `Run.autocast` trains: a bf16-trained model can overflow fp16."""
     if not amp:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def _gather(acc: _VideoAccumulator) -> tuple[dict[str, tuple[torch.Tensor, int]], float, int, list[str]]:
@@ -147,7 +148,7 @@ def evaluate(
         loader: batches as produced by `collate_skip` (None batches, i.e. all items skipped, are allowed).
         device: where the model runs.
         fusion_weights: stream weights for multi-stream outputs; default: the model's `fusion_weights`.
-        amp: run under autocast (bf16 on CPU, fp16 on CUDA).
+        amp: run under bf16 autocast, as training does.
         progress: show a tqdm bar (rank 0 only).
 
     Returns:
