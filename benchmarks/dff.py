@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import json
 import os
@@ -549,8 +550,7 @@ def main(argv=None) -> int:
         pre = train_flownet(
             flow_net, clips, steps=args.pretrain_steps, batch=args.batch, seed=args.seed, device=device
         )
-        dff_head = SegHead(head.reduce.in_channels, 2, hidden=head.reduce.out_channels)
-        dff_head.load_state_dict(head.state_dict())
+        dff_head = copy.deepcopy(head)  # the per-frame head (its context branches too), trained apart
         scale = ScaleField(flow_net.scale_channels, head.reduce.out_channels)  # S over the reduced map
         learned = DFF(feature_net, flow_net, dff_head, feature_stride=16, scale_field=scale, reduced=True)
         learned = learned.to(device)

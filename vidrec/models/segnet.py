@@ -79,19 +79,62 @@ def freeze_stem_and_bn_stats(features: nn.Sequential) -> nn.Sequential:
     return features
 
 
-class SegHead(nn.Module):
-    """Light task net: features (B, C, h, w) -> class logits (B, K, h, w)."""
+class ContextReduce(nn.Module):
+    """The head's reduction with context (ASPP-lite): features (B, C, h, w) -> (B, hidden, h, w).
 
-    def __init__(self, in_channels: int = FEATURE_CHANNELS, num_classes: int = 2, *, hidden: int = 128):
+    A 1x1 conv to ``hidden`` channels and ReLU, then the sum of that map, one 3x3 conv per dilation rate
+    on it and an image-level branch (global average, 1x1 conv, broadcast), each through ReLU; DeepLab's
+    ASPP summed instead of concatenated, on the reduced channels so it stays light. It runs where the
+    1x1 reduction ran: on key frames only under Deep Feature Flow, which propagates its output (the
+    paper's feature net likewise ends in a 3x3 dilated conv, methods.md 4.1).
+    """
+
+    def __init__(self, in_channels: int, hidden: int, rates: tuple[int, ...]) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(in_channels, hidden, 1)
+        self.in_channels, self.out_channels = in_channels, hidden
+        self.conv = nn.Conv2d(in_channels, hidden, 1)
+        self.branches = nn.ModuleList(nn.Conv2d(hidden, hidden, 3, padding=r, dilation=r) for r in rates)
+        self.image = nn.Conv2d(hidden, hidden, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv(features))  # (B, hidden, h, w)
+        out = x + F.relu(self.image(x.mean(dim=(2, 3), keepdim=True)))  # (B, hidden, 1, 1) broadcast
+        for branch in self.branches:
+            out = out + F.relu(branch(x))
+        return out
+
+
+class SegHead(nn.Module):
+    """Light task net: features (B, C, h, w) -> class logits (B, K, h, w).
+
+    ``reduce`` (the part Deep Feature Flow runs on key frames) is a 1x1 conv to ``hidden`` channels, or
+    with ``context`` (dilation rates, e.g. (2, 4)) a `ContextReduce`; ``classify_reduced`` (the part run
+    on every frame) is ReLU and a 1x1 conv to the classes.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = FEATURE_CHANNELS,
+        num_classes: int = 2,
+        *,
+        hidden: int = 128,
+        context: tuple[int, ...] = (),
+    ):
+        super().__init__()
+        if not all(isinstance(r, int) and r >= 1 for r in context):
+            raise ValueError(f"context: dilation rates must be integers >= 1 (e.g. [2, 4]), got {context}")
+        self.context = tuple(context)
+        if self.context:
+            self.reduce: nn.Module = ContextReduce(in_channels, hidden, self.context)
+        else:  # a plain 1x1 conv: the state dict of checkpoints written before `context` existed
+            self.reduce = nn.Conv2d(in_channels, hidden, 1)
         self.classify = nn.Conv2d(hidden, num_classes, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.classify_reduced(self.reduce(features))
 
     def classify_reduced(self, reduced: torch.Tensor) -> torch.Tensor:
-        """The head after its 1x1 reduction `(B, hidden, h, w)`: what Deep Feature Flow propagates."""
+        """The head after its reduction `(B, hidden, h, w)`: what Deep Feature Flow propagates."""
         return self.classify(F.relu(reduced))
 
 
@@ -127,17 +170,18 @@ def segnet_mobilenet_v2(
     pretrained: bool | str = False,
     output_stride: int = 16,
     hidden: int = 128,
+    context: tuple[int, ...] | list[int] = (),
     freeze_stem_bn: bool = False,
 ) -> SegNet:
     """Per-frame binary segmentation on dilated ImageNet MobileNetV2 (output stride 16 or 8).
 
     ``freeze_stem_bn``: train end to end except the stem and the BatchNorm statistics (see the module
-    docstring).
+    docstring). ``context``: dilation rates of the head's `ContextReduce` (empty: a 1x1 reduction).
     """
     features = dilated_mobilenet_v2(pretrained=pretrained, output_stride=output_stride)
     if freeze_stem_bn:
         features = freeze_stem_and_bn_stats(features)
-    head = SegHead(FEATURE_CHANNELS, num_classes, hidden=hidden)
+    head = SegHead(FEATURE_CHANNELS, num_classes, hidden=hidden, context=tuple(context))
     return SegNet(features, head, feature_stride=output_stride)
 
 
@@ -148,6 +192,7 @@ def dff_segnet_mobilenet_v2(
     pretrained: bool | str = False,
     output_stride: int = 16,
     hidden: int = 128,
+    context: tuple[int, ...] | list[int] = (),
     flow: str = "learned",
     flow_weights: str = "",
     freeze_stem_bn: bool = False,
@@ -167,6 +212,7 @@ def dff_segnet_mobilenet_v2(
         pretrained=pretrained,
         output_stride=output_stride,
         hidden=hidden,
+        context=context,
         freeze_stem_bn=freeze_stem_bn,
     )
     flow_net = make_flow_net(flow, stride=output_stride, weights=flow_weights or None)
