@@ -11,12 +11,17 @@ What runs (sizes are the defaults; all printed):
    frames (and their mirror images) is computed once and cached; the later blocks, the FPN and the head
    are trained --epochs epochs (AdamW, cosine), BatchNorm kept at its ImageNet statistics. This keeps the
    run inside 40 minutes on a loaded 2-core machine (`vidrec train detect_pets09` trains it all).
-3. Learned flow: `FlowNetLite` (stride 8) pretrained self-supervised on the training frames
-   (--pretrain-steps, `vidrec.dff.pretrain.train_flownet`), then DFF trained end to end on (key, current)
-   pairs, key 0..--max-offset frames back, FCOS's loss on the current frame: flow net and scale field
-   (at --lr), the trainable blocks, FPN and head (at --lr / 10) (--dff-steps). DIS flow: the per-frame
-   detector's parts with OpenCV DIS, no training.
-4. Every model walks the validation frames in order with `PyramidDFF.run` (l = 1 is per-frame); box AP as
+3. Learned flow: `FlowNetLite` (stride 8, the pair pooled by --flow-downscale: 4 = 1/4 of the image)
+   pretrained self-supervised on the training frames (--pretrain-steps,
+   `vidrec.dff.pretrain.train_flownet`), then DFF trained end to end on (key, current) pairs, key
+   0..--max-offset frames back, FCOS's loss on the current frame: flow net and scale field (at --lr), the
+   trainable blocks, FPN and head (at --lr / 10) (--dff-steps). DIS flow: the per-frame detector's parts
+   with OpenCV DIS on the pair pooled by --dis-downscale, no training.
+4. Cost: `vidrec.dff.cost.part_costs` (split by `vidrec.dff.detect.cost_steps`) on a validation pair 9
+   frames apart: FLOPs and median ms of every part (key: feature net, head, postprocess; non-key: flow,
+   scale field, warp, head, postprocess), r = key / non-key and s(l) = l / (1 + (l - 1) / r), printed
+   beside the measured speed-up.
+5. Every model walks the validation frames in order with `PyramidDFF.run` (l = 1 is per-frame); box AP as
    COCO scores it (`vidrec.engine.det_metrics.BoxAP`, conf-0 boxes as crowd/ignore regions), frames/s
    of the model alone (frames decoded beforehand; per-frame timed before and after the others, mean).
 
@@ -44,7 +49,8 @@ import torch
 
 from vidrec.data.mot import load_frames, parse_frames, read_mot
 from vidrec.data.transforms import normalize_rgb
-from vidrec.dff.detect import PyramidDFF, warp_pyramid
+from vidrec.dff.cost import amortised_speed_up, flop_ratio, part_costs, path_totals
+from vidrec.dff.detect import PyramidDFF, cost_steps, warp_pyramid
 from vidrec.dff.flownets import DISFlow, FlowNetLite
 from vidrec.dff.model import ScaleField
 from vidrec.dff.schedule import FixedInterval
@@ -70,6 +76,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--pretrain-steps", type=int, default=200, help="flow-net self-supervised steps")
     p.add_argument("--dff-steps", type=int, default=120, help="DFF end-to-end steps on pairs")
+    p.add_argument(
+        "--flow-downscale", type=int, default=4, help="the learned flow net's pair pooling (default 4)"
+    )
+    p.add_argument("--dis-downscale", type=int, default=2, help="DIS's pair pooling (default 2)")
+    p.add_argument("--topk", type=int, default=100, help="FCOS candidates per level before NMS (default 100)")
+    p.add_argument("--cost-repeats", type=int, default=15, help="timed calls per part (default 15)")
     p.add_argument("--max-offset", type=int, default=9, help="pairs: key 0..N frames before the current")
     p.add_argument(
         "--threads",
@@ -259,17 +271,52 @@ def measure(dff: PyramidDFF, frames: np.ndarray, targets, interval: int) -> dict
     return row
 
 
-def table(rows: list[dict]) -> str:
+def measure_costs(models: dict[str, PyramidDFF], pair, repeats: int) -> dict:
+    """{flow: {"parts": [[path, part, flops, ms]], "totals": {path: [flops, ms]}, "r_flops", "r_wall"}}."""
+    out = {}
+    for flow, dff in models.items():
+        costs = part_costs(dff, *pair, repeats=repeats, steps=cost_steps)
+        out[flow] = {
+            "parts": [[c.path, c.part, c.flops, c.ms] for c in costs],
+            "totals": {path: [t.flops, t.ms] for path, t in path_totals(costs).items()},
+            "r_flops": flop_ratio(costs),
+            "r_wall": flop_ratio(costs, wall=True),
+        }
+    return out
+
+
+def table(rows: list[dict], costs: dict) -> str:
+    """AP, frames/s and the measured speed-up per row, beside r (wall time) and s(l) from the part costs."""
     base = rows[0]
     lines = [
-        "| model | flow | l | AP@0.5 | AP@[.5:.95] | AP@0.75 | frames/s | speed-up | key frames |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | flow | l | AP@0.5 | AP@[.5:.95] | AP@0.75 | frames/s | speed-up | r wall | s(l) wall | "
+        "key frames |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        c = costs.get(r["flow"])
+        rw, s = (
+            ("-", "-")
+            if c is None
+            else (f"{c['r_wall']:.1f}", f"{amortised_speed_up(r['l'], c['r_wall']):.2f}x")
+        )
         lines.append(
             f"| {r['model']} | {r['flow']} | {r['l']} | {r['AP50']:.3f} | {r['AP']:.3f} | {r['AP75']:.3f} | "
-            f"{r['fps']:.2f} | {r['fps'] / base['fps']:.2f}x | {r['keys']}/{r['frames']} |"
+            f"{r['fps']:.2f} | {r['fps'] / base['fps']:.2f}x | {rw} | {s} | {r['keys']}/{r['frames']} |"
         )
+    return "\n".join(lines)
+
+
+def cost_table(costs: dict) -> str:
+    """Per model, path and part: MFLOPs and median ms; the totals and r = key / non-key."""
+    lines = ["| flow | path | part | MFLOPs | ms |", "|---|---|---|---|---|"]
+    for flow, c in costs.items():
+        for path, part, flops, ms in c["parts"]:
+            lines.append(f"| {flow} | {path} | {part} | {flops / 1e6:.1f} | {ms:.2f} |")
+        for path, (flops, ms) in c["totals"].items():
+            lines.append(f"| {flow} | {path} | **total** | **{flops / 1e6:.1f}** | **{ms:.2f}** |")
+        r_flops = "- (DIS uncounted)" if flow == "dis" else f"{c['r_flops']:.1f}"
+        lines.append(f"| {flow} | r = key / non-key | | {r_flops} | {c['r_wall']:.1f} |")
     return "\n".join(lines)
 
 
@@ -300,7 +347,7 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def docs_section(args, info: dict, text: str, result: str) -> str:
+def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> str:
     return "\n".join([
         "## DFF detection (PETS 2009 S2L1)",
         "",
@@ -308,8 +355,11 @@ def docs_section(args, info: dict, text: str, result: str) -> str:
         f"(train frames {args.train_frames}, validation frames {args.val_frames}, "
         f"size {args.size[0]}x{args.size[1]}, "
         f"{args.epochs} epochs, flow pretraining {args.pretrain_steps} steps, DFF {args.dff_steps} steps, "
-        f"{args.threads} threads). Box AP as COCO scores it (pycocotools; conf-0 boxes as ignore regions); "
-        "frames/s of the model alone on decoded frames.",
+        f"learned flow on the pair at 1/{args.flow_downscale}, DIS at 1/{args.dis_downscale}, FCOS top "
+        f"{args.topk} candidates per level, {args.threads} threads). Box AP as COCO scores it (pycocotools; "
+        "conf-0 boxes as ignore regions); frames/s of the model alone on decoded frames. r: cost(key frame) "
+        "/ cost(propagated frame) in wall time from the part costs below; s(l) = l / (1 + (l - 1) / r), the "
+        "speed-up those costs predict, beside the measured one.",
         "",
         "```text",
         f"python benchmarks/dff_detect.py {args.video} {args.gt} --train-frames {args.train_frames} "
@@ -317,6 +367,12 @@ def docs_section(args, info: dict, text: str, result: str) -> str:
         "```",
         "",
         text,
+        "",
+        f"The cost of each part (median of {args.cost_repeats} calls on validation frames 1 and 10 as the "
+        f"(key, current) pair, {args.threads} thread(s); the warp's `grid_sample`, the resizing and OpenCV's "
+        "DIS count 0 FLOPs):",
+        "",
+        costs_text,
         "",
         f"Machine: {info['machine']}; load average {info['load_start']:.1f} at the start, "
         f"{info['load_end']:.1f} at the end (a shared machine); {info['seconds']:.0f} s in all, "
@@ -362,7 +418,7 @@ def main(argv=None) -> int:
     val_frames = load_frames(args.video, val_range, size)
     train_targets, val_targets = targets_of(gt, train_range, size), targets_of(gt, val_range, size)
 
-    det = fcos_mobilenet_v2(pretrained=True).eval()
+    det = fcos_mobilenet_v2(pretrained=True, topk_candidates=args.topk).eval()
     cache = cache_stem(det.feature_net, train_frames, args.frozen)
     losses = train_per_frame(det, cache, train_targets, frozen=args.frozen, epochs=args.epochs,
                              batch=args.batch, lr=args.lr, seed=args.seed)  # fmt: skip
@@ -370,10 +426,10 @@ def main(argv=None) -> int:
 
     from vidrec.dff.pretrain import train_flownet
 
-    flow_net = FlowNetLite(stride=8)
+    flow_net = FlowNetLite(stride=8, downscale=args.flow_downscale)
     pre = train_flownet(flow_net, [train_frames], steps=args.pretrain_steps, batch=args.batch // 2 or 1,
                         max_gap=args.max_offset, seed=args.seed)  # fmt: skip
-    learned_det = fcos_mobilenet_v2(pretrained=False)
+    learned_det = fcos_mobilenet_v2(pretrained=False, topk_candidates=args.topk)
     learned_det.load_state_dict(det.state_dict())
     trainable(learned_det, args.frozen)
     scale = ScaleField(flow_net.scale_channels, det.feature_net.out_channels)
@@ -395,7 +451,9 @@ def main(argv=None) -> int:
     )
 
     per_frame = PyramidDFF(det.feature_net, DISFlow(), det.task_net).eval()  # l = 1 never runs the flow
-    dis = PyramidDFF(det.feature_net, DISFlow(), det.task_net).eval()
+    dis = PyramidDFF(det.feature_net, DISFlow(downscale=args.dis_downscale), det.task_net).eval()
+    pair = [normalize_rgb(torch.from_numpy(val_frames[i]).permute(2, 0, 1)[None]) for i in (0, 9)]
+    costs = measure_costs({"learned": learned, "dis": dis}, pair, args.cost_repeats)
     first = measure(per_frame, val_frames, val_targets, 1)
     rows = [{"model": "per-frame", "flow": "-", "l": 1, **first}]
     for interval in INTERVALS:
@@ -423,30 +481,32 @@ def main(argv=None) -> int:
     )
     for r in rows:
         r.pop("_eval")
-    text = table(rows)
-    print("\n" + text)
+    text, costs_text = table(rows, costs), cost_table(costs)
+    print("\n" + text + "\n\n" + costs_text)
     plot(rows, out / "dff_detect_speed_accuracy.png")
     info["load_end"] = os.getloadavg()[0]
     info["seconds"] = time.perf_counter() - start
     from vidrec.benchdocs import machine
 
     info["machine"] = machine()
-    (out / "table.md").write_text(text + "\n")
-    (out / "results.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
+    (out / "table.md").write_text(text + "\n\n" + costs_text + "\n")
+    (out / "results.json").write_text(json.dumps({"info": info, "costs": costs, "rows": rows}, indent=1))
     base = rows[0]
     l10 = next(r for r in rows if r["flow"] == "learned" and r["l"] == 10)
     dis10 = next(r for r in rows if r["flow"] == "dis" and r["l"] == 10)
+    r_wall = costs["learned"]["r_wall"]
     result = (
         f"RESULT dff_detect per_frame_ap50={base['AP50']:.3f} l10_ap50={l10['AP50']:.3f} "
         f"l10_speedup={l10['fps'] / base['fps']:.2f} "
         f"l10_ap50_lost_points={100 * (base['AP50'] - l10['AP50']):.1f} "
         f"per_frame_ap={base['AP']:.3f} l10_ap={l10['AP']:.3f} dis_l10_ap50={dis10['AP50']:.3f} "
-        f"dis_l10_speedup={dis10['fps'] / base['fps']:.2f} minutes={info['seconds'] / 60:.1f}"
+        f"dis_l10_speedup={dis10['fps'] / base['fps']:.2f} r_wall={r_wall:.1f} "
+        f"l10_s_wall={amortised_speed_up(10, r_wall):.2f} minutes={info['seconds'] / 60:.1f}"
     )
     if args.write_docs:
         from vidrec.benchdocs import write_section
 
-        print(f"wrote {write_section('dff_detect', docs_section(args, info, text, result))}")
+        print(f"wrote {write_section('dff_detect', docs_section(args, info, text, costs_text, result))}")
     print(f"wrote {out}/table.md, results.json, dff_detect_speed_accuracy.png, pr_curves.png; "
           f"{info['seconds']:.0f} s in all")  # fmt: skip
     print(result)

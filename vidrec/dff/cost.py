@@ -1,5 +1,8 @@
 """What a key frame and a propagated frame of Deep Feature Flow cost, part by part (methods.md 4.4, 4.7.6).
 
+(For detection, `vidrec.dff.detect.cost_steps` splits a `PyramidDFF` the same way: feature net, head and
+post-processing on a key frame; flow, scale field, warp, head and post-processing on the others.)
+
 A key frame runs the feature net, the task net and the upsampling of its output; a propagated (non-key)
 frame runs the flow net, the scale field, the warp, the task net and the upsampling. `part_costs` runs
 each part alone on a (key, current) pair, as `vidrec.dff.model.DFF.run` runs it, and returns its FLOPs
@@ -96,7 +99,13 @@ def _steps(dff, key_img: torch.Tensor, cur_img: torch.Tensor) -> dict[tuple[str,
 
 
 def part_costs(
-    dff, key_img: torch.Tensor, cur_img: torch.Tensor, *, repeats: int = 5, timed: bool = True
+    dff,
+    key_img: torch.Tensor,
+    cur_img: torch.Tensor,
+    *,
+    repeats: int = 5,
+    timed: bool = True,
+    steps: Callable[..., dict[tuple[str, str], Callable[[], object]]] = _steps,
 ) -> list[PartCost]:
     """FLOPs and median wall time of every part of the key and non-key paths of `dff` (a `DFF`, in eval).
 
@@ -104,9 +113,12 @@ def part_costs(
         key_img, cur_img: one (key, current) pair `(1, 3, H, W)`, normalised as the feature net takes it.
         repeats: timed calls per part (after one warm-up); the wall time uses torch's current threads.
         timed: False: FLOPs only (ms NaN).
+        steps: ``(dff, key_img, cur_img) -> {(path, part): call}``, each part as its path runs it; the
+            default splits a `DFF` in `KEY_PARTS` / `NON_KEY_PARTS` (`vidrec.dff.detect.cost_steps`
+            splits a `PyramidDFF`).
     """
     costs = []
-    for (path, part), fn in _steps(dff, key_img, cur_img).items():
+    for (path, part), fn in steps(dff, key_img, cur_img).items():
         ms = _median_ms(fn, repeats) if timed else float("nan")
         costs.append(PartCost(path, part, count_flops(fn), ms))
     return costs

@@ -18,7 +18,7 @@ width). Key frames use the pyramid unwarped, so their output is the per-frame ou
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,11 @@ from vidrec.dff.model import ScaleField, walk
 from vidrec.dff.schedule import Schedule
 from vidrec.dff.warp import resize_flow, warp
 
-__all__ = ["PyramidDFF", "as_pyramid_dff", "warp_pyramid"]
+__all__ = ["KEY_PARTS", "NON_KEY_PARTS", "PyramidDFF", "as_pyramid_dff", "cost_steps", "warp_pyramid"]
+
+# what a key frame and a propagated frame run (`cost_steps`, `vidrec.dff.cost.part_costs`)
+KEY_PARTS = ("feature net", "head", "postprocess")
+NON_KEY_PARTS = ("flow", "scale field", "warp", "head", "postprocess")
 
 Pyramid = OrderedDict[str, torch.Tensor]
 
@@ -128,3 +132,30 @@ def as_pyramid_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> Py
     if flow_net is None:
         raise ValueError(f"{type(model).__name__} has no flow net of its own; choose a flow source (dis)")
     return PyramidDFF(model.feature_net, flow_net, model.task_net)
+
+
+def cost_steps(
+    dff: PyramidDFF, key_img: torch.Tensor, cur_img: torch.Tensor
+) -> dict[tuple[str, str], Callable]:
+    """Each part of both paths of `dff` (a `PyramidDFF` whose task net is a `DetectHead`) as a call on the
+    inputs it gets in `PyramidDFF.run`, for `vidrec.dff.cost.part_costs`: `KEY_PARTS` and `NON_KEY_PARTS`
+    (head = the head's convs, postprocess = FCOS's score threshold, top-k, box decoding and NMS)."""
+    size = tuple(cur_img.shape[-2:])
+    head = dff.task_net
+    with torch.inference_mode():
+        key_feat = dff.key_features(key_img)  # cached on the key frame
+        flow, scale_in = dff.flow_net(key_img, cur_img)
+        scale = dff.scale(scale_in) if dff.scale is not None and scale_in is not None else None
+        warped = warp_pyramid(key_feat, flow, scale)
+        key_levels, levels = list(key_feat.values()), list(warped.values())
+        key_out, out = head.head(key_levels), head.head(levels)
+    return {
+        ("key", "feature net"): lambda: dff.key_features(key_img),
+        ("key", "head"): lambda: head.head(key_levels),
+        ("key", "postprocess"): lambda: head.postprocess(key_out, key_levels, size),
+        ("non-key", "flow"): lambda: dff.flow_net(key_img, cur_img),
+        ("non-key", "scale field"): lambda: None if scale is None else dff.scale(scale_in),
+        ("non-key", "warp"): lambda: warp_pyramid(key_feat, flow, scale),
+        ("non-key", "head"): lambda: head.head(levels),
+        ("non-key", "postprocess"): lambda: head.postprocess(out, levels, size),
+    }

@@ -51,19 +51,21 @@ class FlowNetLite(nn.Module):
 
     Encoder to 1/16 of its input, a decoder with skip connections back to 1/4 of its input (``4 x
     downscale`` of the image), where the flow and the scale-field features are predicted, then
-    average-pooled to `stride` when that is coarser (the spec's extra pooling). The flow is in pixels of
-    the output grid (feature pixels) -- trained from scratch, there are no FlowNet units to convert (the
-    spec's x2.5).
+    average-pooled to `stride` when that is coarser (the spec's extra pooling). When `stride` is only
+    ``2 x downscale`` the decoder goes one level further, to 1/2 of its input (skip from the first encoder
+    level), so that the flow is still predicted on the feature grid. The flow is in pixels of the output
+    grid (feature pixels) -- trained from scratch, there are no FlowNet units to convert (the spec's x2.5).
 
     The paper's FlowNet sees the pair at half resolution; DFF only needs flow at the feature stride, so by
     default the pair is pooled to ``stride / 4`` (1/4 of the image at stride 16) and the decoder ends on
     the feature grid: a quarter of the half-resolution net's cost, which keeps a propagated frame under a
-    ninth of a key frame (issue 23).
+    ninth of a key frame (issue 23). A detector's stride-8 pyramid (issue 24) takes ``downscale=4``: the
+    pair at 1/4 of the image, the flow on the stride-8 grid, for about 2/5 of the default's cost.
 
     Args:
         stride: output stride w.r.t. the input image, 8, 16 or 32 (the feature net's).
         width: channels of the first encoder level (the others are 2x, 4x, 6x).
-        downscale: the pair's pooling before the net, 1, 2, 4 or 8 with ``4 x downscale`` dividing
+        downscale: the pair's pooling before the net, 1, 2, 4 or 8 with ``2 x downscale`` dividing
             `stride`; None: ``stride // 4``.
     """
 
@@ -72,9 +74,9 @@ class FlowNetLite(nn.Module):
         if stride not in (8, 16, 32):
             raise ValueError(f"FlowNetLite stride must be 8, 16 or 32, got {stride}")
         downscale = stride // 4 if downscale is None else downscale
-        if downscale not in (1, 2, 4, 8) or stride % (4 * downscale):
+        if downscale not in (1, 2, 4, 8) or stride % (2 * downscale):
             raise ValueError(
-                f"FlowNetLite downscale must be 1, 2, 4 or 8 with 4 x downscale dividing the stride "
+                f"FlowNetLite downscale must be 1, 2, 4 or 8 with 2 x downscale dividing the stride "
                 f"{stride}, got {downscale}"
             )
         self.stride, self.width, self.downscale = stride, width, downscale
@@ -85,13 +87,17 @@ class FlowNetLite(nn.Module):
         self.enc4 = nn.Sequential(_conv(c3, c4, 3, 2), _conv(c4, c4, 3))  # 1/16
         self.dec3 = _conv(c4 + c3, c3, 3)
         self.dec2 = _conv(c3 + c2, c2, 3)
-        self.predict = nn.Conv2d(c2, 2, 3, padding=1)
+        # the stride-8 grid from a pair at 1/4 of the image: one more decoder level, at 1/2 of the pair
+        self.dec1 = _conv(c2 + c1, c1, 3) if stride == 2 * downscale else None
+        last = c2 if self.dec1 is None else c1
+        self.predict = nn.Conv2d(last, 2, 3, padding=1)
         nn.init.zeros_(self.predict.weight)  # start from zero flow: DFF starts as "copy the key features"
         nn.init.zeros_(self.predict.bias)
-        self.scale_channels = c2
+        self.scale_channels = last
 
     def forward(self, key_img: torch.Tensor, cur_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(B, 3, H, W)` each -> (flow `(B, 2, H/stride, W/stride)` feature px, features `(B, 2w, ., .)`)."""
+        """`(B, 3, H, W)` each -> (flow `(B, 2, H/stride, W/stride)` feature px, features
+        `(B, scale_channels, ., .)`)."""
         x = torch.cat([cur_img, key_img], dim=1)  # (B, 6, H, W), [current, key]
         if self.downscale > 1:
             x = F.avg_pool2d(x, self.downscale, ceil_mode=True)  # (B, 6, H/d, W/d)
@@ -101,6 +107,9 @@ class FlowNetLite(nn.Module):
         e4 = self.enc4(e3)
         d3 = self.dec3(torch.cat([_up_to(e4, e3), e3], dim=1))  # 1/8 of the pooled pair
         d2 = self.dec2(torch.cat([_up_to(d3, e2), e2], dim=1))  # 1/4: the image's 1/(4d)
+        if self.dec1 is not None:  # stride = 2d: 1/2 of the pooled pair is the feature grid
+            d1 = self.dec1(torch.cat([_up_to(d2, e1), e1], dim=1))  # (B, w, H/2d, W/2d)
+            return self.predict(d1), d1
         flow = self.predict(d2)  # (B, 2, H/4d, W/4d), px of that grid
         pool = self.stride // (4 * self.downscale)
         if pool == 1:

@@ -76,6 +76,10 @@ class DetectHead(nn.Module):
             range ``(4 * size, 8 * size]`` holds the box's largest centre-to-side distance (the first
             level takes everything smaller, the last everything larger).
         head_convs: shared 3x3 convs before the classifier / regressor (torchvision's default is 4).
+        score_thresh, nms_thresh, detections_per_img: FCOS's post-processing (torchvision's defaults).
+        topk_candidates: the best-scoring locations kept per level before NMS. torchvision's 1000 is for
+            COCO's crowds; a frame of a few dozen people needs far fewer, and the top-k over the
+            stride-8 level's 2700 locations was half of the head's wall time (issue 24). 100 by default.
     """
 
     compute_loss = FCOS.compute_loss
@@ -91,7 +95,7 @@ class DetectHead(nn.Module):
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
-        topk_candidates: int = 1000,
+        topk_candidates: int = 100,
         center_sampling_radius: float = 1.5,
     ) -> None:
         super().__init__()
@@ -114,10 +118,21 @@ class DetectHead(nn.Module):
         (``[{"boxes", "labels"}]``, as FCOS takes them) the loss dict ``classification``, ``bbox_regression``,
         ``bbox_ctrness``. On the meta device (FLOP counting) the raw head outputs, before post-processing."""
         levels = list(features.values()) if isinstance(features, dict) else list(features)
-        batch = levels[0].shape[0]
         outputs = self.head(levels)
         if levels[0].is_meta:  # FLOP counting (`vidrec models --flops`): NMS and top-k need real values
             return outputs
+        return self.postprocess(outputs, levels, image_size, targets)
+
+    def postprocess(
+        self,
+        outputs: dict[str, torch.Tensor],
+        levels: list[torch.Tensor],
+        image_size: tuple[int, int],
+        targets: list[dict[str, torch.Tensor]] | None = None,
+    ) -> list[dict[str, torch.Tensor]] | dict[str, torch.Tensor]:
+        """The raw head `outputs` on `levels` -> detections (FCOS's score threshold, top-k per level, NMS),
+        or the loss dict with `targets`: the part after the convs (`vidrec.dff.cost` times it apart)."""
+        batch = levels[0].shape[0]
         # the anchor generator reads only the padded batch size and the per-image sizes
         images = ImageList(levels[0].new_empty((batch, 0, *image_size)), [tuple(image_size)] * batch)
         anchors = self.anchor_generator(images, levels)
@@ -158,6 +173,7 @@ def fcos_mobilenet_v2(
     head_convs: int = 0,
     anchor_sizes: list[int] | tuple[int, ...] = (4, 8, 16),
     score_thresh: float = 0.05,
+    topk_candidates: int = 100,
 ) -> Detector:
     """FCOS on ImageNet MobileNetV2 + FPN (strides 8, 16, 32); `num_classes` counts the background."""
     feature_net = MobileNetV2FPN(pretrained=pretrained, out_channels=channels)
@@ -167,6 +183,7 @@ def fcos_mobilenet_v2(
         anchor_sizes=tuple(anchor_sizes),
         head_convs=head_convs,
         score_thresh=score_thresh,
+        topk_candidates=topk_candidates,
     )
     model = Detector(feature_net, head)
     model.num_classes = num_classes
@@ -182,21 +199,25 @@ def dff_fcos_mobilenet_v2(
     head_convs: int = 0,
     anchor_sizes: list[int] | tuple[int, ...] = (4, 8, 16),
     score_thresh: float = 0.05,
+    topk_candidates: int = 100,
     flow: str = "learned",
     flow_weights: str = "",
+    flow_downscale: int = 4,
 ) -> nn.Module:
     """Deep Feature Flow around `fcos_mobilenet_v2`'s parts: the pyramid is propagated, the head runs on
-    every frame. ``flow``: learned = `FlowNetLite` (from ``flow_weights`` when given) with the scale
-    field, trained end to end; dis = OpenCV DIS (S = 1)."""
+    every frame. ``flow``: learned = `FlowNetLite` at stride 8 on the pair pooled by ``flow_downscale``
+    (from ``flow_weights`` when given) with the scale field, trained end to end; dis = OpenCV DIS on the
+    pair pooled by ``flow_downscale`` (S = 1)."""
     from vidrec.dff.detect import PyramidDFF
     from vidrec.dff.flownets import make_flow_net
     from vidrec.dff.model import ScaleField
 
     det = fcos_mobilenet_v2(
         num_classes=num_classes, pretrained=pretrained, channels=channels, head_convs=head_convs,
-        anchor_sizes=anchor_sizes, score_thresh=score_thresh,
+        anchor_sizes=anchor_sizes, score_thresh=score_thresh, topk_candidates=topk_candidates,
     )  # fmt: skip
-    flow_net = make_flow_net(flow, stride=8, weights=flow_weights or None)
+    opts = {} if flow_weights else {"downscale": flow_downscale}  # a weight file names its own
+    flow_net = make_flow_net(flow, stride=8, weights=flow_weights or None, **opts)
     scale_channels = getattr(flow_net, "scale_channels", 0)
     scale = ScaleField(scale_channels, channels) if scale_channels else None
     model = PyramidDFF(det.feature_net, flow_net, det.task_net, scale_field=scale)
