@@ -105,6 +105,32 @@ def test_dff_detect_cached_stem_then_rest_is_the_feature_nets_own_forward(frozen
     assert dd.flip_boxes(torch.tensor([[10.0, 5, 30, 45]]).numpy(), 96).tolist() == [[66.0, 5.0, 86.0, 45.0]]
 
 
+def test_dff_detect_prints_each_parts_cost_and_r_and_s_of_l_beside_the_measured_speed_up():
+    """benchmarks/dff_detect.py: r = key / non-key from the part costs (wall time), s(l) = l / (1 + (l - 1)
+    / r) in the row of each DFF model, and the per-part table with each path's total."""
+    dd = _load("dff_detect")
+    parts = [["key", "feature net", 2000e6, 58.0], ["key", "head", 30e6, 2.0], ["key", "postprocess", 0, 1.0],
+             ["non-key", "flow", 200e6, 4.0], ["non-key", "warp", 0, 1.0], ["non-key", "head", 30e6, 2.0],
+             ["non-key", "postprocess", 0, 1.0]]  # fmt: skip
+    costs = {
+        "learned": {
+            "parts": parts,
+            "totals": {"key": [2030e6, 61.0], "non-key": [230e6, 8.0]},
+            "r_flops": 2030 / 230,
+            "r_wall": 61.0 / 8.0,
+        }
+    }
+    base = {"model": "per-frame", "flow": "-", "l": 1, "AP50": 0.9, "AP": 0.5, "AP75": 0.4, "fps": 10.0,
+            "keys": 20, "frames": 20}  # fmt: skip
+    row = {**base, "model": "DFF", "flow": "learned", "l": 10, "AP50": 0.89, "fps": 40.0, "keys": 2}
+    last = dd.table([base, row], costs).splitlines()[-1].split(" | ")
+    assert last[6:10] == ["40.00", "4.00x", "7.6", "4.59x"]  # measured, r wall, s(10) = 10 / (1 + 9 / 7.625)
+    text = dd.cost_table(costs)
+    assert "| learned | non-key | flow | 200.0 | 4.00 |" in text
+    assert "| learned | non-key | **total** | **230.0** | **8.00** |" in text
+    assert "| learned | r = key / non-key | | 8.8 | 7.6 |" in text
+
+
 def test_dff_benchmark_calibrates_on_the_key_frames_run_would_pick_and_prints_r_and_s():
     """benchmarks/dff.py calibrates the adaptive threshold without the feature net (`key_rate`): its key
     frames must be those `DFF.run` picks; the main table's s column is 1 / (p + (1 - p) / r)."""

@@ -9,8 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from vidrec.dff.detect import PyramidDFF, as_pyramid_dff, warp_pyramid
+from vidrec.dff.cost import count_flops, part_costs, path_totals
+from vidrec.dff.detect import KEY_PARTS, NON_KEY_PARTS, PyramidDFF, as_pyramid_dff, cost_steps, warp_pyramid
 from vidrec.dff.flownets import FlowNetLite
+from vidrec.dff.model import ScaleField
 from vidrec.dff.schedule import FixedInterval
 from vidrec.models.detector import STRIDES, fcos_mobilenet_v2
 
@@ -83,6 +85,49 @@ def test_key_frames_equal_per_frame_and_l1_equals_per_frame(detector):
     l1 = list(dff.run(iter(frames), FixedInterval(1)))
     assert all(k for _, k in l1)
     assert all(same_detections(d, ref) for (d, _), ref in zip(l1, per_frame, strict=True))
+
+
+class Counted(nn.Module):
+    """`module` counting its calls."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module, self.calls = module, 0
+
+    def forward(self, *args):
+        self.calls += 1
+        return self.module(*args)
+
+
+def test_non_key_frames_skip_the_feature_net(detector):
+    """l = 10 over 12 frames: the feature net runs on frames 0 and 10 only, the flow net on the other ten."""
+    feature_net, flow_net = Counted(detector.feature_net), Counted(ShiftFlow(8.0))
+    dff = PyramidDFF(feature_net, flow_net, detector.task_net).eval()
+    frames = [torch.randn(1, 3, 64, 96) for _ in range(12)]
+    keys = [k for _, k in dff.run(iter(frames), FixedInterval(10))]
+    assert [i for i, k in enumerate(keys) if k] == [0, 10]
+    assert feature_net.calls == 2 and flow_net.calls == 10
+
+
+def test_cost_steps_split_a_frame_into_parts_that_compose_to_its_detections(detector):
+    """`cost_steps` times the parts `PyramidDFF.run` runs: key = feature net + head + postprocess (the
+    per-frame FLOPs), non-key = flow + scale field + warp + head + postprocess (no feature net); the head's
+    postprocess on its raw outputs gives the head's detections."""
+    torch.manual_seed(2)
+    flow = FlowNetLite(stride=8, downscale=4)
+    nn.init.normal_(flow.predict.weight, std=0.5)
+    dff = PyramidDFF(detector.feature_net, flow, detector.task_net, scale_field=ScaleField(16, 64)).eval()
+    key, cur = torch.randn(2, 1, 3, 64, 96)
+    costs = part_costs(dff, key, cur, timed=False, steps=cost_steps)
+    assert [c.part for c in costs if c.path == "key"] == list(KEY_PARTS)
+    assert [c.part for c in costs if c.path == "non-key"] == list(NON_KEY_PARTS)
+    totals = path_totals(costs)
+    assert totals["key"].flops == count_flops(lambda: dff.per_frame(key))
+    assert totals["non-key"].flops < totals["key"].flops / 5  # no feature net on a propagated frame
+    steps = cost_steps(dff, key, cur)
+    with torch.inference_mode():
+        assert same_detections(steps["key", "postprocess"](), dff.per_frame(key))
+        assert same_detections(steps["non-key", "postprocess"](), dff(key, cur))
 
 
 def test_dff_detector_uses_the_key_pyramid_unwarped_on_same_pairs():

@@ -53,6 +53,29 @@ def test_pretraining_loss_falls_and_the_flow_learns_a_synthetic_shift():
     assert abs(mean[0] - SHIFT / 16) < 0.1 and abs(mean[1]) < 0.1, mean  # feature px at stride 16
 
 
+def test_flownet_at_stride_8_from_a_quarter_resolution_pair_learns_a_synthetic_shift(tmp_path):
+    """Issue 24: the detector's stride-8 pyramid takes flow from the pair at 1/4 of the image (one more
+    decoder level), not at 1/2: the flow lands on the stride-8 grid in its cells, at under half the cost,
+    and its weights round-trip with the extra level."""
+    torch.manual_seed(0)
+    pair = _shifted_pair()
+    net = FlowNetLite(stride=8, width=8, downscale=4)
+    losses = train_flownet(
+        net, [pair], steps=60, batch=1, lr=1e-3, max_gap=1, augment=False, show_progress=False
+    )
+    assert np.mean(losses[-5:]) < 0.5 * losses[0]
+    with torch.no_grad():
+        flow, feats = net(*_tensors(pair))
+    assert flow.shape == (1, 2, 8, 12) and feats.shape == (1, net.scale_channels, 8, 12)  # 64 x 96 / 8
+    mean = flow[..., 1:-1, 1:-1].mean(dim=(0, 2, 3))
+    assert abs(mean[0] - SHIFT / 8) < 0.15 and abs(mean[1]) < 0.15, mean  # 8 px = 1 cell at stride 8
+    half = FlowNetLite(stride=8, width=8)  # the stride-8 default: the pair at 1/2
+    key, cur = _tensors(pair)
+    assert count_flops(lambda: half(key, cur)) > 2 * count_flops(lambda: net(key, cur))
+    back = load_flownet(save_flownet(net, tmp_path / "q.safetensors"))
+    assert back.downscale == 4 and torch.equal(back(key, cur)[0], net(key, cur)[0])
+
+
 def test_flownet_weights_round_trip_through_safetensors(tmp_path):
     net = FlowNetLite(stride=8, width=4)
     torch.nn.init.normal_(net.predict.weight)
@@ -87,7 +110,7 @@ def test_flownet_sees_the_pair_at_a_quarter_of_the_stride_and_predicts_on_the_fe
     quarter = FlowNetLite(stride=16, width=4)
     assert count_flops(lambda: half(key, cur)) > 3.5 * count_flops(lambda: quarter(key, cur))
     with pytest.raises(ValueError, match="downscale must be 1, 2, 4 or 8"):
-        FlowNetLite(stride=8, downscale=4)
+        FlowNetLite(stride=8, downscale=8)  # the flow would be coarser than the stride
     from safetensors.torch import save_file
 
     old = {"kind": "vidrec.dff.FlowNetLite", "config": json.dumps({"stride": 16, "width": 4})}
