@@ -151,6 +151,21 @@ def test_pretrain_flow_writes_weights_that_run_uses_and_refuses_to_overwrite(
     assert "flow FlowNetLite" in capsys.readouterr().out and probe(out).num_frames == 12
 
 
+def test_pretrain_flow_downscale_makes_the_detectors_quarter_resolution_flow_net(video, tmp_path, capsys):
+    """`--stride 8 --downscale 4`: the stride-8 flow net from a 1/4 pair (`dff_fcos_mobilenet_v2`'s
+    default); a downscale too coarse for the stride is one line, exit 2."""
+    from vidrec.dff.flownets import load_flownet
+
+    weights = tmp_path / "q.safetensors"
+    args = ["dff", "pretrain-flow", video, "--out", str(weights), "--steps", "1", "--batch", "1",
+            "--size", "64", "96", "--width", "4", "--stride", "8"]  # fmt: skip
+    assert main([*args, "--downscale", "8"]) == 2
+    assert "--downscale 8 is too coarse for --stride 8" in capsys.readouterr().err and not weights.exists()
+    assert main([*args, "--downscale", "4"]) == 0
+    net = load_flownet(weights)
+    assert (net.stride, net.downscale) == (8, 4) and net.dec1 is not None
+
+
 def test_run_streams_the_overlay_holding_a_frame_or_two(checkpoint, tmp_path, capsys, monkeypatch):
     import vidrec.dff.cli as dff_cli
     import vidrec.io

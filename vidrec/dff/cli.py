@@ -259,6 +259,9 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, choices=(8, 16, 32), default=16,
                    help="flow output stride: the feature net's (default 16)")  # fmt: skip
     p.add_argument("--width", type=int, default=16, help="channels of the first level (default 16)")
+    p.add_argument("--downscale", type=int, choices=(1, 2, 4, 8), default=None,
+                   help="the pair's pooling before the net (default stride / 4; 4 at stride 8 for the "
+                   "detector: the pair at 1/4, flow on the stride-8 grid)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     add_overwrite_argument(p, "an existing --out file")
@@ -272,11 +275,16 @@ def run_pretrain(args: argparse.Namespace) -> int:
         raise UsageError(f"frame source {args.source} does not exist; give a folder of videos or frames")
     if min(args.steps, args.batch, args.max_gap, args.max_frames - 1) < 1 or min(args.size) < 32:
         raise UsageError("--steps, --batch, --max-gap must be >= 1, --max-frames >= 2 and --size >= 32 px")
+    if args.downscale is not None and args.stride % (2 * args.downscale):
+        raise UsageError(
+            f"--downscale {args.downscale} is too coarse for --stride {args.stride}: 2 x downscale must "
+            "divide the stride"
+        )
     start = time.perf_counter()
     _, losses = pretrain_flownet(
         args.source, out, size=tuple(args.size), max_frames=args.max_frames, stride=args.stride,
-        width=args.width, steps=args.steps, batch=args.batch, lr=args.lr, max_gap=args.max_gap,
-        smooth_weight=args.smooth, seed=args.seed, device=args.device,
+        width=args.width, downscale=args.downscale, steps=args.steps, batch=args.batch, lr=args.lr,
+        max_gap=args.max_gap, smooth_weight=args.smooth, seed=args.seed, device=args.device,
     )  # fmt: skip
     head, tail = np.mean(losses[: max(1, len(losses) // 10)]), np.mean(losses[-max(1, len(losses) // 10) :])
     print(f"loss {head:.4f} -> {tail:.4f} (first / last tenth of {len(losses)} steps), "

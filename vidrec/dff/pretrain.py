@@ -132,9 +132,11 @@ def pretrain_flownet(
     max_frames: int = 120,
     stride: int = 16,
     width: int = 16,
+    downscale: int | None = None,
     **train_args,
 ) -> tuple[FlowNetLite, list[float]]:
-    """Pretrain a new `FlowNetLite` on the clips under `source` and save it to `out` (`save_flownet`).
+    """Pretrain a new `FlowNetLite(stride, width, downscale)` on the clips under `source` and save it to
+    `out` (`save_flownet`).
 
     `train_args` go to `train_flownet` (steps, batch, lr, max_gap, smooth_weight, seed, device).
     """
@@ -142,7 +144,7 @@ def pretrain_flownet(
     if not paths:
         raise FileNotFoundError(f"no videos or frame folders under {source}")
     clips = [load_clip(p, size, max_frames=max_frames) for p in paths]
-    net = FlowNetLite(stride=stride, width=width)
+    net = FlowNetLite(stride=stride, width=width, downscale=downscale)
     losses = train_flownet(net, clips, **train_args)
     extra = {"clips": len(clips), "size": list(size), "steps": len(losses), "final_loss": losses[-1]}
     save_flownet(net.cpu(), out, extra=extra)
