@@ -136,6 +136,8 @@ def test_dff_detector_uses_the_key_pyramid_unwarped_on_same_pairs():
     torch.manual_seed(0)
     dff = get_model("dff_fcos_mobilenet_v2", num_classes=2, score_thresh=0.0).eval()
     assert as_pyramid_dff(dff) is dff and torch.equal(dff.scale.bias, torch.ones(64))  # S = 1 at the start
+    assert (dff.flow_net.stride, dff.flow_net.downscale) == (8, 4)  # the pair at 1/4, flow on the p3 grid
+    assert dff.task_net.topk_candidates == 100
     nn.init.normal_(dff.flow_net.predict.weight, std=0.5)  # a non-zero flow
     img, key = torch.randn(2, 3, 64, 96), torch.randn(2, 3, 64, 96)
     with torch.no_grad():
