@@ -77,8 +77,14 @@ def gestures(tmp_path_factory) -> Path:
     return root
 
 
-def test_cached_run_matches_uncached_and_runs_the_frozen_part_once_per_input(gestures, tmp_path, capsys):
+def test_cached_run_matches_uncached_and_runs_the_frozen_part_once_per_input(
+    gestures, tmp_path, capsys, monkeypatch
+):
+    rendered = []
+    clip = GestureDataset.clip
+    monkeypatch.setattr(GestureDataset, "clip", lambda self, row: rendered.append(row) or clip(self, row))
     cached, frames_cached = _train_counting(_cfg(gestures, tmp_path / "cached"))
+    renders_cached, rendered[:] = len(rendered), []
     log = capsys.readouterr().out
     uncached, frames_uncached = _train_counting(
         _cfg(gestures, tmp_path / "plain", "runtime.feature_cache=false")
@@ -86,6 +92,8 @@ def test_cached_run_matches_uncached_and_runs_the_frozen_part_once_per_input(ges
     inputs = 32 + 24  # training + validation clips, each rendered from its own row
     assert frames_cached == inputs * T  # built once, before the first epoch; no epoch calls the trunk
     assert frames_uncached == 2 * inputs * T  # every epoch runs it on every training and validation clip
+    assert renders_cached == inputs  # nor the renderer: a cached epoch reads features, never draws a clip
+    assert len(rendered) == 2 * inputs
     assert "building the frozen part's features of 56 of 56 inputs" in log
     assert len(list((tmp_path / "cached" / "feature_cache").rglob("*.safetensors"))) == inputs
     assert not (tmp_path / "plain" / "feature_cache").exists()

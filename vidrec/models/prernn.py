@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from vidrec.models.backbones import Backbone, set_submodule
+from vidrec.models.bptt import SequenceMap
 from vidrec.models.layers import TimeAware, num_steps
 from vidrec.models.lrcn import LRCN, FeatureEncoder
 from vidrec.models.registry import register_model
@@ -137,22 +138,32 @@ class RecurrentLayer(TimeAware):
             input_sign = torch.tensor(GATE_INPUT_SIGN[cell]).repeat_interleave(width)  # (n*C,)
             self.register_buffer("gate_input_sign", input_sign, persistent=False)  # a constant, not state
 
-    def _gates(self, g_t: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _gates(self, g_t: torch.Tensor, h: torch.Tensor, recurrent_gates=None) -> tuple[torch.Tensor, ...]:
+        recurrent_gates = recurrent_gates or self.recurrent_gates
         shape = (1, -1, *([1] * (h.dim() - 2)))  # (1, n*C[, 1, 1])
         sign = self.gate_input_sign.view(shape)
-        pre = sign * g_t + self.recurrent_gates(h) + self.gate_bias.view(shape)  # (B, n*C, ...)
+        pre = sign * g_t + recurrent_gates(h) + self.gate_bias.view(shape)  # (B, n*C, ...)
         return pre.sigmoid().chunk(N_GATES[self.cell], dim=1)
 
-    def step(self, u_t: torch.Tensor, g_t: torch.Tensor | None, h: torch.Tensor, c: torch.Tensor):
-        """One time step on (B, C, ...) tensors -> (h_t, c_t)."""
+    def step(
+        self,
+        u_t: torch.Tensor,
+        g_t: torch.Tensor | None,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        maps: tuple | None = None,
+    ):
+        """One time step on (B, C, ...) tensors -> (h_t, c_t). `maps`: (U, U_gates) as `forward` applies
+        them over a sequence (`SequenceMap`); None: the modules themselves."""
+        recurrent, recurrent_gates = maps or (self.recurrent, self.recurrent_gates)
         if self.cell == "rnn":
-            return self.act(u_t + self.recurrent(h)), c
+            return self.act(u_t + recurrent(h)), c
         if self.cell == "gru":
-            z, r = self._gates(g_t, h)
-            cand = self.act(u_t + self.recurrent(r * h))
+            z, r = self._gates(g_t, h, recurrent_gates)
+            cand = self.act(u_t + recurrent(r * h))
             return (1 - z) * h + z * cand, c
-        i, f, o = self._gates(g_t, h)
-        c = f * c + i * self.act(u_t + self.recurrent(h))
+        i, f, o = self._gates(g_t, h, recurrent_gates)
+        c = f * c + i * self.act(u_t + recurrent(h))
         return o * self.act(c), c
 
     def _gate_inputs(self, x: torch.Tensor, u_folded: torch.Tensor, n: int) -> torch.Tensor:
@@ -174,9 +185,11 @@ class RecurrentLayer(TimeAware):
             g = rearrange(g, "(b t) ... -> b t ...", b=b)  # (B, T, n*C, ...)
         h = torch.zeros_like(u[:, 0])  # (B, C, ...)
         c = torch.zeros_like(h)
+        # U's gradient in one product over the sequence, not one per step (vidrec.models.bptt)
+        maps = (SequenceMap(self.recurrent), SequenceMap(self.recurrent_gates) if n else None)
         outs = []
         for t in range(u.shape[1]):
-            h, c = self.step(u[:, t], None if g is None else g[:, t], h, c)
+            h, c = self.step(u[:, t], None if g is None else g[:, t], h, c, maps)
             outs.append(h)
         return rearrange(torch.stack(outs, 1), "b t ... -> (b t) ...")  # (B*T, C, ...)
 
