@@ -126,6 +126,26 @@ def test_param_groups_from_model_and_from_prefixes():
         param_groups(model, bad)
 
 
+def test_adamw_is_fused_on_the_cpu_and_makes_the_default_update():
+    cfg = load_config(
+        None,
+        [*BASE, "optim.name=adamw", "optim.lr=0.01", "optim.weight_decay=0.1", "optim.model_groups=false"],
+    ).optim
+    models = [TinyNet(num_classes=4) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    fused = build_optimizer(models[0], cfg)
+    plain = torch.optim.AdamW(models[1].parameters(), lr=0.01, weight_decay=0.1)
+    assert fused.defaults["fused"] is True  # one kernel per step, not one per tensor and operation
+    for _ in range(3):
+        for model, opt in ((models[0], fused), (models[1], plain)):
+            torch.manual_seed(0)
+            model(torch.randn(2, 3, 3, 8, 8)).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+    for (name, a), b in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
+
+
 @pytest.mark.parametrize(
     "path", sorted((Path(__file__).parents[2] / "vidrec" / "configs").glob("*.yaml")), ids=lambda p: p.name
 )

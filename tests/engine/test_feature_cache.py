@@ -292,3 +292,27 @@ def test_two_gloo_ranks_share_one_cache_and_match_one_process(gestures, tmp_path
     a, b = _weights(tmp_path / "ddp" / "last.safetensors"), _weights(tmp_path / "one" / "last.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_training_flushes_denormals_and_restores_the_setting(gestures, tmp_path, monkeypatch):
+    """Denormal floats (which small gate gradients and AdamW moments reach) are flushed while `train`
+    runs, where they made each cached PreRNN epoch slower than the last; the caller's setting comes back."""
+    from vidrec.engine import train as train_module
+
+    seen, epoch = [], train_module.train_one_epoch
+
+    def recording(*args, **kwargs):
+        seen.append(train_module.flushing_denormals())
+        return epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", recording)
+    assert not train_module.flushing_denormals()
+    train(_cfg(gestures, tmp_path / "run"))
+    assert seen == [True, True]
+    assert not train_module.flushing_denormals()
+    torch.set_flush_denormal(True)
+    try:
+        train(_cfg(gestures, tmp_path / "again"))
+        assert train_module.flushing_denormals()  # a caller that flushed keeps flushing
+    finally:
+        torch.set_flush_denormal(False)

@@ -59,7 +59,10 @@ def test_sequence_map_gives_plain_autograds_outputs_and_gradients(kind, kernel_s
     new = _grads(layer, x, out)
     ref_out = _per_step_forward(layer, x)
     ref = _grads(layer, x, ref_out)
-    assert torch.equal(out, ref_out)  # the same products, the same outputs
+    if kind == "fc" or kernel_size > 1:
+        assert torch.equal(out, ref_out)  # the same products, the same outputs
+    else:  # a 1x1 conv applied as a matrix product over pixels: the same sums in another order
+        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
     assert new.keys() == ref.keys() and "recurrent.weight" in new
     scale = max(g.abs().max().item() for g in ref.values())  # (a bias before BatchNorm gets ~0: noise)
     for name in ref:

@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     info = D.init_distributed(device.type, cfg.runtime.dist_backend)
     out_dir = Path(cfg.out_dir)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(flushed_denormals())
         if info.is_main:
             stack.enter_context(runfolder.locked(out_dir))  # one run per folder at a time
             runfolder.check_fresh(out_dir, resume=cfg.resume, overwrite=cfg.overwrite)
@@ -108,6 +110,28 @@ def train(cfg: TrainConfig) -> TrainResult:
         finally:
             if owns_group:
                 D.cleanup()
+
+
+@contextlib.contextmanager
+def flushed_denormals() -> Iterator[None]:
+    """CPU floats below 1.2e-38 (denormals) read and written as 0 for the block; the setting restored after.
+
+    Training drives small values (a recurrent layer's gate gradients, AdamW's second moments) into the
+    denormal range, where every CPU operation on them is many times slower: a cached gestures_prernn_fc
+    epoch grew from 3.3 s to 6.2 s over three epochs, and stayed at 2.7 s with denormals flushed, with the
+    same losses to the printed digits.
+    """
+    before = flushing_denormals()
+    torch.set_flush_denormal(True)  # (a no-op where the CPU cannot)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def flushing_denormals() -> bool:
+    """True when CPU denormals are flushed to zero now (`torch.set_flush_denormal` cannot be read back)."""
+    return bool((torch.tensor([1e-39]) * 1.0).item() == 0.0)
 
 
 def absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
