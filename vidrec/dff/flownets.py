@@ -98,9 +98,9 @@ class FlowNetLite(nn.Module):
     def forward(self, key_img: torch.Tensor, cur_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, 3, H, W)` each -> (flow `(B, 2, H/stride, W/stride)` feature px, features
         `(B, scale_channels, ., .)`)."""
-        x = torch.cat([cur_img, key_img], dim=1)  # (B, 6, H, W), [current, key]
-        if self.downscale > 1:
-            x = F.avg_pool2d(x, self.downscale, ceil_mode=True)  # (B, 6, H/d, W/d)
+        if self.downscale > 1:  # each image pooled before the concatenation: no full-size 6-channel copy
+            cur_img, key_img = (F.avg_pool2d(x, self.downscale, ceil_mode=True) for x in (cur_img, key_img))
+        x = torch.cat([cur_img, key_img], dim=1)  # (B, 6, H/d, W/d), [current, key]
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
