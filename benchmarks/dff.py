@@ -27,7 +27,8 @@ What runs (sizes are the defaults; all printed):
    training sequences: the one whose key-frame rate there is closest to l = 10's (the same budget).
 
 --device cuda --dtype bf16 runs steps 2-5 on a GPU (bf16 under autocast); not measured yet (no GPU here).
---write-docs writes the tables into the `dff` section of docs/benchmarks.md (`vidrec.benchdocs`).
+--write-docs writes the tables into the `dff` section of docs/benchmarks.md (`vidrec.benchdocs`), or
+`dff_segment_davis` with --per-frame.
 
 Usage: python benchmarks/dff.py ../shared/data/davis2016 --out ../runs/bench_dff
 Writes table.md, results.json and dff_speed_accuracy.png under --out; ends with `RESULT dff ...`.
@@ -53,7 +54,7 @@ import torch.nn.functional as F
 
 from vidrec.data.davis import find_sequences, split_names
 from vidrec.data.transforms import normalize_rgb
-from vidrec.dff import DFF, SIGNALS, Adaptive, FixedInterval, ScaleField, warp
+from vidrec.dff import DFF, SIGNALS, Adaptive, BiasField, FixedInterval, ScaleField
 from vidrec.dff.cost import flop_ratio, part_costs, path_totals
 from vidrec.dff.davis_eval import evaluate_sequences, load_sequence, summarize
 from vidrec.dff.flownets import DISFlow, FlowNetLite
@@ -76,11 +77,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--head-epochs", type=int, default=6, help="per-frame task-net epochs (default 6)")
     p.add_argument(
-        "--pretrain-steps", type=int, default=300, help="flow-net self-supervised steps (default 300)"
+        "--pretrain-steps", type=int, default=1000, help="flow-net self-supervised steps (default 1000)"
     )
-    p.add_argument("--dff-steps", type=int, default=300, help="DFF end-to-end steps on pairs (default 300)")
+    p.add_argument("--dff-steps", type=int, default=3000, help="DFF end-to-end steps on pairs (default 3000)")
+    p.add_argument(
+        "--dff-lr", type=float, default=3e-4, help="Adam lr of the pair steps, cosine decay (default 3e-4)"
+    )
+    p.add_argument(
+        "--bias-field",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the learned DFF adds B, a 1x1 conv on the flow net's features, to the scaled warp (default on)",
+    )
+    p.add_argument(
+        "--ablation",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with B, also train and measure the same DFF without it (rows DFF-noB, fixed l; default on)",
+    )
+    p.add_argument(
+        "--feature-loss",
+        type=float,
+        default=1.0,
+        help="weight of the smooth-L1 distance between the propagated reduced map and the current frame's "
+        "own (default 1; 0: the task loss alone)",
+    )
     p.add_argument("--batch", type=int, default=8, help="batch size of all training steps (default 8)")
-    p.add_argument("--max-offset", type=int, default=9, help="key 0..N frames before the current (default 9)")
+    p.add_argument("--max-offset", type=int, default=9, help="key 1..N frames before the current (default 9)")
     p.add_argument(
         "--pair-head",
         action="store_true",
@@ -130,7 +153,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/bench_dff", help="output folder (default runs/bench_dff)")
     p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     p.add_argument(
-        "--write-docs", action="store_true", help="write the tables into docs/benchmarks.md (section dff)"
+        "--write-docs",
+        action="store_true",
+        help="write the tables into docs/benchmarks.md (section dff; dff_segment_davis with --per-frame)",
     )
     return p.parse_args(argv)
 
@@ -193,38 +218,63 @@ def train_head(feats, masks, *, epochs: int, batch: int, seed: int, device) -> S
 
 
 def train_dff_pairs(
-    dff: DFF, frames, feats, masks, *, steps, batch, max_offset, seed, device, train_head: bool = False
+    dff: DFF,
+    frames,
+    feats,
+    masks,
+    *,
+    steps,
+    batch,
+    max_offset,
+    seed,
+    device,
+    lr: float = 3e-4,
+    feature_loss: float = 0.0,
+    train_head: bool = False,
 ) -> list[float]:
-    """DFF on (key, current) pairs, the loss on the current frame: flow net and scale field (and the task
-    net, its reduction too, with `train_head`); cached key features stand in for the frozen feature net's."""
+    """DFF on (key, current) pairs, the loss on the current frame: flow net, scale field and bias field
+    (and the task net, its reduction too, with `train_head`); cached features stand in for the frozen
+    feature net's. The loss is the task loss against the masks plus `feature_loss` x the smooth-L1
+    distance between the propagated map and the one the current frame's own features give (what the
+    per-frame net would propagate from it).
+
+    The key is 1..`max_offset` frames back (clipped to the sequence start): inference never propagates a
+    key frame to itself, so offset 0 (the release's ``eq_flag`` pairs) would spend steps on a copy. Adam at
+    `lr` with a cosine decay over `steps`."""
     flow_net, head = dff.flow_net, dff.task_net
     rng = random.Random(seed)
     torch.manual_seed(seed)
     head.requires_grad_(train_head)  # frozen: the gradient still reaches the flow net through it
-    params = [*flow_net.parameters(), *dff.scale.parameters(), *(head.parameters() if train_head else [])]
-    opt = torch.optim.Adam(params, lr=1e-4)
+    fields = [*dff.scale.parameters(), *(dff.bias_field.parameters() if dff.bias_field is not None else [])]
+    params = [*flow_net.parameters(), *fields, *(head.parameters() if train_head else [])]
+    opt = torch.optim.Adam(params, lr=lr)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     flow_net.train(), head.train()
     losses = []
     for _ in progress(range(steps), desc="DFF pairs (steps)"):
         items = []
         for _ in range(batch):
             s = rng.randrange(len(frames))
-            i = rng.randrange(len(frames[s]))
-            items.append((s, i, max(0, i - rng.randint(0, max_offset))))
+            i = rng.randrange(1, len(frames[s]))
+            items.append((s, i, max(0, i - rng.randint(1, max_offset))))
         cur = normalize_rgb(torch.stack([frames[s][i] for s, i, _ in items]).to(device))
         key = normalize_rgb(torch.stack([frames[s][k] for s, _, k in items]).to(device))
         key_feat = torch.stack([feats[s][k] for s, _, k in items]).float().to(device)
         key_feat = head.reduce(key_feat) if dff.reduced else key_feat  # what DFF caches and propagates
-        same = torch.tensor([i == k for _, i, k in items], device=device).view(-1, 1, 1, 1)
-        flow, s_field = dff.flow(key, cur, key_feat.shape[-2:])  # current -> key, feature px; S
-        feat = warp(key_feat, flow, s_field)
-        feat = torch.where(same, key_feat, feat)  # eq_flag: the key is the current frame
+        flow, scale_in = dff.estimate_flow(key, cur, key_feat.shape[-2:])  # current -> key, feature px
+        feat = dff.warp_features(key_feat, flow, scale_in)  # S * warp + B
         target = torch.stack([masks[s][i] for s, i, _ in items]).to(device)
         loss = upsampled_ce(dff.task(feat), target)
+        if feature_loss:
+            with torch.no_grad():
+                own = torch.stack([feats[s][i] for s, i, _ in items]).float().to(device)
+                own = head.reduce(own) if dff.reduced else own
+            loss = loss + feature_loss * F.smooth_l1_loss(feat, own)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        decay.step()
         losses.append(float(loss.detach()))
     flow_net.eval(), head.eval()
     return losses
@@ -349,13 +399,16 @@ def plot(rows: list[dict], path: Path, threads: int) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     base = next(r for r in rows if r["flow"] == "-")
-    for method, style in (("learned", "o-"), ("dis", "s--")):
-        pts = [base] + [r for r in rows if r["flow"] == method and r["schedule"] in ("l=2", "l=5", "l=10")]
+    styles = iter(("o-", "^-.", "s--", "v:"))
+    for name in dict.fromkeys(r["model"] for r in rows if r["flow"] != "-"):
+        own = [r for r in rows if r["model"] == name]
+        method = own[0]["flow"]
+        pts = [base] + [r for r in own if r["schedule"] in ("l=2", "l=5", "l=10")]
         ax.plot(
             [r["fps"][threads] for r in pts],
             [r["J"] for r in pts],
-            style,
-            label=f"DFF, {method} flow (l = 1, 2, 5, 10)",
+            next(styles, "x-"),
+            label=f"{name}, {method} flow (l = 1, 2, 5, 10)",
         )
         for r in pts[1:]:
             ax.annotate(
@@ -365,11 +418,9 @@ def plot(rows: list[dict], path: Path, threads: int) -> None:
                 xytext=(4, 4),
                 fontsize=8,
             )
-        for r in rows:
-            if r["flow"] == method and r["schedule"].startswith("adaptive"):
-                ax.plot(
-                    r["fps"][threads], r["J"], "*", markersize=12, label=f"{r['schedule']}, {method} flow"
-                )
+        for r in own:
+            if r["schedule"].startswith("adaptive"):
+                ax.plot(r["fps"][threads], r["J"], "*", markersize=12, label=f"{name}, {r['schedule']}")
     ax.plot(base["fps"][threads], base["J"], "kD", markersize=8, label="per-frame")
     ax.axhline(base["J"] - 0.02, color="grey", lw=0.8, ls=":", label="per-frame J - 2 points")
     ax.set_xlabel(f"frames/s (model only, {threads} threads)")
@@ -438,12 +489,23 @@ def cost_table(costs: dict, threads: list[int]) -> str:
     return "\n".join(lines)
 
 
+def section_name(args) -> str:
+    """The docs/benchmarks.md section of a run: `dff_segment_davis` with --per-frame, else `dff`."""
+    return "dff_segment_davis" if args.per_frame else "dff"
+
+
 def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> str:
     from vidrec.benchdocs import command, machine
 
     cmd = command()
+    title = (
+        "Deep Feature Flow on DAVIS-2016 with a `vidrec train segment_davis` checkpoint "
+        "(`benchmarks/dff.py --per-frame`)"
+        if args.per_frame
+        else "Deep Feature Flow on DAVIS-2016 (`benchmarks/dff.py`)"
+    )
     return (
-        "## Deep Feature Flow on DAVIS-2016 (`benchmarks/dff.py`)\n\n"
+        f"## {title}\n\n"
         f"`{cmd}`\n\n"
         f"Machine: {machine()}; {info['load']}. Train {', '.join(info['train'])}; validation "
         f"{', '.join(info['val'])}; frames at {info['size'][0]} x {info['size'][1]}, scored at the "
@@ -535,6 +597,7 @@ def main(argv=None) -> int:
         head = train_head(
             feats, masks, epochs=args.head_epochs, batch=args.batch, seed=args.seed, device=device
         )
+    without_bias = None  # the ablation: the learned DFF without B
     if args.dff:
         from vidrec.dff import as_dff
 
@@ -550,28 +613,49 @@ def main(argv=None) -> int:
         pre = train_flownet(
             flow_net, clips, steps=args.pretrain_steps, batch=args.batch, seed=args.seed, device=device
         )
-        dff_head = copy.deepcopy(head)  # the per-frame head (its context branches too), trained apart
-        scale = ScaleField(flow_net.scale_channels, head.reduce.out_channels)  # S over the reduced map
-        learned = DFF(feature_net, flow_net, dff_head, feature_stride=16, scale_field=scale, reduced=True)
-        learned = learned.to(device)
-        losses = train_dff_pairs(
-            learned,
-            frames,
-            feats,
-            masks,
-            steps=args.dff_steps,
-            batch=args.batch,
-            max_offset=args.max_offset,
-            seed=args.seed,
-            device=device,
-            train_head=args.pair_head,
-        )
-        learned.eval()
+        pretrained = {k: v.clone() for k, v in flow_net.state_dict().items()}
+
+        def learned_dff(bias: bool, feats) -> tuple[DFF, list[float]]:
+            """DFF around the pretrained flow net (a fresh copy), S (and B), trained on pairs."""
+            net = FlowNetLite(stride=16)
+            net.load_state_dict(pretrained)
+            dff_head = copy.deepcopy(head)  # the per-frame head (its context branches too), trained apart
+            hidden = head.reduce.out_channels  # S and B over the reduced map
+            dff = DFF(
+                feature_net,
+                net,
+                dff_head,
+                feature_stride=16,
+                scale_field=ScaleField(net.scale_channels, hidden),
+                bias_field=BiasField(net.scale_channels, hidden) if bias else None,
+                reduced=True,
+            ).to(device)
+            losses = train_dff_pairs(
+                dff,
+                frames,
+                feats,
+                masks,
+                steps=args.dff_steps,
+                batch=args.batch,
+                max_offset=args.max_offset,
+                seed=args.seed,
+                device=device,
+                lr=args.dff_lr,
+                feature_loss=args.feature_loss,
+                train_head=args.pair_head,
+            )
+            return dff.eval(), losses
+
+        learned, losses = learned_dff(args.bias_field, feats)
+        if args.bias_field and args.ablation:
+            without_bias = learned_dff(False, feats)[0]
         info["pretrain_loss"] = [float(np.mean(pre[:10])), float(np.mean(pre[-10:]))]
         info["dff_loss"] = [float(np.mean(losses[:10])), float(np.mean(losses[-10:]))]
         info["dff_source"] = (
-            f"FlowNetLite pretrained {args.pretrain_steps} steps, then it and S trained {args.dff_steps} "
-            f"steps on pairs ({'with' if args.pair_head else 'under'} the per-frame task net"
+            f"FlowNetLite pretrained {args.pretrain_steps} steps, then it, S"
+            f"{' and B' if args.bias_field else ''} trained {args.dff_steps} steps on pairs (lr "
+            f"{args.dff_lr:g}, cosine; task loss + {args.feature_loss:g} x feature loss; "
+            f"{'with' if args.pair_head else 'under'} the per-frame task net"
             f"{', trained too' if args.pair_head else ', frozen'})"
         )
     del feats
@@ -583,7 +667,10 @@ def main(argv=None) -> int:
         f"training done in {info['train_seconds']:.0f} s; measuring on {len(val_seqs)} sequences", flush=True
     )
     kw = {"all_frames": args.all_frames, "device": device}
-    models = {"per-frame": ("-", per_frame), "DFF": ("learned", learned), "DFF-DIS": ("dis", dis)}
+    models = {"per-frame": ("-", per_frame), "DFF": ("learned", learned)}
+    if without_bias is not None:
+        models["DFF-noB"] = ("learned", without_bias)
+    models["DFF-DIS"] = ("dis", dis)
     first = load_sequence(val_seqs[0], size)[0]
     pair = tuple(normalize_rgb(first[i : i + 1].to(device)) for i in (0, min(5, len(first) - 1)))
     with torch.inference_mode():
@@ -621,9 +708,9 @@ def main(argv=None) -> int:
     info["total_seconds"] = time.perf_counter() - start
     info["load"] = load_text()
     base = rows[0]
-    get = {(r["flow"], r["schedule"]): r for r in rows}
-    l10r, dis10 = get[("learned", "l=10")], get[("dis", "l=10")]
-    ada = get[("learned", f"adaptive {args.signals[0]}")]
+    get = {(r["model"], r["schedule"]): r for r in rows}
+    l10r, dis10 = get[("DFF", "l=10")], get[("DFF-DIS", "l=10")]
+    ada = get[("DFF", f"adaptive {args.signals[0]}")]
     n = threads[0]
     result = (
         f"RESULT dff per_frame_J={base['J']:.3f} l10_J={l10r['J']:.3f} "
@@ -638,8 +725,9 @@ def main(argv=None) -> int:
     if args.write_docs:
         from vidrec.benchdocs import write_section
 
-        page = write_section("dff", docs_section(args, info, text, costs_text, result))
-        print(f"wrote the dff section of {page}")
+        section = section_name(args)
+        page = write_section(section, docs_section(args, info, text, costs_text, result))
+        print(f"wrote the {section} section of {page}")
     print(f"wrote {out}/table.md, results.json, dff_speed_accuracy.png; {info['total_seconds']:.0f} s in all")
     print(result)
     return 0

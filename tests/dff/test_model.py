@@ -19,7 +19,7 @@ from vidrec.dff.cost import (
     part_costs,
     path_totals,
 )
-from vidrec.dff.model import DFF, ScaleField, as_dff
+from vidrec.dff.model import DFF, BiasField, ScaleField, as_dff
 from vidrec.dff.schedule import Adaptive, FixedInterval
 from vidrec.dff.warp import warp
 
@@ -169,3 +169,34 @@ def test_propagating_the_reduced_map_equals_reducing_the_propagated_map(frames):
             assert torch.equal(out, expected)
     with pytest.raises(ValueError, match="lacks reduce, classify_reduced"):
         DFF(full.feature_net, full.flow_net, nn.Conv2d(12, 2, 1), reduced=True)
+
+
+def test_bias_field_adds_a_correction_that_starts_at_zero_and_leaves_key_frames_exact(frames):
+    """B (`BiasField`): zero at initialisation, so propagation is the paper's ``S * warp``; once trained it
+    is added to the scaled warp on propagated frames only, and the loss on the current frame reaches it."""
+    model = tiny_dff().eval()
+    plain = [out for out, _ in model.run(frames, FixedInterval(3))]
+    model.bias_field = BiasField(model.flow_net.scale_channels, 6)
+    assert all(torch.equal(a, b) for a, b in zip(plain, [o for o, _ in model.run(frames, FixedInterval(3))]))
+    model.train()
+    before = model.bias_field.conv.weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    target = torch.randint(0, 2, (1, 48, 64))
+    for step in range(2):
+        loss = nn.functional.cross_entropy(model(frames[0], frames[2 + step]), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert not torch.equal(model.bias_field.conv.weight, before)
+    model.eval()
+    runs = list(model.run(frames, FixedInterval(3)))
+    refs = _per_frame(model, frames)
+    with torch.no_grad():
+        key_feat = model.key_features(frames[3])
+        flow, scale_in = model.estimate_flow(frames[3], frames[4], key_feat.shape[-2:])
+        bias = model.bias(scale_in, key_feat.shape[-2:])
+        warped = warp(key_feat, flow, model.scale_field(scale_in, flow.shape[-2:]))
+        expected = model.head(warped + bias, (48, 64))
+    assert bias.abs().sum() > 0 and torch.allclose(runs[4][0], expected, atol=1e-6)
+    keys = [(out, ref) for i, ((out, _), ref) in enumerate(zip(runs, refs, strict=True)) if i % 3 == 0]
+    assert all(torch.equal(out, ref) for out, ref in keys)

@@ -1,14 +1,15 @@
 """Deep Feature Flow (Zhu et al., CVPR 2017): features of key frames carried along optical flow.
 
 - `vidrec.dff.warp`: the bilinear feature warp exactly as the spec, and flow resizing;
-- `vidrec.dff.model`: `DFF`, `ScaleField`, `as_dff` (and the flow-net contract in its docstring);
+- `vidrec.dff.model`: `DFF`, `ScaleField`, `BiasField`, `as_dff` (and the flow-net contract in its
+  docstring);
 - `vidrec.dff.schedule`: key-frame schedules, `FixedInterval` and our `Adaptive`;
 - `vidrec.dff.flownets`: flow sources (`FlowNetLite`, `DISFlow`, `RaftFlowNet`, `make_flow_net`);
 - `vidrec.dff.pretrain`: self-supervised pretraining of `FlowNetLite` on unlabelled frames;
 - `vidrec.dff.cli`: ``vidrec dff run`` (and the other ``vidrec dff`` subcommands).
 """
 
-from vidrec.dff.model import DFF, SIGNALS, ScaleField, as_dff
+from vidrec.dff.model import DFF, SIGNALS, BiasField, ScaleField, as_dff
 from vidrec.dff.schedule import Adaptive, FixedInterval, Schedule
 from vidrec.dff.warp import resize_flow, warp
 
@@ -16,6 +17,7 @@ __all__ = [
     "DFF",
     "SIGNALS",
     "Adaptive",
+    "BiasField",
     "FixedInterval",
     "Schedule",
     "ScaleField",

@@ -4,7 +4,8 @@
 post-processing on a key frame; flow, scale field, warp, head and post-processing on the others.)
 
 A key frame runs the feature net, the task net and the upsampling of its output; a propagated (non-key)
-frame runs the flow net, the scale field, the warp, the task net and the upsampling. `part_costs` runs
+frame runs the flow net, the scale field, the warp, the bias field when the model has one, the task net
+and the upsampling. `part_costs` runs
 each part alone on a (key, current) pair, as `vidrec.dff.model.DFF.run` runs it, and returns its FLOPs
 (`torch.utils.flop_counter.FlopCounterMode`: convolutions and matrix products; the warp's `grid_sample`,
 the bilinear resizing and OpenCV's DIS count 0, their cost shows in the wall time) and its median wall
@@ -39,7 +40,8 @@ __all__ = [
 ]
 
 KEY_PARTS = ("feature net", "task net", "upsampling")
-NON_KEY_PARTS = ("flow", "scale field", "warp", "task net", "upsampling")
+NON_KEY_PARTS = ("flow", "scale field", "warp", "task net", "upsampling")  # + "bias field" after the warp
+# when the model has B (`vidrec.dff.model.BiasField`)
 
 
 @dataclass(frozen=True)
@@ -85,17 +87,21 @@ def _steps(dff, key_img: torch.Tensor, cur_img: torch.Tensor) -> dict[tuple[str,
         flow, scale_in = dff.estimate_flow(key_img, cur_img, grid)
         scale = dff.scale_field(scale_in, grid)
         warped = warp(feat, flow, scale)
-        out = dff.task(warped)  # (1, K, h, w)
-    return {
+        bias = dff.bias(scale_in, grid) if getattr(dff, "bias_field", None) is not None else None
+        out = dff.task(warped if bias is None else warped + bias)  # (1, K, h, w)
+    steps = {
         ("key", "feature net"): lambda: dff.key_features(key_img),
         ("key", "task net"): lambda: dff.task(feat),
         ("key", "upsampling"): lambda: dff.upsample_to(out, size),
         ("non-key", "flow"): lambda: dff.estimate_flow(key_img, cur_img, grid),
         ("non-key", "scale field"): lambda: dff.scale_field(scale_in, grid),
         ("non-key", "warp"): lambda: warp(feat, flow, scale),
-        ("non-key", "task net"): lambda: dff.task(warped),
-        ("non-key", "upsampling"): lambda: dff.upsample_to(out, size),
     }
+    if bias is not None:
+        steps[("non-key", "bias field")] = lambda: dff.bias(scale_in, grid) + warped
+    steps[("non-key", "task net")] = lambda: dff.task(warped)
+    steps[("non-key", "upsampling")] = lambda: dff.upsample_to(out, size)
+    return steps
 
 
 def part_costs(

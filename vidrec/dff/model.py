@@ -43,7 +43,7 @@ from torch import nn
 from vidrec.dff.schedule import Schedule
 from vidrec.dff.warp import resize_flow, warp
 
-__all__ = ["DFF", "SIGNALS", "ScaleField", "as_dff", "walk"]
+__all__ = ["DFF", "SIGNALS", "BiasField", "ScaleField", "as_dff", "walk"]
 
 
 class ScaleField(nn.Module):
@@ -57,6 +57,21 @@ class ScaleField(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x) + self.bias.view(1, -1, 1, 1)
+
+
+class BiasField(nn.Module):
+    """B: a 1x1 conv `(B, C_s, h, w) -> (B, C, h, w)` on the flow net's features, zero at initialisation,
+    added to the scaled warp (``S * warp(f_key) + B``): a correction from the current frame for what the
+    warp cannot carry (disocclusions, changes of shape). It costs what S costs."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 1)
+        nn.init.zeros_(self.conv.weight)  # B = 0: DFF starts as the paper's propagation
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
 
 
 def flow_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> float:
@@ -89,6 +104,7 @@ class DFF(nn.Module):
         task_net: `(B, C, h, w) -> (B, K, h, w)`.
         feature_stride: image pixels per feature pixel (16 in the paper).
         scale_field: S, e.g. ``ScaleField(flow_net.scale_channels, C)``; None: S = 1.
+        bias_field: B, e.g. ``BiasField(flow_net.scale_channels, C)``, added to the scaled warp; None: B = 0.
         upsample: resize the task output bilinearly to the image size.
         reduced: propagate the task net's reduced map (the module docstring); the task net must have
             ``reduce`` and ``classify_reduced``, and S the reduced channel count.
@@ -102,6 +118,7 @@ class DFF(nn.Module):
         *,
         feature_stride: int = 16,
         scale_field: ScaleField | None = None,
+        bias_field: BiasField | None = None,
         upsample: bool = True,
         reduced: bool = False,
     ) -> None:
@@ -115,6 +132,7 @@ class DFF(nn.Module):
         self.feature_net, self.flow_net, self.task_net = feature_net, flow_net, task_net
         self.feature_stride = feature_stride
         self.scale = scale_field
+        self.bias_field = bias_field
         self.upsample = upsample
         self.reduced = reduced
 
@@ -155,15 +173,33 @@ class DFF(nn.Module):
             scale = F.interpolate(scale, size=tuple(grid), mode="bilinear", align_corners=False)
         return scale
 
+    def bias(self, scale_in: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:
+        """B `(B, C, h, w)` on `grid` from the flow net's features, or None (B = 0)."""
+        if self.bias_field is None or scale_in is None:
+            return None
+        bias = self.bias_field(scale_in)
+        if bias.shape[-2:] != tuple(grid):
+            bias = F.interpolate(bias, size=tuple(grid), mode="bilinear", align_corners=False)
+        return bias
+
+    def warp_features(
+        self, key_feat: torch.Tensor, flow: torch.Tensor, scale_in: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``S * warp(key_feat, flow) + B``, S and B from the flow net's features `scale_in`."""
+        grid = key_feat.shape[-2:]
+        out = warp(key_feat, flow, self.scale_field(scale_in, grid))
+        bias = self.bias(scale_in, grid)
+        return out if bias is None else out + bias
+
     def flow(self, key_img: torch.Tensor, cur_img: torch.Tensor, grid: tuple[int, int]):
         """(flow `(B, 2, h, w)` current -> key in feature px on `grid`, S `(B, C, h, w)` or None)."""
         flow, scale_in = self.estimate_flow(key_img, cur_img, grid)
         return flow, self.scale_field(scale_in, grid)
 
     def propagate(self, key_feat: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> torch.Tensor:
-        """The current frame's features from the key frame's: ``S * warp(key_feat, flow(cur -> key))``."""
-        flow, scale = self.flow(key_img, cur_img, key_feat.shape[-2:])
-        return warp(key_feat, flow, scale)
+        """The current frame's features from the key frame's: ``S * warp(key_feat, flow(cur -> key)) + B``."""
+        flow, scale_in = self.estimate_flow(key_img, cur_img, key_feat.shape[-2:])
+        return self.warp_features(key_feat, flow, scale_in)
 
     # -- training and per-frame inference -----------------------------------------------------------
     def per_frame(self, img: torch.Tensor) -> torch.Tensor:
@@ -198,8 +234,8 @@ class DFF(nn.Module):
             self,
             frames,
             schedule,
-            flow=lambda key_img, img, key_feat: self.flow(key_img, img, key_feat.shape[-2:]),
-            warp_features=warp,
+            flow=lambda key_img, img, key_feat: self.estimate_flow(key_img, img, key_feat.shape[-2:]),
+            warp_features=self.warp_features,
             head=lambda feat, img: self.head(feat, img.shape[-2:]),
         )
 
