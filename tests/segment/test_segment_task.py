@@ -67,6 +67,9 @@ def test_dff_segnet_is_the_per_frame_net_on_key_frames():
         assert torch.equal(dff(cur, cur, torch.tensor([True, True])), seg(cur))
         assert dff(key, cur).shape == (2, 2, 64, 96)
     assert torch.equal(dff.scale.bias, torch.ones(128))  # S = 1 at the start, over the reduced map
+    assert dff.bias_field is None  # B only when asked for: checkpoints without it keep loading
+    with_b = get_model("dff_segnet_mobilenet_v2", num_classes=2, bias_field=True).eval()
+    assert with_b.bias_field.conv.out_channels == 128 and "bias_field.conv.weight" in with_b.state_dict()
 
 
 def test_segment_task_trains_scores_j_f_and_round_trips(per_frame_run):

@@ -196,16 +196,18 @@ def dff_segnet_mobilenet_v2(
     flow: str = "learned",
     flow_weights: str = "",
     freeze_stem_bn: bool = False,
+    bias_field: bool = False,
 ) -> nn.Module:
     """Deep Feature Flow (Zhu et al., CVPR'17) around `segnet_mobilenet_v2`'s parts plus a flow net.
 
     ``flow``: learned = `vidrec.dff.flownets.FlowNetLite` (from ``flow_weights``, a self-supervised
     pretraining file, when given) with the scale field S, trained end to end; dis = OpenCV DIS (no
     weights, S = 1); raft = torchvision RAFT when its weights are on disk (S = 1). The task net's
-    ``hidden``-channel reduction is what DFF propagates (``DFF(reduced=True)``).
+    ``hidden``-channel reduction is what DFF propagates (``DFF(reduced=True)``). ``bias_field``: the
+    learned flow's DFF adds B (`vidrec.dff.model.BiasField`, zero at the start) to the scaled warp.
     """
     from vidrec.dff.flownets import make_flow_net
-    from vidrec.dff.model import DFF, ScaleField
+    from vidrec.dff.model import DFF, BiasField, ScaleField
 
     seg = segnet_mobilenet_v2(
         num_classes=num_classes,
@@ -218,12 +220,14 @@ def dff_segnet_mobilenet_v2(
     flow_net = make_flow_net(flow, stride=output_stride, weights=flow_weights or None)
     channels = getattr(flow_net, "scale_channels", 0)
     scale = ScaleField(channels, hidden) if channels else None  # S over the reduced map that is propagated
+    bias = BiasField(channels, hidden) if channels and bias_field else None
     model = DFF(
         seg.feature_net,
         flow_net,
         seg.task_net,
         feature_stride=output_stride,
         scale_field=scale,
+        bias_field=bias,
         reduced=True,
     )
     model.num_classes, model.modalities = num_classes, ("rgb",)
