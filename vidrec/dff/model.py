@@ -15,7 +15,9 @@ key frames only, and carry its features to the other frames along the optical fl
 
 The scale field S (`ScaleField`) is a 1x1 conv on the flow net's features, weights 0 and bias 1 with the
 bias frozen (a buffer: no optimiser can move it), so S = 1 at initialisation. Propagation is
-``S * warp(f_key, flow)`` (`vidrec.dff.warp.warp`). Training uses (key, current) pairs (`forward`, the loss
+``S * warp(f_key, flow)`` (`vidrec.dff.warp.warp`), plus ``B`` when the model has a bias field
+(`BiasField`, ours: a 1x1 conv on the same features, zero at initialisation, so that the current frame can
+correct what the warp cannot carry). Training uses (key, current) pairs (`forward`, the loss
 on the current frame reaches the task net, the feature net through the warp, the flow net and S);
 inference walks a video with a key-frame schedule (`run`, `vidrec.dff.schedule`).
 
