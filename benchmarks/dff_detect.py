@@ -74,8 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3, help="per-frame training epochs (default 3)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--pretrain-steps", type=int, default=400, help="flow-net self-supervised steps")
-    p.add_argument("--dff-steps", type=int, default=600, help="DFF end-to-end steps on pairs")
+    p.add_argument("--pretrain-steps", type=int, default=1000, help="flow-net self-supervised steps")
+    p.add_argument("--dff-steps", type=int, default=2000, help="DFF end-to-end steps on pairs")
     p.add_argument(
         "--flow-downscale", type=int, default=4, help="the learned flow net's pair pooling (default 4)"
     )
