@@ -112,6 +112,8 @@ def test_run_reads_a_frame_folder_and_resizes(checkpoint, video, tmp_path, capsy
         (["--flow", "learned"], "has no learned flow net; give --flow-weights"),
         (["--interval", "0"], "key-frame schedule: key-frame interval must be an integer >= 1"),
         (["--adaptive", "5", "--window", "3"], "1 <= budget <= window"),
+        (["--size", "48000"], "--size takes a short side or H W of 16 to 8192 px each, got [48000]"),
+        (["--size", "8"], "of 16 to 8192 px each, got [8]"),
     ],
 )
 def test_run_bad_options_are_one_line_errors(checkpoint, video, tmp_path, capsys, extra, message):

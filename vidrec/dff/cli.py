@@ -19,7 +19,7 @@ import torch
 
 from vidrec.cli import UsageError, add_model_factory_argument, add_overwrite_argument, input_file, output_path
 from vidrec.dff import cli_davis
-from vidrec.dff.cli_common import add_schedule_arguments, build_dff, dff_tasks, make_schedule
+from vidrec.dff.cli_common import MAX_SIZE, add_schedule_arguments, build_dff, dff_tasks, make_schedule
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 KEY_COLOUR = (255, 200, 0)  # RGB: the border of key frames
@@ -101,8 +101,8 @@ def frame_size(args: argparse.Namespace, task) -> list[int] | None:
     if size is None:
         return None
     size = [int(v) for v in size]
-    if len(size) not in (1, 2) or min(size) < 16:
-        raise UsageError(f"--size takes a short side or H W of at least 16 px each, got {size}")
+    if len(size) not in (1, 2) or min(size) < 16 or max(size) > MAX_SIZE:
+        raise UsageError(f"--size takes a short side or H W of 16 to {MAX_SIZE} px each, got {size}")
     return size
 
 

@@ -9,6 +9,10 @@ import torch
 
 from vidrec.cli import UsageError
 
+MAX_SIZE = 8192
+"""The largest `--size` side in px `vidrec dff run / eval / eval-davis` take: a typo like 48000 would
+otherwise allocate tens of GB for one frame before anything said so."""
+
 
 def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
     """--interval | --adaptive, with --window, --threshold, --signal, --max-gap (read by `make_schedule`)."""

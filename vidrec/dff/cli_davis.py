@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from vidrec.cli import UsageError, add_model_factory_argument
-from vidrec.dff.cli_common import add_schedule_arguments, build_dff, dff_tasks, make_schedule
+from vidrec.dff.cli_common import MAX_SIZE, add_schedule_arguments, build_dff, dff_tasks, make_schedule
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -116,8 +116,8 @@ def run_eval(args: argparse.Namespace) -> int:
     schedule = make_schedule(args)
     dff = build_dff(model, args).eval()
     size = args.size or getattr(getattr(task, "options", None), "size", None)
-    if size is not None and (len(size) != 2 or min(size) < 16):
-        raise UsageError(f"--size takes H W of at least 16 px each, got {size}")
+    if size is not None and (len(size) != 2 or min(size) < 16 or max(size) > MAX_SIZE):
+        raise UsageError(f"--size takes H W of 16 to {MAX_SIZE} px each, got {size}")
     results = evaluate_sequences(
         dff,
         sequences,
