@@ -11,14 +11,14 @@ What runs (sizes are the defaults; all printed):
    segment_davis` writes) that model is measured; otherwise its feature net is kept FROZEN (BatchNorm in
    eval), its features of the training frames cached, and the task net trained on them (--head-epochs).
 3. Learned flow DFF around the per-frame net's parts: `FlowNetLite` (the pair pooled to 1/4, flow on the
-   stride-16 grid) pretrained self-supervised on the training frames (--pretrain-steps, 1000), then
-   trained with the scale field S and the bias field B on (key, current) pairs, key 1..9 frames back,
-   loss on the current frame (--dff-steps, 3000, Adam --dff-lr 3e-4 with a cosine decay; the task loss
-   plus --feature-loss x the smooth-L1 distance to the current frame's own reduced map; methods.md 4.5),
-   the feature net frozen (cached) and the task net too (the per-frame one; --pair-head trains it as
-   well). It propagates the task net's 128-channel reduced map (`DFF(reduced=True)`). The same DFF
-   without B is trained and measured too (rows DFF-noB; --no-ablation skips it). Given --dff CKPT
-   (`vidrec dff train`), that model.
+   stride-16 grid) pretrained self-supervised on the training frames (--pretrain-steps, 1000), then trained
+   with the scale field S (and with --bias-field the bias field B) on (key, current) pairs, key 1..9 frames
+   back, loss on the current frame (--dff-steps, 3000, Adam --dff-lr 3e-4 with a cosine decay; the task loss
+   plus --feature-loss x the smooth-L1 distance to the current frame's own reduced map; methods.md 4.5), the
+   feature net frozen (cached) and the task net too (the per-frame one; --pair-head trains it as well). It
+   propagates the task net's 128-channel reduced map (`DFF(reduced=True)`). With --bias-field the same DFF
+   without B is trained and measured too (rows DFF-noB; --no-ablation skips it). Given --dff CKPT (`vidrec
+   dff train`), that model.
    DIS flow: the per-frame net's parts with OpenCV DIS at 1/4 resolution, no training.
 4. Cost: `vidrec.dff.cost.part_costs` on a validation pair: FLOPs and median ms of every part (feature net,
    flow, scale field, warp, bias field, task net, upsampling) of the key and the non-key path, at each
@@ -90,8 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--bias-field",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the learned DFF adds B, a 1x1 conv on the flow net's features, to the scaled warp (default on)",
+        default=False,
+        help="the learned DFF adds B, a 1x1 conv on the flow net's features, to the scaled warp (default "
+        "off: measured with and without, B earned nothing; docs/dff.md)",
     )
     p.add_argument(
         "--ablation",
