@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from vidrec import benchdocs
 from vidrec.data.transforms import normalize_rgb
 from vidrec.models.backbones import Backbone
 from vidrec.models.captioner import build_captioner, caption_loss
@@ -157,6 +158,11 @@ def parse_args() -> argparse.Namespace:
         help="torch CPU threads (default: 1; more threads on a loaded 2-core machine are far slower)",
     )
     p.add_argument("--cache", type=Path, default=Path("runs/bench_captioning"), help="feature cache folder")
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="write the tables into docs/benchmarks.md (section captioning)",
+    )
     return p.parse_args()
 
 
@@ -212,15 +218,21 @@ def main() -> None:
     human_all = human(items, meteor)
     keys = ["BLEU-4", "METEOR", "CIDEr-D", "caption_to_image_R@1", "image_to_caption_R@1"]
     keys = [k for k in keys if meteor or k != "METEOR"]
-    print(f"\nImage captioning, {len(val_items)} Flickr8k validation images (index % 5 == 4 of the "
-          f"{len(items)} sorted), {len(train_items)} training; seeds {args.seeds} (mean ± std); "
-          f"{args.epochs} epochs, hidden {args.hidden}, embed {args.embed}, beam 3; {platform.machine()}, "
-          f"{args.threads} threads")  # fmt: skip
-    print("| model | " + " | ".join(keys) + " |\n|---" * 1 + "|---" * len(keys) + "|")
+    doc: list[str] = []  # what is printed below, for --write-docs
+
+    def say(line: str = "") -> None:
+        print(line)
+        doc.append(line)
+
+    say(f"\nImage captioning, {len(val_items)} Flickr8k validation images (index % 5 == 4 of the "
+        f"{len(items)} sorted), {len(train_items)} training; seeds {args.seeds} (mean ± std); "
+        f"{args.epochs} epochs, hidden {args.hidden}, embed {args.embed}, beam 3; {platform.machine()}, "
+        f"{args.threads} threads\n")  # fmt: skip
+    say("| model | " + " | ".join(keys) + " |\n|---" * 1 + "|---" * len(keys) + "|")
     for name, rs in rows.items():
-        print(f"| {name} | " + " | ".join(mean_std(rs, k) if k in rs[0] else "-" for k in keys) + " |")
-    print(
-        "human agreement over all "
+        say(f"| {name} | " + " | ".join(mean_std(rs, k) if k in rs[0] else "-" for k in keys) + " |")
+    say(
+        "\nhuman agreement over all "
         + f"{len(items)} images: "
         + ", ".join(f"{k} {v:.3f}" for k, v in human_all.items())
     )
@@ -248,12 +260,12 @@ def main() -> None:
                 vrows.setdefault(f"{enc} encoder, {start}", []).append(r)
                 print(f"video {enc} {start} seed {seed}: CIDEr-D {r['CIDEr-D']:.3f} e.g. '{r['example']}'")
     vkeys = [k for k in ("BLEU-4", "METEOR", "CIDEr-D") if meteor or k != "METEOR"]
-    print(f"\nVideo description, msrvtt_sample: {len(vtrain)} training clips ({len(vidx)} sentences), "
-          f"{len(vval)} validation clips (split.json), {args.frames} frames each; LRCN2f, "
-          f"{args.video_epochs} epochs; seeds {args.seeds} (mean ± std)")  # fmt: skip
-    print("| describer | " + " | ".join(vkeys) + " |\n|---" + "|---" * len(vkeys) + "|")
+    say(f"\nVideo description, msrvtt_sample: {len(vtrain)} training clips ({len(vidx)} sentences), "
+        f"{len(vval)} validation clips (split.json), {args.frames} frames each; LRCN2f, "
+        f"{args.video_epochs} epochs; seeds {args.seeds} (mean ± std)\n")  # fmt: skip
+    say("| describer | " + " | ".join(vkeys) + " |\n|---" + "|---" * len(vkeys) + "|")
     for name, rs in vrows.items():
-        print(f"| {name} | " + " | ".join(mean_std(rs, k) for k in vkeys) + " |")
+        say(f"| {name} | " + " | ".join(mean_std(rs, k) for k in vkeys) + " |")
 
     def m(name, key, table=rows):
         return sum(r[key] for r in table[name]) / len(table[name])
@@ -271,7 +283,22 @@ def main() -> None:
     if {"1u", "2f"} <= set(args.variants):
         result["lrcn2f_ge_1u"] = m("LRCN2f", "CIDEr-D") >= m("LRCN1u", "CIDEr-D")
     result["finetuned_beats_scratch"] = result["video_finetuned_cider"] > result["video_scratch_cider"]
-    print("RESULT captioning " + " ".join(f"{k}={v}" for k, v in result.items()))
+    line = "RESULT captioning " + " ".join(f"{k}={v}" for k, v in result.items())
+    print(line)
+    if args.write_docs:
+        text = [
+            "## LRCN captioning and video description (`benchmarks/captioning.py`)",
+            "",
+            f"`{benchdocs.command()}`: frozen ImageNet MobileNetV2 features, decoders scored with beam 3",
+            "on held-out photos and clips (pycocoevalcap, PTB-tokenised); the nearest-neighbour caption and",
+            "human agreement computed in the same run." + ("" if meteor else " METEOR left out: no Java."),
+            *doc,
+            "",
+            f"Machine: {benchdocs.machine()}; {result['seconds'] / 60:.1f} min in all.",
+            "",
+            f"`{line}`",
+        ]
+        benchdocs.write_section("captioning", "\n".join(text))
     (args.cache / "result.json").write_text(
         json.dumps({"image": rows, "video": vrows, "result": result}, indent=1, default=str)
     )

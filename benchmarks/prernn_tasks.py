@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vidrec import benchdocs
 from vidrec.data.gestures import (
     GestureDataset,
     read_gesture_labels,
@@ -84,6 +85,12 @@ def print_table(header: list[str], rows: list[list[str]]) -> str:
     text = "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
     print(text, flush=True)
     return text
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """The same table as `print_table`, in Markdown, for docs/benchmarks.md."""
+    lines = ["| " + " | ".join(str(c) for c in r) + " |" for r in [header, *rows]]
+    return "\n".join([lines[0], "|" + "---|" * len(header), *lines[1:]])
 
 
 def bar_plot(path: Path, names: list[str], series: dict[str, list[list[float]]], title: str) -> None:
@@ -332,10 +339,19 @@ def gestures(args: argparse.Namespace) -> None:
             )
             print(f"  {name} seed {seed}: acc {res['acc']:.3f} cw/ccw pair acc "
                   f"{res.get('cw_ccw_pair_acc', float('nan')):.3f} ({secs:.0f} s)", flush=True)  # fmt: skip
-    report_gestures(results, names, Path(args.out))
+    docs = ""
+    if args.write_docs:
+        docs = (f"{len(train_rows)} training / {len(val_rows)} validation clips ({root.name}: contiguous "
+                f"blocks per class, 16-row gap, every {args.row_stride}th window), {sizes}, "
+                f"{args.background} background, AdamW lr {args.lr}, {args.threads} thread(s).")  # fmt: skip
+    report_gestures(results, names, Path(args.out), docs)
 
 
-def report_gestures(results: dict[str, list[dict[str, float]]], names: list[str], out: Path) -> None:
+def report_gestures(
+    results: dict[str, list[dict[str, float]]], names: list[str], out: Path, docs: str = ""
+) -> None:
+    """Table, bar plot, JSON and RESULT line; with `docs` (the run's settings in words) also the
+    ``prernn_tasks_gestures`` section of docs/benchmarks.md."""
     out.mkdir(parents=True, exist_ok=True)
     keys = ["acc", *[f"acc_{n}" for n in names], "cw_ccw_pair_acc", "cw_ccw_confusion"]
     extra = sorted({k for rs in results.values() for k in rs[0] if k.startswith("csv:")})
@@ -357,7 +373,26 @@ def report_gestures(results: dict[str, list[dict[str, float]]], names: list[str]
     summary = {f"{m}_acc": mean_std([r["acc"] for r in rs])[0] for m, rs in results.items()}
     summary |= {f"{m}_cwccw_pair": mean_std([r.get("cw_ccw_pair_acc", float("nan")) for r in rs])[0]
                 for m, rs in results.items()}  # fmt: skip
-    print(result_line("prernn_tasks_gestures", summary))
+    result = result_line("prernn_tasks_gestures", summary)
+    print(result)
+    if docs:
+        seeds = len(next(iter(results.values())))
+        text = [
+            "## PreRNN, LRCN and plain RNNs on real gesture trajectories (`benchmarks/prernn_tasks.py`)",
+            "",
+            f"`{benchdocs.command()}`",
+            "",
+            f"{docs} Accuracy on the validation blocks (the latest recordings of each class, never",
+            f"trained on), mean+-std over {seeds} seeds; cw/ccw: the clockwise vs counter-clockwise pair",
+            "accuracy and confusion; train_s: seconds of training per run on cached frozen-CNN features.",
+            "",
+            markdown_table(header, rows),
+            "",
+            f"Machine: {benchdocs.machine()}.",
+            "",
+            f"`{result}`",
+        ]
+        benchdocs.write_section("prernn_tasks_gestures", "\n".join(text))
 
 
 def gestures_report(args: argparse.Namespace) -> None:
@@ -444,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-csv", action="append", default=[], help="also score every model on all rows of this CSV"
     )
     g.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    g.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="write the table into docs/benchmarks.md (section prernn_tasks_gestures)",
+    )
     g.set_defaults(func=gestures)
     r = sub.add_parser("gestures-report", help="table and plot from a run's gestures.partial.json")
     r.add_argument("json", help="OUT/gestures.partial.json of a `gestures` run (complete or interrupted)")
