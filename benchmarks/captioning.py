@@ -138,7 +138,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("flickr_root", type=Path, help="folder with images/ and captions.csv")
     p.add_argument("msrvtt_root", type=Path, help="folder with videos/, captions.json and split.json")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
-    p.add_argument("--epochs", type=int, default=6, help="image-captioner epochs (default: 6)")
+    p.add_argument("--epochs", type=int, default=8, help="image-captioner epochs (default: 8)")
     p.add_argument("--video-epochs", type=int, default=20, help="video-describer epochs (default: 20)")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default: 2e-3)")
     p.add_argument("--video-lr", type=float, default=1e-3, help="video describer's Adam lr (default: 1e-3)")
