@@ -168,21 +168,11 @@ class DFF(nn.Module):
 
     def scale_field(self, scale_in: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:
         """S `(B, C, h, w)` on `grid` from the flow net's features, or None (S = 1)."""
-        if self.scale is None or scale_in is None:
-            return None
-        scale = self.scale(scale_in)
-        if scale.shape[-2:] != tuple(grid):
-            scale = F.interpolate(scale, size=tuple(grid), mode="bilinear", align_corners=False)
-        return scale
+        return _field_on_grid(self.scale, scale_in, grid)
 
     def bias(self, scale_in: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:
         """B `(B, C, h, w)` on `grid` from the flow net's features, or None (B = 0)."""
-        if self.bias_field is None or scale_in is None:
-            return None
-        bias = self.bias_field(scale_in)
-        if bias.shape[-2:] != tuple(grid):
-            bias = F.interpolate(bias, size=tuple(grid), mode="bilinear", align_corners=False)
-        return bias
+        return _field_on_grid(self.bias_field, scale_in, grid)
 
     def warp_features(
         self, key_feat: torch.Tensor, flow: torch.Tensor, scale_in: torch.Tensor | None
@@ -240,6 +230,18 @@ class DFF(nn.Module):
             warp_features=self.warp_features,
             head=lambda feat, img: self.head(feat, img.shape[-2:]),
         )
+
+
+def _field_on_grid(
+    field: nn.Module | None, scale_in: torch.Tensor | None, grid: tuple[int, int]
+) -> torch.Tensor | None:
+    """`field(scale_in)` (S or B) resized bilinearly to `grid`; None when there is no field or no input."""
+    if field is None or scale_in is None:
+        return None
+    out = field(scale_in)
+    if out.shape[-2:] != tuple(grid):
+        out = F.interpolate(out, size=tuple(grid), mode="bilinear", align_corners=False)
+    return out
 
 
 def walk(
