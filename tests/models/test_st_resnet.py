@@ -65,8 +65,11 @@ def test_every_converted_layer_of_both_streams_is_its_2d_layer_on_constant_input
             with num_steps(layer, 4), torch.no_grad():
                 out = layer(frame.repeat_interleave(4, dim=0))  # (T=4, C', 3, 3), constant in time
                 ref = conv2d(frame)[0]
-            torch.testing.assert_close(out[1:3], ref.expand(2, -1, -1, -1), msg=name)
-            torch.testing.assert_close(out[[0, 3]], (2 / 3 * ref).expand(2, -1, -1, -1), msg=name)
+            # float32 sums of 3 x 1024 products in another order: tolerance on the output's scale, far
+            # below what a wrong conversion changes (O(1)), and the same at any thread count
+            tol = {"rtol": 1e-5, "atol": 1e-5 * float(ref.abs().max())}
+            torch.testing.assert_close(out[1:3], ref.expand(2, -1, -1, -1), msg=name, **tol)
+            torch.testing.assert_close(out[[0, 3]], (2 / 3 * ref).expand(2, -1, -1, -1), msg=name, **tol)
 
 
 def test_streams_equal_2d_resnets_without_cross_stream_sums():
