@@ -8,8 +8,10 @@ What runs (sizes are the defaults; all printed):
    --train-sequences / --val-sequences) are read once at --size (240 x 432).
 2. Per-frame net: `segnet_mobilenet_v2` (ImageNet MobileNetV2 dilated to output stride 16, the light task
    net: 1x1 conv 1280 -> 128, ReLU, 1x1 conv -> 2). Given --per-frame CKPT (what `vidrec train
-   segment_davis` writes) that model is measured; otherwise its feature net is kept FROZEN (BatchNorm in
-   eval), its features of the training frames cached, and the task net trained on them (--head-epochs).
+   segment_davis` writes) that model is measured (with its motion cue when it has one: its frames are
+   then each stacked with their neighbours, `vidrec.models.motion`); otherwise its feature net is kept
+   FROZEN (BatchNorm in eval), its features of the training frames cached, and the task net trained on
+   them (--head-epochs).
 3. Learned flow DFF around the per-frame net's parts: `FlowNetLite` (the pair pooled to 1/4, flow on the
    stride-16 grid) pretrained self-supervised on the training frames (--pretrain-steps, 1000), then trained
    with the scale field S (and with --bias-field the bias field B) on (key, current) pairs, key 1..9 frames
@@ -57,11 +59,12 @@ import torch
 import torch.nn.functional as F
 
 from vidrec.data.davis import find_sequences, split_names
-from vidrec.data.transforms import normalize_rgb
+from vidrec.data.transforms import normalize_frames, normalize_rgb
 from vidrec.dff import DFF, SIGNALS, Adaptive, BiasField, FixedInterval, ScaleField
 from vidrec.dff.cost import flop_ratio, part_costs, path_totals
 from vidrec.dff.davis_eval import evaluate_sequences, load_sequence, summarize
 from vidrec.dff.flownets import DISFlow, FlowNetLite
+from vidrec.models.motion import stack_neighbours
 from vidrec.models.segnet import SegHead, segnet_mobilenet_v2
 from vidrec.progress import progress
 
@@ -183,18 +186,25 @@ def autocast(device: torch.device, dtype: str):
 
 @torch.no_grad()
 def cache_features(feature_net, frames: list[torch.Tensor], device) -> list[torch.Tensor]:
-    """Feature maps (T, C, h, w) float16 on the CPU of each sequence's uint8 frames (T, 3, H, W)."""
+    """Feature maps (T, C, h, w) float16 on the CPU of each sequence's uint8 frames (T, 3, H, W) (each
+    with its neighbours when the feature net has a motion cue, `vidrec.models.motion`)."""
     out = []
     for seq in progress(frames, desc="cache features"):
+        seq = neighbours_for(feature_net, seq)
         out.append(
             torch.cat(
                 [
-                    feature_net(normalize_rgb(seq[i : i + 8].to(device))).half().cpu()
+                    feature_net(normalize_frames(seq[i : i + 8].to(device))).half().cpu()
                     for i in range(0, len(seq), 8)
                 ]
             )
         )
     return out
+
+
+def neighbours_for(feature_net, frames: torch.Tensor) -> torch.Tensor:
+    """`frames` (T, 3, H, W) stacked with their neighbours (T, 9, H, W) when `feature_net` takes them."""
+    return stack_neighbours(frames) if getattr(feature_net, "neighbours", False) else frames
 
 
 def upsampled_ce(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -677,7 +687,8 @@ def main(argv=None) -> int:
         models["DFF-noB"] = ("learned", without_bias)
     models["DFF-DIS"] = ("dis", dis)
     first = load_sequence(val_seqs[0], size)[0]
-    pair = tuple(normalize_rgb(first[i : i + 1].to(device)) for i in (0, min(5, len(first) - 1)))
+    first = neighbours_for(feature_net, first)  # the key path runs the feature net (and its motion cue)
+    pair = tuple(normalize_frames(first[i : i + 1].to(device)) for i in (0, min(5, len(first) - 1)))
     with torch.inference_mode():
         costs = measure_costs(models, pair, threads, amp)
     set_threads(threads[-1])

@@ -209,3 +209,54 @@ def test_run_streams_the_overlay_holding_a_frame_or_two(checkpoint, tmp_path, ca
     assert probe(out).num_frames == 90
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("90 frames, 9 key frames") and "frames/s" in last  # the speed, printed last
+
+
+class NeighbourFeatures(nn.Module):
+    """A feature net with a motion cue's input contract: (B, 9, H, W), the frame first."""
+
+    neighbours = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 16, stride=16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1] == 9, f"a motion feature net got {tuple(x.shape)}"
+        return self.conv(x[:, :3])
+
+
+class TinyMotionSeg(TinySeg):
+    """Everything background (task net weights 0, bias for class 0), its feature net takes neighbours."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feature_net = NeighbourFeatures()
+        nn.init.zeros_(self.task_net.weight)
+        with torch.no_grad():
+            self.task_net.bias.copy_(torch.tensor([1.0, 0.0]))
+
+
+@register_task
+class ToyDffSegMotion(Task):
+    name = "toy_dffseg_motion"
+
+    def build_model(self, *, weights: bool = True) -> nn.Module:
+        return TinyMotionSeg()
+
+
+def test_run_gives_a_motion_model_neighbours_and_keeps_each_overlay_on_its_own_frame(video, tmp_path, capsys):
+    cfg = load_config(None, ["task=toy_dffseg_motion", "data.plugin=unused:unused"])
+    ckpt = tmp_path / "motion.safetensors"
+    save_checkpoint(
+        ckpt, Checkpoint(model=TinyMotionSeg().state_dict(), config=config_to_dict(cfg), class_names=[])
+    )
+    out = tmp_path / "overlay.mp4"
+    assert main(["dff", "run", str(ckpt), video, "--out", str(out), "--interval", "5"]) == 0
+    assert "12 frames, 3 key frames" in capsys.readouterr().out
+    written = read_frames(out, range(12)).astype(np.float32)
+    source = read_frames(video, range(12)).astype(np.float32)
+    assert [_border_is_key_colour(f) for f in written] == [i % 5 == 0 for i in range(12)]
+    # one frame read ahead: each overlay must still be drawn on its own frame (the square moves 4 px a frame)
+    region = (slice(24, 44), slice(8, 88))
+    closest = [int(np.argmin([np.abs(w[region] - s[region]).mean() for s in source])) for w in written]
+    assert closest == list(range(12))

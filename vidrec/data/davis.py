@@ -222,21 +222,32 @@ class Augment:
             steps.append(v2.ColorJitter(brightness=color, contrast=color, saturation=color))
         self.transform = v2.Compose(steps)
 
-    def __call__(self, img: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """RGB uint8 (H, W, 3) and mask (H, W) at any size -> uint8 (3, h, w) and int64 (h, w)."""
+    def __call__(
+        self, img: np.ndarray, mask: np.ndarray, others: tuple[np.ndarray, ...] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB uint8 (H, W, 3) and mask (H, W) at any size -> uint8 (3, h, w) and int64 (h, w).
+
+        `others`: more frames of the same size (the neighbours, `vidrec.models.motion`) given the same
+        scale, crop, flip and colour change; the image is then all of them stacked, (3 + 3n, h, w).
+        """
         s = float(torch.empty(()).uniform_(*self.scale))
         h, w = max(1, round(self.size[0] * s)), max(1, round(self.size[1] * s))
-        img = resize_image(img, (h, w))
+        frames = [tv_tensors.Image(_chw(resize_image(f, (h, w)))) for f in (img, *others)]
         # pixel centres, as the area / bilinear resize of the image (INTER_NEAREST samples corners)
         mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
-        image = tv_tensors.Image(_chw(img))
         target = tv_tensors.Mask(torch.from_numpy(mask))
-        image, target = self.transform(image, target)
-        return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor).long()
+        *frames, target = self.transform(*frames, target)  # v2 draws one set of parameters per call
+        image = torch.cat([f.as_subclass(torch.Tensor) for f in frames])
+        return image, target.as_subclass(torch.Tensor).long()
 
 
 def _chw(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))  # (3, H, W) uint8
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))  # (C, H, W) uint8
+
+
+def _stack(img: np.ndarray, others: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(H, W, 3) and n more of its size -> (H, W, 3 + 3n): the frames stacked on the channels."""
+    return np.concatenate([img, *others], axis=2) if others else img
 
 
 class DavisFrames(Dataset):
@@ -254,6 +265,8 @@ class DavisFrames(Dataset):
             `vidrec.data.collate_skip` drops and reports by path).
         augment: training augmentation (scale, crop, flip, colour) in place of ``size`` and ``flip``:
             frames and masks are read as stored and given to it.
+        neighbours: ``image`` is the frame with its previous and next one stacked, uint8 (9, H, W)
+            (`vidrec.models.motion.neighbour_indices`), all resized, cropped and flipped alike.
     """
 
     def __init__(
@@ -266,9 +279,10 @@ class DavisFrames(Dataset):
         flip: bool = False,
         strict: bool = False,
         augment: Augment | None = None,
+        neighbours: bool = False,
     ) -> None:
         self.sequences, self.size, self.flip, self.strict = list(sequences), size, flip, strict
-        self.augment = augment
+        self.augment, self.neighbours = augment, neighbours
         self.mask_size = None if native_masks else size
         self.index = [
             (s, i) for s, seq in enumerate(self.sequences) for i in scored_frames(len(seq), skip_ends)
@@ -289,14 +303,24 @@ class DavisFrames(Dataset):
                 raise
             return SkippedItem(str(err).split(":")[0], str(err))
 
+    def _others(self, seq: Sequence, i: int, size: tuple[int, int] | None) -> tuple[np.ndarray, ...]:
+        """The neighbours of frame `i` when `neighbours` (read at `size`), else none."""
+        if not self.neighbours:
+            return ()
+        from vidrec.models.motion import neighbour_indices
+
+        return tuple(read_image(seq.frames[j], size) for j in neighbour_indices(i, len(seq)))
+
     def _item(self, s: int, i: int) -> dict:
         seq = self.sequences[s]
         img = read_image(seq.frames[i])  # as stored: its mask must be this size
         if self.augment is not None:
-            image, mask = self.augment(img, read_mask(seq.masks[i], frame_shape=img.shape[:2]))
+            mask = read_mask(seq.masks[i], frame_shape=img.shape[:2])
+            others = tuple(resize_image(o, img.shape[:2]) for o in self._others(seq, i, None))
+            image, mask = self.augment(img, mask, others)
             return {"image": image, "mask": mask, "sequence": seq.name, "index": i}
         mask = read_mask(seq.masks[i], self.mask_size, frame_shape=img.shape[:2])
-        img = resize_image(img, self.size)
+        img = _stack(resize_image(img, self.size), self._others(seq, i, self.size or img.shape[:2]))
         if self._flip():
             img, mask = img[:, ::-1], mask[:, ::-1]
         return {"image": _chw(img), "mask": torch.from_numpy(mask.copy()), "sequence": seq.name, "index": i}
@@ -304,7 +328,8 @@ class DavisFrames(Dataset):
 
 class DavisPairs(DavisFrames):
     """(key, current) pairs for DFF training: the key is 0..`max_offset` frames before the current one
-    (uniform, clipped to the first frame), the loss is on the current frame (methods.md 4.5)."""
+    (uniform, clipped to the first frame), the loss is on the current frame (methods.md 4.5). With
+    ``neighbours`` the key image is stacked with its own neighbours (it runs the feature net)."""
 
     def __init__(
         self,
@@ -316,11 +341,18 @@ class DavisPairs(DavisFrames):
         skip_ends: bool = False,
         flip: bool = False,
         strict: bool = False,
+        neighbours: bool = False,
     ) -> None:
         if max_offset < 0:
             raise DavisError(f"max_offset: must be >= 0, got {max_offset}")
         super().__init__(
-            sequences, size=size, native_masks=native_masks, skip_ends=skip_ends, flip=flip, strict=strict
+            sequences,
+            size=size,
+            native_masks=native_masks,
+            skip_ends=skip_ends,
+            flip=flip,
+            strict=strict,
+            neighbours=neighbours,
         )
         self.max_offset = max_offset
 
@@ -329,7 +361,8 @@ class DavisPairs(DavisFrames):
         k = max(0, i - int(torch.randint(0, self.max_offset + 1, ())))
         img, key = read_image(seq.frames[i]), read_image(seq.frames[k], self.size)
         mask = read_mask(seq.masks[i], self.mask_size, frame_shape=img.shape[:2])
-        img = resize_image(img, self.size)
+        key = _stack(key, self._others(seq, k, key.shape[:2]))  # the key frame runs the feature net
+        img = resize_image(img, self.size)  # the current frame feeds only the flow net: its RGB
         if self._flip():
             img, key, mask = img[:, ::-1], key[:, ::-1], mask[:, ::-1]
         return {

@@ -59,6 +59,7 @@ __all__ = [
     "TestViews",
     "full_frame_transform",
     "normalize_modality",
+    "normalize_frames",
     "normalize_rgb",
     "test_transform",
     "train_transform",
@@ -309,6 +310,17 @@ def normalize_rgb(
     m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32, device=x.device).view(3, 1, 1)
     return x.to(torch.float32).mul_(1.0 / 255.0).sub_(m).div_(s)
+
+
+def normalize_frames(x: torch.Tensor, **kw) -> torch.Tensor:
+    """`normalize_rgb` of RGB frames stacked on the channels, uint8 `(..., 3k, H, W)` (e.g. a frame and its
+    neighbours, `vidrec.models.motion`); a floating-point `x` is returned unchanged."""
+    if x.is_floating_point() or x.shape[-3] == 3:
+        return normalize_rgb(x, **kw)
+    if x.shape[-3] % 3:
+        raise ValueError(f"normalize_frames expects stacked RGB frames (..., 3k, H, W), got {tuple(x.shape)}")
+    *lead, c, h, w = x.shape
+    return normalize_rgb(x.reshape(*lead, c // 3, 3, h, w), **kw).reshape(x.shape)
 
 
 def train_transform(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,24 +221,27 @@ def walk(
     """Run `dff` over uint8 frames with a progress bar, handing each overlay frame to `write` as soon as it
     is drawn (none is kept): (frames, key frames, seconds spent decoding and in DFF -- not drawing or
     writing)."""
+    from vidrec.models.motion import stream_neighbours, takes_neighbours
     from vidrec.progress import progress
 
-    kept: list[np.ndarray] = []  # the frame being processed, for its overlay
-    inputs = (to_input(f, device) for f in _keep(frames, kept))
+    kept: deque[np.ndarray] = deque()  # frames read but not drawn yet, oldest first, for their overlays
+    inputs: Iterator[torch.Tensor] = (to_input(f, device) for f in _keep(frames, kept))
+    if takes_neighbours(dff):  # a motion cue: each frame with its previous and next (one frame read ahead)
+        inputs = stream_neighbours(inputs)
     count, keys, spent = 0, 0, 0.0
     with progress(total=total, desc="dff run", unit="frame") as bar:
         tick = time.perf_counter()
         for index, (out, is_key) in enumerate(dff.run(inputs, schedule)):
             spent += time.perf_counter() - tick
-            write(overlay(kept.pop(), foreground(out), is_key=is_key, index=index))
+            write(overlay(kept.popleft(), foreground(out), is_key=is_key, index=index))
             count, keys = count + 1, keys + is_key
             bar.update(1)
             tick = time.perf_counter()
     return count, keys, spent
 
 
-def _keep(frames: Iterator[np.ndarray], kept: list[np.ndarray]) -> Iterator[np.ndarray]:
-    """Pass frames through, remembering the last one for the overlay."""
+def _keep(frames: Iterator[np.ndarray], kept: deque[np.ndarray]) -> Iterator[np.ndarray]:
+    """Pass frames through, remembering each until its overlay is drawn."""
     for f in frames:
         kept.append(f)
         yield f

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from vidrec.data.davis import Sequence, read_image, read_mask, scored_frames
-from vidrec.data.transforms import normalize_rgb
+from vidrec.data.transforms import normalize_frames
 from vidrec.engine.seg_metrics import JF
+from vidrec.models.motion import stack_neighbours, takes_neighbours
 
 __all__ = [
     "SequenceResult",
@@ -86,7 +87,9 @@ def evaluate_sequences(
             frames, masks = load_sequence(seq, size)
             if loaded is not None:
                 loaded[seq.name] = (frames, masks)
-        inputs = [normalize_rgb(f[None].to(device)) for f in frames]  # (1, 3, H, W) each
+        if takes_neighbours(dff):  # a motion cue: each frame with its previous and next, (1, 9, H, W)
+            frames = stack_neighbours(frames)
+        inputs = [normalize_frames(f[None].to(device)) for f in frames]  # (1, 3, H, W) each
         logits, keys = [], 0
         start = time.perf_counter()
         for out, is_key in dff.run(iter(inputs), schedule):

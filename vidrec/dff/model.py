@@ -9,7 +9,9 @@ key frames only, and carry its features to the other frames along the optical fl
 - ``flow_net(key_img, cur_img) -> (flow, scale_features)``, the **flow-net contract**: both images are
   what the feature net takes, float ``(B, 3, H, W)``; ``flow`` is ``(B, 2, h', w')``, from the **current**
   frame to the **key** frame, in pixels of its own grid, channel 0 = x (``cur(p) ~ key(p + flow(p))``);
-  usually ``(h', w')`` is the feature grid, else DFF resamples it with `resize_flow`. ``scale_features``
+  usually ``(h', w')`` is the feature grid, else DFF resamples it with `resize_flow`. When the feature net
+  takes a frame with its neighbours stacked (``(B, 9, H, W)``, `vidrec.models.motion`), the flow net
+  gets the first three channels, the frame's own RGB. ``scale_features``
   is ``(B, C_s, h', w')`` for the scale field (FlowNet's decoder features), or None for flow sources
   without features (DIS, RAFT): then S = 1. A flow net may set ``scale_channels = C_s``.
 
@@ -84,8 +86,8 @@ def flow_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor
 def warp_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> float:
     """Photometric error of the warp on the flow's grid: mean |cur - warp(key, flow)| where it is defined."""
     size = flow.shape[-2:]
-    key = F.interpolate(key_img, size=size, mode="area")  # (B, 3, h, w)
-    cur = F.interpolate(cur_img, size=size, mode="area")
+    key = F.interpolate(key_img[:, :3], size=size, mode="area")  # (B, 3, h, w): the frames' own RGB
+    cur = F.interpolate(cur_img[:, :3], size=size, mode="area")
     inside = warp(torch.ones_like(key[:, :1]), flow) > 0.999  # (B, 1, h, w) all four neighbours in the map
     err = (cur - warp(key, flow)).abs().mean(dim=1, keepdim=True)
     return float(err[inside].mean()) if inside.any() else float("inf")
@@ -163,7 +165,7 @@ class DFF(nn.Module):
         self, key_img: torch.Tensor, cur_img: torch.Tensor, grid: tuple[int, int]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(flow `(B, 2, h, w)` current -> key in feature px on `grid`, the flow net's scale features)."""
-        flow, scale_in = self.flow_net(key_img, cur_img)
+        flow, scale_in = self.flow_net(key_img[:, :3], cur_img[:, :3])  # the frames' own RGB (module doc)
         return resize_flow(flow, grid), scale_in
 
     def scale_field(self, scale_in: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:

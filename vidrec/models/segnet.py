@@ -17,7 +17,9 @@ statistics in training too (`FrozenStatsBatchNorm2d`: batches of a few frames gi
 while its scale and shift still learn; every other weight trains. The state dict is the same either way,
 so such a checkpoint loads into a model built without the flag (and into `dff_segnet_mobilenet_v2`).
 
-Inputs are ImageNet-normalised RGB (B, 3, H, W) float (`vidrec.data.transforms.normalize_rgb`).
+Inputs are ImageNet-normalised RGB (B, 3, H, W) float (`vidrec.data.transforms.normalize_rgb`); with
+``motion`` > 0, each frame with its previous and next one stacked, (B, 9, H, W) (`vidrec.models.motion`:
+the object DAVIS annotates is the one that moves unlike the camera).
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ class SegNet(nn.Module):
     """Per-frame segmentation: ``task_net(feature_net(x))`` upsampled to the input size.
 
     Args:
-        feature_net: (B, 3, H, W) -> (B, C, H/s, W/s).
+        feature_net: (B, 3, H, W) -> (B, C, H/s, W/s) (or (B, 9, H, W), a `MotionFeatures`).
         task_net: (B, C, h, w) -> (B, K, h, w).
         feature_stride: s, the feature net's output stride.
     """
@@ -172,16 +174,25 @@ def segnet_mobilenet_v2(
     hidden: int = 128,
     context: tuple[int, ...] | list[int] = (),
     freeze_stem_bn: bool = False,
+    motion: int = 0,
 ) -> SegNet:
     """Per-frame binary segmentation on dilated ImageNet MobileNetV2 (output stride 16 or 8).
 
     ``freeze_stem_bn``: train end to end except the stem and the BatchNorm statistics (see the module
     docstring). ``context``: dilation rates of the head's `ContextReduce` (empty: a 1x1 reduction).
+    ``motion``: channels of the motion cue's branch (`vidrec.models.motion.MotionFeatures`) joined to the
+    features; the model then takes each frame with its two neighbours, `(B, 9, H, W)`. 0: RGB only.
     """
-    features = dilated_mobilenet_v2(pretrained=pretrained, output_stride=output_stride)
+    if motion < 0:
+        raise ValueError(f"motion: channels of the motion branch must be >= 0 (0 = none), got {motion}")
+    features: nn.Module = dilated_mobilenet_v2(pretrained=pretrained, output_stride=output_stride)
     if freeze_stem_bn:
         features = freeze_stem_and_bn_stats(features)
-    head = SegHead(FEATURE_CHANNELS, num_classes, hidden=hidden, context=tuple(context))
+    if motion:
+        from vidrec.models.motion import MotionBranch, MotionFeatures
+
+        features = MotionFeatures(features, MotionBranch(channels=motion))
+    head = SegHead(FEATURE_CHANNELS + motion, num_classes, hidden=hidden, context=tuple(context))
     return SegNet(features, head, feature_stride=output_stride)
 
 
@@ -197,6 +208,7 @@ def dff_segnet_mobilenet_v2(
     flow_weights: str = "",
     freeze_stem_bn: bool = False,
     bias_field: bool = False,
+    motion: int = 0,
 ) -> nn.Module:
     """Deep Feature Flow (Zhu et al., CVPR'17) around `segnet_mobilenet_v2`'s parts plus a flow net.
 
@@ -205,6 +217,7 @@ def dff_segnet_mobilenet_v2(
     weights, S = 1); raft = torchvision RAFT when its weights are on disk (S = 1). The task net's
     ``hidden``-channel reduction is what DFF propagates (``DFF(reduced=True)``). ``bias_field``: the
     learned flow's DFF adds B (`vidrec.dff.model.BiasField`, zero at the start) to the scaled warp.
+    ``motion``: as `segnet_mobilenet_v2`'s (the motion cue runs on key frames only).
     """
     from vidrec.dff.flownets import make_flow_net
     from vidrec.dff.model import DFF, BiasField, ScaleField
@@ -216,6 +229,7 @@ def dff_segnet_mobilenet_v2(
         hidden=hidden,
         context=context,
         freeze_stem_bn=freeze_stem_bn,
+        motion=motion,
     )
     flow_net = make_flow_net(flow, stride=output_stride, weights=flow_weights or None)
     channels = getattr(flow_net, "scale_channels", 0)

@@ -15,6 +15,9 @@ Two ways to train, chosen by ``task_options.pairs``:
   feature net on k, warps its features to i along the flow and predicts i's mask; items with k == i use
   the features unwarped. Gradients reach the task net, the feature net, the flow net and the scale field.
 
+A model with a motion cue (``model.kwargs.motion``, `vidrec.models.motion`) is given each frame with its
+previous and next one stacked, (B, 9, H, W), augmented alike (the key frame's, with pairs).
+
 Validation scores every ``val_stride``-th frame of the validation sequences: per frame for a per-frame
 model, and on (key, current) pairs drawn the same way (the same draws every epoch) for a DFF model; J and
 F as the DAVIS toolkit scores them (`vidrec.engine.seg_metrics`): the logits are upsampled to the native
@@ -144,19 +147,26 @@ class Segment(Task):
         self, model: nn.Module, log: Callable[[str], None] | None = None
     ) -> tuple[Dataset, Dataset | None]:
         from vidrec.data.davis import Augment, DavisFrames, DavisPairs
+        from vidrec.models.motion import takes_neighbours
 
         o, (train_seqs, val_seqs) = self.options, self._sequences()
-        size = tuple(o.size)
+        size, neighbours = tuple(o.size), takes_neighbours(model)
         scoring = {"size": size, "native_masks": True, "skip_ends": not o.val_all_frames}  # as DAVIS scores
         if o.pairs:
-            train = DavisPairs(train_seqs, max_offset=o.max_offset, size=size, flip=o.flip)
-            val = DavisPairs(val_seqs, max_offset=o.max_offset, **scoring) if val_seqs else None
+            train = DavisPairs(
+                train_seqs, max_offset=o.max_offset, size=size, flip=o.flip, neighbours=neighbours
+            )
+            val = (
+                DavisPairs(val_seqs, max_offset=o.max_offset, neighbours=neighbours, **scoring)
+                if val_seqs
+                else None
+            )
         else:
             augment = Augment(
                 size, scale=tuple(o.scale), crop=tuple(o.crop) or None, flip=o.flip, color=o.color_jitter
             )
-            train = DavisFrames(train_seqs, size=size, augment=augment)
-            val = DavisFrames(val_seqs, **scoring) if val_seqs else None
+            train = DavisFrames(train_seqs, size=size, augment=augment, neighbours=neighbours)
+            val = DavisFrames(val_seqs, neighbours=neighbours, **scoring) if val_seqs else None
         if val is not None and o.val_stride > 1:
             val = Subset(val, range(0, len(val), o.val_stride))
         if log is not None:
@@ -303,13 +313,14 @@ def is_paired(model: nn.Module) -> bool:
 def predict(model: nn.Module, batch: dict, device: torch.device, *, pairs: bool) -> torch.Tensor:
     """Logits (B, K, H, W) of a batch of `vidrec.data.davis` items, at the model's output size.
 
-    Images arrive as uint8 (B, 3, H, W) and are ImageNet-normalised here, on the device.
+    Images arrive as uint8 (B, 3, H, W) (or a frame with its neighbours, (B, 9, H, W)) and are
+    ImageNet-normalised here, on the device.
     """
-    from vidrec.data.transforms import normalize_rgb
+    from vidrec.data.transforms import normalize_frames
 
-    image = normalize_rgb(batch["image"].to(device, non_blocking=True))
+    image = normalize_frames(batch["image"].to(device, non_blocking=True))
     if pairs:
-        key = normalize_rgb(batch["key_image"].to(device, non_blocking=True))
+        key = normalize_frames(batch["key_image"].to(device, non_blocking=True))
         same = torch.as_tensor(batch["offset"]).to(device) == 0  # eq_flag: the key is the current frame
         return model(key, image, same)
     return model(image)
