@@ -321,7 +321,7 @@ def key_rate(dff: DFF, videos: list[list[torch.Tensor]], schedule, memo: dict | 
             if signal_fn is not None and key is not None:
                 pair = (v, key, index, schedule.signal)
                 if pair not in memo:
-                    grid = grid or tuple(dff.key_features(img).shape[-2:])
+                    grid = grid or feature_grid(dff, img)
                     flow = dff.estimate_flow(frames[key], img, grid)[0]
                     memo[pair] = signal_fn(flow, frames[key], img)
                 signal = memo[pair]
@@ -329,6 +329,12 @@ def key_rate(dff: DFF, videos: list[list[torch.Tensor]], schedule, memo: dict | 
                 key, keys = index, keys + 1
             total += 1
     return keys / max(total, 1)
+
+
+def feature_grid(dff: DFF, img: torch.Tensor) -> tuple[int, int]:
+    """The feature grid (h, w) of a frame `(1, 3, H, W)` (given as its own neighbours to a motion cue)."""
+    x = img.repeat(1, 3, 1, 1) if getattr(dff.feature_net, "neighbours", False) else img
+    return tuple(dff.key_features(x).shape[-2:])
 
 
 def calibrate_threshold(dff: DFF, videos, *, rate: float, signal: str) -> tuple[float, float]:
