@@ -177,7 +177,7 @@ def test_training_reports_the_table_and_the_benchmark_measures_the_checkpoint(ti
         "segment_davis",  # the recipe itself, on tiny frames
         [
             f"data.root={tiny_davis}",
-            "model.kwargs={pretrained: false, output_stride: 16, freeze_stem_bn: true}",
+            "model.kwargs.pretrained=false",  # the rest of the recipe's model, motion cue included
             "task_options.size=[32, 48]",
             "task_options.crop=[24, 40]",
             "task_options.val_stride=1",
@@ -215,7 +215,10 @@ def test_training_reports_the_table_and_the_benchmark_measures_the_checkpoint(ti
 
     seg = load_task(out / "last.safetensors")[0]
     per_frame = DFF(seg.feature_net, DISFlow(), seg.task_net, feature_stride=seg.feature_stride).eval()
-    frames = [torch.randn(1, 3, 32, 48) for _ in range(3)]
+    from vidrec.models.motion import takes_neighbours
+
+    assert takes_neighbours(seg)  # the recipe's motion cue: frames with their neighbours, (1, 9, H, W)
+    frames = [torch.randn(1, 9, 32, 48) for _ in range(3)]
     with torch.no_grad():
         run = [logits for logits, _ in per_frame.run(iter(frames), FixedInterval(1))]
         assert all(torch.equal(a, seg(f)) for a, f in zip(run, frames, strict=True))
