@@ -165,3 +165,13 @@ def test_dff_benchmark_calibrates_on_the_key_frames_run_would_pick_and_prints_r_
     text = bench.table([{**base, "fps": {1: 10.0}}, {**row, "fps": {1: 50.0}}], costs, [1])
     last = text.splitlines()[-1].split(" | ")
     assert last[7:] == ["5.00x", "+1.0", "25.00", "7.35x", "9.00", "5.00x |"]  # speed-up, J lost, r, s, r, s
+    # a bidirectional frame runs the flow, S and the warp twice: r = key / (non-key + those parts)
+    costs["DFF"]["parts"] = [
+        ["non-key", "flow", 40.0, {1: 2.0}],
+        ["non-key", "warp", 0.0, {1: 0.5}],
+        ["non-key", "task net", 10.0, {1: 0.5}],
+    ]
+    costs["DFF"]["totals"] = {"key": [1000.0, {1: 30.0}], "non-key": [50.0, {1: 3.0}]}
+    bi = {**row, "schedule": "bidirectional l=10", "fps": {1: 40.0}}
+    last = bench.table([{**base, "fps": {1: 10.0}}, bi], costs, [1]).splitlines()[-1].split(" | ")
+    assert last[7:] == ["4.00x", "+1.0", "11.11", "5.52x", "5.45", "3.77x |"]

@@ -13,7 +13,7 @@ from vidrec.dff.cost import count_flops, part_costs, path_totals
 from vidrec.dff.detect import KEY_PARTS, NON_KEY_PARTS, PyramidDFF, as_pyramid_dff, cost_steps, warp_pyramid
 from vidrec.dff.flownets import FlowNetLite
 from vidrec.dff.model import ScaleField
-from vidrec.dff.schedule import FixedInterval
+from vidrec.dff.schedule import Bidirectional, FixedInterval
 from vidrec.models.detector import STRIDES, fcos_mobilenet_v2
 
 
@@ -85,6 +85,21 @@ def test_key_frames_equal_per_frame_and_l1_equals_per_frame(detector):
     l1 = list(dff.run(iter(frames), FixedInterval(1)))
     assert all(k for _, k in l1)
     assert all(same_detections(d, ref) for (d, _), ref in zip(l1, per_frame, strict=True))
+
+
+def test_bidirectional_blends_every_pyramid_level_from_both_key_frames(detector):
+    """With a zero flow the blend is exact arithmetic: the middle frame of l = 2 gets the mean of the two
+    key pyramids on every level (tau 0: nearness alone), so its detections are the head's on that mean."""
+    dff = PyramidDFF(detector.feature_net, ShiftFlow(0.0), detector.task_net).eval()
+    torch.manual_seed(2)
+    frames = [torch.randn(1, 3, 64, 96) for _ in range(3)]
+    runs = list(dff.run(iter(frames), Bidirectional(2, tau=0.0)))
+    assert [k for _, k in runs] == [True, False, True]
+    with torch.no_grad():
+        a, b = detector.feature_net(frames[0]), detector.feature_net(frames[2])
+        mean = OrderedDict((k, (a[k] + b[k]) / 2) for k in a)
+        expected = detector.task_net(mean, (64, 96))
+    assert same_detections(runs[1][0], expected)
 
 
 class Counted(nn.Module):

@@ -112,6 +112,7 @@ def test_run_reads_a_frame_folder_and_resizes(checkpoint, video, tmp_path, capsy
         (["--flow", "learned"], "has no learned flow net; give --flow-weights"),
         (["--interval", "0"], "key-frame schedule: key-frame interval must be an integer >= 1"),
         (["--adaptive", "5", "--window", "3"], "1 <= budget <= window"),
+        (["--adaptive", "2", "--bidirectional"], "--bidirectional takes the key frames of --interval"),
         (["--size", "48000"], "--size takes a short side or H W of 16 to 8192 px each, got [48000]"),
         (["--size", "8"], "of 16 to 8192 px each, got [8]"),
     ],
@@ -244,15 +245,20 @@ class ToyDffSegMotion(Task):
         return TinyMotionSeg()
 
 
-def test_run_gives_a_motion_model_neighbours_and_keeps_each_overlay_on_its_own_frame(video, tmp_path, capsys):
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_run_gives_a_motion_model_neighbours_and_keeps_each_overlay_on_its_own_frame(
+    video, tmp_path, capsys, bidirectional
+):
     cfg = load_config(None, ["task=toy_dffseg_motion", "data.plugin=unused:unused"])
     ckpt = tmp_path / "motion.safetensors"
     save_checkpoint(
         ckpt, Checkpoint(model=TinyMotionSeg().state_dict(), config=config_to_dict(cfg), class_names=[])
     )
     out = tmp_path / "overlay.mp4"
-    assert main(["dff", "run", str(ckpt), video, "--out", str(out), "--interval", "5"]) == 0
-    assert "12 frames, 3 key frames" in capsys.readouterr().out
+    extra = ["--bidirectional"] if bidirectional else []  # outputs held back until the next key frame
+    assert main(["dff", "run", str(ckpt), video, "--out", str(out), "--interval", "5", *extra]) == 0
+    which = "bidirectional" if bidirectional else "fixed"
+    assert f"12 frames, 3 key frames ({which} interval 5)" in capsys.readouterr().out
     written = read_frames(out, range(12)).astype(np.float32)
     source = read_frames(video, range(12)).astype(np.float32)
     assert [_border_is_key_colour(f) for f in written] == [i % 5 == 0 for i in range(12)]

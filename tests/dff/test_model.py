@@ -19,8 +19,8 @@ from vidrec.dff.cost import (
     part_costs,
     path_totals,
 )
-from vidrec.dff.model import DFF, BiasField, ScaleField, as_dff
-from vidrec.dff.schedule import Adaptive, FixedInterval
+from vidrec.dff.model import DFF, BiasField, ScaleField, as_dff, nearness_weights, warp_error
+from vidrec.dff.schedule import Adaptive, Bidirectional, FixedInterval
 from vidrec.dff.warp import warp
 
 
@@ -52,6 +52,65 @@ def test_key_frames_equal_per_frame_at_any_interval_and_the_others_are_propagate
             with torch.no_grad():
                 expected = model.head(model.propagate(model.key_features(key), key, frames[i]), (48, 64))
             assert torch.allclose(out, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("interval", "tau"), [(2, 0.0), (3, 0.0), (5, 0.0), (3, 0.5)])
+def test_bidirectional_blends_both_key_frames_and_keeps_fixed_intervals_keys(frames, interval, tau):
+    model = tiny_dff().eval()
+    runs = list(model.run(iter(frames), Bidirectional(interval, tau=tau)))
+    refs = _per_frame(model, frames)
+    assert [k for _, k in runs] == [i % interval == 0 for i in range(len(frames))]  # FixedInterval's keys
+    last_key = (len(frames) - 1) // interval * interval
+    with torch.no_grad():
+        feats = {k: model.key_features(frames[k]) for k in range(0, len(frames), interval)}
+
+        def side(k, i):  # (features propagated from key frame k to frame i, their warp error map)
+            flow, scale_in = model.estimate_flow(frames[k], frames[i], feats[k].shape[-2:])
+            return model.warp_features(feats[k], flow, scale_in), warp_error(flow, frames[k], frames[i])
+
+        for i, ((out, is_key), ref) in enumerate(zip(runs, refs, strict=True)):
+            prev = i - i % interval
+            fwd, e0 = side(prev, i)
+            if is_key:
+                assert torch.equal(out, ref), i
+            elif i > last_key:  # after the last key frame: forward only, as FixedInterval
+                assert torch.allclose(out, model.head(fwd, (48, 64)), atol=1e-6), i
+            else:
+                back, e1 = side(prev + interval, i)
+                w = (prev + interval - i) / interval
+                if tau:  # per pixel: each side times exp(-error / tau), normalised
+                    a0, a1 = w * torch.exp(-e0 / tau), (1 - w) * torch.exp(-e1 / tau)
+                    w = a0 / (a0 + a1)
+                    assert w.shape == (1, 1, *fwd.shape[-2:]) and w.std() > 0
+                expected = model.head(w * fwd + (1 - w) * back, (48, 64))
+                assert torch.allclose(out, expected, atol=1e-5), i
+                assert not torch.allclose(out, model.head(fwd, (48, 64)), atol=1e-4), i  # both sides count
+
+
+def test_nearness_weights_trust_the_side_whose_warp_explains_the_frame():
+    good, bad = torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 0.5)
+    assert nearness_weights(0.8, None, 0.1) == 0.8 and nearness_weights(0.8, (bad, good), 0.0) == 0.8
+    w = nearness_weights(0.5, (bad, good), 0.1)  # the earlier side's warp fails here: the later one wins
+    assert w.shape == (1, 1, 2, 2) and float(w.max()) < 0.01
+    assert torch.allclose(nearness_weights(0.7, (good, good), 0.1), torch.full((1, 1, 2, 2), 0.7))
+    with pytest.raises(ValueError, match="tau must be >= 0"):
+        Bidirectional(10, tau=-1.0)
+
+
+def test_bidirectional_holds_at_most_the_interval_and_yields_in_order(frames):
+    """Outputs come in frame order, each once the next key frame has been read, never later."""
+    model = tiny_dff().eval()
+    read: list[int] = []
+
+    def source():
+        for i, f in enumerate(frames):
+            read.append(i)
+            yield f
+
+    lag = []
+    for index, _ in enumerate(model.run(source(), Bidirectional(3))):
+        lag.append(read[-1] - index)
+    assert len(lag) == len(frames) and max(lag) <= 2 and lag[0] == 0
 
 
 def test_adaptive_run_marks_the_frames_its_schedule_chose(frames):

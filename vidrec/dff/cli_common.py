@@ -15,7 +15,8 @@ otherwise allocate tens of GB for one frame before anything said so."""
 
 
 def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
-    """--interval | --adaptive, with --window, --threshold, --signal, --max-gap (read by `make_schedule`)."""
+    """--interval (--bidirectional: both sides) | --adaptive, with --window, --threshold, --signal,
+    --max-gap (read by `make_schedule`)."""
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--interval",
@@ -32,6 +33,12 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
         help="adaptive schedule: a key frame when the signal passes --threshold, at most BUDGET "
         "key frames in any --window frames (default: off; measured, it loses to the fixed interval at "
         "the same key frames, docs/dff.md)",
+    )
+    p.add_argument(
+        "--bidirectional",
+        action="store_true",
+        help="offline: the key frames of --interval, each frame between two of them blending the features "
+        "propagated from both (two flows a frame, outputs up to L - 1 frames late; not for live streams)",
     )
     p.add_argument("--window", type=int, default=20, help="frames the --adaptive budget covers (default 20)")
     p.add_argument(
@@ -56,9 +63,13 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def make_schedule(args: argparse.Namespace):
-    from vidrec.dff.schedule import Adaptive, FixedInterval
+    from vidrec.dff.schedule import Adaptive, Bidirectional, FixedInterval
 
     try:
+        if getattr(args, "bidirectional", False):
+            if args.adaptive is not None:
+                raise ValueError("--bidirectional takes the key frames of --interval, not --adaptive")
+            return Bidirectional(args.interval if args.interval is not None else 10)
         if args.adaptive is not None:
             return Adaptive(
                 budget=args.adaptive,

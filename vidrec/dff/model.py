@@ -38,6 +38,7 @@ module with ``feature_net``, ``task_net`` and ``feature_stride`` attributes (a p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -47,7 +48,7 @@ from torch import nn
 from vidrec.dff.schedule import Schedule
 from vidrec.dff.warp import resize_flow, warp
 
-__all__ = ["DFF", "SIGNALS", "BiasField", "ScaleField", "as_dff", "walk"]
+__all__ = ["DFF", "SIGNALS", "BiasField", "ScaleField", "as_dff", "walk", "walk_bidirectional", "warp_error"]
 
 
 class ScaleField(nn.Module):
@@ -83,13 +84,19 @@ def flow_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor
     return float(flow.norm(dim=1).mean())
 
 
-def warp_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> float:
-    """Photometric error of the warp on the flow's grid: mean |cur - warp(key, flow)| where it is defined."""
+def warp_error(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> torch.Tensor:
+    """Per-pixel photometric error of the warp on the flow's grid, `(B, 1, h, w)`: |cur - warp(key, flow)|
+    averaged over the RGB channels of both frames area-pooled to the grid (units of the images given)."""
     size = flow.shape[-2:]
     key = F.interpolate(key_img[:, :3], size=size, mode="area")  # (B, 3, h, w): the frames' own RGB
     cur = F.interpolate(cur_img[:, :3], size=size, mode="area")
-    inside = warp(torch.ones_like(key[:, :1]), flow) > 0.999  # (B, 1, h, w) all four neighbours in the map
-    err = (cur - warp(key, flow)).abs().mean(dim=1, keepdim=True)
+    return (cur - warp(key, flow)).abs().mean(dim=1, keepdim=True)
+
+
+def warp_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> float:
+    """Photometric error of the warp on the flow's grid: mean |cur - warp(key, flow)| where it is defined."""
+    inside = warp(torch.ones_like(flow[:, :1]), flow) > 0.999  # (B, 1, h, w) all four neighbours in the map
+    err = warp_error(flow, key_img, cur_img)
     return float(err[inside].mean()) if inside.any() else float("inf")
 
 
@@ -260,8 +267,14 @@ def walk(
     `model` gives ``key_features(img)`` and ``propagate(key_feat, key_img, img)``; ``flow(key_img, img,
     key_feat) -> (flow, scale)`` is called only when the schedule needs a signal (its flow is then reused
     through ``warp_features(key_feat, flow, scale)``); ``head(feat, img)`` makes each frame's output.
-    Yields ``(output, is_key)`` per frame, without autograd; frame 0 is always a key frame.
+    Yields ``(output, is_key)`` per frame, without autograd; frame 0 is always a key frame. A
+    `vidrec.dff.schedule.Bidirectional` schedule goes to `walk_bidirectional`.
     """
+    if getattr(schedule, "bidirectional", False):
+        yield from walk_bidirectional(
+            model, frames, schedule, flow=flow, warp_features=warp_features, head=head
+        )
+        return
     schedule.reset()
     key_img = key_feat = None
     signal_fn = SIGNALS[getattr(schedule, "signal", "flow")] if schedule.needs_signal else None
@@ -281,6 +294,69 @@ def walk(
                 feat = model.propagate(key_feat, key_img, img)
             out = head(feat, img)
         yield out, is_key
+
+
+def blend(a, b, weight: float | torch.Tensor):
+    """``weight * a + (1 - weight) * b`` for feature maps `(B, C, h, w)`, or level by level for pyramids
+    (dicts); a `weight` map `(B, 1, h', w')` is resized bilinearly to each map's grid."""
+    if isinstance(a, dict):
+        return type(a)((k, blend(a[k], b[k], weight)) for k in a)
+    if isinstance(weight, torch.Tensor) and weight.shape[-2:] != a.shape[-2:]:
+        weight = F.interpolate(weight, size=a.shape[-2:], mode="bilinear", align_corners=False)
+    return weight * a + (1 - weight) * b
+
+
+def nearness_weights(
+    before: float, errors: tuple[torch.Tensor, torch.Tensor] | None, tau: float
+) -> float | torch.Tensor:
+    """The earlier key frame's weight in a bidirectional blend: `before` = (next - i) / (next - prev), times
+    ``exp(-error / tau)`` per pixel for each side's warp error when `tau` > 0 (a side whose warp does not
+    explain the frame there -- occluded, new content -- counts less), normalised against the other side's."""
+    if not tau or errors is None:
+        return before
+    e0, e1 = errors
+    return torch.sigmoid(math.log(before / (1 - before)) - (e0 - e1) / tau)
+
+
+def walk_bidirectional(
+    model: nn.Module,
+    frames: Iterable[torch.Tensor],
+    schedule: Schedule,
+    *,
+    flow: Callable,
+    warp_features: Callable,
+    head: Callable,
+) -> Iterator[tuple[object, bool]]:
+    """`walk` for a `Bidirectional` schedule: the key frames its `decide` picks; each frame `i` between key
+    frames `p` < i < `n` gets ``blend(f_p -> i, f_n -> i, w)`` of the features propagated from both, `w` from
+    `nearness_weights` ((n - i) / (n - p), and per pixel each side's `warp_error` at the schedule's
+    ``tau``); frames after the last key frame take it alone (as `walk`). Frames between two key frames wait
+    for the next one (at most the interval minus one are held); outputs come in frame order."""
+    schedule.reset()
+    tau = float(getattr(schedule, "tau", 0.0))
+    key = None  # (index, img, features) of the last key frame
+    held: list[tuple[int, torch.Tensor]] = []  # frames since it, waiting for the next key frame
+    for index, img in enumerate(frames):
+        if key is not None and not schedule.decide(index, None):
+            held.append((index, img))
+            continue
+        with torch.inference_mode():
+            new = (index, img, model.key_features(img))
+            outs = []
+            for i, cur in held:  # between key frames: both sides, the nearer (and better warped) weighs more
+                sides = [(flow(k_img, cur, k_feat), k_img, k_feat) for _, k_img, k_feat in (key, new)]
+                feats = [warp_features(k_feat, *fs) for fs, _, k_feat in sides]
+                errors = tuple(warp_error(fs[0], k_img, cur) for fs, k_img, _ in sides) if tau else None
+                w = nearness_weights((index - i) / (index - key[0]), errors, tau)
+                outs.append(head(blend(feats[0], feats[1], w), cur))
+            outs.append(head(new[2], img))
+        yield from ((out, False) for out in outs[:-1])
+        yield outs[-1], True
+        key, held = new, []
+    for _, cur in held:  # after the last key frame: forward only
+        with torch.inference_mode():
+            out = head(warp_features(key[2], *flow(key[1], cur, key[2])), cur)
+        yield out, False
 
 
 def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
