@@ -87,10 +87,14 @@ def flow_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor
 def warp_error(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> torch.Tensor:
     """Per-pixel photometric error of the warp on the flow's grid, `(B, 1, h, w)`: |cur - warp(key, flow)|
     averaged over the RGB channels of both frames area-pooled to the grid (units of the images given)."""
-    size = flow.shape[-2:]
-    key = F.interpolate(key_img[:, :3], size=size, mode="area")  # (B, 3, h, w): the frames' own RGB
-    cur = F.interpolate(cur_img[:, :3], size=size, mode="area")
+    key, cur = (pool_rgb(x, tuple(flow.shape[-2:])) for x in (key_img, cur_img))
     return (cur - warp(key, flow)).abs().mean(dim=1, keepdim=True)
+
+
+def pool_rgb(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A frame's own RGB (its first three channels) area-pooled to `size`; as is when already that size."""
+    rgb = img[:, :3]
+    return rgb if tuple(rgb.shape[-2:]) == tuple(size) else F.interpolate(rgb, size=size, mode="area")
 
 
 def warp_signal(flow: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> float:
@@ -331,7 +335,9 @@ def walk_bidirectional(
     frames `p` < i < `n` gets ``blend(f_p -> i, f_n -> i, w)`` of the features propagated from both, `w` from
     `nearness_weights` ((n - i) / (n - p), and per pixel each side's `warp_error` at the schedule's
     ``tau``); frames after the last key frame take it alone (as `walk`). Frames between two key frames wait
-    for the next one (at most the interval minus one are held); outputs come in frame order."""
+    for the next one (at most the interval minus one are held); outputs come in frame order. The two sides
+    run as one batch (the flow net, S and the warp see both key frames at once): the same arithmetic, with
+    half the calls of small ops whose cost is mostly their overhead."""
     schedule.reset()
     tau = float(getattr(schedule, "tau", 0.0))
     key = None  # (index, img, features) of the last key frame
@@ -343,12 +349,24 @@ def walk_bidirectional(
         with torch.inference_mode():
             new = (index, img, model.key_features(img))
             outs = []
+            if held:
+                n = img.shape[0]
+                pair_img = torch.cat([key[1], new[1]])  # (2B, C, H, W): earlier, later key frame
+                pair_feat = _cat(key[2], new[2])
+                pair_small = None  # both key frames' RGB pooled to the flow grid, for the warp errors
             for i, cur in held:  # between key frames: both sides, the nearer (and better warped) weighs more
-                sides = [(flow(k_img, cur, k_feat), k_img, k_feat) for _, k_img, k_feat in (key, new)]
-                feats = [warp_features(k_feat, *fs) for fs, _, k_feat in sides]
-                errors = tuple(warp_error(fs[0], k_img, cur) for fs, k_img, _ in sides) if tau else None
+                both_cur = torch.cat([cur, cur])
+                both_flow, scale = flow(pair_img, both_cur, pair_feat)
+                before, after = _split(warp_features(pair_feat, both_flow, scale), n)
+                errors = None
+                if tau:
+                    grid = tuple(both_flow.shape[-2:])
+                    pair_small = pool_rgb(pair_img, grid) if pair_small is None else pair_small
+                    small = pool_rgb(cur, grid)
+                    err = warp_error(both_flow, pair_small, torch.cat([small, small]))
+                    errors = (err[:n], err[n:])
                 w = nearness_weights((index - i) / (index - key[0]), errors, tau)
-                outs.append(head(blend(feats[0], feats[1], w), cur))
+                outs.append(head(blend(before, after, w), cur))
             outs.append(head(new[2], img))
         yield from ((out, False) for out in outs[:-1])
         yield outs[-1], True
@@ -357,6 +375,20 @@ def walk_bidirectional(
         with torch.inference_mode():
             out = head(warp_features(key[2], *flow(key[1], cur, key[2])), cur)
         yield out, False
+
+
+def _cat(a, b):
+    """Two feature maps (or pyramids: dicts of them) joined on the batch."""
+    if isinstance(a, dict):
+        return type(a)((k, torch.cat([a[k], b[k]])) for k in a)
+    return torch.cat([a, b])
+
+
+def _split(x, n: int):
+    """`_cat`'s inverse: the first `n` items and the rest."""
+    if isinstance(x, dict):
+        return type(x)((k, v[:n]) for k, v in x.items()), type(x)((k, v[n:]) for k, v in x.items())
+    return x[:n], x[n:]
 
 
 def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
