@@ -583,8 +583,8 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
         "the warp count 0) and in wall time; s = 1 / (p + (1 - p) / r) at the row's key-frame rate p "
         "(s(l) = l / (1 + (l - 1) / r) for fixed l), to read beside the measured speed-up. Bidirectional "
         "rows (offline, `Bidirectional(l)`): the key frames of l, each frame between two key frames blends "
-        "the features propagated from both (weights by nearness), so its r counts the flow, S and the warp "
-        "twice.\n\n"
+        "the features propagated from both (weights by nearness and, per pixel, each side's warp error), so "
+        "its r counts the flow, S and the warp twice.\n\n"
         f"{text}\n\nThe cost of each part (median of 7 calls on one validation pair):\n\n{costs_text}\n\n"
         f"```text\n{result}\n```\n"
     )
