@@ -70,8 +70,6 @@ CONFIGS: dict[str, list[str]] = {  # per built-in config, after TRAIN
     "describe_msrvtt": [*CAPTION, "task_options.frames=2"],
     "segment_davis": SEGMENT,
     "dff_davis": SEGMENT,
-    "landmarks_prernn_mobilenet_v2": ["model.kwargs.kernel_size=1"],  # 3x3 conv LSTM maps: 61M parameters
-    "landmarks_rnn_baseline_mobilenet_v2": ["model.kwargs.kernel_size=1"],
     **{
         f"gestures_{m}": ["data.frames=16"]
         for m in ("single_frame", "lrcn", "rnn_baseline", "prernn_fc", "prernn_conv")

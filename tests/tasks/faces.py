@@ -66,9 +66,12 @@ def draw_face(points: np.ndarray, size: int) -> np.ndarray:
 
 
 def write_face_video(folder: Path, name: str, *, frames: int = 24, size: int = 64, seed: int = 0) -> Path:
-    """``folder/name.mp4`` with ``name.landmarks.json`` (the generated points, one entry per frame)."""
+    """``folder/name.mp4`` with ``name.landmarks.json`` (the generated points, one entry per frame, and a
+    face rectangle per frame in ``boxes``: the points' bounding box, as a detector would draw it)."""
     points = face_points(frames, size=size, seed=seed)
     video = write_video(folder / f"{name}.mp4", np.stack([draw_face(p, size) for p in points]), 25, crf=12)
-    meta = {"width": size, "height": size, "fps": 25.0, "n_frames": frames, "landmarks": points.tolist()}
+    rects = np.concatenate([points.min(axis=1), points.max(axis=1)], axis=1)  # (F, 4) left top right bottom
+    meta = {"width": size, "height": size, "fps": 25.0, "n_frames": frames, "landmarks": points.tolist(),
+            "boxes": np.round(rects, 2).tolist()}  # fmt: skip
     (folder / f"{name}.landmarks.json").write_text(json.dumps(meta))
     return video

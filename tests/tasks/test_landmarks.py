@@ -84,7 +84,7 @@ def test_landmarks_trains_through_the_engine_and_its_checkpoint_round_trips(trai
     best = load_checkpoint(tmp_path / "run" / "best.safetensors")
     stored = dict(best.task_state)
     mean = np.array(stored.pop("mean_shape")).reshape(68, 2)  # the head's start: data in the checkpoint
-    assert stored == {"points": 68, "frames": 4, "size": 16, "margin": 1.3}
+    assert stored == {"points": 68, "frames": 4, "size": 16, "margin": 1.3, "box": "points"}
     assert mean == pytest.approx(_mean_shape(tmp_path / "faces", ["face0"]), abs=1e-5)  # face1 validates
     model, task = load_task(tmp_path / "run" / "best.safetensors")
     assert isinstance(task, Landmarks) and task.crop.size == 16 and task.crop.frames == 4
@@ -104,6 +104,26 @@ def _mean_shape(folder, names, margin=1.3):
             side = (hi - lo).max() * margin
             shapes.append((p - ((lo + hi) / 2 - side / 2)) / side - 0.5)
     return np.mean(shapes, axis=0)
+
+
+def test_fixed_jitter_versions_train_on_cached_trunk_features_with_the_same_result(tmp_path):
+    """jitter_versions + freeze_trunk: the frozen trunk runs once per crop (the feature cache), and a run
+    that reads the cache scores what the same run computing the trunk every step scores."""
+    opts = ["task_options={jitter_scale: 0.05, jitter_versions: 2, clip_stride: 2, box: detector, "
+            "split: blocks, val_fraction: 0.34}", "model.kwargs={pretrained: false, freeze_trunk: true, "
+            "kernel_size: 1}", "schedule.epochs=1", "data.frames=2"]  # fmt: skip
+    cached = train(_config(tmp_path, *opts, f"out_dir={tmp_path}/cached"))
+    files = list((tmp_path / "cached" / "feature_cache").rglob("*.safetensors"))
+    # 2 videos x 2 versions x starts 0, 2, 4 (12 frames: 4 validate after a 2-frame gap) + 2 x 2 val clips
+    assert len(files) == 2 * 2 * 3 + 2 * 2
+    plain = train(_config(tmp_path, *opts, "runtime.feature_cache=false", f"out_dir={tmp_path}/plain"))
+    assert not (tmp_path / "plain" / "feature_cache").exists()
+    assert cached.history[-1]["val_nme"] == pytest.approx(plain.history[-1]["val_nme"], rel=1e-4)
+    assert cached.history[-1]["train_loss"] == pytest.approx(plain.history[-1]["train_loss"], rel=1e-4)
+    state = load_checkpoint(tmp_path / "cached" / "last.safetensors").task_state
+    assert state["box"] == "detector"
+    _, task = load_task(tmp_path / "cached" / "last.safetensors")
+    assert task.crop.box == "detector"  # vidrec predict crops in the convention it was trained in
 
 
 def test_an_untrained_landmarks_model_predicts_the_training_mean_shape(tmp_path):

@@ -10,7 +10,9 @@ from vidrec.data.landmarks import (
     Box,
     CropSettings,
     LandmarkClips,
+    LandmarksError,
     box_from_points,
+    box_from_rect,
     crop_face,
     find_videos,
     jitter_box,
@@ -85,6 +87,50 @@ def test_dataset_clip_points_match_the_drawn_face(tmp_path):
     np.testing.assert_allclose(box.to_image(item["points"][0].numpy(), 64), item["truth"][0], atol=1e-3)
     again = LandmarkClips([track], settings, train=True, seed=0)[0]
     assert again["start"] == item["start"] and np.array_equal(again["rgb"], item["rgb"])  # seeded
+
+
+def test_fixed_jitter_versions_give_the_same_clips_every_epoch_with_keys_for_the_cache(tmp_path):
+    write_face_video(tmp_path, "a", frames=12, size=96, seed=0)
+    write_face_video(tmp_path, "b", frames=12, size=96, seed=1)
+    tracks = [read_track(tmp_path / "a.mp4"), read_track(tmp_path / "b.mp4")]
+    settings = CropSettings(frames=4, size=32, jitter_scale=0.15, jitter_shift=0.08, versions=3, stride=3)
+    ds = LandmarkClips(tracks, settings, train=True, seed=0)
+    assert ds.deterministic and len(ds) == 2 * 3 * 3  # 2 tracks x 3 versions x starts 0, 3, 6 (of 0-8)
+    assert sorted({ds[i]["start"] for i in range(len(ds))}) == [0, 3, 6]
+    keys = [ds.input_key(i) for i in range(len(ds))]
+    assert len(set(keys)) == len(ds)  # every (track, version, start) is another input
+    first = [ds[i] for i in range(len(ds))]
+    ds.set_epoch(5)
+    assert [ds.input_key(i) for i in range(len(ds))] == keys  # the same items in every epoch
+    for i, item in enumerate(first):
+        again, meta = ds[i], ds.item_meta(i)
+        assert np.array_equal(again["rgb"], item["rgb"]) and meta.keys() == item.keys() - {"rgb"}
+        assert all(np.array_equal(meta[k], item[k]) for k in ("points", "truth", "box"))
+    sides = {round(float(ds.item_meta(i)["box"][0, 2]), 3) for i in range(0, len(ds), 3)}
+    assert len(sides) > 1  # the versions hold different jitters
+    assert not LandmarkClips(tracks, CropSettings(frames=4, size=32), train=True).deterministic
+    assert LandmarkClips(tracks, CropSettings(frames=4, size=32), train=False).deterministic
+    # another crop size or the file's bytes change the key
+    other = LandmarkClips(tracks, CropSettings(frames=4, size=40, versions=3, stride=3), train=True)
+    assert other.input_key(0) != keys[0]
+
+
+def test_detector_boxes_crop_around_the_stored_rectangles(tmp_path):
+    write_face_video(tmp_path, "a", frames=8, size=96, seed=0)
+    track = read_track(tmp_path / "a.mp4")
+    assert track.boxes is not None
+    track.boxes = track.boxes + [0, -4, 0, 6]  # a taller rectangle than the points' box
+    ds = LandmarkClips([track], CropSettings(frames=4, size=32, margin=1.2, box="detector"), train=False)
+    item = ds[0]
+    for k in range(4):
+        expected = box_from_rect(track.boxes[k], margin=1.2).array()
+        np.testing.assert_allclose(item["box"][k].numpy(), expected, rtol=1e-6)
+        np.testing.assert_allclose(
+            Box(*item["box"][k].tolist()).to_image(item["points"][k].numpy(), 32), item["truth"][k], atol=1e-3
+        )
+    track.boxes = None
+    with pytest.raises(LandmarksError, match="no 'boxes'.*box=points"):
+        LandmarkClips([track], CropSettings(frames=4, size=32, box="detector"), train=False)
 
 
 def test_split_by_video_and_by_blocks(tmp_path):

@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from vidrec.data.face_detect import BoxTracker, Calibration, HaarDetector
+from vidrec.data.face_detect import (
+    DLIB_CALIBRATION,
+    HAAR_CALIBRATION,
+    BoxTracker,
+    Calibration,
+    HaarDetector,
+    crop_box,
+    face_box,
+    relative_to,
+)
 from vidrec.data.landmarks import CropSettings
 from vidrec.io import write_video
 from vidrec.tasks.landmarks_video import landmarks_on_video
@@ -138,3 +147,22 @@ def test_without_a_detector_each_window_is_cropped_around_the_previous_points(tm
     follow = box_from_points(points[3], margin=1.5)  # the first window's last points
     assert boxes[4] == pytest.approx([follow.x0, follow.y0, follow.side], abs=0.01)
     assert "face" not in data and "no face detector" in line
+
+
+def test_a_detector_maps_to_the_dlib_rectangle_convention_of_box_detector_models():
+    """A model trained on crops around dlib's rectangles (task_options.box=detector): the Haar rectangle
+    of a face, through `relative_to(HAAR, DLIB)`, gives the box `crop_box` draws around its points in that
+    convention; dlib relative to itself changes nothing."""
+    same = relative_to(DLIB_CALIBRATION, DLIB_CALIBRATION)
+    assert (same.dx, same.dy, same.extent) == pytest.approx((0.0, 0.0, 1.0))
+    from faces import template
+
+    points = template() * 80 + [30.0, 40.0]
+    lo, hi = points.min(0), points.max(0)
+    width = (hi - lo).max() / HAAR_CALIBRATION.extent  # the rectangle Haar would draw around them
+    cx, cy = (lo + hi) / 2 - [HAAR_CALIBRATION.dx * width, HAAR_CALIBRATION.dy * width]
+    haar = np.array([cx - width / 2, cy - width / 2, cx + width / 2, cy + width / 2])
+    got = face_box(haar, relative_to(HAAR_CALIBRATION, DLIB_CALIBRATION), margin=1.2)
+    want = crop_box(points, margin=1.2, convention="detector")
+    np.testing.assert_allclose([got.x0, got.y0, got.side], [want.x0, want.y0, want.side], rtol=1e-6)
+    assert want.y0 < crop_box(points, margin=1.2).y0  # dlib's rectangle sits higher than the points' box

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from vidrec.data.landmarks import Box
+from vidrec.data.landmarks import Box, box_from_points
 
 DETECTORS = ("haar", "dlib")
 
@@ -48,6 +48,31 @@ class Calibration:
 # 0.12 / 0.15, dy 0.15 / 0.16, extent 0.90 / 0.93.
 HAAR_CALIBRATION = Calibration(0.0, 0.16, 0.86, "faces_video: Haar rectangles vs dlib's 68 points")
 DLIB_CALIBRATION = Calibration(0.0, 0.09, 0.99, "faces_video: dlib rectangles vs dlib's 68 points")
+
+
+def relative_to(calibration: Calibration, base: Calibration) -> Calibration:
+    """The calibration that maps one detector's rectangle (`calibration`) to the rectangle another
+    detector (`base`) puts around the same face: for a model trained on ``task_options.box=detector``
+    crops, whose boxes are dlib's rectangles (`DLIB_CALIBRATION` as `base`)."""
+    k = calibration.extent / base.extent
+    return Calibration(
+        calibration.dx - base.dx * k, calibration.dy - base.dy * k, k,
+        f"{calibration.source}; relative to {base.source}",
+    )  # fmt: skip
+
+
+def crop_box(points: np.ndarray, *, margin: float, convention: str = "points") -> Box:
+    """The crop box a model trained with ``task_options.box=convention`` expects around a face whose 68
+    points are `points` `(68, 2)`: `box_from_points` for ``points``; for ``detector``, the square around the
+    dlib rectangle those points usually sit in (`DLIB_CALIBRATION` inverted)."""
+    if convention != "detector":
+        return box_from_points(points, margin=margin)
+    lo, hi = np.nanmin(points, axis=0), np.nanmax(points, axis=0)
+    width = float(max(hi - lo)) / DLIB_CALIBRATION.extent
+    cx = (lo[0] + hi[0]) / 2 - DLIB_CALIBRATION.dx * width
+    cy = (lo[1] + hi[1]) / 2 - DLIB_CALIBRATION.dy * width
+    side = max(width * margin, 1.0)
+    return Box(float(cx) - side / 2, float(cy) - side / 2, side)
 
 
 class FaceDetector:

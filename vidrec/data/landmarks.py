@@ -10,9 +10,11 @@ Formats
   NaN coordinate counts as a frame without points.
 
 Crops: a square box around a frame's points (their bounding box's centre, side = ``margin`` x its longer
-side), jittered in training by one scale and shift drawn per clip, cut and resized to ``size`` pixels with
-OpenCV. The crop's points are the image points mapped by the same box (`Box.to_crop`), so points and pixels
-always agree; `Box.to_image` maps predictions back to image pixels.
+side) or, with ``box="detector"``, around the face detector's rectangle stored in the json (``boxes``: a
+box that does not move with the mouth or the jaw, as a detector's box at test time), jittered in training
+by one scale and shift drawn per clip, cut and resized to ``size`` pixels with OpenCV. The crop's points
+are the image points mapped by the same box (`Box.to_crop`), so points and pixels always agree;
+`Box.to_image` maps predictions back to image pixels.
 
 Split (`split_tracks`): by video when there are two or more (the last ``val_fraction`` of them in sorted
 name order are validation); one video -- or every video, with ``by="blocks"`` -- is cut into a leading
@@ -22,6 +24,7 @@ clip overlaps a validation frame.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Callable
@@ -267,14 +270,27 @@ def box_from_rect(rect: np.ndarray, *, margin: float = 1.3) -> Box:
     return Box(cx - side / 2, cy - side / 2, max(side, 1.0))
 
 
-def face_boxes(track: FaceTrack, *, margin: float, source: str = "points") -> list[Box]:
-    """One box per frame of `track`: around its true points (``source="points"``) or around the detector
-    rectangle stored with them (``"detector"``: the json's ``boxes``, independent of the points)."""
+def face_boxes(
+    track: FaceTrack, *, margin: float, source: str = "points", frames: range | None = None
+) -> list[Box]:
+    """One box per frame of `track` (or of its `frames`, track-relative): around its true points
+    (``source="points"``) or around the detector rectangle stored with them (``"detector"``: the json's
+    ``boxes``, independent of the points)."""
+    frames = range(len(track)) if frames is None else frames
     if source == "detector":
         if track.boxes is None:
             raise ValueError(f"{landmarks_file(track.video)} has no 'boxes'; use the points' boxes instead")
-        return [box_from_rect(r, margin=margin) for r in track.boxes]
-    return [box_from_points(p, margin=margin) for p in track.points]
+        return [box_from_rect(track.boxes[k], margin=margin) for k in frames]
+    return [box_from_points(track.points[k], margin=margin) for k in frames]
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def draw_jitter(rng: np.random.Generator, *, scale: float, shift: float) -> tuple[float, float, float]:
@@ -309,14 +325,20 @@ class CropSettings:
     margin: float = 1.3
     jitter_scale: float = 0.1
     jitter_shift: float = 0.05
+    box: str = "points"  # "points": around the points' bounding box; "detector": the json's face rectangles
+    versions: int = 0  # training: 0 = a fresh jitter per clip and epoch; N = N fixed jitters per track
+    stride: int = 4  # training with `versions`: a clip starts every `stride` frames
 
 
 class LandmarkClips(Dataset):
     """Clips of `settings.frames` consecutive frames with their face crops and points.
 
     Training (``train=True``): ``len = sum(frames // T)`` random clips per epoch (start and box jitter from
-    an RNG seeded by (seed, epoch, index)). Validation: every non-overlapping clip from frame 0, no jitter.
-    Frames without points are never part of a clip.
+    an RNG seeded by (seed, epoch, index)); or, with ``settings.versions = N``, the same items every epoch:
+    every clip starting each ``settings.stride`` frames, in N crop versions per track, version v with one
+    fixed jitter drawn from (seed, track, v) -- deterministic items, so `vidrec.engine.feature_cache`
+    computes a frozen trunk's features once for them (`input_key`, `item_meta`). Validation: every
+    non-overlapping clip from frame 0, no jitter. Frames without points are never part of a clip.
 
     An item: ``rgb`` uint8 `(T, 3, S, S)`; ``points`` float32 `(T, 68, 2)` crop pixels; ``truth`` float32
     `(T, 68, 2)` image pixels; ``box`` float32 `(T, 3)` = (x0, y0, side) per frame; ``video`` the path;
@@ -327,13 +349,29 @@ class LandmarkClips(Dataset):
         self, tracks: list[FaceTrack], settings: CropSettings, *, train: bool, seed: int = 0
     ) -> None:
         self.tracks, self.settings, self.train, self.seed, self.epoch = tracks, settings, train, seed, 0
+        if settings.box not in ("points", "detector"):
+            raise ValueError(f"box={settings.box!r}: 'points' or 'detector'")
+        if settings.box == "detector":
+            for track in tracks:
+                if track.boxes is None or len(track.boxes) != len(track):
+                    raise LandmarksError(
+                        f"{landmarks_file(track.video)} has no 'boxes' (one face rectangle per frame) for "
+                        "task_options.box=detector; add them or use box=points"
+                    )
         t = settings.frames
         self.starts = [self._starts(track, t) for track in tracks]
-        if train:  # (track, None): a random start drawn per item
+        # (track, start, version): start None = drawn per item; version None = no jitter, -1 = drawn per item
+        if train and settings.versions > 0:
+            stride = max(settings.stride, 1)
+            self.index = [(i, s, v) for i, starts in enumerate(self.starts) for v in range(settings.versions)
+                          for s in _disjoint(starts, stride)]  # fmt: skip
+        elif train:
             per_track = [max(len(starts) // t, 1) if starts else 0 for starts in self.starts]
-            self.index = [(i, None) for i, n in enumerate(per_track) for _ in range(n)]
+            self.index = [(i, None, -1) for i, n in enumerate(per_track) for _ in range(n)]
         else:
-            self.index = [(i, s) for i, starts in enumerate(self.starts) for s in _disjoint(starts, t)]
+            self.index = [(i, s, None) for i, starts in enumerate(self.starts) for s in _disjoint(starts, t)]
+        self.deterministic = not train or settings.versions > 0  # the same frames for an index every epoch
+        self._digests: dict[Path, str] = {}
 
     @staticmethod
     def _starts(track: FaceTrack, t: int) -> list[int]:
@@ -360,32 +398,56 @@ class LandmarkClips(Dataset):
             warnings.warn(f"skipping video {path}: {err}", RuntimeWarning, stacklevel=2)
             return SkippedItem(path, f"{type(err).__name__}: {err}")
 
-    def _item(self, index: int) -> dict[str, Any]:
-        i, start = self.index[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def _layout(self, index: int) -> tuple[FaceTrack, int, list[Box], tuple[float, float, float]]:
+        """(track, track-relative start, the T crop boxes, the jitter) of item `index`, without decoding."""
+        i, start, version = self.index[index]
         track, s = self.tracks[i], self.settings
+        rng = np.random.default_rng([self.seed, self.epoch, index])
         if start is None:
             start = int(rng.choice(self.starts[i]))
-        from vidrec.io import read_frames
-
-        frames = read_frames(track.video, [track.first + start + k for k in range(s.frames)])  # (T, H, W, 3)
-        truth = track.points[start : start + s.frames]  # (T, 68, 2)
-        boxes = [box_from_points(p, margin=s.margin) for p in truth]
-        if self.train:  # one jitter per clip: the same scale and shift on every frame's box
+        jitter = (1.0, 0.0, 0.0)
+        if version is not None:  # one jitter per clip: the same scale and shift on every frame's box
+            if version >= 0:  # a fixed version of the track
+                rng = np.random.default_rng([self.seed, i, version])
             jitter = draw_jitter(rng, scale=s.jitter_scale, shift=s.jitter_shift)
-            boxes = [b.moved(*jitter) for b in boxes]
-        crops = np.stack(
-            [crop_face(f, b, s.size) for f, b in zip(frames, boxes, strict=True)]
-        )  # (T, S, S, 3)
-        points = np.stack([b.to_crop(p, s.size) for b, p in zip(boxes, truth, strict=True)])
+        boxes = [b.moved(*jitter) for b in face_boxes(track, margin=s.margin, source=s.box,
+                                                       frames=range(start, start + s.frames))]  # fmt: skip
+        return track, start, boxes, jitter
+
+    def item_meta(self, index: int) -> dict[str, Any]:
+        """The item without its ``rgb`` frames (cheap: no decoding)."""
+        track, start, boxes, _ = self._layout(index)
+        truth = track.points[start : start + self.settings.frames]  # (T, 68, 2)
+        points = np.stack([b.to_crop(p, self.settings.size) for b, p in zip(boxes, truth, strict=True)])
         return {
-            "rgb": torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous(),  # (T, 3, S, S) uint8
             "points": torch.from_numpy(points.astype(np.float32)),
             "truth": torch.from_numpy(truth.astype(np.float32)),
             "box": torch.from_numpy(np.stack([b.array() for b in boxes])),
             "video": str(track.video),
             "start": track.first + start,
         }
+
+    def input_key(self, index: int) -> str:
+        """What item `index`'s crops depend on: the video file's bytes (hashed), its frames, the crop size and
+        every frame's box (`vidrec.engine.feature_cache` keys the frozen features with it)."""
+        track, start, boxes, _ = self._layout(index)
+        if track.video not in self._digests:
+            self._digests[track.video] = file_digest(track.video)
+        first = track.first + start
+        box_text = ";".join(",".join(f"{v:.4f}" for v in b.array()) for b in boxes)
+        return (f"landmark crops v1 video={self._digests[track.video]} frames={first}+{self.settings.frames} "
+                f"size={self.settings.size} boxes={box_text}")  # fmt: skip
+
+    def _item(self, index: int) -> dict[str, Any]:
+        from vidrec.io import read_frames
+
+        item = self.item_meta(index)
+        _, _, boxes, _ = self._layout(index)
+        frames = read_frames(item["video"], [item["start"] + k for k in range(self.settings.frames)])
+        crops = np.stack(
+            [crop_face(f, b, self.settings.size) for f, b in zip(frames, boxes, strict=True)]
+        )  # (T, S, S, 3)
+        return {**item, "rgb": torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()}  # (T, 3, S, S)
 
 
 def _disjoint(starts: list[int], t: int) -> list[int]:
@@ -423,6 +485,8 @@ __all__ = [
     "inter_ocular",
     "inter_pupil",
     "draw_jitter",
+    "face_boxes",
+    "file_digest",
     "jitter_box",
     "landmarks_file",
     "load_tracks",

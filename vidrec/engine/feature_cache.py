@@ -20,8 +20,8 @@ The data side: a dataset whose items' frames are deterministic gives
   bytes hashed, or the row's values -- and the transform that makes frames of it);
 - ``item_meta(index) -> dict``: the item without its ``rgb`` frames (labels, captions, ids), cheap.
 
-A dataset without them (random crops, flips, clip starts: every epoch sees other frames) is not cached,
-and the run says so once.
+A dataset without them, or one whose ``deterministic`` attribute is False (random crops, flips, clip
+starts: every epoch sees other frames), is not cached, and the run says so once.
 
 Storage: ``RUN/feature_cache/<fingerprint>/<key>.safetensors``, one file per distinct input, written
 atomically; the fingerprint hashes the frozen weights and the prefix's structure, the file name hashes
@@ -65,11 +65,13 @@ def frozen_prefix(model: nn.Module) -> nn.Module | None:
 
 
 def is_cacheable(dataset: Dataset | None) -> bool:
-    """True when `dataset` says what its items' frames depend on (`input_key`, `item_meta`)."""
+    """True when `dataset` says what its items' frames depend on (`input_key`, `item_meta`) and does not
+    say that they change from epoch to epoch (``deterministic = False``)."""
     return (
         dataset is not None
         and callable(getattr(dataset, "input_key", None))
         and callable(getattr(dataset, "item_meta", None))
+        and getattr(dataset, "deterministic", True)
     )
 
 

@@ -2,9 +2,11 @@
 
 Data: ``data.root`` holds videos with ``<stem>.landmarks.json`` beside them (`vidrec.data.landmarks`),
 split by video (or, for one video or with ``task_options.split=blocks``, into contiguous frame blocks);
-clips of ``data.frames`` frames, face crops of ``data.size`` pixels around each frame's true points
-(``task_options.margin``), the box jittered in training (``jitter_scale``, ``jitter_shift``: one draw per
-clip).
+clips of ``data.frames`` frames, face crops of ``data.size`` pixels around each frame's true points or
+(``task_options.box=detector``) its stored face rectangle (``task_options.margin``), the box jittered in
+training (``jitter_scale``, ``jitter_shift``: one draw per clip). With ``jitter_versions = N`` the training
+clips are the same every epoch (every ``clip_stride`` frames, N fixed jitters per track), so a frozen
+trunk (``freeze_trunk``) is computed once per crop and cached (`vidrec.engine.feature_cache`).
 
 Model: any vidrec model built with ``num_classes = 68 * 2``; its per-step output `(B, T, 136)` (single-frame
 CNN, LRCN, PreRNN, the RNN baselines) is read as `(B, T, 68, 2)` coordinates in crop units, centred:
@@ -52,7 +54,7 @@ from vidrec.data.landmarks import (
     FaceTrack,
     LandmarkClips,
     LandmarksError,
-    box_from_points,
+    face_boxes,
     find_videos,
     inter_ocular,
     inter_pupil,
@@ -78,10 +80,22 @@ class LandmarksOptions:
         "video: whole videos validate; blocks: every video's last val_fraction of frames validates (a "
         "clip-long gap before it); one video always splits in blocks",
     )
-    margin: float = opt(1.3, "face box side = margin x the longer side of the points' bounding box")
+    box: Literal["points", "detector"] = opt(
+        "points",
+        "points: the crop box is a square around each frame's true points; detector: around the face "
+        "rectangle stored in the json's 'boxes' (does not move with the jaw; vidrec predict maps its "
+        "detector to the same convention)",
+    )
+    margin: float = opt(1.3, "face box side = margin x the longer side of the points' box (or rectangle)")
     jitter_scale: float = opt(0.1, "training box scale jitter: a factor in [1 - x, 1 + x] per clip")
     jitter_shift: float = opt(0.05, "training box shift jitter: up to x box sides in x and y per clip")
     loss: Literal["l1", "l2"] = opt("l1", "l1 or l2 on centred crop coordinates (points / size - 0.5)")
+    jitter_versions: int = opt(
+        0,
+        "0: a fresh box jitter per training clip and epoch; N: N fixed jitter versions per video, the same "
+        "clips every epoch, so a frozen trunk's features are computed once and cached",
+    )
+    clip_stride: int = opt(4, "with jitter_versions: a training clip starts every clip_stride frames")
 
 
 @register_task
@@ -96,7 +110,10 @@ class Landmarks(Task):
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
         o, d = self.options, cfg.data
-        self.crop = CropSettings(d.frames, d.size, o.margin, o.jitter_scale, o.jitter_shift)
+        self.crop = CropSettings(
+            d.frames, d.size, o.margin, o.jitter_scale, o.jitter_shift, box=o.box,
+            versions=max(o.jitter_versions, 0), stride=max(o.clip_stride, 1),
+        )  # fmt: skip
         self.last_errors: np.ndarray | None = None  # per-frame NME of the last validation (report's CED)
         self.mean_shape: np.ndarray | None = None  # (68, 2) mean training target (`build_model`)
         self._data: tuple[list[FaceTrack], list[FaceTrack], list[str], int] | None = None
@@ -141,7 +158,7 @@ class Landmarks(Task):
         from vidrec.models.build import build_model  # imports every model: only when one is built
 
         if self.mean_shape is None and weights:
-            self.mean_shape = mean_shape(self._read()[0], self.crop.margin)
+            self.mean_shape = mean_shape(self._read()[0], self.crop.margin, box=self.crop.box)
         model = build_model(self.cfg.model, num_classes=NUM_POINTS * 2, weights=weights)
         if self.mean_shape is not None:
             mean_shape_start(model, self.mean_shape)
@@ -149,14 +166,17 @@ class Landmarks(Task):
 
     def state(self) -> dict[str, Any]:
         c = self.crop
-        state = {"points": NUM_POINTS, "frames": c.frames, "size": c.size, "margin": c.margin}
+        state = {"points": NUM_POINTS, "frames": c.frames, "size": c.size, "margin": c.margin, "box": c.box}
         if self.mean_shape is not None:  # the head's starting point: data, 136 numbers
             state["mean_shape"] = np.round(self.mean_shape, 6).ravel().tolist()
         return state
 
     def load_state(self, state: dict[str, Any], *, class_names: list[str] = ()) -> None:
         if state:
-            self.crop = CropSettings(state["frames"], state["size"], state["margin"], 0.0, 0.0)
+            box = state.get("box", "points")  # checkpoints written before the field: points
+            if box not in ("points", "detector"):
+                raise ValueError(f"task_state.box is {box!r}, not 'points' or 'detector'")
+            self.crop = CropSettings(state["frames"], state["size"], state["margin"], 0.0, 0.0, box=box)
             if state.get("mean_shape") is not None:
                 self.mean_shape = _stored_shape(state["mean_shape"])
 
@@ -239,7 +259,7 @@ class Landmarks(Task):
             box_smoothing: weight of the previous window's box in the next one, in [0, 1).
         """
         from vidrec.cli import UsageError, output_path
-        from vidrec.data.face_detect import BoxTracker, FixedBox, get_detector
+        from vidrec.data.face_detect import DLIB_CALIBRATION, BoxTracker, FixedBox, get_detector, relative_to
         from vidrec.tasks.landmarks_video import landmarks_on_video
 
         if not 0 <= box_smoothing < 1:
@@ -253,7 +273,10 @@ class Landmarks(Task):
         elif detector != "none":
             finder = get_detector(detector)
         if name != "none":
-            tracker = BoxTracker(finder, finder.calibration, self.crop.margin, box_smoothing)
+            calibration = finder.calibration
+            if self.crop.box == "detector" and face_box is None:  # trained on dlib's rectangles
+                calibration = relative_to(calibration, DLIB_CALIBRATION)
+            tracker = BoxTracker(finder, calibration, self.crop.margin, box_smoothing)
         model.eval()
         return landmarks_on_video(
             lambda rgb: self.predict(model, rgb, device), video, self.crop, points_file=points_file,
@@ -281,14 +304,14 @@ def per_step_points(out: torch.Tensor, frames: int) -> torch.Tensor:
     return out.reshape(*out.shape[:2], NUM_POINTS, 2)
 
 
-def mean_shape(tracks: list[FaceTrack], margin: float) -> np.ndarray:
+def mean_shape(tracks: list[FaceTrack], margin: float, *, box: str = "points") -> np.ndarray:
     """The mean target `(68, 2)` of every frame with points in `tracks`, in the head's centred crop units
-    (``points / size - 0.5`` in the unjittered box of `box_from_points`, whatever the crop size)."""
+    (``points / size - 0.5`` in the unjittered box of `face_boxes` with `box`, whatever the crop size)."""
     shapes = []
     for track in tracks:
-        for points in track.points[~np.isnan(track.points).any(axis=(1, 2))]:
-            box = box_from_points(points, margin=margin)
-            shapes.append((points - [box.x0, box.y0]) / box.side - 0.5)
+        ok = np.flatnonzero(~np.isnan(track.points).any(axis=(1, 2)))
+        for k, b in zip(ok, face_boxes(track, margin=margin, source=box, frames=ok), strict=True):
+            shapes.append((track.points[k] - [b.x0, b.y0]) / b.side - 0.5)
     if not shapes:
         raise LandmarksError(f"task=landmarks: the {len(tracks)} training tracks have no frame with points")
     return np.mean(shapes, axis=0).astype(np.float32)

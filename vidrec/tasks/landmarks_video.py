@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidrec.data.face_detect import BoxTracker, frame_ranges
-from vidrec.data.landmarks import Box, CropSettings, box_from_points, crop_face, landmarks_file, read_track
+from vidrec.data.face_detect import BoxTracker, crop_box, frame_ranges
+from vidrec.data.landmarks import Box, CropSettings, crop_face, landmarks_file, read_track
 
 
 @dataclass
@@ -43,14 +43,14 @@ class WindowPoints:
     rects: list[np.ndarray | None] | None
 
 
-def first_box(video: Path, margin: float, height: int, width: int) -> Box:
+def first_box(video: Path, margin: float, height: int, width: int, convention: str = "points") -> Box:
     """The box before any face is found: the first annotated frame's points of ``<stem>.landmarks.json``
     when it exists, else the centred square of the frame's short side (a face-centred video)."""
     if landmarks_file(video).is_file():
         points = read_track(video).points
         ok = np.flatnonzero(~np.isnan(points).any(axis=(1, 2)))
         if len(ok):
-            return box_from_points(points[ok[0]], margin=margin)
+            return crop_box(points[ok[0]], margin=margin, convention=convention)
     side = float(min(height, width))
     return Box((width - side) / 2, (height - side) / 2, side)
 
@@ -96,7 +96,7 @@ def track_windows(
     from vidrec.progress import progress as bar
 
     meta = probe(video)
-    fallback = box = first_box(video, crop.margin, meta.height, meta.width)
+    fallback = box = first_box(video, crop.margin, meta.height, meta.width, crop.box)
     total = math.ceil(meta.num_frames / crop.frames)
     start = 0
     for frames in bar(windows(video, crop.frames), total=total, desc="landmarks", disable=not progress):
@@ -108,7 +108,7 @@ def track_windows(
         yield WindowPoints(start, frames, points, box, rects)
         start += len(frames)
         if tracker is None:  # no detector: follow the face by the points just predicted
-            box = box_from_points(points[-1], margin=crop.margin)
+            box = crop_box(points[-1], margin=crop.margin, convention=crop.box)
 
 
 def landmarks_on_video(
