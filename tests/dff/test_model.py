@@ -141,6 +141,27 @@ def test_scale_field_starts_at_one_and_its_bias_never_changes_in_training(frames
         assert part in moved, f"the loss on the current frame did not reach {part}"
 
 
+def test_frozen_parts_keep_their_weights_and_statistics_while_the_flow_trains(frames):
+    model = tiny_dff()
+    model.feature_net.insert(1, nn.BatchNorm2d(6))  # statistics that a training batch would move
+    model.freeze(["feature_net", "task_net"]).train()
+    assert model.training and not model.feature_net.training and not model.task_net.training
+    before = {n: t.detach().clone() for n, t in model.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    target = torch.randint(0, 2, (1, 48, 64))
+    for step in range(3):
+        loss = nn.functional.cross_entropy(model(frames[0], frames[3 + step]), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = model.state_dict()
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    assert not [n for n in moved if n.startswith(("feature_net.", "task_net."))]  # BN running stats too
+    assert {"scale.conv.weight", "flow_net.predict.weight"} <= moved
+    with pytest.raises(ValueError, match="not parts of a DFF model"):
+        tiny_dff().freeze(["backbone"])
+
+
 def test_same_flag_uses_the_key_features_unwarped(frames):
     model = tiny_dff().eval()
     pair = torch.cat(frames[:2]), torch.cat(frames[2:4])

@@ -151,6 +151,28 @@ class DFF(nn.Module):
         self.upsample = upsample
         self.reduced = reduced
 
+    frozen_parts: tuple[str, ...] = ()
+    PARTS = ("feature_net", "task_net", "flow_net")
+
+    def freeze(self, parts: Iterable[str]) -> DFF:
+        """Keep `parts` (of `PARTS`) as they are while the rest trains: no gradients, and eval mode under
+        ``train()`` (BatchNorm running statistics, no dropout). The DFF recipe of benchmarks/dff.py trains
+        the flow net and S on a frozen per-frame network: the key frame's features then need no backward."""
+        parts = tuple(parts)
+        unknown = [p for p in parts if p not in self.PARTS]
+        if unknown:
+            raise ValueError(f"freeze: {unknown} are not parts of a DFF model: {', '.join(self.PARTS)}")
+        for name in parts:
+            getattr(self, name).requires_grad_(False)
+        self.frozen_parts = parts
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> DFF:
+        super().train(mode)
+        for name in self.frozen_parts:
+            getattr(self, name).eval()
+        return self
+
     # -- the parts (`vidrec.dff.cost` times each of them) ---------------------------------------------
     def key_features(self, img: torch.Tensor) -> torch.Tensor:
         """N_feat on a key frame: `(B, 3, H, W) -> (B, C, h, w)`, the task net's reduction included when

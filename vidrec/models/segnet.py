@@ -209,6 +209,7 @@ def dff_segnet_mobilenet_v2(
     freeze_stem_bn: bool = False,
     bias_field: bool = False,
     motion: int = 0,
+    freeze: tuple[str, ...] | list[str] = (),
 ) -> nn.Module:
     """Deep Feature Flow (Zhu et al., CVPR'17) around `segnet_mobilenet_v2`'s parts plus a flow net.
 
@@ -217,7 +218,9 @@ def dff_segnet_mobilenet_v2(
     weights, S = 1); raft = torchvision RAFT when its weights are on disk (S = 1). The task net's
     ``hidden``-channel reduction is what DFF propagates (``DFF(reduced=True)``). ``bias_field``: the
     learned flow's DFF adds B (`vidrec.dff.model.BiasField`, zero at the start) to the scaled warp.
-    ``motion``: as `segnet_mobilenet_v2`'s (the motion cue runs on key frames only).
+    ``motion``: as `segnet_mobilenet_v2`'s (the motion cue runs on key frames only). ``freeze``: parts kept
+    as they are in training (``feature_net``, ``task_net``, ``flow_net``; `vidrec.dff.DFF.freeze`): the
+    dff_davis config freezes the per-frame network it starts from and trains the flow net and S.
     """
     from vidrec.dff.flownets import make_flow_net
     from vidrec.dff.model import DFF, BiasField, ScaleField
@@ -245,4 +248,4 @@ def dff_segnet_mobilenet_v2(
         reduced=True,
     )
     model.num_classes, model.modalities = num_classes, ("rgb",)
-    return model
+    return model.freeze(freeze) if freeze else model
