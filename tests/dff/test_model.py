@@ -120,6 +120,17 @@ def test_adaptive_run_marks_the_frames_its_schedule_chose(frames):
     assert every == [True] * 7 and never == [True] + [False] * 6
 
 
+def train_on_pairs(model: DFF, opt: torch.optim.Optimizer, frames, *, steps: int = 3, first: int = 3) -> None:
+    """`steps` optimiser steps of cross-entropy against one random mask on the pairs (frame 0, frame
+    `first` + step): the loss on the current frame, as DFF trains."""
+    target = torch.randint(0, 2, (1, 48, 64))
+    for step in range(steps):
+        loss = nn.functional.cross_entropy(model(frames[0], frames[first + step]), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def test_scale_field_starts_at_one_and_its_bias_never_changes_in_training(frames):
     model = tiny_dff()
     s_in = torch.randn(2, model.flow_net.scale_channels, 3, 4)
@@ -127,14 +138,7 @@ def test_scale_field_starts_at_one_and_its_bias_never_changes_in_training(frames
     bias = model.scale.bias.clone()
     assert "scale.bias" in model.state_dict() and all(p is not model.scale.bias for p in model.parameters())
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
-    target = torch.randint(0, 2, (1, 48, 64))
-    for step in range(3):
-        out = model(frames[0], frames[3 + step])
-        loss = nn.functional.cross_entropy(out, target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_on_pairs(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1), frames)
     assert torch.equal(model.scale.bias, bias)
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     for part in ("feature_net.0.weight", "task_net.weight", "scale.conv.weight", "flow_net.predict.weight"):
@@ -147,13 +151,9 @@ def test_frozen_parts_keep_their_weights_and_statistics_while_the_flow_trains(fr
     model.freeze(["feature_net", "task_net"]).train()
     assert model.training and not model.feature_net.training and not model.task_net.training
     before = {n: t.detach().clone() for n, t in model.state_dict().items()}
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.01)
-    target = torch.randint(0, 2, (1, 48, 64))
-    for step in range(3):
-        loss = nn.functional.cross_entropy(model(frames[0], frames[3 + step]), target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_on_pairs(
+        model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.01), frames
+    )
     after = model.state_dict()
     moved = {n for n in before if not torch.equal(before[n], after[n])}
     assert not [n for n in moved if n.startswith(("feature_net.", "task_net."))]  # BN running stats too
@@ -260,13 +260,7 @@ def test_bias_field_adds_a_correction_that_starts_at_zero_and_leaves_key_frames_
     assert all(torch.equal(a, b) for a, b in zip(plain, [o for o, _ in model.run(frames, FixedInterval(3))]))
     model.train()
     before = model.bias_field.conv.weight.detach().clone()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    target = torch.randint(0, 2, (1, 48, 64))
-    for step in range(2):
-        loss = nn.functional.cross_entropy(model(frames[0], frames[2 + step]), target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_on_pairs(model, torch.optim.SGD(model.parameters(), lr=0.1), frames, steps=2, first=2)
     assert not torch.equal(model.bias_field.conv.weight, before)
     model.eval()
     runs = list(model.run(frames, FixedInterval(3)))
