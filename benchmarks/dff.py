@@ -9,9 +9,10 @@ What runs (sizes are the defaults; all printed):
 2. Per-frame net: `segnet_mobilenet_v2` (ImageNet MobileNetV2 dilated to output stride 16, the light task
    net: 1x1 conv 1280 -> 128, ReLU, 1x1 conv -> 2). Given --per-frame CKPT (what `vidrec train
    segment_davis` writes) that model is measured (with its motion cue when it has one: its frames are
-   then each stacked with their neighbours, `vidrec.models.motion`); otherwise its feature net is kept
-   FROZEN (BatchNorm in eval), its features of the training frames cached, and the task net trained on
-   them (--head-epochs).
+   then each stacked with their neighbours, `vidrec.models.motion`; with its ``flip_test``, every row's
+   key frames average the features of the frame and its mirror image, unless --no-flip-test); otherwise
+   its feature net is kept FROZEN (BatchNorm in eval), its features of the training frames cached, and
+   the task net trained on them (--head-epochs).
 3. Learned flow DFF around the per-frame net's parts: `FlowNetLite` (the pair pooled to 1/4, flow on the
    stride-16 grid) pretrained self-supervised on the training frames (--pretrain-steps, 1000), then trained
    with the scale field S (and with --bias-field the bias field B) on (key, current) pairs, key 1..9 frames
@@ -178,6 +179,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--out", default="runs/bench_dff", help="output folder (default runs/bench_dff)")
     p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
+    p.add_argument(
+        "--no-flip-test",
+        action="store_true",
+        help="key frames without the mirror-averaged features a --per-frame checkpoint's flip_test asks for",
+    )
     p.add_argument(
         "--write-docs",
         action="store_true",
@@ -563,6 +569,8 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
     from vidrec.benchdocs import command, machine
 
     cmd = command()
+    flip_text = " (flip_test: a key frame averages the features of the frame and its mirror image)"
+    flip_text = flip_text if info.get("flip_test") else ""
     title = (
         "Deep Feature Flow on DAVIS-2016 with a `vidrec train segment_davis` checkpoint "
         "(`benchmarks/dff.py --per-frame`)"
@@ -576,7 +584,7 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
         f"{', '.join(info['val'])}; frames at {info['size'][0]} x {info['size'][1]}, scored at the "
         f"{info['scored']}; {info['device']} {info['dtype']}; "
         f"{info['total_seconds'] / 60:.0f} min in all. "
-        f"Per-frame model: {info['per_frame_source']}. Adaptive: {info['adaptive_text']}.\n\n"
+        f"Per-frame model: {info['per_frame_source']}{flip_text}. Adaptive: {info['adaptive_text']}.\n\n"
         "Speed-up: frames/s over the per-frame row's at the same thread count (the model alone, frames "
         "decoded beforehand). r: cost(key frame) / cost(propagated frame), in FLOPs (FlopCounterMode; DIS "
         "and "
@@ -655,6 +663,8 @@ def main(argv=None) -> int:
             f"frozen ImageNet MobileNetV2 (output stride 16), task net trained {args.head_epochs} epochs on "
             "its cached features"
         )
+    flip = bool(getattr(seg, "flip_test", False)) and not args.no_flip_test  # key frames mirror-averaged
+    info["flip_test"] = flip
     feature_net = (seg.feature_net if seg else segnet_mobilenet_v2(pretrained=True).feature_net).to(device)
     feature_net.eval().requires_grad_(False)
     feats = None
@@ -670,6 +680,7 @@ def main(argv=None) -> int:
         from vidrec.dff import as_dff
 
         learned = as_dff(load_task(args.dff)[0]).to(device).eval()
+        learned.flip_test = flip  # every row's key frames the same way
         info["dff_source"] = f"the checkpoint {args.dff}"
     else:
         from vidrec.dff.pretrain import train_flownet
@@ -697,6 +708,7 @@ def main(argv=None) -> int:
                 scale_field=ScaleField(net.scale_channels, hidden),
                 bias_field=BiasField(net.scale_channels, hidden) if bias else None,
                 reduced=True,
+                flip_test=flip,
             ).to(device)
             losses = train_dff_pairs(
                 dff,
@@ -729,8 +741,8 @@ def main(argv=None) -> int:
         )
     del feats
     # l = 1 never runs the flow: the per-frame baseline is DFF's key path, the per-frame net exactly
-    per_frame = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True).eval()
-    dis = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True).eval()
+    per_frame = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True, flip_test=flip).eval()
+    dis = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True, flip_test=flip).eval()
     info["train_seconds"] = time.perf_counter() - start
     print(
         f"training done in {info['train_seconds']:.0f} s; measuring on {len(val_seqs)} sequences", flush=True

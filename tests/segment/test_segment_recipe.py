@@ -214,7 +214,10 @@ def test_training_reports_the_table_and_the_benchmark_measures_the_checkpoint(ti
     from vidrec.engine.checkpoint import load_task
 
     seg = load_task(out / "last.safetensors")[0]
-    per_frame = DFF(seg.feature_net, DISFlow(), seg.task_net, feature_stride=seg.feature_stride).eval()
+    assert seg.flip_test  # the recipe's test-time flips
+    per_frame = DFF(
+        seg.feature_net, DISFlow(), seg.task_net, feature_stride=seg.feature_stride, flip_test=seg.flip_test
+    ).eval()
     from vidrec.models.motion import takes_neighbours
 
     assert takes_neighbours(seg)  # the recipe's motion cue: frames with their neighbours, (1, 9, H, W)

@@ -47,6 +47,7 @@ from torch import nn
 
 from vidrec.dff.schedule import Schedule
 from vidrec.dff.warp import resize_flow, warp
+from vidrec.models.layers import mirror_averaged
 
 __all__ = ["DFF", "SIGNALS", "BiasField", "ScaleField", "as_dff", "walk", "walk_bidirectional", "warp_error"]
 
@@ -123,6 +124,9 @@ class DFF(nn.Module):
         upsample: resize the task output bilinearly to the image size.
         reduced: propagate the task net's reduced map (the module docstring); the task net must have
             ``reduce`` and ``classify_reduced``, and S the reduced channel count.
+        flip_test: in eval mode, a key frame's features are those of the frame and of its mirror image
+            averaged (`vidrec.models.layers.mirror_averaged`): key frames cost twice, propagated frames the
+            same. Training never flips.
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class DFF(nn.Module):
         bias_field: BiasField | None = None,
         upsample: bool = True,
         reduced: bool = False,
+        flip_test: bool = False,
     ) -> None:
         super().__init__()
         missing = [a for a in ("reduce", "classify_reduced") if reduced and not hasattr(task_net, a)]
@@ -150,6 +155,7 @@ class DFF(nn.Module):
         self.bias_field = bias_field
         self.upsample = upsample
         self.reduced = reduced
+        self.flip_test = flip_test
 
     frozen_parts: tuple[str, ...] = ()
     PARTS = ("feature_net", "task_net", "flow_net")
@@ -176,8 +182,11 @@ class DFF(nn.Module):
     # -- the parts (`vidrec.dff.cost` times each of them) ---------------------------------------------
     def key_features(self, img: torch.Tensor) -> torch.Tensor:
         """N_feat on a key frame: `(B, 3, H, W) -> (B, C, h, w)`, the task net's reduction included when
-        `reduced` (what is cached and propagated)."""
-        features = self.feature_net(img)
+        `reduced` (what is cached and propagated); mirror-averaged in eval mode when `flip_test`."""
+        if self.flip_test and not self.training:
+            features = mirror_averaged(self.feature_net, img)
+        else:
+            features = self.feature_net(img)
         return self.task_net.reduce(features) if self.reduced else features
 
     def task(self, features: torch.Tensor) -> torch.Tensor:
@@ -415,9 +424,9 @@ def _split(x, n: int):
 
 def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
     """A `DFF` from a trained model: the model itself (its own flow net unless `flow_net` is given), or a
-    per-frame model's ``feature_net`` / ``task_net`` / ``feature_stride`` with `flow_net`, propagating the
-    task net's reduced map when it has one (``reduced``). With a `flow_net` of its choosing the result has
-    no scale field (S = 1): a trained S belongs to its own flow net."""
+    per-frame model's ``feature_net`` / ``task_net`` / ``feature_stride`` (and ``flip_test``) with
+    `flow_net`, propagating the task net's reduced map when it has one (``reduced``). With a `flow_net` of
+    its choosing the result has no scale field (S = 1): a trained S belongs to its own flow net."""
     if isinstance(model, DFF):
         if flow_net is None:
             return model
@@ -428,6 +437,7 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
             feature_stride=model.feature_stride,
             upsample=model.upsample,
             reduced=model.reduced,
+            flip_test=model.flip_test,
         )
     missing = [a for a in ("feature_net", "task_net", "feature_stride") if not hasattr(model, a)]
     if missing:
@@ -446,4 +456,5 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
         model.task_net,
         feature_stride=int(model.feature_stride),
         reduced=reduced,
+        flip_test=bool(getattr(model, "flip_test", False)),
     )

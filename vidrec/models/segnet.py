@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidrec.models.backbones import mobilenet_v2
+from vidrec.models.layers import mirror_averaged
 from vidrec.models.registry import register_model
 
 FEATURE_CHANNELS = 1280
@@ -147,18 +148,29 @@ class SegNet(nn.Module):
         feature_net: (B, 3, H, W) -> (B, C, H/s, W/s) (or (B, 9, H, W), a `MotionFeatures`).
         task_net: (B, C, h, w) -> (B, K, h, w).
         feature_stride: s, the feature net's output stride.
+        flip_test: in eval mode, the features are those of the frame and its mirror image averaged
+            (`vidrec.models.layers.mirror_averaged`: the feature net costs twice); training never flips.
     """
 
     modalities = ("rgb",)
 
-    def __init__(self, feature_net: nn.Module, task_net: nn.Module, *, feature_stride: int) -> None:
+    def __init__(
+        self, feature_net: nn.Module, task_net: nn.Module, *, feature_stride: int, flip_test: bool = False
+    ) -> None:
         super().__init__()
         self.feature_net, self.task_net, self.feature_stride = feature_net, task_net, feature_stride
+        self.flip_test = flip_test
         self.num_classes = task_net.classify.out_channels if isinstance(task_net, SegHead) else None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature net's output on `x`, mirror-averaged in eval mode when `flip_test`."""
+        if self.flip_test and not self.training:
+            return mirror_averaged(self.feature_net, x)
+        return self.feature_net(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised RGB (B, 3, H, W) -> logits (B, K, H, W)."""
-        logits = self.task_net(self.feature_net(x))  # (B, K, H/s, W/s)
+        logits = self.task_net(self.features(x))  # (B, K, H/s, W/s)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -175,6 +187,7 @@ def segnet_mobilenet_v2(
     context: tuple[int, ...] | list[int] = (),
     freeze_stem_bn: bool = False,
     motion: int = 0,
+    flip_test: bool = False,
 ) -> SegNet:
     """Per-frame binary segmentation on dilated ImageNet MobileNetV2 (output stride 16 or 8).
 
@@ -182,6 +195,8 @@ def segnet_mobilenet_v2(
     docstring). ``context``: dilation rates of the head's `ContextReduce` (empty: a 1x1 reduction).
     ``motion``: channels of the motion cue's branch (`vidrec.models.motion.MotionFeatures`) joined to the
     features; the model then takes each frame with its two neighbours, `(B, 9, H, W)`. 0: RGB only.
+    ``flip_test``: inference averages the features of each frame and of its mirror image (`SegNet`; the
+    feature net costs twice).
     """
     if motion < 0:
         raise ValueError(f"motion: channels of the motion branch must be >= 0 (0 = none), got {motion}")
@@ -193,7 +208,7 @@ def segnet_mobilenet_v2(
 
         features = MotionFeatures(features, MotionBranch(channels=motion))
     head = SegHead(FEATURE_CHANNELS + motion, num_classes, hidden=hidden, context=tuple(context))
-    return SegNet(features, head, feature_stride=output_stride)
+    return SegNet(features, head, feature_stride=output_stride, flip_test=flip_test)
 
 
 @register_model(input_shapes=SEGMENT_INPUT, task="segment", paired=True)
@@ -210,6 +225,7 @@ def dff_segnet_mobilenet_v2(
     bias_field: bool = False,
     motion: int = 0,
     freeze: tuple[str, ...] | list[str] = (),
+    flip_test: bool = False,
 ) -> nn.Module:
     """Deep Feature Flow (Zhu et al., CVPR'17) around `segnet_mobilenet_v2`'s parts plus a flow net.
 
@@ -221,6 +237,7 @@ def dff_segnet_mobilenet_v2(
     ``motion``: as `segnet_mobilenet_v2`'s (the motion cue runs on key frames only). ``freeze``: parts kept
     as they are in training (``feature_net``, ``task_net``, ``flow_net``; `vidrec.dff.DFF.freeze`): the
     dff_davis config freezes the per-frame network it starts from and trains the flow net and S.
+    ``flip_test``: as `segnet_mobilenet_v2`'s, on key frames (`vidrec.dff.DFF`).
     """
     from vidrec.dff.flownets import make_flow_net
     from vidrec.dff.model import DFF, BiasField, ScaleField
@@ -246,6 +263,7 @@ def dff_segnet_mobilenet_v2(
         scale_field=scale,
         bias_field=bias,
         reduced=True,
+        flip_test=flip_test,
     )
     model.num_classes, model.modalities = num_classes, ("rgb",)
     return model.freeze(freeze) if freeze else model
