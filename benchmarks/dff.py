@@ -5,7 +5,8 @@ frame. Issue 23: at l = 10, >= 5x the per-frame frames/s for <= 2 J points lost.
 
 What runs (sizes are the defaults; all printed):
 1. Frames of the training and validation sequences (the fixed split of `vidrec.data.davis`, or
-   --train-sequences / --val-sequences) are read once at --size (240 x 432).
+   --train-sequences / --val-sequences) are read once at --size (the --per-frame checkpoint's working
+   size, else 240 x 432).
 2. Per-frame net: `segnet_mobilenet_v2` (ImageNet MobileNetV2 dilated to output stride 16, the light task
    net: 1x1 conv 1280 -> 128, ReLU, 1x1 conv -> 2). Given --per-frame CKPT (what `vidrec train
    segment_davis` writes) that model is measured (with its motion cue when it has one: its frames are
@@ -86,7 +87,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-sequences", nargs="*", default=None, help="default: the fixed training split")
     p.add_argument("--val-sequences", nargs="*", default=None, help="default: the fixed validation split")
     p.add_argument(
-        "--size", type=int, nargs=2, default=[240, 432], metavar=("H", "W"), help="default 240 432"
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="working size (default: the --per-frame checkpoint's task_options.size, else 240 432)",
     )
     p.add_argument("--head-epochs", type=int, default=6, help="per-frame task-net epochs (default 6)")
     p.add_argument(
@@ -190,6 +196,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="write the tables into docs/benchmarks.md (section dff; dff_segment_davis with --per-frame)",
     )
     return p.parse_args(argv)
+
+
+def checkpoint_size(path: str | None) -> tuple[int, int] | None:
+    """The working size (H, W) a per-frame checkpoint's run trained for (its task_options.size), if any."""
+    if not path:
+        return None
+    from vidrec.engine.checkpoint import load_checkpoint
+
+    size = (load_checkpoint(path).config.get("task_options") or {}).get("size")
+    return tuple(size) if size else None
 
 
 def set_threads(n: int) -> None:
@@ -615,7 +631,7 @@ def main(argv=None) -> int:
     if (out / "results.json").exists() and not args.overwrite:
         sys.exit(f"{out}/results.json exists; pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
-    size = tuple(args.size)
+    size = tuple(args.size or checkpoint_size(args.per_frame) or (240, 432))
     train_seqs = find_sequences(args.root, args.train_sequences or split_names("train"))
     val_seqs = find_sequences(args.root, args.val_sequences or split_names("val"))
     if args.train_frames:

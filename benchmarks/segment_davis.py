@@ -6,7 +6,7 @@ the fixed split of `vidrec.data.davis`): every frame but each sequence's first a
 the run trained for, logits upsampled to the native 480p masks, as the DAVIS-2016 toolkit scores
 (`vidrec.tasks.segment.Segment.validate`). So what is published is what a user's checkpoint does.
 
-Usage: python benchmarks/segment_davis.py ../shared/data/davis2016 runs/segment_davis/best.safetensors \
+Usage: python benchmarks/segment_davis.py ../shared/data/davis2016 runs/segment_davis/last.safetensors \
     [more checkpoints] [--write-docs]
 Prints one table per checkpoint and its recipe; ends with ``RESULT segment_davis ...``.
 """

@@ -26,7 +26,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "`vidrec train` with the built-in dff_davis config unless CONFIG names another: Deep Feature Flow "
         "trained end to end on DAVIS (key, current) pairs, e.g. `vidrec dff train data.root=DAVIS "
-        "model.init_from=runs/segment_davis/best.safetensors`"
+        "model.init_from=runs/segment_davis/last.safetensors`"
     )
 
 
