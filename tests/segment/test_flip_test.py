@@ -1,5 +1,5 @@
 """Test-time flips (``flip_test``): the segmenter's features are those of the frame and of its mirror image
-averaged (`vidrec.models.layers.mirror_averaged`), in eval mode only; under Deep Feature Flow on key frames
+averaged (`vidrec.dff.warp.mirror_averaged`), in eval mode only; under Deep Feature Flow on key frames
 only, so a key frame is still the per-frame net and propagated frames cost what they cost."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from torch import nn
 from vidrec.dff import as_dff
 from vidrec.dff.flownets import make_flow_net
 from vidrec.dff.schedule import FixedInterval
-from vidrec.models.layers import mirror_averaged
+from vidrec.dff.warp import mirror_averaged
 from vidrec.models.segnet import SegHead, SegNet, dff_segnet_mobilenet_v2, segnet_mobilenet_v2
 
 

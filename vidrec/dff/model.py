@@ -46,8 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidrec.dff.schedule import Schedule
-from vidrec.dff.warp import resize_flow, warp
-from vidrec.models.layers import mirror_averaged
+from vidrec.dff.warp import mirror_averaged, resize_flow, warp
 
 __all__ = ["DFF", "SIGNALS", "BiasField", "ScaleField", "as_dff", "walk", "walk_bidirectional", "warp_error"]
 
@@ -125,7 +124,7 @@ class DFF(nn.Module):
         reduced: propagate the task net's reduced map (the module docstring); the task net must have
             ``reduce`` and ``classify_reduced``, and S the reduced channel count.
         flip_test: in eval mode, a key frame's features are those of the frame and of its mirror image
-            averaged (`vidrec.models.layers.mirror_averaged`): key frames cost twice, propagated frames the
+            averaged (`vidrec.dff.warp.mirror_averaged`): key frames cost twice, propagated frames the
             same. Training never flips.
     """
 

@@ -1,4 +1,5 @@
-"""The Deep Feature Flow warp (Zhu et al., CVPR 2017; methods.md 4.2) and flow resizing.
+"""The Deep Feature Flow warp (Zhu et al., CVPR 2017; methods.md 4.2), flow resizing, and mirror-averaged
+features (test-time flips of the segmenter and of DFF's key frames).
 
 Propagation reads the key frame's features at the positions the flow points to:
 ``f_i(p) = sum_q G(q, p + flow(p)) f_k(q)`` with the bilinear kernel ``G`` and zeros outside the map. The
@@ -15,8 +16,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["resize_flow", "warp"]
+__all__ = ["mirror_averaged", "resize_flow", "warp"]
 
 
 def _base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -79,3 +81,12 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     out = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False, antialias=shrinking)
     factor = torch.tensor([w / big_w, h / big_h], dtype=flow.dtype, device=flow.device)
     return out * factor.view(1, 2, 1, 1)
+
+
+def mirror_averaged(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``(net(x) + mirror(net(mirror(x)))) / 2`` for a dense network `(B, C, H, W) -> (B, C', h, w)`, mirror =
+    the horizontal flip: test-time flip augmentation on the feature grid. Every channel of `x` is flipped
+    (a frame with its neighbours stacked stays stacked); the net runs once on a batch of 2B."""
+    both = net(torch.cat([x, x.flip(-1)]))
+    direct, mirrored = both.chunk(2)
+    return (direct + mirrored.flip(-1)) / 2

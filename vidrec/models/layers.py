@@ -1,12 +1,10 @@
-"""Small shared pieces: telling time-aware layers the clip length while time is folded into batch, and
-mirror-averaged features (test-time flips)."""
+"""Small shared pieces: telling time-aware layers the clip length while time is folded into batch."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
 import torch.nn as nn
 
 
@@ -36,12 +34,3 @@ def num_steps(model: nn.Module, steps: int) -> Iterator[None]:
     finally:
         for m in layers:
             m.steps = None
-
-
-def mirror_averaged(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``(net(x) + mirror(net(mirror(x)))) / 2`` for a dense network `(B, C, H, W) -> (B, C', h, w)`, mirror =
-    the horizontal flip: test-time flip augmentation on the feature grid. Every channel of `x` is flipped
-    (a frame with its neighbours stacked stays stacked); the net runs once on a batch of 2B."""
-    both = net(torch.cat([x, x.flip(-1)]))
-    direct, mirrored = both.chunk(2)
-    return (direct + mirrored.flip(-1)) / 2

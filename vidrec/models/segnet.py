@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidrec.dff.warp import mirror_averaged
 from vidrec.models.backbones import mobilenet_v2
-from vidrec.models.layers import mirror_averaged
 from vidrec.models.registry import register_model
 
 FEATURE_CHANNELS = 1280
@@ -149,7 +149,7 @@ class SegNet(nn.Module):
         task_net: (B, C, h, w) -> (B, K, h, w).
         feature_stride: s, the feature net's output stride.
         flip_test: in eval mode, the features are those of the frame and its mirror image averaged
-            (`vidrec.models.layers.mirror_averaged`: the feature net costs twice); training never flips.
+            (`vidrec.dff.warp.mirror_averaged`: the feature net costs twice); training never flips.
     """
 
     modalities = ("rgb",)
