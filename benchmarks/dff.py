@@ -69,6 +69,7 @@ from vidrec.dff import DFF, SIGNALS, Adaptive, BiasField, Bidirectional, FixedIn
 from vidrec.dff.cost import flop_ratio, part_costs, path_totals
 from vidrec.dff.davis_eval import evaluate_sequences, load_sequence, summarize
 from vidrec.dff.flownets import DISFlow, FlowNetLite
+from vidrec.dff.model import refreshable
 from vidrec.models.motion import stack_neighbours
 from vidrec.models.segnet import SegHead, segnet_mobilenet_v2
 from vidrec.progress import progress
@@ -189,6 +190,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-flip-test",
         action="store_true",
         help="key frames without the mirror-averaged features a --per-frame checkpoint's flip_test asks for",
+    )
+    p.add_argument(
+        "--no-fresh-motion",
+        action="store_true",
+        help="propagated frames warp the key frame's motion cue (default: a model with a motion cue gives "
+        "each its own, DIS fast preset; `vidrec.dff.model.DFF` fresh_motion)",
     )
     p.add_argument(
         "--write-docs",
@@ -587,6 +594,11 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
     cmd = command()
     flip_text = " (flip_test: a key frame averages the features of the frame and its mirror image)"
     flip_text = flip_text if info.get("flip_test") else ""
+    if info.get("fresh_motion"):
+        flip_text += (
+            "; DFF's propagated frames warp the key frame's appearance part and add their own motion cue's "
+            "(DIS fast preset; `DFF(fresh_motion=True)`)"
+        )
     title = (
         "Deep Feature Flow on DAVIS-2016 with a `vidrec train segment_davis` checkpoint "
         "(`benchmarks/dff.py --per-frame`)"
@@ -756,9 +768,14 @@ def main(argv=None) -> int:
             f"{', trained too' if args.pair_head else ', frozen'})"
         )
     del feats
+    dis = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True, flip_test=flip).eval()
+    fresh = refreshable(learned) and not args.no_fresh_motion  # propagated frames: their own motion cue
+    for model in (learned, without_bias, dis):
+        if model is not None:
+            model.fresh_motion = fresh
+    info["fresh_motion"] = fresh
     # l = 1 never runs the flow: the per-frame baseline is DFF's key path, the per-frame net exactly
     per_frame = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True, flip_test=flip).eval()
-    dis = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True, flip_test=flip).eval()
     info["train_seconds"] = time.perf_counter() - start
     print(
         f"training done in {info['train_seconds']:.0f} s; measuring on {len(val_seqs)} sequences", flush=True

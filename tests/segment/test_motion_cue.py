@@ -42,6 +42,11 @@ def test_camera_residual_removes_an_affine_camera_and_keeps_what_moves_apart():
     flow[20:35, 30:45] += (4.0, -3.0)  # an object moving on its own
     res = camera_residual(flow)
     assert res[22:33, 32:43].min() > 4.5 and np.median(res) < 1e-3
+    assert res.dtype == np.float32 and res.shape == (h, w)
+    tiny = np.zeros((4, 6, 2), np.float32) + (2.0, -1.0)  # too small to sample: the median flow is the camera
+    tiny[1, 2] = (5.0, 3.0)
+    res = camera_residual(tiny)
+    assert res[1, 2] == pytest.approx(5.0) and np.delete(res.ravel(), 8).max() == 0
 
 
 def _panning_scene(t: int, h: int = 96, w: int = 128) -> np.ndarray:

@@ -16,7 +16,7 @@ otherwise allocate tens of GB for one frame before anything said so."""
 
 def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
     """--interval (--bidirectional: both sides) | --adaptive, with --window, --threshold, --signal,
-    --max-gap (read by `make_schedule`); --no-flip-test (read by `build_dff`)."""
+    --max-gap (read by `make_schedule`); --no-flip-test, --no-fresh-motion (read by `build_dff`)."""
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--interval",
@@ -66,6 +66,12 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
         help="key frames without the mirror image a checkpoint's flip_test averages in (half the key-frame "
         "cost, about 1 J point less on DAVIS: docs/guides/segmentation.md)",
     )
+    p.add_argument(
+        "--no-fresh-motion",
+        action="store_true",
+        help="propagated frames warp the key frame's motion cue instead of computing their own (a model "
+        "with a motion cue computes its own by default: about 10 ms a frame, docs/dff.md)",
+    )
 
 
 def make_schedule(args: argparse.Namespace):
@@ -91,10 +97,15 @@ def make_schedule(args: argparse.Namespace):
 
 def build_dff(model: torch.nn.Module, args: argparse.Namespace):
     """The checkpoint's model as a `DFF` with the flow source `--flow` asks for (default: a DFF model's own
-    flow net, DIS for a per-frame model); key frames without their mirror image with --no-flip-test."""
+    flow net, DIS for a per-frame model); key frames without their mirror image with --no-flip-test;
+    propagated frames with their own motion cue when the model has one (`vidrec.dff.model.refreshable`),
+    unless --no-fresh-motion."""
+    from vidrec.dff.model import refreshable
+
     dff = _build_dff(model, args)
     if getattr(args, "no_flip_test", False):
         dff.flip_test = False
+    dff.fresh_motion = refreshable(dff) and not getattr(args, "no_fresh_motion", False)
     return dff
 
 

@@ -4,8 +4,9 @@
 post-processing on a key frame; flow, scale field, warp, head and post-processing on the others.)
 
 A key frame runs the feature net, the task net and the upsampling of its output; a propagated (non-key)
-frame runs the flow net, the scale field, the warp, the bias field when the model has one, the task net
-and the upsampling. `part_costs` runs
+frame runs the flow net, the scale field, the warp, the bias field when the model has one, its own motion
+cue when the model has ``fresh_motion`` (`vidrec.dff.model.DFF`: DIS, the camera fits and the cue's branch),
+the task net and the upsampling. `part_costs` runs
 each part alone on a (key, current) pair, as `vidrec.dff.model.DFF.run` runs it, and returns its FLOPs
 (`torch.utils.flop_counter.FlopCounterMode`: convolutions and matrix products; the warp's `grid_sample`,
 the bilinear resizing and OpenCV's DIS count 0, their cost shows in the wall time) and its median wall
@@ -41,7 +42,7 @@ __all__ = [
 
 KEY_PARTS = ("feature net", "task net", "upsampling")
 NON_KEY_PARTS = ("flow", "scale field", "warp", "task net", "upsampling")  # + "bias field" after the warp
-# when the model has B (`vidrec.dff.model.BiasField`)
+# when the model has B (`vidrec.dff.model.BiasField`), + "motion cue" after that with ``fresh_motion``
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,11 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
 def _steps(dff, key_img: torch.Tensor, cur_img: torch.Tensor) -> dict[tuple[str, str], Callable[[], object]]:
     """Each part of both paths as a call on the inputs that part gets in `DFF.run`."""
     size = tuple(cur_img.shape[-2:])
+    fresh = bool(getattr(dff, "fresh_motion", False))
     with torch.inference_mode():
         feat = dff.key_features(key_img)  # (1, C, h, w): cached on the key frame
+        if fresh:  # what is warped is the appearance part; the task net takes the sum (`DFF.task`)
+            feat = feat["appearance"]
         grid = tuple(feat.shape[-2:])
         flow, scale_in = dff.estimate_flow(key_img, cur_img, grid)
         scale = dff.scale_field(scale_in, grid)
@@ -99,6 +103,8 @@ def _steps(dff, key_img: torch.Tensor, cur_img: torch.Tensor) -> dict[tuple[str,
     }
     if bias is not None:
         steps[("non-key", "bias field")] = lambda: dff.bias(scale_in, grid) + warped
+    if fresh:
+        steps[("non-key", "motion cue")] = lambda: dff.fresh_motion_map(cur_img, grid) + warped
     steps[("non-key", "task net")] = lambda: dff.task(warped)
     steps[("non-key", "upsampling")] = lambda: dff.upsample_to(out, size)
     return steps

@@ -32,6 +32,16 @@ same ops in the same order); a propagated frame costs a tenth of the warp and no
 keeps it under a ninth of a key frame (issue 23, `vidrec.dff.cost`). As the 1x1 conv is linear per
 position, warping the reduced map equals reducing the warped map wherever the flow stays inside the frame.
 
+**A fresh motion cue on propagated frames** (``fresh_motion=True``): when the feature net carries the motion
+cue (`vidrec.models.motion.MotionFeatures`: appearance maps and the cue's branch, joined) and the reduction
+is a 1x1 conv, the reduced map splits exactly into an appearance part and a motion part (the conv is
+linear in its input channels). A key frame keeps both (``{"appearance": A, "motion": M}``, A + M = the
+reduced map: its output is unchanged); what is warped is A alone, and each propagated frame adds its own
+M from its own cue, computed with OpenCV DIS's *fast* preset (`FRESH_CUE_PRESET`: about 10 ms a frame at
+288 x 512 instead of 28 for the key frame's medium preset). A warped cue says where the object moved
+ten frames ago; the frame's own says where it moves now (docs/dff.md: J +4.9 points at l = 10 on held-out
+sequences, where the preset was chosen). `refreshable` says whether a model can.
+
 A checkpoint's model works with `as_dff` (and so with ``vidrec dff run``) when it is a `DFF` or any
 module with ``feature_net``, ``task_net`` and ``feature_stride`` attributes (a per-frame model).
 """
@@ -41,6 +51,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 
+import cv2
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,7 +59,20 @@ from torch import nn
 from vidrec.dff.schedule import Schedule
 from vidrec.dff.warp import mirror_averaged, resize_flow, warp
 
-__all__ = ["DFF", "SIGNALS", "BiasField", "ScaleField", "as_dff", "walk", "walk_bidirectional", "warp_error"]
+__all__ = [
+    "DFF",
+    "FRESH_CUE_PRESET",
+    "SIGNALS",
+    "BiasField",
+    "ScaleField",
+    "as_dff",
+    "refreshable",
+    "walk",
+    "walk_bidirectional",
+    "warp_error",
+]
+
+FRESH_CUE_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST  # the propagated frames' motion cue (module docstring)
 
 
 class ScaleField(nn.Module):
@@ -126,6 +150,8 @@ class DFF(nn.Module):
         flip_test: in eval mode, a key frame's features are those of the frame and of its mirror image
             averaged (`vidrec.dff.warp.mirror_averaged`): key frames cost twice, propagated frames the
             same. Training never flips.
+        fresh_motion: propagated frames warp the key frame's appearance part and add their own motion
+            cue's part (the module docstring); needs `refreshable` parts (and ``reduced``).
     """
 
     def __init__(
@@ -140,6 +166,7 @@ class DFF(nn.Module):
         upsample: bool = True,
         reduced: bool = False,
         flip_test: bool = False,
+        fresh_motion: bool = False,
     ) -> None:
         super().__init__()
         missing = [a for a in ("reduce", "classify_reduced") if reduced and not hasattr(task_net, a)]
@@ -155,6 +182,20 @@ class DFF(nn.Module):
         self.upsample = upsample
         self.reduced = reduced
         self.flip_test = flip_test
+        self.fresh_motion = fresh_motion  # checked by the setter below
+
+    @property
+    def fresh_motion(self) -> bool:
+        return self._fresh_motion
+
+    @fresh_motion.setter
+    def fresh_motion(self, on: bool) -> None:
+        if on and not refreshable(self):
+            raise ValueError(
+                "fresh_motion needs a feature net with a motion cue (model.kwargs.motion > 0), a task net "
+                "whose reduction is a 1x1 conv, and reduced=True"
+            )
+        self._fresh_motion = bool(on)
 
     frozen_parts: tuple[str, ...] = ()
     PARTS = ("feature_net", "task_net", "flow_net")
@@ -179,17 +220,53 @@ class DFF(nn.Module):
         return self
 
     # -- the parts (`vidrec.dff.cost` times each of them) ---------------------------------------------
-    def key_features(self, img: torch.Tensor) -> torch.Tensor:
+    def key_features(self, img: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         """N_feat on a key frame: `(B, 3, H, W) -> (B, C, h, w)`, the task net's reduction included when
-        `reduced` (what is cached and propagated); mirror-averaged in eval mode when `flip_test`."""
+        `reduced` (what is cached and propagated); mirror-averaged in eval mode when `flip_test`. With
+        `fresh_motion`, ``{"appearance": A, "motion": M}``, A + M the reduced map."""
         if self.flip_test and not self.training:
             features = mirror_averaged(self.feature_net, img)
         else:
             features = self.feature_net(img)
-        return self.task_net.reduce(features) if self.reduced else features
+        if not self.reduced:
+            return features
+        reduced = self.task_net.reduce(features)
+        if not self.fresh_motion:
+            return reduced
+        motion = self._motion_part(features[:, -self.feature_net.branch.out_channels :])
+        return {"appearance": reduced - motion, "motion": motion}
 
-    def task(self, features: torch.Tensor) -> torch.Tensor:
-        """N_task on (propagated or key) features `(B, C, h, w)` -> `(B, K, h, w)`, on the feature grid."""
+    def _motion_part(self, branch_maps: torch.Tensor) -> torch.Tensor:
+        """The reduction's motion columns applied to the branch's maps `(B, c, h, w)` (no bias)."""
+        weight = self.task_net.reduce.weight[:, -branch_maps.shape[1] :]
+        return F.conv2d(branch_maps, weight)
+
+    def fresh_motion_map(self, img: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """M of a propagated frame `(B, 9, H, W)` (frame and neighbours): its own cue (DIS fast preset), the
+        branch, the reduction's motion columns, `(B, hidden, h, w)` on `grid`."""
+        net = self.feature_net
+        if getattr(self, "_cue", None) is None:
+            from vidrec.models.motion import MotionCue
+
+            self._cue = MotionCue(FRESH_CUE_PRESET).to(img.device)
+        maps = net.branch(self._cue(img).to(img.dtype))
+        if maps.shape[-2:] != tuple(grid):
+            maps = F.interpolate(maps, size=tuple(grid), mode="bilinear", align_corners=False)
+        return self._motion_part(maps)
+
+    def with_motion(self, features, img: torch.Tensor):
+        """Propagated `features` (``{"appearance": A}``) with the frame's own motion part added; anything
+        else (a key frame's features, a model without `fresh_motion`) as it is."""
+        if not isinstance(features, dict) or "motion" in features:
+            return features
+        appearance = features["appearance"]
+        return {"appearance": appearance, "motion": self.fresh_motion_map(img, appearance.shape[-2:])}
+
+    def task(self, features) -> torch.Tensor:
+        """N_task on (propagated or key) features `(B, C, h, w)` -> `(B, K, h, w)`, on the feature grid (a
+        `fresh_motion` dict: on the sum of its parts)."""
+        if isinstance(features, dict):
+            features = sum(features.values())
         return self.task_net.classify_reduced(features) if self.reduced else self.task_net(features)
 
     def upsample_to(self, out: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -217,10 +294,11 @@ class DFF(nn.Module):
         """B `(B, C, h, w)` on `grid` from the flow net's features, or None (B = 0)."""
         return _field_on_grid(self.bias_field, scale_in, grid)
 
-    def warp_features(
-        self, key_feat: torch.Tensor, flow: torch.Tensor, scale_in: torch.Tensor | None
-    ) -> torch.Tensor:
-        """``S * warp(key_feat, flow) + B``, S and B from the flow net's features `scale_in`."""
+    def warp_features(self, key_feat, flow: torch.Tensor, scale_in: torch.Tensor | None):
+        """``S * warp(key_feat, flow) + B``, S and B from the flow net's features `scale_in` (a
+        `fresh_motion` key frame's appearance part alone: ``{"appearance": ...}``)."""
+        if isinstance(key_feat, dict):
+            return {"appearance": self.warp_features(key_feat["appearance"], flow, scale_in)}
         grid = key_feat.shape[-2:]
         out = warp(key_feat, flow, self.scale_field(scale_in, grid))
         bias = self.bias(scale_in, grid)
@@ -231,10 +309,11 @@ class DFF(nn.Module):
         flow, scale_in = self.estimate_flow(key_img, cur_img, grid)
         return flow, self.scale_field(scale_in, grid)
 
-    def propagate(self, key_feat: torch.Tensor, key_img: torch.Tensor, cur_img: torch.Tensor) -> torch.Tensor:
-        """The current frame's features from the key frame's: ``S * warp(key_feat, flow(cur -> key)) + B``."""
-        flow, scale_in = self.estimate_flow(key_img, cur_img, key_feat.shape[-2:])
-        return self.warp_features(key_feat, flow, scale_in)
+    def propagate(self, key_feat, key_img: torch.Tensor, cur_img: torch.Tensor):
+        """The current frame's features from the key frame's: ``S * warp(key_feat, flow(cur -> key)) + B``
+        (with `fresh_motion`, plus the current frame's own motion part)."""
+        flow, scale_in = self.estimate_flow(key_img, cur_img, feature_grid(key_feat))
+        return self.with_motion(self.warp_features(key_feat, flow, scale_in), cur_img)
 
     # -- training and per-frame inference -----------------------------------------------------------
     def per_frame(self, img: torch.Tensor) -> torch.Tensor:
@@ -252,10 +331,15 @@ class DFF(nn.Module):
                 unwarped (the release's ``eq_flag``); the flow net still runs so that the batch is one shape.
         """
         key_feat = self.key_features(key_img)
-        feat = self.propagate(key_feat, key_img, cur_img)
+        feat = self.task_input(self.propagate(key_feat, key_img, cur_img))
         if same is not None:
-            feat = torch.where(same.view(-1, 1, 1, 1).to(feat.device), key_feat, feat)
+            feat = torch.where(same.view(-1, 1, 1, 1).to(feat.device), self.task_input(key_feat), feat)
         return self.head(feat, cur_img.shape[-2:])
+
+    @staticmethod
+    def task_input(features) -> torch.Tensor:
+        """Features as the task net takes them: a `fresh_motion` dict summed."""
+        return sum(features.values()) if isinstance(features, dict) else features
 
     # -- inference on a video -----------------------------------------------------------------------
     def run(self, frames: Iterable[torch.Tensor], schedule: Schedule) -> Iterator[tuple[torch.Tensor, bool]]:
@@ -269,10 +353,34 @@ class DFF(nn.Module):
             self,
             frames,
             schedule,
-            flow=lambda key_img, img, key_feat: self.estimate_flow(key_img, img, key_feat.shape[-2:]),
+            flow=lambda key_img, img, key_feat: self.estimate_flow(key_img, img, feature_grid(key_feat)),
             warp_features=self.warp_features,
-            head=lambda feat, img: self.head(feat, img.shape[-2:]),
+            head=lambda feat, img: self.head(self.with_motion(feat, img), img.shape[-2:]),
         )
+
+
+def feature_grid(features) -> tuple[int, int]:
+    """(h, w) of a feature map, or of a `fresh_motion` dict's maps."""
+    if isinstance(features, dict):
+        features = features["appearance"]
+    return tuple(features.shape[-2:])
+
+
+def refreshable(model: nn.Module) -> bool:
+    """Whether `model` (a `DFF`) can give propagated frames a fresh motion cue: a feature net with the cue
+    (``branch`` and ``cue``, `vidrec.models.motion.MotionFeatures`), a task net whose ``reduce`` is a 1x1
+    conv over the joined channels, and ``reduced``."""
+    net, head = getattr(model, "feature_net", None), getattr(model, "task_net", None)
+    reduce = getattr(head, "reduce", None)
+    branch = getattr(net, "branch", None)
+    return (
+        bool(getattr(model, "reduced", False))
+        and branch is not None
+        and hasattr(net, "cue")
+        and isinstance(reduce, nn.Conv2d)
+        and reduce.kernel_size == (1, 1)
+        and reduce.in_channels > getattr(branch, "out_channels", reduce.in_channels)
+    )
 
 
 def _field_on_grid(
@@ -437,6 +545,7 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
             upsample=model.upsample,
             reduced=model.reduced,
             flip_test=model.flip_test,
+            fresh_motion=model.fresh_motion,
         )
     missing = [a for a in ("feature_net", "task_net", "feature_stride") if not hasattr(model, a)]
     if missing:

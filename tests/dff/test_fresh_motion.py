@@ -1,0 +1,133 @@
+"""A fresh motion cue on propagated frames (``DFF(fresh_motion=True)``): a key frame's reduced map splits
+exactly into an appearance part and a motion part; propagated frames warp the appearance part and add
+their own motion cue's part; key frames, and so the per-frame row, do not change."""
+
+from __future__ import annotations
+
+import argparse
+
+import cv2
+import pytest
+import torch
+from torch import nn
+
+from vidrec.data.transforms import normalize_frames
+from vidrec.dff import DFF, as_dff
+from vidrec.dff.cost import part_costs
+from vidrec.dff.flownets import make_flow_net
+from vidrec.dff.model import refreshable
+from vidrec.dff.schedule import Bidirectional, FixedInterval
+from vidrec.models.motion import stack_neighbours
+from vidrec.models.segnet import segnet_mobilenet_v2
+
+
+class ZeroFlow(nn.Module):
+    """A flow net that says nothing moved: (zero flow on a 1/16 grid, no scale features)."""
+
+    def forward(self, key: torch.Tensor, cur: torch.Tensor):
+        b, _, h, w = cur.shape
+        return cur.new_zeros(b, 2, -(-h // 16), -(-w // 16)), None
+
+
+def frames(n: int = 6, seed: int = 0) -> list[torch.Tensor]:
+    """`n` frames (1, 9, 64, 96), each with its neighbours: a bright square moving right on noise."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(3, 64, 96, generator=g) * 0.3
+    clip = []
+    for t in range(n):
+        f = base.clone()
+        f[:, 20:44, 10 + 6 * t : 34 + 6 * t] = 0.9
+        clip.append(f)
+    stacked = stack_neighbours((torch.stack(clip) * 255).to(torch.uint8))  # (T, 9, H, W) uint8
+    return [normalize_frames(x[None]) for x in stacked]
+
+
+@pytest.fixture(scope="module")
+def seg():
+    torch.manual_seed(0)
+    return segnet_mobilenet_v2(hidden=8, motion=4).eval()
+
+
+def test_key_frame_splits_exactly_and_is_the_per_frame_net(seg):
+    dff = as_dff(seg, flow_net=make_flow_net("dis", stride=16)).eval()
+    assert refreshable(dff)
+    dff.fresh_motion = True
+    clip = frames()
+    with torch.no_grad():
+        parts = dff.key_features(clip[0])
+        assert set(parts) == {"appearance", "motion"}
+        reduced = seg.task_net.reduce(seg.feature_net(clip[0]))
+        assert torch.allclose(parts["appearance"] + parts["motion"], reduced, atol=1e-5)
+        assert parts["motion"].abs().sum() > 0  # the cue's part is not empty
+        for x, (out, is_key) in zip(clip, dff.run(iter(clip), FixedInterval(1)), strict=True):
+            assert is_key and torch.allclose(out, seg(x), atol=1e-4)  # every frame a key frame: the segmenter
+
+
+def test_propagated_frame_warps_appearance_and_adds_its_own_cue(seg, monkeypatch):
+    dff = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True, fresh_motion=True).eval()
+    clip = frames()
+    with torch.no_grad():
+        key = dff.key_features(clip[0])
+        outs = [o for o, _ in dff.run(iter(clip), FixedInterval(3))]
+        grid = key["appearance"].shape[-2:]
+        for i in (1, 2):  # zero flow: the key frame's appearance part, the frame's own motion part
+            want = dff.head(key["appearance"] + dff.fresh_motion_map(clip[i], grid), (64, 96))
+            assert torch.allclose(outs[i], want, atol=1e-5)
+        # without it the key frame's whole map is carried, the frame's own cue plays no part
+        dff.fresh_motion = False
+        stale = [o for o, _ in dff.run(iter(clip), FixedInterval(3))]
+        assert torch.allclose(stale[1], stale[0], atol=1e-5)  # zero flow: a copy of the key frame
+        assert not torch.allclose(outs[1], stale[1], atol=1e-4)
+    # the cue computed the key frame's way (the medium preset) on the key frame itself gives back its output
+    monkeypatch.setattr("vidrec.dff.model.FRESH_CUE_PRESET", cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dff = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True, fresh_motion=True).eval()
+    with torch.no_grad():
+        again = [o for o, _ in dff.run(iter([clip[0], clip[0]]), FixedInterval(2))]
+    assert torch.allclose(again[1], again[0], atol=1e-4)
+
+
+def test_bidirectional_walk_blends_appearance_and_adds_the_cue_once(seg):
+    dff = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True, fresh_motion=True).eval()
+    clip = frames(5)
+    with torch.no_grad():
+        outs = [o for o, _ in dff.run(iter(clip), Bidirectional(4, tau=0.0))]
+        a0, a4 = dff.key_features(clip[0])["appearance"], dff.key_features(clip[4])["appearance"]
+        grid = a0.shape[-2:]
+        for i in (1, 2, 3):
+            w = (4 - i) / 4
+            want = dff.head(w * a0 + (1 - w) * a4 + dff.fresh_motion_map(clip[i], grid), (64, 96))
+            assert torch.allclose(outs[i], want, atol=1e-5)
+
+
+def test_fresh_motion_needs_a_motion_cue_and_the_clis_turn_it_on():
+    torch.manual_seed(1)
+    plain = segnet_mobilenet_v2(hidden=8).eval()
+    dff = as_dff(plain, flow_net=make_flow_net("dis", stride=16))
+    assert not refreshable(dff)
+    with pytest.raises(ValueError, match="motion cue"):
+        dff.fresh_motion = True
+    from vidrec.dff.cli_common import add_schedule_arguments, build_dff
+
+    p = argparse.ArgumentParser()
+    add_schedule_arguments(p)
+
+    def built(model, argv):
+        args = p.parse_args(argv)
+        args.flow, args.flow_weights, args.device, args.checkpoint = "dis", None, "cpu", "seg.safetensors"
+        return build_dff(model, args)
+
+    motion = segnet_mobilenet_v2(hidden=8, motion=4).eval()
+    assert built(motion, []).fresh_motion
+    assert not built(motion, ["--no-fresh-motion"]).fresh_motion
+    assert not built(plain, []).fresh_motion  # nothing to refresh: off, no error
+
+
+def test_cost_counts_the_cue_on_the_non_key_path(seg):
+    dff = as_dff(seg, flow_net=make_flow_net("dis", stride=16)).eval()
+    clip = frames(2)
+    parts = {(c.path, c.part): c for c in part_costs(dff, clip[0], clip[1], repeats=1)}
+    assert ("non-key", "motion cue") not in parts
+    dff.fresh_motion = True
+    parts = {(c.path, c.part): c for c in part_costs(dff, clip[0], clip[1], repeats=1)}
+    cue = parts[("non-key", "motion cue")]
+    assert cue.flops > 0 and cue.ms > 0  # the branch's convs count; DIS and the camera fits show in ms
