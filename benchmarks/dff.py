@@ -69,6 +69,7 @@ from vidrec.dff import DFF, SIGNALS, Adaptive, BiasField, Bidirectional, FixedIn
 from vidrec.dff.cost import flop_ratio, part_costs, path_totals
 from vidrec.dff.davis_eval import evaluate_sequences, load_sequence, summarize
 from vidrec.dff.flownets import DISFlow, FlowNetLite
+from vidrec.dff.model import feature_grid as model_feature_grid
 from vidrec.dff.model import refreshable
 from vidrec.models.motion import stack_neighbours
 from vidrec.models.segnet import SegHead, segnet_mobilenet_v2
@@ -385,7 +386,7 @@ def key_rate(dff: DFF, videos: list[list[torch.Tensor]], schedule, memo: dict | 
 def feature_grid(dff: DFF, img: torch.Tensor) -> tuple[int, int]:
     """The feature grid (h, w) of a frame `(1, 3, H, W)` (given as its own neighbours to a motion cue)."""
     x = img.repeat(1, 3, 1, 1) if getattr(dff.feature_net, "neighbours", False) else img
-    return tuple(dff.key_features(x).shape[-2:])
+    return model_feature_grid(dff.key_features(x))
 
 
 def calibrate_threshold(dff: DFF, videos, *, rate: float, signal: str) -> tuple[float, float]:
