@@ -199,6 +199,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "each its own, DIS fast preset; `vidrec.dff.model.DFF` fresh_motion)",
     )
     p.add_argument(
+        "--fresh-from",
+        type=int,
+        default=None,
+        help="with the fresh cue, propagated frames this many frames or more from their nearest key frame "
+        "compute it, nearer ones warp the key frame's (default: vidrec.dff.model.FRESH_FROM)",
+    )
+    p.add_argument(
         "--write-docs",
         action="store_true",
         help="write the tables into docs/benchmarks.md (section dff; dff_segment_davis with --per-frame)",
@@ -598,7 +605,8 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
     if info.get("fresh_motion"):
         flip_text += (
             "; DFF's propagated frames warp the key frame's appearance part and add their own motion cue's "
-            "(DIS fast preset; `DFF(fresh_motion=True)`)"
+            f"(DIS fast preset) from {info['fresh_from']} frames from the nearest key frame on, nearer ones "
+            "warp the key frame's (`DFF(fresh_motion=True)`)"
         )
     title = (
         "Deep Feature Flow on DAVIS-2016 with a `vidrec train segment_davis` checkpoint "
@@ -774,7 +782,9 @@ def main(argv=None) -> int:
     for model in (learned, without_bias, dis):
         if model is not None:
             model.fresh_motion = fresh
+            model.fresh_from = args.fresh_from or model.fresh_from
     info["fresh_motion"] = fresh
+    info["fresh_from"] = learned.fresh_from
     # l = 1 never runs the flow: the per-frame baseline is DFF's key path, the per-frame net exactly
     per_frame = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True, flip_test=flip).eval()
     info["train_seconds"] = time.perf_counter() - start

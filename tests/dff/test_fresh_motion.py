@@ -64,7 +64,7 @@ def test_key_frame_splits_exactly_and_is_the_per_frame_net(seg):
 
 
 def test_propagated_frame_warps_appearance_and_adds_its_own_cue(seg, monkeypatch):
-    dff = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True, fresh_motion=True).eval()
+    dff = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True, fresh_motion=True, fresh_from=1).eval()
     clip = frames()
     with torch.no_grad():
         key = dff.key_features(clip[0])
@@ -80,14 +80,14 @@ def test_propagated_frame_warps_appearance_and_adds_its_own_cue(seg, monkeypatch
         assert not torch.allclose(outs[1], stale[1], atol=1e-4)
     # the cue computed the key frame's way (the medium preset) on the key frame itself gives back its output
     monkeypatch.setattr("vidrec.dff.model.FRESH_CUE_PRESET", cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    dff = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True, fresh_motion=True).eval()
+    dff = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True, fresh_motion=True, fresh_from=1).eval()
     with torch.no_grad():
         again = [o for o, _ in dff.run(iter([clip[0], clip[0]]), FixedInterval(2))]
     assert torch.allclose(again[1], again[0], atol=1e-4)
 
 
 def test_bidirectional_walk_blends_appearance_and_adds_the_cue_once(seg):
-    dff = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True, fresh_motion=True).eval()
+    dff = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True, fresh_motion=True, fresh_from=1).eval()
     clip = frames(5)
     with torch.no_grad():
         outs = [o for o, _ in dff.run(iter(clip), Bidirectional(4, tau=0.0))]
@@ -97,6 +97,24 @@ def test_bidirectional_walk_blends_appearance_and_adds_the_cue_once(seg):
             w = (4 - i) / 4
             want = dff.head(w * a0 + (1 - w) * a4 + dff.fresh_motion_map(clip[i], grid), (64, 96))
             assert torch.allclose(outs[i], want, atol=1e-5)
+
+
+def test_frames_near_a_key_frame_keep_its_cue(seg):
+    """fresh_from = 3: frames 1 or 2 from the nearest key frame warp its whole map, the rest their own cue."""
+    kw = {"reduced": True, "fresh_motion": True, "fresh_from": 3}
+    fresh = DFF(seg.feature_net, ZeroFlow(), seg.task_net, **kw).eval()
+    stale = DFF(seg.feature_net, ZeroFlow(), seg.task_net, reduced=True).eval()
+    every = DFF(seg.feature_net, ZeroFlow(), seg.task_net, **{**kw, "fresh_from": 1}).eval()
+    clip = frames(7)
+    for schedule, near in ((FixedInterval(6), (1, 2)), (Bidirectional(6, tau=0.0), (1, 2, 4, 5))):
+        with torch.no_grad():
+            got, old, new = ([o for o, _ in m.run(iter(clip), schedule)] for m in (fresh, stale, every))
+        for i in range(1, 6):
+            want = old[i] if i in near else new[i]  # causal: frame 5 is 5 from key 0; bidirectional: 1 from 6
+            assert torch.allclose(got[i], want, atol=1e-5), (schedule, i)
+        assert not torch.allclose(old[3], new[3], atol=1e-4)  # the two ways differ: the test can tell
+    with pytest.raises(ValueError, match="fresh_from"):
+        DFF(seg.feature_net, ZeroFlow(), seg.task_net, fresh_from=0)
 
 
 def test_fresh_motion_needs_a_motion_cue_and_the_clis_turn_it_on():

@@ -72,6 +72,14 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
         help="propagated frames warp the key frame's motion cue instead of computing their own (a model "
         "with a motion cue computes its own by default: about 10 ms a frame, docs/dff.md)",
     )
+    p.add_argument(
+        "--fresh-from",
+        type=int,
+        default=None,
+        metavar="D",
+        help="a propagated frame D or more frames from its nearest key frame computes its own motion cue, "
+        "nearer ones warp the key frame's (default 3; 1: every propagated frame)",
+    )
 
 
 def make_schedule(args: argparse.Namespace):
@@ -106,6 +114,13 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
     if getattr(args, "no_flip_test", False):
         dff.flip_test = False
     dff.fresh_motion = refreshable(dff) and not getattr(args, "no_fresh_motion", False)
+    fresh_from = getattr(args, "fresh_from", None)
+    if fresh_from is not None:
+        if fresh_from < 1:
+            raise UsageError(
+                f"--fresh-from takes frames from a key frame, >= 1 (1: every frame), got {fresh_from}"
+            )
+        dff.fresh_from = fresh_from
     return dff
 
 

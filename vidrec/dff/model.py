@@ -39,8 +39,11 @@ linear in its input channels). A key frame keeps both (``{"appearance": A, "moti
 reduced map: its output is unchanged); what is warped is A alone, and each propagated frame adds its own
 M from its own cue, computed with OpenCV DIS's *fast* preset (`FRESH_CUE_PRESET`: about 10 ms a frame at
 288 x 512 instead of 28 for the key frame's medium preset). A warped cue says where the object moved
-ten frames ago; the frame's own says where it moves now (docs/dff.md: J +4.9 points at l = 10 on held-out
-sequences, where the preset was chosen). `refreshable` says whether a model can.
+ten frames ago; the frame's own says where it moves now. Near a key frame the key frame's (better) cue
+still holds: a frame fewer than ``fresh_from`` frames from the key frame it is propagated from (the nearer
+one, bidirectional) warps the whole map as without `fresh_motion`; the rest compute their own. docs/dff.md
+gives how the preset and ``fresh_from`` were chosen on held-out sequences. `refreshable` says whether a
+model can.
 
 A checkpoint's model works with `as_dff` (and so with ``vidrec dff run``) when it is a `DFF` or any
 module with ``feature_net``, ``task_net`` and ``feature_stride`` attributes (a per-frame model).
@@ -73,6 +76,7 @@ __all__ = [
 ]
 
 FRESH_CUE_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST  # the propagated frames' motion cue (module docstring)
+FRESH_FROM = 3  # a propagated frame this many frames or more from its nearest key frame computes its own cue
 
 
 class ScaleField(nn.Module):
@@ -152,6 +156,8 @@ class DFF(nn.Module):
             same. Training never flips.
         fresh_motion: propagated frames warp the key frame's appearance part and add their own motion
             cue's part (the module docstring); needs `refreshable` parts (and ``reduced``).
+        fresh_from: with `fresh_motion`, the distance (frames) to the nearest key frame from which a
+            propagated frame computes its own cue; nearer ones warp the key frame's (1: every frame).
     """
 
     def __init__(
@@ -167,8 +173,12 @@ class DFF(nn.Module):
         reduced: bool = False,
         flip_test: bool = False,
         fresh_motion: bool = False,
+        fresh_from: int = FRESH_FROM,
     ) -> None:
         super().__init__()
+        if fresh_from < 1:
+            raise ValueError(f"fresh_from: frames from a key frame, >= 1 (1: every frame), got {fresh_from}")
+        self.fresh_from = int(fresh_from)
         missing = [a for a in ("reduce", "classify_reduced") if reduced and not hasattr(task_net, a)]
         if missing:
             raise ValueError(
@@ -294,11 +304,19 @@ class DFF(nn.Module):
         """B `(B, C, h, w)` on `grid` from the flow net's features, or None (B = 0)."""
         return _field_on_grid(self.bias_field, scale_in, grid)
 
-    def warp_features(self, key_feat, flow: torch.Tensor, scale_in: torch.Tensor | None):
-        """``S * warp(key_feat, flow) + B``, S and B from the flow net's features `scale_in` (a
-        `fresh_motion` key frame's appearance part alone: ``{"appearance": ...}``)."""
+    def warp_features(
+        self, key_feat, flow: torch.Tensor, scale_in: torch.Tensor | None, *, distance: int | None = None
+    ):
+        """``S * warp(key_feat, flow) + B``, S and B from the flow net's features `scale_in`. A `fresh_motion`
+        key frame's parts: the appearance part alone (``{"appearance": ...}``, the frame adds its own cue)
+        when `distance` (frames to the nearest key frame; None: far) is at least `fresh_from`, else both
+        (the key frame's cue carried as without `fresh_motion`)."""
         if isinstance(key_feat, dict):
-            return {"appearance": self.warp_features(key_feat["appearance"], flow, scale_in)}
+            fresh = distance is None or distance >= self.fresh_from
+            out = {"appearance": self.warp_features(key_feat["appearance"], flow, scale_in)}
+            if not fresh:  # S * warp(A + M) + B, the whole map, as a key frame's parts
+                out["motion"] = warp(key_feat["motion"], flow, self.scale_field(scale_in, flow.shape[-2:]))
+            return out
         grid = key_feat.shape[-2:]
         out = warp(key_feat, flow, self.scale_field(scale_in, grid))
         bias = self.bias(scale_in, grid)
@@ -406,9 +424,9 @@ def walk(
 ) -> Iterator[tuple[object, bool]]:
     """The key-frame walk shared by `DFF.run` and `vidrec.dff.detect.PyramidDFF.run`.
 
-    `model` gives ``key_features(img)`` and ``propagate(key_feat, key_img, img)``; ``flow(key_img, img,
-    key_feat) -> (flow, scale)`` is called only when the schedule needs a signal (its flow is then reused
-    through ``warp_features(key_feat, flow, scale)``); ``head(feat, img)`` makes each frame's output.
+    `model` gives ``key_features(img)``; ``flow(key_img, img, key_feat) -> (flow, scale)`` and
+    ``warp_features(key_feat, flow, scale)`` propagate (a model with ``fresh_motion`` gets ``distance=``,
+    the frames to the key frame, too); ``head(feat, img)`` makes each frame's output.
     Yields ``(output, is_key)`` per frame, without autograd; frame 0 is always a key frame. A
     `vidrec.dff.schedule.Bidirectional` schedule goes to `walk_bidirectional`.
     """
@@ -419,6 +437,7 @@ def walk(
         return
     schedule.reset()
     key_img = key_feat = None
+    key_index = 0
     signal_fn = SIGNALS[getattr(schedule, "signal", "flow")] if schedule.needs_signal else None
     for index, img in enumerate(frames):
         with torch.inference_mode():
@@ -428,14 +447,19 @@ def walk(
                 signal = signal_fn(flow_now, key_img, img)
             is_key = schedule.decide(index, signal) or key_feat is None
             if is_key:
-                key_img, key_feat = img, model.key_features(img)
+                key_img, key_feat, key_index = img, model.key_features(img), index
                 feat = key_feat
-            elif flow_now is not None:
-                feat = warp_features(key_feat, flow_now, scale)
             else:
-                feat = model.propagate(key_feat, key_img, img)
+                if flow_now is None:
+                    flow_now, scale = flow(key_img, img, key_feat)
+                feat = warp_features(key_feat, flow_now, scale, **_distance(model, index - key_index))
             out = head(feat, img)
         yield out, is_key
+
+
+def _distance(model: nn.Module, distance: int) -> dict[str, int]:
+    """``{"distance": distance}`` for a model whose warp takes it (``fresh_motion``), else nothing."""
+    return {"distance": distance} if getattr(model, "fresh_motion", False) else {}
 
 
 def blend(a, b, weight: float | torch.Tensor):
@@ -495,7 +519,8 @@ def walk_bidirectional(
             for i, cur in held:  # between key frames: both sides, the nearer (and better warped) weighs more
                 both_cur = torch.cat([cur, cur])
                 both_flow, scale = flow(pair_img, both_cur, pair_feat)
-                before, after = _split(warp_features(pair_feat, both_flow, scale), n)
+                near = _distance(model, min(i - key[0], index - i))  # frames to the nearer key frame
+                before, after = _split(warp_features(pair_feat, both_flow, scale, **near), n)
                 errors = None
                 if tau:
                     grid = tuple(both_flow.shape[-2:])
@@ -509,9 +534,9 @@ def walk_bidirectional(
         yield from ((out, False) for out in outs[:-1])
         yield outs[-1], True
         key, held = new, []
-    for _, cur in held:  # after the last key frame: forward only
+    for i, cur in held:  # after the last key frame: forward only
         with torch.inference_mode():
-            out = head(warp_features(key[2], *flow(key[1], cur, key[2])), cur)
+            out = head(warp_features(key[2], *flow(key[1], cur, key[2]), **_distance(model, i - key[0])), cur)
         yield out, False
 
 
@@ -546,6 +571,7 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
             reduced=model.reduced,
             flip_test=model.flip_test,
             fresh_motion=model.fresh_motion,
+            fresh_from=model.fresh_from,
         )
     missing = [a for a in ("feature_net", "task_net", "feature_stride") if not hasattr(model, a)]
     if missing:

@@ -234,7 +234,8 @@ def dff_segnet_mobilenet_v2(
     weights, S = 1); raft = torchvision RAFT when its weights are on disk (S = 1). The task net's
     ``hidden``-channel reduction is what DFF propagates (``DFF(reduced=True)``). ``bias_field``: the
     learned flow's DFF adds B (`vidrec.dff.model.BiasField`, zero at the start) to the scaled warp.
-    ``motion``: as `segnet_mobilenet_v2`'s (the motion cue runs on key frames only). ``freeze``: parts kept
+    ``motion``: as `segnet_mobilenet_v2`'s (the key frames' cue; `vidrec.dff.DFF` ``fresh_motion`` gives
+    propagated frames their own, as `vidrec dff run / eval` do by default). ``freeze``: parts kept
     as they are in training (``feature_net``, ``task_net``, ``flow_net``; `vidrec.dff.DFF.freeze`): the
     dff_davis config freezes the per-frame network it starts from and trains the flow net and S.
     ``flip_test``: as `segnet_mobilenet_v2`'s, on key frames (`vidrec.dff.DFF`).
