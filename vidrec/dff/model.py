@@ -255,10 +255,8 @@ class DFF(nn.Module):
         """M of a propagated frame `(B, 9, H, W)` (frame and neighbours): its own cue (DIS fast preset), the
         branch, the reduction's motion columns, `(B, hidden, h, w)` on `grid`."""
         net = self.feature_net
-        if getattr(self, "_cue", None) is None:
-            from vidrec.models.motion import MotionCue
-
-            self._cue = MotionCue(FRESH_CUE_PRESET).to(img.device)
+        if getattr(self, "_cue", None) is None:  # the key frames' cue class (`motion.MotionCue`)
+            self._cue = type(net.cue)(FRESH_CUE_PRESET).to(img.device)
         maps = net.branch(self._cue(img).to(img.dtype))
         if maps.shape[-2:] != tuple(grid):
             maps = F.interpolate(maps, size=tuple(grid), mode="bilinear", align_corners=False)
