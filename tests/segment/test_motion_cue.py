@@ -72,6 +72,19 @@ def test_the_cue_is_high_on_the_moving_object_and_low_on_the_panned_background()
     assert inside > 4 * outside
 
 
+def test_a_one_neighbour_cue_is_the_two_neighbour_cue_of_that_neighbour_twice():
+    frames = torch.stack([torch.from_numpy(_panning_scene(t)).permute(2, 0, 1) for t in range(3)])
+    x = normalize_frames(stack_neighbours(frames)[1:2])  # frame 1 with frames 0 and 2
+    for side in (1, 2):
+        own = x[:, 3 * side : 3 * side + 3]
+        twice = torch.cat([x[:, :3], own, own], dim=1)
+        one = MotionCue(neighbours=(side,))(x)
+        assert torch.allclose(one, MotionCue()(twice), atol=1e-3)  # RANSAC draws its own samples
+        assert not torch.allclose(one, MotionCue()(x), atol=1e-3)  # the other flow changes the cue
+    with pytest.raises(ValueError, match="neighbours"):
+        MotionCue(neighbours=(0,))
+
+
 def test_a_motion_segnet_takes_neighbours_and_dff_runs_the_cue_on_key_frames_only(monkeypatch):
     torch.manual_seed(0)
     seg = segnet_mobilenet_v2(motion=16).eval()

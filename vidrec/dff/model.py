@@ -64,6 +64,7 @@ from vidrec.dff.warp import mirror_averaged, resize_flow, warp
 
 __all__ = [
     "DFF",
+    "FRESH_CUE_NEIGHBOURS",
     "FRESH_CUE_PRESET",
     "SIGNALS",
     "BiasField",
@@ -76,6 +77,7 @@ __all__ = [
 ]
 
 FRESH_CUE_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST  # the propagated frames' motion cue (module docstring)
+FRESH_CUE_NEIGHBOURS = (2,)  # ... from the flow to the next frame alone (`motion.MotionCue` neighbours)
 FRESH_FROM = 3  # a propagated frame this many frames or more from its nearest key frame computes its own cue
 
 
@@ -256,7 +258,7 @@ class DFF(nn.Module):
         branch, the reduction's motion columns, `(B, hidden, h, w)` on `grid`."""
         net = self.feature_net
         if getattr(self, "_cue", None) is None:  # the key frames' cue class (`motion.MotionCue`)
-            self._cue = type(net.cue)(FRESH_CUE_PRESET).to(img.device)
+            self._cue = type(net.cue)(FRESH_CUE_PRESET, FRESH_CUE_NEIGHBOURS).to(img.device)
         maps = net.branch(self._cue(img).to(img.dtype))
         if maps.shape[-2:] != tuple(grid):
             maps = F.interpolate(maps, size=tuple(grid), mode="bilinear", align_corners=False)
@@ -307,14 +309,12 @@ class DFF(nn.Module):
     ):
         """``S * warp(key_feat, flow) + B``, S and B from the flow net's features `scale_in`. A `fresh_motion`
         key frame's parts: the appearance part alone (``{"appearance": ...}``, the frame adds its own cue)
-        when `distance` (frames to the nearest key frame; None: far) is at least `fresh_from`, else both
-        (the key frame's cue carried as without `fresh_motion`)."""
+        when `distance` (frames to the nearest key frame; None: far) is at least `fresh_from`, else the
+        whole map (their sum, one warp: the key frame's cue carried as without `fresh_motion`)."""
         if isinstance(key_feat, dict):
-            fresh = distance is None or distance >= self.fresh_from
-            out = {"appearance": self.warp_features(key_feat["appearance"], flow, scale_in)}
-            if not fresh:  # S * warp(A + M) + B, the whole map, as a key frame's parts
-                out["motion"] = warp(key_feat["motion"], flow, self.scale_field(scale_in, flow.shape[-2:]))
-            return out
+            if distance is not None and distance < self.fresh_from:  # S * warp(A + M) + B: the whole map
+                return self.warp_features(key_feat["appearance"] + key_feat["motion"], flow, scale_in)
+            return {"appearance": self.warp_features(key_feat["appearance"], flow, scale_in)}
         grid = key_feat.shape[-2:]
         out = warp(key_feat, flow, self.scale_field(scale_in, grid))
         bias = self.bias(scale_in, grid)
@@ -511,11 +511,14 @@ def walk_bidirectional(
             outs = []
             if held:
                 n = img.shape[0]
-                pair_img = torch.cat([key[1], new[1]])  # (2B, C, H, W): earlier, later key frame
+                # (2B, 3, H, W): the earlier and later key frame's own RGB, all the flow net and the warp
+                # errors look at (a frame with its neighbours stacked need not be copied whole)
+                pair_img = torch.cat([key[1][:, :3], new[1][:, :3]])
                 pair_feat = _cat(key[2], new[2])
                 pair_small = None  # both key frames' RGB pooled to the flow grid, for the warp errors
             for i, cur in held:  # between key frames: both sides, the nearer (and better warped) weighs more
-                both_cur = torch.cat([cur, cur])
+                rgb = cur[:, :3]
+                both_cur = torch.cat([rgb, rgb])
                 both_flow, scale = flow(pair_img, both_cur, pair_feat)
                 near = _distance(model, min(i - key[0], index - i))  # frames to the nearer key frame
                 before, after = _split(warp_features(pair_feat, both_flow, scale, **near), n)
@@ -523,7 +526,7 @@ def walk_bidirectional(
                 if tau:
                     grid = tuple(both_flow.shape[-2:])
                     pair_small = pool_rgb(pair_img, grid) if pair_small is None else pair_small
-                    small = pool_rgb(cur, grid)
+                    small = pool_rgb(rgb, grid)
                     err = warp_error(both_flow, pair_small, torch.cat([small, small]))
                     errors = (err[:n], err[n:])
                 w = nearness_weights((index - i) / (index - key[0]), errors, tau)

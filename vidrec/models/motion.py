@@ -129,11 +129,22 @@ def motion_residual(gray: np.ndarray, neighbours: Iterable[np.ndarray], dis=None
 
 class MotionCue(nn.Module):
     """Stacked normalised frames `(B, 9, H, W)` -> cue `(B, 2, H, W)` float32 on `x`'s device (see the
-    module docstring). No parameters, no autograd."""
+    module docstring). No parameters, no autograd.
 
-    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> None:
+    Args:
+        preset: OpenCV's DIS preset: medium where the branch learnt; fast is 5x cheaper.
+        neighbours: which stacked neighbours the flows go to, 1 = previous, 2 = next: both (what the
+            branch learnt) or one (half the flows and camera fits; Deep Feature Flow's propagated frames,
+            `vidrec.dff.model.FRESH_CUE_NEIGHBOURS`).
+    """
+
+    def __init__(
+        self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, neighbours: tuple[int, ...] = (1, 2)
+    ) -> None:
         super().__init__()
-        self.preset = preset  # OpenCV's DIS preset: medium where the branch learnt; fast is 5x cheaper
+        if not neighbours or any(n not in (1, 2) for n in neighbours):
+            raise ValueError(f"MotionCue neighbours are 1 (previous) and/or 2 (next), got {neighbours}")
+        self.preset, self.neighbours = preset, tuple(neighbours)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.grey = (0.299, 0.587, 0.114)
@@ -151,11 +162,13 @@ class MotionCue(nn.Module):
         weights = torch.tensor(self.grey, device=x.device)
         scale = weights * self.std.view(3) * 255
         shift = float((weights * self.mean.view(3)).sum() * 255)
-        rgb = x.detach().float().reshape(b * NEIGHBOURS, 3, h * w)
+        used = (0, *self.neighbours)  # the current frame, then the neighbours the flows go to
+        rgb = x.detach().float().reshape(b, NEIGHBOURS, 3, h * w)
+        rgb = rgb if len(used) == NEIGHBOURS else rgb[:, list(used)]
         grey = torch.matmul(scale, rgb).add_(shift).clamp_(0, 255).round_().to(torch.uint8)
-        grey = grey.view(b, NEIGHBOURS, h, w).cpu().numpy()
+        grey = grey.view(b, len(used), h, w).cpu().numpy()
         dis = cv2.DISOpticalFlow_create(self.preset)
-        maps = np.stack([motion_residual(g[0], (g[1], g[2]), dis) for g in grey])  # (B, H, W) px
+        maps = np.stack([motion_residual(g[0], g[1:], dis) for g in grey])  # (B, H, W) px
         res = torch.from_numpy(maps).to(x.device)
         relative = (res / (res.mean(dim=(1, 2), keepdim=True) + 0.1)).clamp_(max=10.0) / 5.0
         return torch.stack([relative, torch.log1p(res)], dim=1)
