@@ -108,7 +108,14 @@ def native_prediction(logits: torch.Tensor, shape: tuple[int, int]) -> np.ndarra
     """The argmax mask (H0, W0) of logits (1, K, H, W) upsampled bilinearly to a mask's native `shape`."""
     if logits.shape[-2:] != tuple(shape):
         logits = F.interpolate(logits.float(), size=tuple(shape), mode="bilinear", align_corners=False)
-    return logits[0].argmax(dim=0).cpu().numpy()
+    scores = logits[0]
+    # argmax over the class axis, one class map at a time: torch's argmax over the leading (strided) axis of
+    # a 480p map takes ~80 ms; this takes ~1. Ties go to the first class, as argmax's do.
+    best, label = scores[0], torch.zeros(scores.shape[1:], dtype=torch.int64, device=scores.device)
+    for k in range(1, scores.shape[0]):
+        label[scores[k] > best] = k
+        best = torch.maximum(best, scores[k])
+    return label.cpu().numpy()
 
 
 def summarize(results: list[SequenceResult]) -> dict[str, float]:
