@@ -25,7 +25,9 @@ the feature net's in `vidrec.dff.cost`, its FLOPs are not (OpenCV is not counted
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -127,6 +129,27 @@ def motion_residual(gray: np.ndarray, neighbours: Iterable[np.ndarray], dis=None
     return cv2.GaussianBlur(out, (0, 0), sigma)
 
 
+def _flow_residual(preset: int, pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """`camera_residual` of the DIS flow (`preset`) from one grey frame to another (a DIS object per call:
+    OpenCV's are not shared between threads; creating one costs microseconds)."""
+    return camera_residual(cv2.DISOpticalFlow_create(preset).calc(pair[0], pair[1], None))
+
+
+_POOL: list = [None, 0]  # a ThreadPoolExecutor and its size, made when first needed
+
+
+def _parallel_map(fn, items: list) -> list:
+    """`[fn(x) for x in items]`, over ``torch.get_num_threads()`` threads when that is more than one."""
+    workers = min(torch.get_num_threads(), len(items))
+    if workers <= 1:
+        return [fn(x) for x in items]
+    if _POOL[1] < workers:
+        if _POOL[0] is not None:
+            _POOL[0].shutdown(wait=False)
+        _POOL[:] = [ThreadPoolExecutor(workers, thread_name_prefix="vidrec-cue"), workers]
+    return list(_POOL[0].map(fn, items))
+
+
 class MotionCue(nn.Module):
     """Stacked normalised frames `(B, 9, H, W)` -> cue `(B, 2, H, W)` float32 on `x`'s device (see the
     module docstring). No parameters, no autograd.
@@ -167,8 +190,20 @@ class MotionCue(nn.Module):
         rgb = rgb if len(used) == NEIGHBOURS else rgb[:, list(used)]
         grey = torch.matmul(scale, rgb).add_(shift).clamp_(0, 255).round_().to(torch.uint8)
         grey = grey.view(b, len(used), h, w).cpu().numpy()
-        dis = cv2.DISOpticalFlow_create(self.preset)
-        maps = np.stack([motion_residual(g[0], g[1:], dis) for g in grey])  # (B, H, W) px
+        # the flows (B x neighbours, each with its camera fit) run in parallel over torch's thread count:
+        # OpenCV releases the GIL, and one DIS flow uses little of a second core by itself
+        pairs = [(g[0], other) for g in grey for other in g[1:]]
+        residuals = _parallel_map(functools.partial(_flow_residual, self.preset), pairs)
+        per = len(used) - 1
+        sigma = max(1.0, w / 216)  # as motion_residual
+        maps = np.stack(
+            [
+                cv2.GaussianBlur(
+                    functools.reduce(np.minimum, residuals[i * per : (i + 1) * per]), (0, 0), sigma
+                )
+                for i in range(b)
+            ]
+        )  # (B, H, W) px: motion_residual of each frame
         res = torch.from_numpy(maps).to(x.device)
         relative = (res / (res.mean(dim=(1, 2), keepdim=True) + 0.1)).clamp_(max=10.0) / 5.0
         return torch.stack([relative, torch.log1p(res)], dim=1)
