@@ -149,3 +149,30 @@ def test_cost_counts_the_cue_on_the_non_key_path(seg):
     parts = {(c.path, c.part): c for c in part_costs(dff, clip[0], clip[1], repeats=1)}
     cue = parts[("non-key", "motion cue")]
     assert cue.flops > 0 and cue.ms > 0  # the branch's convs count; DIS and the camera fits show in ms
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_held_frames_run_as_one_batch_as_they_would_one_at_a_time(seg, monkeypatch, threads):
+    """walk_bidirectional batches the frames between two key frames (and the cue's flows go to a thread
+    pool at two threads): each frame's output is the one-frame walk's, warp errors and fresh cues included."""
+    dff = as_dff(seg, flow_net=make_flow_net("dis", stride=16)).eval()
+    dff.fresh_motion, dff.fresh_from = True, 2
+    clip = frames(9)
+    schedule = Bidirectional(8, tau=0.1)
+    cues = []  # the batch sizes the frames' own cue ran on
+    real = dff.fresh_motion_map
+    monkeypatch.setattr(dff, "fresh_motion_map", lambda img, grid: cues.append(len(img)) or real(img, grid))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            batched = [o for o, _ in dff.run(iter(clip), schedule)]
+            assert cues == [5]  # frames 2..6 (2 or more from key frames 0 and 8) in one batch
+            monkeypatch.setattr("vidrec.dff.model.HELD_BATCH", 1)
+            single = [o for o, _ in dff.run(iter(clip), schedule)]
+            assert cues == [5] + [1] * 5
+    finally:
+        torch.set_num_threads(before)
+    assert len(batched) == len(single) == 9
+    for i, (a, b) in enumerate(zip(batched, single, strict=True)):
+        assert a.shape == (1, 2, 64, 96) and torch.allclose(a, b, atol=1e-5), i  # frames differ by > 2e-4
