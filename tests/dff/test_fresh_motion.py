@@ -42,10 +42,14 @@ def frames(n: int = 6, seed: int = 0) -> list[torch.Tensor]:
     return [normalize_frames(x[None]) for x in stacked]
 
 
-@pytest.fixture(scope="module")
-def seg():
+def seg_model():
     torch.manual_seed(0)
     return segnet_mobilenet_v2(hidden=8, motion=4).eval()
+
+
+@pytest.fixture(scope="module")
+def seg():
+    return seg_model()
 
 
 def test_key_frame_splits_exactly_and_is_the_per_frame_net(seg):
@@ -151,28 +155,21 @@ def test_cost_counts_the_cue_on_the_non_key_path(seg):
     assert cue.flops > 0 and cue.ms > 0  # the branch's convs count; DIS and the camera fits show in ms
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_held_frames_run_as_one_batch_as_they_would_one_at_a_time(seg, monkeypatch, threads):
-    """walk_bidirectional batches the frames between two key frames (and the cue's flows go to a thread
-    pool at two threads): each frame's output is the one-frame walk's, warp errors and fresh cues included."""
-    dff = as_dff(seg, flow_net=make_flow_net("dis", stride=16)).eval()
+def test_the_cue_flows_in_a_thread_pool_give_the_one_thread_walk():
+    """At two threads the motion cues' DIS flows run in a thread pool (`vidrec.models.motion`): the walk's
+    outputs, warp errors and fresh cues included, are the one-thread walk's."""
+    dff = as_dff(seg_model(), flow_net=make_flow_net("dis", stride=16)).eval()
     dff.fresh_motion, dff.fresh_from = True, 2
     clip = frames(9)
-    schedule = Bidirectional(8, tau=0.1)
-    cues = []  # the batch sizes the frames' own cue ran on
-    real = dff.fresh_motion_map
-    monkeypatch.setattr(dff, "fresh_motion_map", lambda img, grid: cues.append(len(img)) or real(img, grid))
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    outs = {}
     try:
-        with torch.no_grad():
-            batched = [o for o, _ in dff.run(iter(clip), schedule)]
-            assert cues == [5]  # frames 2..6 (2 or more from key frames 0 and 8) in one batch
-            monkeypatch.setattr("vidrec.dff.model.HELD_BATCH", 1)
-            single = [o for o, _ in dff.run(iter(clip), schedule)]
-            assert cues == [5] + [1] * 5
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                outs[threads] = [o for o, _ in dff.run(iter(clip), Bidirectional(8, tau=0.1))]
     finally:
         torch.set_num_threads(before)
-    assert len(batched) == len(single) == 9
-    for i, (a, b) in enumerate(zip(batched, single, strict=True)):
+    for i, (a, b) in enumerate(zip(outs[1], outs[2], strict=True)):
         assert a.shape == (1, 2, 64, 96) and torch.allclose(a, b, atol=1e-5), i  # frames differ by > 2e-4
+    assert not torch.allclose(outs[1][3], outs[1][4], atol=1e-4)

@@ -462,34 +462,24 @@ def _distance(model: nn.Module, distance: int) -> dict[str, int]:
 
 def blend(a, b, weight: float | torch.Tensor):
     """``weight * a + (1 - weight) * b`` for feature maps `(B, C, h, w)`, or level by level for pyramids
-    (dicts); a `weight` map `(B, 1, h', w')` is resized bilinearly to each map's grid (one of `(B, 1, 1, 1)`,
-    a weight per item, broadcasts)."""
+    (dicts); a `weight` map `(B, 1, h', w')` is resized bilinearly to each map's grid."""
     if isinstance(a, dict):
         return type(a)((k, blend(a[k], b[k], weight)) for k in a)
-    if isinstance(weight, torch.Tensor) and weight.shape[-2:] not in (a.shape[-2:], (1, 1)):
+    if isinstance(weight, torch.Tensor) and weight.shape[-2:] != a.shape[-2:]:
         weight = F.interpolate(weight, size=a.shape[-2:], mode="bilinear", align_corners=False)
     return weight * a + (1 - weight) * b
 
 
 def nearness_weights(
-    before: float | torch.Tensor, errors: tuple[torch.Tensor, torch.Tensor] | None, tau: float
+    before: float, errors: tuple[torch.Tensor, torch.Tensor] | None, tau: float
 ) -> float | torch.Tensor:
-    """The earlier key frame's weight in a bidirectional blend: `before` = (next - i) / (next - prev) (a
-    float, or one per item `(B, 1, 1, 1)`), times ``exp(-error / tau)`` per pixel for each side's warp error
-    when `tau` > 0 (a side whose warp does not explain the frame there -- occluded, new content -- counts
-    less), normalised against the other side's."""
+    """The earlier key frame's weight in a bidirectional blend: `before` = (next - i) / (next - prev), times
+    ``exp(-error / tau)`` per pixel for each side's warp error when `tau` > 0 (a side whose warp does not
+    explain the frame there -- occluded, new content -- counts less), normalised against the other side's."""
     if not tau or errors is None:
         return before
     e0, e1 = errors
-    logit = (
-        torch.log(before / (1 - before))
-        if isinstance(before, torch.Tensor)
-        else math.log(before / (1 - before))
-    )
-    return torch.sigmoid(logit - (e0 - e1) / tau)
-
-
-HELD_BATCH = 16  # propagated frames between two key frames run as one batch of at most this many
+    return torch.sigmoid(math.log(before / (1 - before)) - (e0 - e1) / tau)
 
 
 def walk_bidirectional(
@@ -505,14 +495,9 @@ def walk_bidirectional(
     frames `p` < i < `n` gets ``blend(f_p -> i, f_n -> i, w)`` of the features propagated from both, `w` from
     `nearness_weights` ((n - i) / (n - p), and per pixel each side's `warp_error` at the schedule's
     ``tau``); frames after the last key frame take it alone (as `walk`). Frames between two key frames wait
-    for the next one (at most the interval minus one are held); outputs come in frame order.
-
-    The held frames then run as one batch (`HELD_BATCH` at most; with ``fresh_motion``, one batch for the
-    frames near a key frame and one for the rest): the flow net, S, the warp, the warp errors and the head
-    see every held frame and both key frames at once. Each frame's arithmetic is the one-frame walk's; the
-    batch takes the per-call overhead of many small ops once, lets a batched conv use every core, and
-    gives OpenCV's flows for the frames' own motion cues to a thread pool in one go. ``head(feat, img)``
-    takes the batch and returns one output for it: a tensor, or a list with one entry per image."""
+    for the next one (at most the interval minus one are held); outputs come in frame order. The two sides
+    run as one batch (the flow net, S and the warp see both key frames at once): the same arithmetic, with
+    half the calls of small ops whose cost is mostly their overhead."""
     schedule.reset()
     tau = float(getattr(schedule, "tau", 0.0))
     key = None  # (index, img, features) of the last key frame
@@ -523,7 +508,29 @@ def walk_bidirectional(
             continue
         with torch.inference_mode():
             new = (index, img, model.key_features(img))
-            outs = _between(model, key, new, held, tau, flow=flow, warp_features=warp_features, head=head)
+            outs = []
+            if held:
+                n = img.shape[0]
+                # (2B, 3, H, W): the earlier and later key frame's own RGB, all the flow net and the warp
+                # errors look at (a frame with its neighbours stacked need not be copied whole)
+                pair_img = torch.cat([key[1][:, :3], new[1][:, :3]])
+                pair_feat = _cat(key[2], new[2])
+                pair_small = None  # both key frames' RGB pooled to the flow grid, for the warp errors
+            for i, cur in held:  # between key frames: both sides, the nearer (and better warped) weighs more
+                rgb = cur[:, :3]
+                both_cur = torch.cat([rgb, rgb])
+                both_flow, scale = flow(pair_img, both_cur, pair_feat)
+                near = _distance(model, min(i - key[0], index - i))  # frames to the nearer key frame
+                before, after = _split(warp_features(pair_feat, both_flow, scale, **near), n)
+                errors = None
+                if tau:
+                    grid = tuple(both_flow.shape[-2:])
+                    pair_small = pool_rgb(pair_img, grid) if pair_small is None else pair_small
+                    small = pool_rgb(rgb, grid)
+                    err = warp_error(both_flow, pair_small, torch.cat([small, small]))
+                    errors = (err[:n], err[n:])
+                w = nearness_weights((index - i) / (index - key[0]), errors, tau)
+                outs.append(head(blend(before, after, w), cur))
             outs.append(head(new[2], img))
         yield from ((out, False) for out in outs[:-1])
         yield outs[-1], True
@@ -532,57 +539,6 @@ def walk_bidirectional(
         with torch.inference_mode():
             out = head(warp_features(key[2], *flow(key[1], cur, key[2]), **_distance(model, i - key[0])), cur)
         yield out, False
-
-
-def _between(model, key, new, held, tau: float, *, flow, warp_features, head) -> list:
-    """`walk_bidirectional`'s outputs for the `held` frames between key frames `key` and `new` (each
-    ``(index, img, features)``), in frame order, in batches of frames alike (`HELD_BATCH`)."""
-    if not held:
-        return []
-    n = new[1].shape[0]  # images per frame
-    pair_rgb = (key[1][:, :3], new[1][:, :3])  # the key frames' own RGB: all the flow net and the errors see
-    fresh_from = getattr(model, "fresh_from", 1) if getattr(model, "fresh_motion", False) else 1
-    near = lambda i: min(i - key[0], new[0] - i)  # noqa: E731  frames to the nearer key frame
-    groups: dict[bool, list] = {}
-    for item in held:  # frames near a key frame warp its whole map, the others add their own cue
-        groups.setdefault(near(item[0]) < fresh_from, []).append(item)
-    outs: dict[int, object] = {}
-    pair_small = None  # the key frames' RGB pooled to the flow grid, for the warp errors
-    for group in groups.values():
-        for start in range(0, len(group), HELD_BATCH):
-            batch = group[start : start + HELD_BATCH]
-            m = len(batch)
-            rgb = torch.cat([cur[:, :3] for _, cur in batch])  # (m n, 3, H, W)
-            keys = torch.cat([pair_rgb[0].repeat(m, 1, 1, 1), pair_rgb[1].repeat(m, 1, 1, 1)])  # (2 m n, ...)
-            feats = _cat(_repeat(key[2], m), _repeat(new[2], m))
-            both_flow, scale = flow(keys, torch.cat([rgb, rgb]), feats)
-            warped = warp_features(feats, both_flow, scale, **_distance(model, near(batch[0][0])))
-            before, after = _split(warped, m * n)
-            # the earlier key frame's share by nearness, one per image: (m n, 1, 1, 1)
-            share = torch.tensor([(new[0] - i) / (new[0] - key[0]) for i, _ in batch for _ in range(n)])
-            share = share.view(-1, 1, 1, 1).to(rgb.device, rgb.dtype)
-            errors = None
-            if tau:
-                grid = tuple(both_flow.shape[-2:])
-                if pair_small is None:
-                    pair_small = [pool_rgb(x, grid) for x in pair_rgb]
-                small = pool_rgb(rgb, grid)
-                keys_small = torch.cat([pair_small[0].repeat(m, 1, 1, 1), pair_small[1].repeat(m, 1, 1, 1)])
-                err = warp_error(both_flow, keys_small, torch.cat([small, small]))
-                errors = (err[: m * n], err[m * n :])
-            out = head(
-                blend(before, after, nearness_weights(share, errors, tau)), torch.cat([c for _, c in batch])
-            )
-            for k, (i, _) in enumerate(batch):
-                outs[i] = out[k * n : (k + 1) * n]
-    return [outs[i] for i, _ in held]
-
-
-def _repeat(x, m: int):
-    """A feature map (or a dict of them) repeated `m` times on the batch."""
-    if isinstance(x, dict):
-        return type(x)((k, v.repeat(m, *([1] * (v.dim() - 1)))) for k, v in x.items())
-    return x.repeat(m, *([1] * (x.dim() - 1)))
 
 
 def _cat(a, b):
