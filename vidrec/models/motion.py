@@ -13,7 +13,8 @@ segmenter that cue as an input, computed once per frame it runs on:
   neighbour, a global affine camera motion fitted to each flow (RANSAC on a grid of samples), the
   residual flow's magnitude, the smaller of the two (a pixel occluded in one neighbour is usually seen in
   the other), smoothed. Two channels out: the residual relative to the frame's mean residual, and
-  log(1 + residual in px).
+  log(1 + residual in px). The flows run in a thread pool of torch's thread count (OpenCV releases the
+  GIL); ``neighbours=(2,)`` takes the next frame's flow alone (half the cost; docs/dff.md measures it).
 - `MotionBranch`: four stride-2 3x3 convs from the cue to ``channels`` maps at output stride 16.
 - `MotionFeatures`: the feature net with the cue: ``cat(rgb_net(x[:, :3]), branch(cue(x)))``. Under Deep
   Feature Flow it is the key frame's feature net, so the cue costs only on key frames; the flow net sees
