@@ -70,7 +70,7 @@ from vidrec.dff.cost import flop_ratio, part_costs, path_totals
 from vidrec.dff.davis_eval import evaluate_sequences, load_sequence, summarize
 from vidrec.dff.flownets import DISFlow, FlowNetLite
 from vidrec.dff.model import feature_grid as model_feature_grid
-from vidrec.dff.model import refreshable
+from vidrec.dff.model import map_frames, refreshable
 from vidrec.models.motion import stack_neighbours
 from vidrec.models.segnet import SegHead, segnet_mobilenet_v2
 from vidrec.progress import progress
@@ -434,6 +434,32 @@ def measure_costs(models: dict, pair: tuple[torch.Tensor, torch.Tensor], threads
     return out
 
 
+SIDE_BY_SIDE = "l=1, frames side by side"
+
+
+class FramesSideBySide:
+    """The per-frame model with its frames side by side: chunks of n frames (n = torch's threads) over
+    `vidrec.dff.model.map_frames`, one torch thread per frame, as the bidirectional walk runs the frames it
+    holds between two key frames. A reference row: the per-frame row (the speed-ups' base) runs one frame
+    at a time with torch's threads inside each op, as `vidrec predict` does."""
+
+    def __init__(self, dff: DFF) -> None:
+        self.dff, self.feature_net = dff, dff.feature_net  # `takes_neighbours` looks at feature_net
+
+    def _one(self, img: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.dff.per_frame(img)
+
+    def run(self, frames, schedule):
+        chunk: list[torch.Tensor] = []
+        for img in frames:
+            chunk.append(img)
+            if len(chunk) == torch.get_num_threads():
+                yield from ((out, True) for out in map_frames(self._one, chunk))
+                chunk = []
+        yield from ((out, True) for out in map_frames(self._one, chunk))
+
+
 def measure_all(
     models: dict, val, size, loaded, thresholds: dict, *, threads, repeats: int = 1, **kw
 ) -> list[dict]:
@@ -447,14 +473,19 @@ def measure_all(
             (f"adaptive {sig}", lambda t=t, sig=sig: adaptive(t, sig))
             for sig, (t, _) in thresholds.get(name, {}).items()
         ]
-        for label, make in fixed + ada if flow != "-" else [("l=1", lambda: FixedInterval(1))]:
+        walks = [(label, make, dff) for label, make in fixed + ada]
+        if flow == "-":  # the per-frame rows: one frame at a time, and frames side by side
+            walks = [("l=1", lambda: FixedInterval(1), dff)]
+            if max(threads) > 1:
+                walks.append((SIDE_BY_SIDE, lambda: FixedInterval(1), FramesSideBySide(dff)))
+        for label, make, model in walks:
             if flow != "-" and label == "l=1":
                 continue  # l = 1 is the per-frame row, op for op (test_interval_one_equals_per_frame_...)
             fps = {}
             for n in threads:
                 set_threads(n)
                 for _ in range(repeats):
-                    res = evaluate_sequences(dff, val, make(), size=size, loaded=loaded, **kw)
+                    res = evaluate_sequences(model, val, make(), size=size, loaded=loaded, **kw)
                     s = summarize(res)
                     fps[n] = max(fps.get(n, 0.0), s["fps"])
             rows.append(
@@ -553,9 +584,16 @@ def _x(v: float) -> str:
     return "-" if v != v else ("inf" if v == float("inf") else f"{v:.2f}x")
 
 
+def base_fps(rows: list[dict], threads: list[int]) -> dict[int, float]:
+    """The speed-ups' base at each thread count: the faster per-frame row (one frame at a time, or frames
+    side by side)."""
+    return {n: max(r["fps"][n] for r in rows if r["flow"] == "-") for n in threads}
+
+
 def table(rows: list[dict], costs: dict, threads: list[int]) -> str:
     """The main table: J, F, frames/s and speed-up per thread count, J lost, r and s(l)."""
     base = next(r for r in rows if r["flow"] == "-")
+    fastest = base_fps(rows, threads)
     one = threads[0]
     fps_cols = " | ".join(f"frames/s {n}t | speed-up {n}t" for n in threads)
     lines = [
@@ -565,7 +603,7 @@ def table(rows: list[dict], costs: dict, threads: list[int]) -> str:
     ]
     for r in rows:
         rf, rw = _r_for(r, costs, one)
-        fps = " | ".join(f"{r['fps'][n]:.1f} | {r['fps'][n] / base['fps'][n]:.2f}x" for n in threads)
+        fps = " | ".join(f"{r['fps'][n]:.1f} | {r['fps'][n] / fastest[n]:.2f}x" for n in threads)
         lines.append(
             f"| {r['model']} | {r['flow']} | {r['schedule']} | {r['keys']}/{r['frames']} | {r['J']:.3f} | "
             f"{r['F']:.3f} | {fps} | {100 * (base['J'] - r['J']):+.1f} | {_x(rf).rstrip('x')} | "
@@ -622,13 +660,17 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
         f"{info['scored']}; {info['device']} {info['dtype']}; "
         f"{info['total_seconds'] / 60:.0f} min in all. "
         f"Per-frame model: {info['per_frame_source']}{flip_text}. Adaptive: {info['adaptive_text']}.\n\n"
-        "Speed-up: frames/s over the per-frame row's at the same thread count (the model alone, frames "
-        "decoded beforehand). r: cost(key frame) / cost(propagated frame), in FLOPs (FlopCounterMode; DIS "
-        "and "
-        "the warp count 0) and in wall time; s = 1 / (p + (1 - p) / r) at the row's key-frame rate p "
-        "(s(l) = l / (1 + (l - 1) / r) for fixed l), to read beside the measured speed-up. Bidirectional "
-        "rows (offline, `Bidirectional(l)`): the key frames of l, each frame between two key frames blends "
-        "the features propagated from both (weights by nearness and, per pixel, each side's warp error), so "
+        "Speed-up: frames/s over the faster per-frame row at the same thread count (the model alone, "
+        "frames decoded beforehand): at one thread the two per-frame rows do the same work; at n threads "
+        "the first runs one frame at a time with the threads inside each op (as `vidrec predict` does), "
+        "the second n frames side by side at one thread each. The bidirectional walk at n threads runs "
+        "whole frames side by side too (n key frames' feature nets at once, then the frames held between "
+        "them); the causal rows run one frame at a time. r: cost(key frame) / cost(propagated frame), in "
+        "FLOPs (FlopCounterMode; DIS and the warp count 0) and in wall time; s = 1 / (p + (1 - p) / r) at "
+        "the row's key-frame rate p (s(l) = l / (1 + (l - 1) / r) for fixed l), to read beside the "
+        "measured speed-up. Bidirectional rows (offline, `Bidirectional(l)`): the key frames of l, each "
+        "frame between two key frames blends the features propagated from both (weights by nearness and, "
+        "per pixel, each side's warp error), so "
         "its r counts the flow, S and the warp twice.\n\n"
         f"{text}\n\nThe cost of each part (median of 7 calls on one validation pair):\n\n{costs_text}\n\n"
         f"```text\n{result}\n```\n"
@@ -840,7 +882,7 @@ def main(argv=None) -> int:
     l10r, dis10 = get[("DFF", "l=10")], get[("DFF-DIS", "l=10")]
     bi10 = get[("DFF", "bidirectional l=10")]
     ada = get[("DFF", f"adaptive {args.signals[0]}")]
-    n = threads[0]
+    n, most = threads[0], threads[-1]
     result = (
         f"RESULT dff per_frame_J={base['J']:.3f} l10_J={l10r['J']:.3f} "
         f"l10_speedup={l10r['fps'][n] / base['fps'][n]:.2f} "
@@ -848,6 +890,7 @@ def main(argv=None) -> int:
         f"adaptive_keys={ada['keys']} l10_keys={l10r['keys']} bi10_J={bi10['J']:.3f} "
         f"bi10_speedup={bi10['fps'][n] / base['fps'][n]:.2f} dis_l10_J={dis10['J']:.3f} "
         f"dis_l10_speedup={dis10['fps'][n] / base['fps'][n]:.2f} threads={n} "
+        f"bi10_speedup_{most}t={bi10['fps'][most] / base_fps(rows, threads)[most]:.2f} "
         f"r_flops={costs['DFF']['r_flops']:.1f}"
     )
     (out / "table.md").write_text(text + "\n\n" + costs_text + "\n")

@@ -175,3 +175,36 @@ def test_dff_benchmark_calibrates_on_the_key_frames_run_would_pick_and_prints_r_
     bi = {**row, "schedule": "bidirectional l=10", "fps": {1: 40.0}}
     last = bench.table([{**base, "fps": {1: 10.0}}, bi], costs, [1]).splitlines()[-1].split(" | ")
     assert last[7:] == ["4.00x", "+1.0", "11.11", "5.52x", "5.45", "3.77x |"]
+    # at n threads the speed-ups' base is the faster per-frame row: one frame at a time or side by side
+    side = {**base, "schedule": bench.SIDE_BY_SIDE, "fps": {1: 10.0, 2: 16.0}}
+    rows = [{**base, "fps": {1: 10.0, 2: 12.0}}, side, {**row, "fps": {1: 50.0, 2: 80.0}}]
+    cols = [line.split(" | ") for line in bench.table(rows, costs, [1, 2]).splitlines()[2:]]
+    assert [c[6:10] for c in cols] == [
+        ["10.0", "1.00x", "12.0", "0.75x"],
+        ["10.0", "1.00x", "16.0", "1.00x"],
+        ["50.0", "5.00x", "80.0", "5.00x"],
+    ]
+
+
+def test_dff_benchmark_frames_side_by_side_are_the_per_frame_outputs():
+    import torch
+    from torch import nn
+
+    from vidrec.dff import DFF, FixedInterval
+    from vidrec.dff.flownets import FlowNetLite
+
+    bench = _load("dff")
+    torch.manual_seed(0)
+    dff = DFF(nn.Conv2d(3, 4, 16, stride=16), FlowNetLite(stride=16, width=4), nn.Conv2d(4, 2, 1)).eval()
+    video = [torch.randn(1, 3, 48, 64) for _ in range(5)]
+    with torch.no_grad():
+        one = list(dff.run(iter(video), FixedInterval(1)))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        side = list(bench.FramesSideBySide(dff).run(iter(video), FixedInterval(1)))
+    finally:
+        torch.set_num_threads(before)
+    assert [k for _, k in side] == [True] * 5
+    for (a, _), (b, _) in zip(one, side, strict=True):
+        torch.testing.assert_close(a, b)

@@ -15,7 +15,7 @@ from vidrec.data.transforms import normalize_frames
 from vidrec.dff import DFF, as_dff
 from vidrec.dff.cost import part_costs
 from vidrec.dff.flownets import make_flow_net
-from vidrec.dff.model import refreshable
+from vidrec.dff.model import map_frames, refreshable
 from vidrec.dff.schedule import Bidirectional, FixedInterval
 from vidrec.models.motion import stack_neighbours
 from vidrec.models.segnet import segnet_mobilenet_v2
@@ -155,21 +155,44 @@ def test_cost_counts_the_cue_on_the_non_key_path(seg):
     assert cue.flops > 0 and cue.ms > 0  # the branch's convs count; DIS and the camera fits show in ms
 
 
-def test_the_cue_flows_in_a_thread_pool_give_the_one_thread_walk():
-    """At two threads the motion cues' DIS flows run in a thread pool (`vidrec.models.motion`): the walk's
-    outputs, warp errors and fresh cues included, are the one-thread walk's."""
+@pytest.mark.parametrize("interval", [8, 3])
+def test_frames_side_by_side_give_the_one_thread_walk(interval):
+    """At n > 1 threads the bidirectional walk runs n key frames' feature nets at once and then the frames
+    held between them, side by side (`vidrec.dff.model.map_frames`; the DIS flow net keeps an OpenCV
+    object per thread), and the cue's flows run in a pool (`vidrec.models.motion`): the outputs, warp
+    errors and fresh cues included, are the one-thread walk's (l = 3 on 9 frames: key frames 0, 3, 6 in
+    one go at 3 threads, in two at 2, and two frames after the last key frame)."""
     dff = as_dff(seg_model(), flow_net=make_flow_net("dis", stride=16)).eval()
     dff.fresh_motion, dff.fresh_from = True, 2
     clip = frames(9)
     before = torch.get_num_threads()
     outs = {}
     try:
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             with torch.no_grad():
-                outs[threads] = [o for o, _ in dff.run(iter(clip), Bidirectional(8, tau=0.1))]
+                outs[threads] = list(dff.run(iter(clip), Bidirectional(interval, tau=0.1)))
     finally:
         torch.set_num_threads(before)
-    for i, (a, b) in enumerate(zip(outs[1], outs[2], strict=True)):
-        assert a.shape == (1, 2, 64, 96) and torch.allclose(a, b, atol=1e-5), i  # frames differ by > 2e-4
-    assert not torch.allclose(outs[1][3], outs[1][4], atol=1e-4)
+    keys = [k for _, k in outs[1]]
+    assert keys == [i % interval == 0 for i in range(9)]
+    for threads in (2, 3):
+        assert [k for _, k in outs[threads]] == keys
+        for i, ((a, _), (b, _)) in enumerate(zip(outs[1], outs[threads], strict=True)):
+            assert a.shape == (1, 2, 64, 96) and torch.allclose(a, b, atol=1e-5), (threads, i)
+    assert not torch.allclose(outs[1][3][0], outs[1][4][0], atol=1e-4)  # frames differ by > 2e-4
+
+
+def test_map_frames_keeps_order_and_runs_each_frame_at_one_torch_thread():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen = map_frames(lambda x: (x, torch.get_num_threads(), torch.is_grad_enabled()), list(range(7)))
+        assert [x for x, _, _ in seen] == list(range(7))
+        assert {n for _, n, _ in seen} == {1}  # the workers' own torch threads
+        assert all(grad for _, _, grad in seen)  # grad mode is per thread: fn makes its own
+        assert torch.get_num_threads() == 2  # the caller keeps its threads
+        torch.set_num_threads(1)
+        assert map_frames(lambda x: torch.get_num_threads(), [0, 1]) == [1, 1]  # a plain loop
+    finally:
+        torch.set_num_threads(before)

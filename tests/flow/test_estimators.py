@@ -157,3 +157,17 @@ def test_raft_with_local_weights_returns_float32_flow(raft_small_weights, size):
     np.testing.assert_array_equal(est(prev, nxt), flow)  # eval mode, no dropout: deterministic on CPU
     with pytest.raises(ValueError, match="differ"):
         est(prev, nxt[:32])
+
+
+def test_one_estimator_called_from_several_threads_gives_the_serial_flows():
+    """OpenCV's DIS object keeps per-call state: `FlowEstimator` keeps one per calling thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    est = FlowEstimator("dis")
+    pairs = [shifted_pair(s % 3, 1, seed=s) for s in range(6)]
+    serial = [est(a, b) for a, b in pairs]
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(lambda p: est(*p), pairs * 3))
+    for i, flow in enumerate(threaded):
+        np.testing.assert_array_equal(flow, serial[i % len(pairs)])
+    assert not np.array_equal(serial[0], serial[1])  # the pairs differ, so a mix-up would show

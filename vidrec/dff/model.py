@@ -51,8 +51,12 @@ module with ``feature_net``, ``task_net`` and ``feature_stride`` attributes (a p
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import torch
@@ -497,48 +501,133 @@ def walk_bidirectional(
     ``tau``); frames after the last key frame take it alone (as `walk`). Frames between two key frames wait
     for the next one (at most the interval minus one are held); outputs come in frame order. The two sides
     run as one batch (the flow net, S and the warp see both key frames at once): the same arithmetic, with
-    half the calls of small ops whose cost is mostly their overhead."""
+    half the calls of small ops whose cost is mostly their overhead.
+
+    With torch at n > 1 threads the walk runs whole frames side by side, each at one thread (`map_frames`):
+    it reads on until n key frames wait, runs their feature net n at a time, then every frame held
+    between them. The outputs are those of the one-thread walk; the cores stay busy on whole frames
+    instead of splitting each op, which pays most on the propagated frames' small ops (docs/dff.md). The
+    price is latency and memory: up to n intervals of frames wait (n x l; one interval at one thread)."""
     schedule.reset()
     tau = float(getattr(schedule, "tau", 0.0))
-    key = None  # (index, img, features) of the last key frame
-    held: list[tuple[int, torch.Tensor]] = []  # frames since it, waiting for the next key frame
+    side_by_side = max(1, torch.get_num_threads())  # key frames whose feature nets run at once
+    key = None  # (index, img, features) of the last key frame whose features are known
+    waiting: list[tuple[int, torch.Tensor, list]] = []  # key frames read, each with the frames before it
+    held: list[tuple[int, torch.Tensor]] = []  # frames since the last key frame read
     for index, img in enumerate(frames):
-        if key is not None and not schedule.decide(index, None):
+        if (key is not None or waiting) and not schedule.decide(index, None):
             held.append((index, img))
             continue
-        with torch.inference_mode():
-            new = (index, img, model.key_features(img))
-            outs = []
-            if held:
-                n = img.shape[0]
-                # (2B, 3, H, W): the earlier and later key frame's own RGB, all the flow net and the warp
-                # errors look at (a frame with its neighbours stacked need not be copied whole)
-                pair_img = torch.cat([key[1][:, :3], new[1][:, :3]])
-                pair_feat = _cat(key[2], new[2])
-                pair_small = None  # both key frames' RGB pooled to the flow grid, for the warp errors
-            for i, cur in held:  # between key frames: both sides, the nearer (and better warped) weighs more
-                rgb = cur[:, :3]
-                both_cur = torch.cat([rgb, rgb])
-                both_flow, scale = flow(pair_img, both_cur, pair_feat)
-                near = _distance(model, min(i - key[0], index - i))  # frames to the nearer key frame
-                before, after = _split(warp_features(pair_feat, both_flow, scale, **near), n)
-                errors = None
-                if tau:
-                    grid = tuple(both_flow.shape[-2:])
-                    pair_small = pool_rgb(pair_img, grid) if pair_small is None else pair_small
-                    small = pool_rgb(rgb, grid)
-                    err = warp_error(both_flow, pair_small, torch.cat([small, small]))
-                    errors = (err[:n], err[n:])
-                w = nearness_weights((index - i) / (index - key[0]), errors, tau)
-                outs.append(head(blend(before, after, w), cur))
-            outs.append(head(new[2], img))
-        yield from ((out, False) for out in outs[:-1])
-        yield outs[-1], True
-        key, held = new, []
+        waiting.append((index, img, held))
+        held = []
+        if len(waiting) == side_by_side:
+            key, outs = _key_frames_and_between(model, key, waiting, tau, flow, warp_features, head)
+            yield from outs
+            waiting = []
+    if waiting:
+        key, outs = _key_frames_and_between(model, key, waiting, tau, flow, warp_features, head)
+        yield from outs
     for i, cur in held:  # after the last key frame: forward only
         with torch.inference_mode():
             out = head(warp_features(key[2], *flow(key[1], cur, key[2]), **_distance(model, i - key[0])), cur)
         yield out, False
+
+
+def _key_features(model: nn.Module, img: torch.Tensor):
+    with torch.inference_mode():
+        return model.key_features(img)
+
+
+def _key_frames_and_between(model, key, waiting, tau, flow, warp_features, head):
+    """`walk_bidirectional`'s step: the features of the `waiting` key frames ``(index, img, held before
+    it)``, side by side, then each held frame's output (`_between`) from the key frames around it.
+    Returns the last key frame ``(index, img, features)`` and the ``(output, is_key)`` in frame order."""
+    feats = map_frames(functools.partial(_key_features, model), [img for _, img, _ in waiting])
+    items = []  # (held frame, the pair of key frames around it)
+    keys = [key] + [(index, img, feat) for (index, img, _), feat in zip(waiting, feats, strict=True)]
+    for before, after, (_, _, held) in zip(keys[:-1], keys[1:], waiting, strict=True):
+        if held:
+            # (2B, 3, H, W): the earlier and later key frame's own RGB, all the flow net and the warp
+            # errors look at (a frame with its neighbours stacked need not be copied whole)
+            pair_img = torch.cat([before[1][:, :3], after[1][:, :3]])
+            pair = _KeyPair(before[0], after[0], pair_img, _cat(before[2], after[2]), after[1].shape[0])
+            items += [(item, pair) for item in held]
+    between = functools.partial(
+        _between, tau=tau, model=model, flow=flow, warp_features=warp_features, head=head
+    )
+    outs = iter(map_frames(lambda x: between(x[0], pair=x[1]), items))
+    ordered = []
+    for (_, img, held), (_, _, feat) in zip(waiting, keys[1:], strict=True):
+        ordered += [(next(outs), False) for _ in held]
+        with torch.inference_mode():
+            ordered.append((head(feat, img), True))
+    return keys[-1], ordered
+
+
+@dataclasses.dataclass
+class _KeyPair:
+    """Two key frames around held frames: their indices, RGB and features joined on the batch (B each)."""
+
+    first: int
+    last: int
+    img: torch.Tensor  # (2B, 3, H, W)
+    feat: object  # (2B, C, h, w) or a dict of them
+    n: int  # B
+    small: dict = dataclasses.field(default_factory=dict)  # img area-pooled to a flow grid (warp errors)
+
+
+def _between(item: tuple[int, torch.Tensor], *, pair: _KeyPair, tau: float, model, flow, warp_features, head):
+    """The output of held frame `item` = (index, frame) between the key frames of `pair`: the features
+    propagated from both, blended (`walk_bidirectional`). Makes its own inference mode (`map_frames`)."""
+    i, cur = item
+    n = pair.n
+    with torch.inference_mode():
+        rgb = cur[:, :3]
+        both_flow, scale = flow(pair.img, torch.cat([rgb, rgb]), pair.feat)
+        near = _distance(model, min(i - pair.first, pair.last - i))  # frames to the nearer key frame
+        before, after = _split(warp_features(pair.feat, both_flow, scale, **near), n)
+        errors = None
+        if tau:
+            grid = tuple(both_flow.shape[-2:])
+            if grid not in pair.small:  # threads racing here compute the same tensor
+                pair.small[grid] = pool_rgb(pair.img, grid)
+            small = pool_rgb(rgb, grid)
+            err = warp_error(both_flow, pair.small[grid], torch.cat([small, small]))
+            errors = (err[:n], err[n:])
+        w = nearness_weights((pair.last - i) / (pair.last - pair.first), errors, tau)
+        return head(blend(before, after, w), cur)
+
+
+_FRAME_POOL: list = [None, 0]  # a ThreadPoolExecutor whose threads run torch at one thread each, its size
+
+
+def _one_torch_thread(ready: threading.Barrier) -> None:
+    # torch sets a thread's OpenMP team from its global thread count on the thread's first query (which a
+    # later set_num_threads in another thread changes): query first, then one thread for this worker
+    torch.get_num_threads()
+    torch.set_num_threads(1)  # this worker's own team only: the caller keeps its threads
+    ready.wait()
+
+
+def map_frames(fn: Callable, items: list) -> list:
+    """``[fn(x) for x in items]``, in order: with torch at n > 1 threads, over n worker threads that run
+    torch at one thread each, so that independent frames (the frames held between two key frames) run
+    side by side instead of splitting each small op over the cores. `fn` makes its own
+    ``torch.inference_mode()`` (grad mode is per thread). At one thread, or with one item: a loop."""
+    workers = torch.get_num_threads()
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    if _FRAME_POOL[1] != workers:
+        if _FRAME_POOL[0] is not None:
+            _FRAME_POOL[0].shutdown(wait=False)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="vidrec-frames")
+        ready = threading.Barrier(workers + 1)
+        for _ in range(workers):  # start every worker now, each at one torch thread
+            pool.submit(_one_torch_thread, ready)
+        ready.wait()
+        torch.set_num_threads(workers)  # the workers' set_num_threads(1) moved the default of new threads
+        _FRAME_POOL[:] = [pool, workers]
+    return list(_FRAME_POOL[0].map(fn, items))
 
 
 def _cat(a, b):

@@ -8,6 +8,8 @@ reuses it for every frame pair; `compute_flow` is the one-shot convenience. Fram
 
 from __future__ import annotations
 
+import functools
+import threading
 from typing import Any
 
 import cv2
@@ -104,10 +106,15 @@ class FlowEstimator:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.method = method
         self.opts = dict(opts)
+        # OpenCV's DIS and TV-L1 objects keep per-call state: one per thread that calls (`_backend`)
+        self._local = threading.local()
         if method == "dis":
-            self._impl = _make_dis(**(opts if "preset" in opts else {**DIS_TUNED, **opts}))
+            dis_opts = opts if "preset" in opts else {**DIS_TUNED, **opts}
+            self._make = functools.partial(_make_dis, **dis_opts)
         elif method == "tvl1":
-            self._impl = _make_tvl1(**opts)
+            self._make = functools.partial(_make_tvl1, **opts)
+        if method in ("dis", "tvl1"):
+            self._local.impl = self._make()  # built now: a bad option fails here, not at the first frame
         elif method == "farneback":
             self._farneback = {**_FARNEBACK, **opts}
         else:
@@ -125,8 +132,15 @@ class FlowEstimator:
         if self.method == "farneback":
             flow = cv2.calcOpticalFlowFarneback(a, b, None, **self._farneback)
         else:
-            flow = self._impl.calc(a, b, None)
+            flow = self._backend().calc(a, b, None)
         return np.ascontiguousarray(flow, dtype=np.float32)
+
+    def _backend(self):
+        """This thread's OpenCV flow object (made on its first call)."""
+        impl = getattr(self._local, "impl", None)
+        if impl is None:
+            impl = self._local.impl = self._make()
+        return impl
 
 
 def compute_flow(prev: np.ndarray, next: np.ndarray, method: str = "dis", **opts) -> np.ndarray:  # noqa: A002
