@@ -192,6 +192,8 @@ def test_map_frames_keeps_order_and_runs_each_frame_at_one_torch_thread():
         assert {n for _, n, _ in seen} == {1}  # the workers' own torch threads
         assert all(grad for _, _, grad in seen)  # grad mode is per thread: fn makes its own
         assert torch.get_num_threads() == 2  # the caller keeps its threads
+        assert map_frames(lambda x: torch.get_num_threads(), [0, 1, 2], workers=3) == [1, 1, 1]
+        assert torch.get_num_threads() == 2
         torch.set_num_threads(1)
         assert map_frames(lambda x: torch.get_num_threads(), [0, 1]) == [1, 1]  # a plain loop
     finally:

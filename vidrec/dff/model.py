@@ -503,14 +503,18 @@ def walk_bidirectional(
     run as one batch (the flow net, S and the warp see both key frames at once): the same arithmetic, with
     half the calls of small ops whose cost is mostly their overhead.
 
-    With torch at n > 1 threads the walk runs whole frames side by side, each at one thread (`map_frames`):
-    it reads on until n key frames wait, runs their feature net n at a time, then every frame held
-    between them. The outputs are those of the one-thread walk; the cores stay busy on whole frames
-    instead of splitting each op, which pays most on the propagated frames' small ops (docs/dff.md). The
-    price is latency and memory: up to n intervals of frames wait (n x l; one interval at one thread)."""
+    On the CPU with torch at n > 1 threads the walk runs whole frames side by side, each at one thread
+    (`map_frames`; on a GPU one at a time): it reads on until n key frames wait, runs their feature nets
+    at once, then every frame held between them, n at a time. The outputs are those of the one-thread
+    walk; the cores stay busy on whole frames instead of splitting each op, which pays most on the
+    propagated frames' small ops (docs/dff.md). The price is latency and memory: up to n intervals of
+    frames wait (n x l; one interval at one thread)."""
     schedule.reset()
     tau = float(getattr(schedule, "tau", 0.0))
-    side_by_side = max(1, torch.get_num_threads())  # key frames whose feature nets run at once
+    side_by_side = None  # frames run at once: torch's threads on the CPU, 1 on a GPU (set by the first frame)
+    step = functools.partial(
+        _key_frames_and_between, model, tau=tau, flow=flow, warp_features=warp_features, head=head
+    )
     key = None  # (index, img, features) of the last key frame whose features are known
     waiting: list[tuple[int, torch.Tensor, list]] = []  # key frames read, each with the frames before it
     held: list[tuple[int, torch.Tensor]] = []  # frames since the last key frame read
@@ -520,12 +524,14 @@ def walk_bidirectional(
             continue
         waiting.append((index, img, held))
         held = []
+        if side_by_side is None:
+            side_by_side = max(1, torch.get_num_threads()) if img.device.type == "cpu" else 1
         if len(waiting) == side_by_side:
-            key, outs = _key_frames_and_between(model, key, waiting, tau, flow, warp_features, head)
+            key, outs = step(key, waiting, side_by_side)
             yield from outs
             waiting = []
     if waiting:
-        key, outs = _key_frames_and_between(model, key, waiting, tau, flow, warp_features, head)
+        key, outs = step(key, waiting, side_by_side)
         yield from outs
     for i, cur in held:  # after the last key frame: forward only
         with torch.inference_mode():
@@ -538,11 +544,11 @@ def _key_features(model: nn.Module, img: torch.Tensor):
         return model.key_features(img)
 
 
-def _key_frames_and_between(model, key, waiting, tau, flow, warp_features, head):
+def _key_frames_and_between(model, key, waiting, workers: int, *, tau, flow, warp_features, head):
     """`walk_bidirectional`'s step: the features of the `waiting` key frames ``(index, img, held before
-    it)``, side by side, then each held frame's output (`_between`) from the key frames around it.
+    it)``, `workers` at a time, then each held frame's output (`_between`) from the key frames around it.
     Returns the last key frame ``(index, img, features)`` and the ``(output, is_key)`` in frame order."""
-    feats = map_frames(functools.partial(_key_features, model), [img for _, img, _ in waiting])
+    feats = map_frames(functools.partial(_key_features, model), [img for _, img, _ in waiting], workers)
     items = []  # (held frame, the pair of key frames around it)
     keys = [key] + [(index, img, feat) for (index, img, _), feat in zip(waiting, feats, strict=True)]
     for before, after, (_, _, held) in zip(keys[:-1], keys[1:], waiting, strict=True):
@@ -555,7 +561,7 @@ def _key_frames_and_between(model, key, waiting, tau, flow, warp_features, head)
     between = functools.partial(
         _between, tau=tau, model=model, flow=flow, warp_features=warp_features, head=head
     )
-    outs = iter(map_frames(lambda x: between(x[0], pair=x[1]), items))
+    outs = iter(map_frames(lambda x: between(x[0], pair=x[1]), items, workers))
     ordered = []
     for (_, img, held), (_, _, feat) in zip(waiting, keys[1:], strict=True):
         ordered += [(next(outs), False) for _ in held]
@@ -609,23 +615,23 @@ def _one_torch_thread(ready: threading.Barrier) -> None:
     ready.wait()
 
 
-def map_frames(fn: Callable, items: list) -> list:
-    """``[fn(x) for x in items]``, in order: with torch at n > 1 threads, over n worker threads that run
-    torch at one thread each, so that independent frames (the frames held between two key frames) run
-    side by side instead of splitting each small op over the cores. `fn` makes its own
-    ``torch.inference_mode()`` (grad mode is per thread). At one thread, or with one item: a loop."""
-    workers = torch.get_num_threads()
+def map_frames(fn: Callable, items: list, workers: int | None = None) -> list:
+    """``[fn(x) for x in items]``, in order, over `workers` threads (default: torch's thread count) that
+    run torch at one thread each, so that independent frames (the frames held between two key frames)
+    run side by side instead of splitting each small op over the cores. `fn` makes its own
+    ``torch.inference_mode()`` (grad mode is per thread). With one worker or one item: a loop."""
+    workers = torch.get_num_threads() if workers is None else workers
     if workers <= 1 or len(items) <= 1:
         return [fn(x) for x in items]
     if _FRAME_POOL[1] != workers:
         if _FRAME_POOL[0] is not None:
             _FRAME_POOL[0].shutdown(wait=False)
         pool = ThreadPoolExecutor(workers, thread_name_prefix="vidrec-frames")
-        ready = threading.Barrier(workers + 1)
+        ready, mine = threading.Barrier(workers + 1), torch.get_num_threads()
         for _ in range(workers):  # start every worker now, each at one torch thread
             pool.submit(_one_torch_thread, ready)
         ready.wait()
-        torch.set_num_threads(workers)  # the workers' set_num_threads(1) moved the default of new threads
+        torch.set_num_threads(mine)  # the workers' set_num_threads(1) moved the default of new threads
         _FRAME_POOL[:] = [pool, workers]
     return list(_FRAME_POOL[0].map(fn, items))
 
