@@ -167,3 +167,24 @@ def test_as_pyramid_dff_needs_a_flow_source_for_a_per_frame_detector(detector):
         as_pyramid_dff(detector)
     built = as_pyramid_dff(detector, flow_net=ShiftFlow(0.0))
     assert built.feature_net is detector.feature_net and built.scale is None
+
+
+def test_bidirectional_detections_side_by_side_are_the_one_thread_walks(detector):
+    """At two threads the walk runs key frames, then the frames between them, side by side
+    (`vidrec.dff.model.map_frames`): the same detections, pyramids and warp errors included."""
+    torch.manual_seed(3)
+    flow = FlowNetLite(stride=8)
+    nn.init.normal_(flow.predict.weight, std=0.5)
+    dff = PyramidDFF(detector.feature_net, flow, detector.task_net).eval()
+    frames = [torch.randn(1, 3, 64, 96) for _ in range(8)]
+    before, runs = torch.get_num_threads(), {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs[threads] = list(dff.run(iter(frames), Bidirectional(3, tau=0.1)))
+    finally:
+        torch.set_num_threads(before)
+    assert [k for _, k in runs[2]] == [k for _, k in runs[1]] == [i % 3 == 0 for i in range(8)]
+    for (a, _), (b, _) in zip(runs[1], runs[2], strict=True):
+        assert torch.allclose(a[0]["boxes"], b[0]["boxes"], atol=1e-3)
+        assert torch.allclose(a[0]["scores"], b[0]["scores"], atol=1e-5)
