@@ -15,7 +15,7 @@ from vidrec.data.transforms import normalize_frames
 from vidrec.dff import DFF, as_dff
 from vidrec.dff.cost import part_costs
 from vidrec.dff.flownets import make_flow_net
-from vidrec.dff.model import map_frames, refreshable
+from vidrec.dff.model import feature_grid, map_frames, refreshable, walk
 from vidrec.dff.schedule import Bidirectional, FixedInterval
 from vidrec.models.motion import stack_neighbours
 from vidrec.models.segnet import segnet_mobilenet_v2
@@ -198,3 +198,43 @@ def test_map_frames_keeps_order_and_runs_each_frame_at_one_torch_thread():
         assert map_frames(lambda x: torch.get_num_threads(), [0, 1]) == [1, 1]  # a plain loop
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("schedule", [FixedInterval(3), Bidirectional(3, tau=0.1)], ids=["causal", "bi"])
+def test_walk_pools_each_frame_once_for_the_flow_net(schedule, monkeypatch):
+    """The learned flow net pools its input pair (`FlowNetLite.pool`); the walk hands it every frame pooled
+    once (`DFF.flow_input`), so a key frame is not pooled again for each frame it serves, and the outputs
+    are those of the flow net pooling each pair itself."""
+    torch.manual_seed(1)
+    flow_net = make_flow_net("learned", stride=16)
+    nn.init.normal_(flow_net.predict.weight, std=0.05)  # a flow that moves (zero at initialisation)
+    dff = as_dff(seg_model(), flow_net=flow_net).eval()
+    dff.fresh_motion, dff.fresh_from = True, 2
+    clip = frames(8)
+    key, cur = clip[0][:, :3], clip[2][:, :3]
+    flow, feats = flow_net(key, cur)
+    flow2, feats2 = flow_net(flow_net.pool(key), flow_net.pool(cur), pooled=True)
+    assert flow.abs().max() > 1e-3 and torch.equal(flow, flow2) and torch.equal(feats, feats2)
+
+    pooled = []
+    real_pool = flow_net.pool
+    monkeypatch.setattr(flow_net, "pool", lambda x: pooled.append(x.shape) or real_pool(x))
+    with torch.no_grad():
+        outs = list(dff.run(iter(clip), schedule))
+    assert len(pooled) == len(clip)  # each frame once, key frames included
+    # the same walk with the flow net pooling each (key, frame) pair itself
+    with torch.no_grad():
+        plain = list(
+            walk(
+                dff,
+                iter(clip),
+                schedule,
+                flow=lambda k, img, feat: dff.estimate_flow(k, img, feature_grid(feat)),
+                warp_features=dff.warp_features,
+                head=lambda feat, img: dff.head(dff.with_motion(feat, img), img.shape[-2:]),
+            )
+        )
+    assert len(pooled) > len(clip)
+    assert [k for _, k in outs] == [k for _, k in plain] == [i % 3 == 0 for i in range(8)]
+    for (a, _), (b, _) in zip(outs, plain, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -95,11 +95,18 @@ class FlowNetLite(nn.Module):
         nn.init.zeros_(self.predict.bias)
         self.scale_channels = last
 
-    def forward(self, key_img: torch.Tensor, cur_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pool(self, img: torch.Tensor) -> torch.Tensor:
+        """`(B, 3, H, W)` -> the image as the net's first layer sees it, `(B, 3, H/d, W/d)` average-pooled by
+        `downscale` (as is at 1): a walk pools a key frame once for all the frames it serves (`pooled`)."""
+        return F.avg_pool2d(img, self.downscale, ceil_mode=True) if self.downscale > 1 else img
+
+    def forward(
+        self, key_img: torch.Tensor, cur_img: torch.Tensor, *, pooled: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, 3, H, W)` each -> (flow `(B, 2, H/stride, W/stride)` feature px, features
-        `(B, scale_channels, ., .)`)."""
-        if self.downscale > 1:  # each image pooled before the concatenation: no full-size 6-channel copy
-            cur_img, key_img = (F.avg_pool2d(x, self.downscale, ceil_mode=True) for x in (cur_img, key_img))
+        `(B, scale_channels, ., .)`). ``pooled=True``: both images already went through `pool`."""
+        if not pooled:  # each image pooled before the concatenation: no full-size 6-channel copy
+            cur_img, key_img = self.pool(cur_img), self.pool(key_img)
         x = torch.cat([cur_img, key_img], dim=1)  # (B, 6, H/d, W/d), [current, key]
         e1 = self.enc1(x)
         e2 = self.enc2(e1)

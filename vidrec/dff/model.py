@@ -13,7 +13,9 @@ key frames only, and carry its features to the other frames along the optical fl
   takes a frame with its neighbours stacked (``(B, 9, H, W)``, `vidrec.models.motion`), the flow net
   gets the first three channels, the frame's own RGB. ``scale_features``
   is ``(B, C_s, h', w')`` for the scale field (FlowNet's decoder features), or None for flow sources
-  without features (DIS, RAFT): then S = 1. A flow net may set ``scale_channels = C_s``.
+  without features (DIS, RAFT): then S = 1. A flow net may set ``scale_channels = C_s``. One that pools
+  its input (`vidrec.dff.flownets.FlowNetLite`) may offer ``pool(img)`` and take ``pooled=True``: the
+  walks then pool each frame once (`DFF.flow_input`), a key frame not again for every frame it serves.
 
 The scale field S (`ScaleField`) is a 1x1 conv on the flow net's features, weights 0 and bias 1 with the
 bias frozen (a buffer: no optimiser can move it), so S = 1 at initialisation. Propagation is
@@ -294,11 +296,22 @@ class DFF(nn.Module):
         return self.upsample_to(self.task(features), size)
 
     def estimate_flow(
-        self, key_img: torch.Tensor, cur_img: torch.Tensor, grid: tuple[int, int]
+        self, key_img: torch.Tensor, cur_img: torch.Tensor, grid: tuple[int, int], *, pooled: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(flow `(B, 2, h, w)` current -> key in feature px on `grid`, the flow net's scale features)."""
-        flow, scale_in = self.flow_net(key_img[:, :3], cur_img[:, :3])  # the frames' own RGB (module doc)
+        """(flow `(B, 2, h, w)` current -> key in feature px on `grid`, the flow net's scale features).
+        ``pooled=True``: both images come from `flow_input`."""
+        if pooled:
+            flow, scale_in = self.flow_net(key_img, cur_img, pooled=True)
+        else:  # the frames' own RGB (module doc)
+            flow, scale_in = self.flow_net(key_img[:, :3], cur_img[:, :3])
         return resize_flow(flow, grid), scale_in
+
+    def flow_input(self, img: torch.Tensor) -> torch.Tensor:
+        """A frame's own RGB as the flow net's first layer sees it (its ``pool``, e.g. `FlowNetLite`'s
+        average pooling): `estimate_flow(..., pooled=True)` takes it, so a walk pools each key frame once
+        for all the frames it serves. For a flow net without ``pool``: the RGB as is."""
+        pool = getattr(self.flow_net, "pool", None)
+        return img[:, :3] if pool is None else pool(img[:, :3])
 
     def scale_field(self, scale_in: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:
         """S `(B, C, h, w)` on `grid` from the flow net's features, or None (S = 1)."""
@@ -373,9 +386,12 @@ class DFF(nn.Module):
             self,
             frames,
             schedule,
-            flow=lambda key_img, img, key_feat: self.estimate_flow(key_img, img, feature_grid(key_feat)),
+            flow=lambda key_img, img, key_feat, pooled=False: self.estimate_flow(
+                key_img, img, feature_grid(key_feat), pooled=pooled
+            ),
             warp_features=self.warp_features,
             head=lambda feat, img: self.head(self.with_motion(feat, img), img.shape[-2:]),
+            flow_input=self.flow_input if hasattr(self.flow_net, "pool") else None,
         )
 
 
@@ -423,40 +439,53 @@ def walk(
     flow: Callable,
     warp_features: Callable,
     head: Callable,
+    flow_input: Callable | None = None,
 ) -> Iterator[tuple[object, bool]]:
     """The key-frame walk shared by `DFF.run` and `vidrec.dff.detect.PyramidDFF.run`.
 
     `model` gives ``key_features(img)``; ``flow(key_img, img, key_feat) -> (flow, scale)`` and
     ``warp_features(key_feat, flow, scale)`` propagate (a model with ``fresh_motion`` gets ``distance=``,
-    the frames to the key frame, too); ``head(feat, img)`` makes each frame's output.
+    the frames to the key frame, too); ``head(feat, img)`` makes each frame's output. With `flow_input`
+    (e.g. `DFF.flow_input`: the RGB pooled as the flow net pools it) each frame goes through it once and
+    `flow` gets what it gives, and ``pooled=True``: a key frame is pooled once, not once per frame it serves.
     Yields ``(output, is_key)`` per frame, without autograd; frame 0 is always a key frame. A
     `vidrec.dff.schedule.Bidirectional` schedule goes to `walk_bidirectional`.
     """
     if getattr(schedule, "bidirectional", False):
         yield from walk_bidirectional(
-            model, frames, schedule, flow=flow, warp_features=warp_features, head=head
+            model, frames, schedule, flow=flow, warp_features=warp_features, head=head, flow_input=flow_input
         )
         return
+    flow, prep = _flow_on_inputs(flow, flow_input)
     schedule.reset()
     key_img = key_feat = None
     key_index = 0
     signal_fn = SIGNALS[getattr(schedule, "signal", "flow")] if schedule.needs_signal else None
     for index, img in enumerate(frames):
         with torch.inference_mode():
-            flow_now = scale = signal = None
+            flow_now = scale = signal = cur_in = None
             if signal_fn is not None and key_feat is not None:
-                flow_now, scale = flow(key_img, img, key_feat)
-                signal = signal_fn(flow_now, key_img, img)
+                cur_in = prep(img)
+                flow_now, scale = flow(key_img, cur_in, key_feat)
+                signal = signal_fn(flow_now, key_img, cur_in)
             is_key = schedule.decide(index, signal) or key_feat is None
             if is_key:
-                key_img, key_feat, key_index = img, model.key_features(img), index
+                key_img, key_feat, key_index = prep(img), model.key_features(img), index
                 feat = key_feat
             else:
                 if flow_now is None:
-                    flow_now, scale = flow(key_img, img, key_feat)
+                    flow_now, scale = flow(key_img, prep(img), key_feat)
                 feat = warp_features(key_feat, flow_now, scale, **_distance(model, index - key_index))
             out = head(feat, img)
         yield out, is_key
+
+
+def _flow_on_inputs(flow: Callable, flow_input: Callable | None) -> tuple[Callable, Callable]:
+    """(`flow` on what `flow_input` gives, the frame -> flow-input map): `flow` with ``pooled=True`` and
+    `flow_input` when there is one, else `flow` as is and the frame's own RGB."""
+    if flow_input is None:
+        return flow, lambda img: img[:, :3]
+    return functools.partial(flow, pooled=True), flow_input
 
 
 def _distance(model: nn.Module, distance: int) -> dict[str, int]:
@@ -494,6 +523,7 @@ def walk_bidirectional(
     flow: Callable,
     warp_features: Callable,
     head: Callable,
+    flow_input: Callable | None = None,
 ) -> Iterator[tuple[object, bool]]:
     """`walk` for a `Bidirectional` schedule: the key frames its `decide` picks; each frame `i` between key
     frames `p` < i < `n` gets ``blend(f_p -> i, f_n -> i, w)`` of the features propagated from both, `w` from
@@ -511,11 +541,12 @@ def walk_bidirectional(
     frames wait (n x l; one interval at one thread)."""
     schedule.reset()
     tau = float(getattr(schedule, "tau", 0.0))
+    flow, prep = _flow_on_inputs(flow, flow_input)
     side_by_side = None  # frames run at once: torch's threads on the CPU, 1 on a GPU (set by the first frame)
     step = functools.partial(
-        _key_frames_and_between, model, tau=tau, flow=flow, warp_features=warp_features, head=head
+        _key_frames_and_between, model, tau=tau, flow=flow, warp_features=warp_features, head=head, prep=prep
     )
-    key = None  # (index, img, features) of the last key frame whose features are known
+    key = None  # (index, flow input, features) of the last key frame whose features are known
     waiting: list[tuple[int, torch.Tensor, list]] = []  # key frames read, each with the frames before it
     held: list[tuple[int, torch.Tensor]] = []  # frames since the last key frame read
     for index, img in enumerate(frames):
@@ -535,7 +566,8 @@ def walk_bidirectional(
         yield from outs
     for i, cur in held:  # after the last key frame: forward only
         with torch.inference_mode():
-            out = head(warp_features(key[2], *flow(key[1], cur, key[2]), **_distance(model, i - key[0])), cur)
+            flow_now, scale = flow(key[1], prep(cur), key[2])
+            out = head(warp_features(key[2], flow_now, scale, **_distance(model, i - key[0])), cur)
         yield out, False
 
 
@@ -544,22 +576,23 @@ def _key_features(model: nn.Module, img: torch.Tensor):
         return model.key_features(img)
 
 
-def _key_frames_and_between(model, key, waiting, workers: int, *, tau, flow, warp_features, head):
+def _key_frames_and_between(model, key, waiting, workers: int, *, tau, flow, warp_features, head, prep):
     """`walk_bidirectional`'s step: the features of the `waiting` key frames ``(index, img, held before
     it)``, `workers` at a time, then each held frame's output (`_between`) from the key frames around it.
-    Returns the last key frame ``(index, img, features)`` and the ``(output, is_key)`` in frame order."""
+    Returns the last key frame ``(index, flow input, features)`` (`prep`: frame -> flow input) and the
+    ``(output, is_key)`` in frame order."""
     feats = map_frames(functools.partial(_key_features, model), [img for _, img, _ in waiting], workers)
     items = []  # (held frame, the pair of key frames around it)
-    keys = [key] + [(index, img, feat) for (index, img, _), feat in zip(waiting, feats, strict=True)]
+    keys = [key] + [(index, prep(img), feat) for (index, img, _), feat in zip(waiting, feats, strict=True)]
     for before, after, (_, _, held) in zip(keys[:-1], keys[1:], waiting, strict=True):
         if held:
-            # (2B, 3, H, W): the earlier and later key frame's own RGB, all the flow net and the warp
-            # errors look at (a frame with its neighbours stacked need not be copied whole)
-            pair_img = torch.cat([before[1][:, :3], after[1][:, :3]])
+            # (2B, 3, h, w): the earlier and later key frame's flow input (own RGB, pooled as the flow net
+            # pools it), all the flow net and the warp errors look at
+            pair_img = torch.cat([before[1], after[1]])
             pair = _KeyPair(before[0], after[0], pair_img, _cat(before[2], after[2]), after[1].shape[0])
             items += [(item, pair) for item in held]
     between = functools.partial(
-        _between, tau=tau, model=model, flow=flow, warp_features=warp_features, head=head
+        _between, tau=tau, model=model, flow=flow, warp_features=warp_features, head=head, prep=prep
     )
     outs = iter(map_frames(lambda x: between(x[0], pair=x[1]), items, workers))
     ordered = []
@@ -576,19 +609,21 @@ class _KeyPair:
 
     first: int
     last: int
-    img: torch.Tensor  # (2B, 3, H, W)
+    img: torch.Tensor  # (2B, 3, h, w): their flow input
     feat: object  # (2B, C, h, w) or a dict of them
     n: int  # B
     small: dict = dataclasses.field(default_factory=dict)  # img area-pooled to a flow grid (warp errors)
 
 
-def _between(item: tuple[int, torch.Tensor], *, pair: _KeyPair, tau: float, model, flow, warp_features, head):
+def _between(
+    item: tuple[int, torch.Tensor], *, pair: _KeyPair, tau: float, model, flow, warp_features, head, prep
+):
     """The output of held frame `item` = (index, frame) between the key frames of `pair`: the features
     propagated from both, blended (`walk_bidirectional`). Makes its own inference mode (`map_frames`)."""
     i, cur = item
     n = pair.n
     with torch.inference_mode():
-        rgb = cur[:, :3]
+        rgb = prep(cur)  # its flow input, once for both sides
         both_flow, scale = flow(pair.img, torch.cat([rgb, rgb]), pair.feat)
         near = _distance(model, min(i - pair.first, pair.last - i))  # frames to the nearer key frame
         before, after = _split(warp_features(pair.feat, both_flow, scale, **near), n)
