@@ -193,6 +193,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="key frames without the mirror-averaged features a --per-frame checkpoint's flip_test asks for",
     )
     p.add_argument(
+        "--no-largest-object",
+        action="store_true",
+        help="outputs without the largest-region filter a --per-frame checkpoint's largest_object asks for",
+    )
+    p.add_argument(
         "--no-fresh-motion",
         action="store_true",
         help="propagated frames warp the key frame's motion cue (default: a model with a motion cue gives "
@@ -640,6 +645,8 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
     cmd = command()
     flip_text = " (flip_test: a key frame averages the features of the frame and its mirror image)"
     flip_text = flip_text if info.get("flip_test") else ""
+    if info.get("largest_object"):
+        flip_text += "; every output keeps its foreground in its largest connected region (largest_object)"
     if info.get("fresh_motion"):
         flip_text += (
             "; DFF's propagated frames warp the key frame's appearance part and add their own motion cue's "
@@ -744,6 +751,8 @@ def main(argv=None) -> int:
         )
     flip = bool(getattr(seg, "flip_test", False)) and not args.no_flip_test  # key frames mirror-averaged
     info["flip_test"] = flip
+    largest = bool(getattr(seg, "largest_object", False)) and not args.no_largest_object
+    info["largest_object"] = largest
     feature_net = (seg.feature_net if seg else segnet_mobilenet_v2(pretrained=True).feature_net).to(device)
     feature_net.eval().requires_grad_(False)
     feats = None
@@ -760,6 +769,7 @@ def main(argv=None) -> int:
 
         learned = as_dff(load_task(args.dff)[0]).to(device).eval()
         learned.flip_test = flip  # every row's key frames the same way
+        learned.largest_object = largest  # and every row's outputs
         info["dff_source"] = f"the checkpoint {args.dff}"
     else:
         from vidrec.dff.pretrain import train_flownet
@@ -788,6 +798,7 @@ def main(argv=None) -> int:
                 bias_field=BiasField(net.scale_channels, hidden) if bias else None,
                 reduced=True,
                 flip_test=flip,
+                largest_object=largest,
             ).to(device)
             losses = train_dff_pairs(
                 dff,
@@ -819,7 +830,8 @@ def main(argv=None) -> int:
             f"{', trained too' if args.pair_head else ', frozen'})"
         )
     del feats
-    dis = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True, flip_test=flip).eval()
+    dff_kw = {"feature_stride": 16, "reduced": True, "flip_test": flip, "largest_object": largest}
+    dis = DFF(feature_net, DISFlow(), head, **dff_kw).eval()
     fresh = refreshable(learned) and not args.no_fresh_motion  # propagated frames: their own motion cue
     for model in (learned, without_bias, dis):
         if model is not None:
@@ -828,7 +840,7 @@ def main(argv=None) -> int:
     info["fresh_motion"] = fresh
     info["fresh_from"] = learned.fresh_from
     # l = 1 never runs the flow: the per-frame baseline is DFF's key path, the per-frame net exactly
-    per_frame = DFF(feature_net, DISFlow(), head, feature_stride=16, reduced=True, flip_test=flip).eval()
+    per_frame = DFF(feature_net, DISFlow(), head, **dff_kw).eval()
     info["train_seconds"] = time.perf_counter() - start
     print(
         f"training done in {info['train_seconds']:.0f} s; measuring on {len(val_seqs)} sequences", flush=True

@@ -16,7 +16,8 @@ otherwise allocate tens of GB for one frame before anything said so."""
 
 def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
     """--interval (--bidirectional: both sides) | --adaptive, with --window, --threshold, --signal,
-    --max-gap (read by `make_schedule`); --no-flip-test, --no-fresh-motion (read by `build_dff`)."""
+    --max-gap (read by `make_schedule`); --no-flip-test, --no-largest-object, --no-fresh-motion (read by
+    `build_dff`)."""
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--interval",
@@ -67,6 +68,12 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
         "cost, about 1 J point less on DAVIS: docs/guides/segmentation.md)",
     )
     p.add_argument(
+        "--no-largest-object",
+        action="store_true",
+        help="keep every foreground region a checkpoint's largest_object drops but the largest "
+        "(docs/guides/segmentation.md)",
+    )
+    p.add_argument(
         "--no-fresh-motion",
         action="store_true",
         help="propagated frames warp the key frame's motion cue instead of computing their own (a model "
@@ -106,6 +113,7 @@ def make_schedule(args: argparse.Namespace):
 def build_dff(model: torch.nn.Module, args: argparse.Namespace):
     """The checkpoint's model as a `DFF` with the flow source `--flow` asks for (default: a DFF model's own
     flow net, DIS for a per-frame model); key frames without their mirror image with --no-flip-test;
+    every foreground region kept with --no-largest-object;
     propagated frames with their own motion cue when the model has one (`vidrec.dff.model.refreshable`),
     unless --no-fresh-motion."""
     from vidrec.dff.model import refreshable
@@ -113,6 +121,8 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
     dff = _build_dff(model, args)
     if getattr(args, "no_flip_test", False):
         dff.flip_test = False
+    if getattr(args, "no_largest_object", False):
+        dff.largest_object = False
     dff.fresh_motion = refreshable(dff) and not getattr(args, "no_fresh_motion", False)
     fresh_from = getattr(args, "fresh_from", None)
     if fresh_from is not None:

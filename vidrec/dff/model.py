@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidrec.dff.schedule import Schedule
-from vidrec.dff.warp import mirror_averaged, resize_flow, warp
+from vidrec.dff.warp import keep_largest_object, mirror_averaged, resize_flow, warp
 
 __all__ = [
     "DFF",
@@ -162,6 +162,8 @@ class DFF(nn.Module):
         flip_test: in eval mode, a key frame's features are those of the frame and of its mirror image
             averaged (`vidrec.dff.warp.mirror_averaged`): key frames cost twice, propagated frames the
             same. Training never flips.
+        largest_object: in eval mode, every frame's output keeps its foreground in its largest connected
+            region only (`vidrec.dff.warp.keep_largest_object`, in `task`, on the feature grid).
         fresh_motion: propagated frames warp the key frame's appearance part and add their own motion
             cue's part (the module docstring); needs `refreshable` parts (and ``reduced``).
         fresh_from: with `fresh_motion`, the distance (frames) to the nearest key frame from which a
@@ -182,6 +184,7 @@ class DFF(nn.Module):
         flip_test: bool = False,
         fresh_motion: bool = False,
         fresh_from: int = FRESH_FROM,
+        largest_object: bool = False,
     ) -> None:
         super().__init__()
         if fresh_from < 1:
@@ -200,6 +203,7 @@ class DFF(nn.Module):
         self.upsample = upsample
         self.reduced = reduced
         self.flip_test = flip_test
+        self.largest_object = largest_object
         self.fresh_motion = fresh_motion  # checked by the setter below
 
     @property
@@ -280,10 +284,12 @@ class DFF(nn.Module):
 
     def task(self, features) -> torch.Tensor:
         """N_task on (propagated or key) features `(B, C, h, w)` -> `(B, K, h, w)`, on the feature grid (a
-        `fresh_motion` dict: on the sum of its parts)."""
+        `fresh_motion` dict: on the sum of its parts); in eval mode with `largest_object`, the foreground
+        kept in its largest connected region."""
         if isinstance(features, dict):
             features = sum(features.values())
-        return self.task_net.classify_reduced(features) if self.reduced else self.task_net(features)
+        out = self.task_net.classify_reduced(features) if self.reduced else self.task_net(features)
+        return keep_largest_object(out) if self.largest_object and not self.training else out
 
     def upsample_to(self, out: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The task output resized bilinearly to `size` = (H, W) when `upsample`."""
@@ -703,6 +709,7 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
             flip_test=model.flip_test,
             fresh_motion=model.fresh_motion,
             fresh_from=model.fresh_from,
+            largest_object=model.largest_object,
         )
     missing = [a for a in ("feature_net", "task_net", "feature_stride") if not hasattr(model, a)]
     if missing:
@@ -722,4 +729,5 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
         feature_stride=int(model.feature_stride),
         reduced=reduced,
         flip_test=bool(getattr(model, "flip_test", False)),
+        largest_object=bool(getattr(model, "largest_object", False)),
     )

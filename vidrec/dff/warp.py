@@ -1,5 +1,6 @@
-"""The Deep Feature Flow warp (Zhu et al., CVPR 2017; methods.md 4.2), flow resizing, and mirror-averaged
-features (test-time flips of the segmenter and of DFF's key frames).
+"""The Deep Feature Flow warp (Zhu et al., CVPR 2017; methods.md 4.2), flow resizing, and the segmenter's
+test-time ops shared with DFF: mirror-averaged features (test-time flips of the segmenter and of DFF's key
+frames) and `keep_largest_object` on the logits.
 
 Propagation reads the key frame's features at the positions the flow points to:
 ``f_i(p) = sum_q G(q, p + flow(p)) f_k(q)`` with the bilinear kernel ``G`` and zeros outside the map. The
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["mirror_averaged", "resize_flow", "warp"]
+__all__ = ["keep_largest_object", "mirror_averaged", "resize_flow", "warp"]
 
 
 def _base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -90,3 +93,25 @@ def mirror_averaged(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     both = net(torch.cat([x, x.flip(-1)]))
     direct, mirrored = both.chunk(2)
     return (direct + mirrored.flip(-1)) / 2
+
+
+def keep_largest_object(logits: torch.Tensor) -> torch.Tensor:
+    """Logits `(B, K, h, w)` (class 0 the background) with the foreground (argmax != 0) kept in each item's
+    largest 8-connected region only: elsewhere every foreground logit is mirrored below the background's
+    (``bg - |fg - bg|``), so the argmax there is the background, and stays so after a bilinear upsampling
+    (a dropped region touches no kept one). DAVIS-2016 annotates one object per sequence; a segmenter's
+    stray blobs on the background are what this removes (docs/guides/segmentation.md). Run on the feature
+    grid, before the upsampling: a few microseconds. Returns `logits` itself when nothing is dropped."""
+    fg = (logits.argmax(dim=1) != 0).cpu().numpy().astype(np.uint8)  # (B, h, w)
+    out = logits
+    for b, mask in enumerate(fg):
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        if n <= 2:  # background and at most one region
+            continue
+        keep = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        drop = torch.from_numpy((labels != keep) & (mask > 0)).to(logits.device)  # (h, w)
+        if out is logits:
+            out = logits.clone()
+        bg, rest = out[b, :1], out[b, 1:]
+        out[b, 1:] = torch.where(drop, bg - (rest - bg).abs(), rest)
+    return out

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidrec.dff.warp import mirror_averaged
+from vidrec.dff.warp import keep_largest_object, mirror_averaged
 from vidrec.models.backbones import mobilenet_v2
 from vidrec.models.registry import register_model
 
@@ -150,16 +150,24 @@ class SegNet(nn.Module):
         feature_stride: s, the feature net's output stride.
         flip_test: in eval mode, the features are those of the frame and its mirror image averaged
             (`vidrec.dff.warp.mirror_averaged`: the feature net costs twice); training never flips.
+        largest_object: in eval mode, the foreground is kept in its largest connected region only
+            (`vidrec.dff.warp.keep_largest_object`, on the feature grid before the upsampling).
     """
 
     modalities = ("rgb",)
 
     def __init__(
-        self, feature_net: nn.Module, task_net: nn.Module, *, feature_stride: int, flip_test: bool = False
+        self,
+        feature_net: nn.Module,
+        task_net: nn.Module,
+        *,
+        feature_stride: int,
+        flip_test: bool = False,
+        largest_object: bool = False,
     ) -> None:
         super().__init__()
         self.feature_net, self.task_net, self.feature_stride = feature_net, task_net, feature_stride
-        self.flip_test = flip_test
+        self.flip_test, self.largest_object = flip_test, largest_object
         self.num_classes = task_net.classify.out_channels if isinstance(task_net, SegHead) else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,6 +179,8 @@ class SegNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised RGB (B, 3, H, W) -> logits (B, K, H, W)."""
         logits = self.task_net(self.features(x))  # (B, K, H/s, W/s)
+        if self.largest_object and not self.training:
+            logits = keep_largest_object(logits)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -188,6 +198,7 @@ def segnet_mobilenet_v2(
     freeze_stem_bn: bool = False,
     motion: int = 0,
     flip_test: bool = False,
+    largest_object: bool = False,
 ) -> SegNet:
     """Per-frame binary segmentation on dilated ImageNet MobileNetV2 (output stride 16 or 8).
 
@@ -196,7 +207,8 @@ def segnet_mobilenet_v2(
     ``motion``: channels of the motion cue's branch (`vidrec.models.motion.MotionFeatures`) joined to the
     features; the model then takes each frame with its two neighbours, `(B, 9, H, W)`. 0: RGB only.
     ``flip_test``: inference averages the features of each frame and of its mirror image (`SegNet`; the
-    feature net costs twice).
+    feature net costs twice). ``largest_object``: inference keeps the foreground in its largest connected
+    region (`SegNet`; DAVIS-2016 annotates one object).
     """
     if motion < 0:
         raise ValueError(f"motion: channels of the motion branch must be >= 0 (0 = none), got {motion}")
@@ -208,7 +220,9 @@ def segnet_mobilenet_v2(
 
         features = MotionFeatures(features, MotionBranch(channels=motion))
     head = SegHead(FEATURE_CHANNELS + motion, num_classes, hidden=hidden, context=tuple(context))
-    return SegNet(features, head, feature_stride=output_stride, flip_test=flip_test)
+    return SegNet(
+        features, head, feature_stride=output_stride, flip_test=flip_test, largest_object=largest_object
+    )
 
 
 @register_model(input_shapes=SEGMENT_INPUT, task="segment", paired=True)
@@ -226,6 +240,7 @@ def dff_segnet_mobilenet_v2(
     motion: int = 0,
     freeze: tuple[str, ...] | list[str] = (),
     flip_test: bool = False,
+    largest_object: bool = False,
 ) -> nn.Module:
     """Deep Feature Flow (Zhu et al., CVPR'17) around `segnet_mobilenet_v2`'s parts plus a flow net.
 
@@ -238,7 +253,8 @@ def dff_segnet_mobilenet_v2(
     propagated frames their own, as `vidrec dff run / eval` do by default). ``freeze``: parts kept
     as they are in training (``feature_net``, ``task_net``, ``flow_net``; `vidrec.dff.DFF.freeze`): the
     dff_davis config freezes the per-frame network it starts from and trains the flow net and S.
-    ``flip_test``: as `segnet_mobilenet_v2`'s, on key frames (`vidrec.dff.DFF`).
+    ``flip_test``: as `segnet_mobilenet_v2`'s, on key frames (`vidrec.dff.DFF`). ``largest_object``: as
+    `segnet_mobilenet_v2`'s, on every frame's output.
     """
     from vidrec.dff.flownets import make_flow_net
     from vidrec.dff.model import DFF, BiasField, ScaleField
@@ -265,6 +281,7 @@ def dff_segnet_mobilenet_v2(
         bias_field=bias,
         reduced=True,
         flip_test=flip_test,
+        largest_object=largest_object,
     )
     model.num_classes, model.modalities = num_classes, ("rgb",)
     return model.freeze(freeze) if freeze else model
