@@ -595,6 +595,28 @@ def base_fps(rows: list[dict], threads: list[int]) -> dict[int, float]:
     return {n: max(r["fps"][n] for r in rows if r["flow"] == "-") for n in threads}
 
 
+def result_line(rows: list[dict], costs: dict, threads: list[int], signal: str) -> str:
+    """The ``RESULT dff ...`` line: J of the main rows, and their speed-ups over the table's base (the faster
+    per-frame row, `base_fps`) at the first thread count, bidirectional l = 10 at the last too."""
+    base = rows[0]
+    get = {(r["model"], r["schedule"]): r for r in rows}
+    l10r, dis10 = get[("DFF", "l=10")], get[("DFF-DIS", "l=10")]
+    bi10 = get[("DFF", "bidirectional l=10")]
+    ada = get[("DFF", f"adaptive {signal}")]
+    n, most = threads[0], threads[-1]
+    fast = base_fps(rows, threads)
+    return (
+        f"RESULT dff per_frame_J={base['J']:.3f} l10_J={l10r['J']:.3f} "
+        f"l10_speedup={l10r['fps'][n] / fast[n]:.2f} "
+        f"l10_J_lost_points={100 * (base['J'] - l10r['J']):.1f} adaptive_J={ada['J']:.3f} "
+        f"adaptive_keys={ada['keys']} l10_keys={l10r['keys']} bi10_J={bi10['J']:.3f} "
+        f"bi10_speedup={bi10['fps'][n] / fast[n]:.2f} dis_l10_J={dis10['J']:.3f} "
+        f"dis_l10_speedup={dis10['fps'][n] / fast[n]:.2f} threads={n} "
+        f"bi10_speedup_{most}t={bi10['fps'][most] / fast[most]:.2f} "
+        f"r_flops={costs['DFF']['r_flops']:.1f}"
+    )
+
+
 def table(rows: list[dict], costs: dict, threads: list[int]) -> str:
     """The main table: J, F, frames/s and speed-up per thread count, J lost, r and s(l)."""
     base = next(r for r in rows if r["flow"] == "-")
@@ -889,23 +911,7 @@ def main(argv=None) -> int:
     plot(rows, out / "dff_speed_accuracy.png", threads[0])
     info["total_seconds"] = time.perf_counter() - start
     info["load"] = load_text()
-    base = rows[0]
-    get = {(r["model"], r["schedule"]): r for r in rows}
-    l10r, dis10 = get[("DFF", "l=10")], get[("DFF-DIS", "l=10")]
-    bi10 = get[("DFF", "bidirectional l=10")]
-    ada = get[("DFF", f"adaptive {args.signals[0]}")]
-    n, most = threads[0], threads[-1]
-    fast = base_fps(rows, threads)  # the table's base: the faster per-frame row at each thread count
-    result = (
-        f"RESULT dff per_frame_J={base['J']:.3f} l10_J={l10r['J']:.3f} "
-        f"l10_speedup={l10r['fps'][n] / fast[n]:.2f} "
-        f"l10_J_lost_points={100 * (base['J'] - l10r['J']):.1f} adaptive_J={ada['J']:.3f} "
-        f"adaptive_keys={ada['keys']} l10_keys={l10r['keys']} bi10_J={bi10['J']:.3f} "
-        f"bi10_speedup={bi10['fps'][n] / fast[n]:.2f} dis_l10_J={dis10['J']:.3f} "
-        f"dis_l10_speedup={dis10['fps'][n] / fast[n]:.2f} threads={n} "
-        f"bi10_speedup_{most}t={bi10['fps'][most] / fast[most]:.2f} "
-        f"r_flops={costs['DFF']['r_flops']:.1f}"
-    )
+    result = result_line(rows, costs, threads, args.signals[0])
     (out / "table.md").write_text(text + "\n\n" + costs_text + "\n")
     (out / "results.json").write_text(json.dumps({"info": info, "costs": costs, "rows": rows}, indent=1))
     if args.write_docs:

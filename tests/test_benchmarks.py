@@ -184,6 +184,17 @@ def test_dff_benchmark_calibrates_on_the_key_frames_run_would_pick_and_prints_r_
         ["10.0", "1.00x", "16.0", "1.00x"],
         ["50.0", "5.00x", "80.0", "5.00x"],
     ]
+    # the RESULT line's speed-ups are the table's: over the faster per-frame row at each thread count
+    side["fps"] = {1: 12.5, 2: 16.0}  # side by side faster at one thread too
+    more = [
+        {**row, "schedule": "bidirectional l=10", "fps": {1: 50.0, 2: 64.0}, "J": 0.48},
+        {**row, "schedule": "adaptive flow", "fps": {1: 25.0, 2: 32.0}},
+        {**row, "model": "DFF-DIS", "flow": "dis", "fps": {1: 62.5, 2: 80.0}},
+    ]
+    result = bench.result_line(rows + more, costs, [1, 2], "flow")
+    assert "per_frame_J=0.500 l10_J=0.490 l10_speedup=4.00 " in result
+    assert "bi10_J=0.480 bi10_speedup=4.00 " in result and "bi10_speedup_2t=4.00 " in result
+    assert "dis_l10_speedup=5.00 threads=1 " in result and "adaptive_J=0.490" in result
 
 
 def test_dff_benchmark_frames_side_by_side_are_the_per_frame_outputs():
