@@ -4,8 +4,6 @@ their own motion cue's part; key frames, and so the per-frame row, do not change
 
 from __future__ import annotations
 
-import argparse
-
 import cv2
 import pytest
 import torch
@@ -128,15 +126,7 @@ def test_fresh_motion_needs_a_motion_cue_and_the_clis_turn_it_on():
     assert not refreshable(dff)
     with pytest.raises(ValueError, match="motion cue"):
         dff.fresh_motion = True
-    from vidrec.dff.cli_common import add_schedule_arguments, build_dff
-
-    p = argparse.ArgumentParser()
-    add_schedule_arguments(p)
-
-    def built(model, argv):
-        args = p.parse_args(argv)
-        args.flow, args.flow_weights, args.device, args.checkpoint = "dis", None, "cpu", "seg.safetensors"
-        return build_dff(model, args)
+    from dff_args import dff_from_cli as built
 
     motion = segnet_mobilenet_v2(hidden=8, motion=4).eval()
     assert built(motion, []).fresh_motion

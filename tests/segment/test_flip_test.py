@@ -75,13 +75,8 @@ def test_dff_flips_key_frames_only_and_as_dff_keeps_the_choice():
 
 
 def test_dff_run_and_eval_drop_the_mirror_image_with_no_flip_test():
-    import argparse
+    from dff_args import dff_from_cli
 
-    from vidrec.dff.cli_common import add_schedule_arguments, build_dff
-
-    p = argparse.ArgumentParser()
-    add_schedule_arguments(p)
-    for argv, want in (([], True), (["--no-flip-test"], False)):
-        args = p.parse_args(argv)
-        args.flow, args.flow_weights, args.device, args.checkpoint = "dis", None, "cpu", "seg.safetensors"
-        assert build_dff(segnet_mobilenet_v2(hidden=8, flip_test=True), args).flip_test is want
+    model = segnet_mobilenet_v2(hidden=8, flip_test=True)
+    assert dff_from_cli(model, []).flip_test
+    assert not dff_from_cli(model, ["--no-flip-test"]).flip_test

@@ -4,14 +4,12 @@ on every frame's output, key and propagated, so the per-frame row and DFF's rows
 
 from __future__ import annotations
 
-import argparse
-
 import torch
+from dff_args import dff_from_cli
 from torch import nn
 
 import vidrec.dff.model as dff_model
 from vidrec.dff import as_dff
-from vidrec.dff.cli_common import add_schedule_arguments, build_dff
 from vidrec.dff.flownets import make_flow_net
 from vidrec.dff.schedule import FixedInterval
 from vidrec.dff.warp import keep_largest_object
@@ -84,9 +82,6 @@ def test_dff_filters_key_and_propagated_frames_and_the_flag_travels(monkeypatch)
     assert torch.allclose(outs[0][0], seg(frames[0]), atol=1e-5)  # a key frame is the per-frame net
     assert dff_segnet_mobilenet_v2(hidden=8, flow="dis", largest_object=True).largest_object
     assert not dff_segnet_mobilenet_v2(hidden=8, flow="dis").largest_object
-    p = argparse.ArgumentParser()
-    add_schedule_arguments(p)
-    for argv, want in (([], True), (["--no-largest-object"], False)):
-        args = p.parse_args(argv)
-        args.flow, args.flow_weights, args.device, args.checkpoint = "dis", None, "cpu", "seg.safetensors"
-        assert build_dff(segnet_mobilenet_v2(hidden=8, largest_object=True), args).largest_object is want
+    model = segnet_mobilenet_v2(hidden=8, largest_object=True)
+    assert dff_from_cli(model, []).largest_object
+    assert not dff_from_cli(model, ["--no-largest-object"]).largest_object

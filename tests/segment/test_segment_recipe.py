@@ -214,9 +214,14 @@ def test_training_reports_the_table_and_the_benchmark_measures_the_checkpoint(ti
     from vidrec.engine.checkpoint import load_task
 
     seg = load_task(out / "last.safetensors")[0]
-    assert seg.flip_test  # the recipe's test-time flips
+    assert seg.flip_test and seg.largest_object  # the recipe's test-time flips and one-object filter
     per_frame = DFF(
-        seg.feature_net, DISFlow(), seg.task_net, feature_stride=seg.feature_stride, flip_test=seg.flip_test
+        seg.feature_net,
+        DISFlow(),
+        seg.task_net,
+        feature_stride=seg.feature_stride,
+        flip_test=seg.flip_test,
+        largest_object=seg.largest_object,
     ).eval()
     from vidrec.models.motion import takes_neighbours
 
