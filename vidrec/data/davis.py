@@ -23,7 +23,8 @@ each sequence's first and last frame left out (``skip_ends``, `scored_frames`).
 
 Training augmentation (`Augment`, torchvision ``transforms.v2`` on the image and its mask together): a
 random scale of the working size, a random crop (padded where the scaled frame is smaller; padded mask
-pixels hold `IGNORE`, which the loss skips), a horizontal flip, and colour jitter of the image only.
+pixels hold `IGNORE`, which the loss skips), a horizontal flip, and colour jitter of the image only;
+optionally (`paste_object`) the annotated object of another training sequence pasted onto the frame first.
 """
 
 from __future__ import annotations
@@ -250,6 +251,63 @@ def _stack(img: np.ndarray, others: tuple[np.ndarray, ...]) -> np.ndarray:
     return np.concatenate([img, *others], axis=2) if others else img
 
 
+def paste_object(
+    frames: list[np.ndarray],
+    mask: np.ndarray,
+    donor_frames: list[np.ndarray],
+    donor_masks: list[np.ndarray],
+    *,
+    scale: tuple[float, float] = (0.5, 1.0),
+    feather: int = 5,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Copy-paste augmentation: the annotated object of another sequence pasted onto a frame and its
+    neighbours.
+
+    `frames` (the frame, then its neighbours; RGB uint8 (H, W, 3), one size) and `mask` (H, W) of the frame;
+    `donor_frames` / `donor_masks` the same of another sequence's frame (any one size). One random scale of
+    `scale`, horizontal flip and shift place the donor's frames and masks on the frame's canvas (the shift
+    keeps the centre of the donor object's box on it); each donor mask, its edge blurred over `feather` px,
+    is the alpha that blends its frame in, so the pasted object moves across the neighbours as it moved in
+    its own video (against this video's background and camera: what the motion cue looks for). Returns the
+    new frames and the mask of the frame: its own object and the pasted one (their union; DAVIS-2016's
+    foreground is the moving object, and two are pasted together only in training).
+    """
+    h, w = mask.shape
+    dh, dw = donor_masks[0].shape
+    ys, xs = np.nonzero(donor_masks[0])
+    if len(ys) == 0:  # no object to paste
+        return frames, mask
+    s = float(torch.empty(()).uniform_(*scale)) * min(h / dh, w / dw)
+    flip = bool(torch.rand(()) < 0.5)
+    cy, cx = (ys.min() + ys.max()) / 2 * s, (xs.min() + xs.max()) / 2 * s
+    if flip:
+        cx = (dw - 1) * s - cx
+    ty = float(torch.empty(()).uniform_(0, h)) - cy  # the box centre lands anywhere on the canvas
+    tx = float(torch.empty(()).uniform_(0, w)) - cx
+    sx = -s if flip else s
+    m = np.array([[sx, 0.0, tx + ((dw - 1) * s if flip else 0.0)], [0.0, s, ty]], np.float32)
+
+    def place(img: np.ndarray, interp: int) -> np.ndarray:
+        return cv2.warpAffine(img, m, (w, h), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    out = []
+    pasted = None
+    for frame, dframe, dmask in zip(frames, donor_frames, donor_masks, strict=True):
+        alpha = place(dmask.astype(np.float32), cv2.INTER_LINEAR)
+        if pasted is None:
+            pasted = alpha > 0.5  # the frame's own: the first of the list
+        if feather > 1:
+            k = feather | 1
+            alpha = cv2.GaussianBlur(alpha, (k, k), 0) * (alpha > 0)
+        alpha = alpha[..., None]
+        blended = frame.astype(np.float32) * (1 - alpha) + place(dframe, cv2.INTER_LINEAR) * alpha
+        out.append(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
+    keep = mask == IGNORE
+    new_mask = np.where(pasted, 1, mask).astype(mask.dtype)
+    new_mask[keep & ~pasted] = IGNORE
+    return out, new_mask
+
+
 class DavisFrames(Dataset):
     """Every frame of `sequences` with its mask (see the module docstring for the item).
 
@@ -267,6 +325,8 @@ class DavisFrames(Dataset):
             frames and masks are read as stored and given to it.
         neighbours: ``image`` is the frame with its previous and next one stacked, uint8 (9, H, W)
             (`vidrec.models.motion.neighbour_indices`), all resized, cropped and flipped alike.
+        paste: with `augment`, the probability that an item first gets the object of a random frame of
+            another of `sequences` pasted onto it and its neighbours (`paste_object`; 0: never).
     """
 
     def __init__(
@@ -280,9 +340,12 @@ class DavisFrames(Dataset):
         strict: bool = False,
         augment: Augment | None = None,
         neighbours: bool = False,
+        paste: float = 0.0,
     ) -> None:
+        if not 0.0 <= paste <= 1.0:
+            raise ValueError(f"paste: a probability in [0, 1], got {paste}")
         self.sequences, self.size, self.flip, self.strict = list(sequences), size, flip, strict
-        self.augment, self.neighbours = augment, neighbours
+        self.augment, self.neighbours, self.paste = augment, neighbours, paste
         self.mask_size = None if native_masks else size
         self.index = [
             (s, i) for s, seq in enumerate(self.sequences) for i in scored_frames(len(seq), skip_ends)
@@ -311,12 +374,37 @@ class DavisFrames(Dataset):
 
         return tuple(read_image(seq.frames[j], size) for j in neighbour_indices(i, len(seq)))
 
+    def _pasted(self, frames: list[np.ndarray], mask: np.ndarray, s: int) -> list:
+        """`paste_object` of a random frame of another sequence than `s` onto `frames` (the frame and its
+        neighbours) -> [(frame, mask), *neighbours]. A donor that cannot be read leaves them as they are
+        (it is reported when it is an item itself)."""
+        while True:
+            d, j = self.index[int(torch.randint(len(self.index), ()))]
+            if d != s:
+                break
+        donor = self.sequences[d]
+        order = [j]
+        if self.neighbours:
+            from vidrec.models.motion import neighbour_indices
+
+            order += list(neighbour_indices(j, len(donor)))
+        try:
+            dframes = [read_image(donor.frames[k]) for k in order]
+            dmasks = [read_mask(donor.masks[k], frame_shape=dframes[0].shape[:2]) for k in order]
+        except DavisError:
+            return [(frames[0], mask), *frames[1:]]
+        out, mask = paste_object(frames, mask, dframes, dmasks)
+        return [(out[0], mask), *out[1:]]
+
     def _item(self, s: int, i: int) -> dict:
         seq = self.sequences[s]
         img = read_image(seq.frames[i])  # as stored: its mask must be this size
         if self.augment is not None:
             mask = read_mask(seq.masks[i], frame_shape=img.shape[:2])
             others = tuple(resize_image(o, img.shape[:2]) for o in self._others(seq, i, None))
+            if self.paste > 0 and len(self.sequences) > 1 and float(torch.rand(())) < self.paste:
+                img, *others = self._pasted([img, *others], mask, s)
+                img, mask, others = img[0], img[1], tuple(others)
             image, mask = self.augment(img, mask, others)
             return {"image": image, "mask": mask, "sequence": seq.name, "index": i}
         mask = read_mask(seq.masks[i], self.mask_size, frame_shape=img.shape[:2])

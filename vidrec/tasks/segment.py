@@ -8,8 +8,9 @@ or one path to a text file listing them). Frames and masks are resized to ``task
 Two ways to train, chosen by ``task_options.pairs``:
 - per frame (``pairs: false``): a `segnet_mobilenet_v2`-like model maps an image (B, 3, H, W) to logits
   (B, 2, H, W); every frame of the training sequences, augmented by `vidrec.data.davis.Augment`
-  (``scale``, ``crop``, ``flip``, ``color_jitter``); the loss is pixel-wise cross-entropy on the frame's
-  mask (crop padding ignored), plus ``jaccard`` x `soft_jaccard_loss`;
+  (``scale``, ``crop``, ``flip``, ``color_jitter``; ``paste``: another sequence's object pasted on); the
+  loss is pixel-wise cross-entropy on the frame's mask (crop padding ignored), plus ``jaccard`` x
+  `soft_jaccard_loss`;
 - Deep Feature Flow end to end (``pairs: true``, methods.md 4.5): each item is the annotated frame i and
   a key frame k = i - U{0..max_offset}; the model (`dff_segnet_mobilenet_v2`, a `vidrec.dff.DFF`) runs the
   feature net on k, warps its features to i along the flow and predicts i's mask; items with k == i use
@@ -93,6 +94,13 @@ class SegmentOptions:
         default=0.0,
         metadata={"help": "weight of a soft-Jaccard (IoU) loss on the foreground, added to cross-entropy"},
     )
+    paste: float = field(
+        default=0.0,
+        metadata={
+            "help": "per frame: probability of pasting another training sequence's object onto a training "
+            "frame (and its neighbours; copy-paste, vidrec.data.davis.paste_object); 0: never"
+        },
+    )
 
 
 @register_task
@@ -117,6 +125,8 @@ class Segment(Task):
             raise ConfigError(f"task_options.crop: must be [] or [H, W] of 16..{MAX_SIDE} px, got {o.crop}")
         if o.color_jitter < 0 or o.jaccard < 0:
             raise ConfigError("task_options.color_jitter and task_options.jaccard must be >= 0")
+        if not 0 <= o.paste <= 1:
+            raise ConfigError(f"task_options.paste: a probability in [0, 1], got {o.paste}")
         self.sequence_table: list = []  # the last validation's `vidrec.engine.seg_metrics.SequenceScore`s
 
     # -- data ---------------------------------------------------------------------------------------
@@ -165,7 +175,7 @@ class Segment(Task):
             augment = Augment(
                 size, scale=tuple(o.scale), crop=tuple(o.crop) or None, flip=o.flip, color=o.color_jitter
             )
-            train = DavisFrames(train_seqs, size=size, augment=augment, neighbours=neighbours)
+            train = DavisFrames(train_seqs, size=size, augment=augment, neighbours=neighbours, paste=o.paste)
             val = DavisFrames(val_seqs, neighbours=neighbours, **scoring) if val_seqs else None
         if val is not None and o.val_stride > 1:
             val = Subset(val, range(0, len(val), o.val_stride))
