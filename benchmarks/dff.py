@@ -69,8 +69,8 @@ from vidrec.dff import DFF, SIGNALS, Adaptive, BiasField, Bidirectional, FixedIn
 from vidrec.dff.cost import flop_ratio, part_costs, path_totals
 from vidrec.dff.davis_eval import evaluate_sequences, load_sequence, summarize
 from vidrec.dff.flownets import DISFlow, FlowNetLite
+from vidrec.dff.model import PROPAGATED_BIAS, map_frames, refreshable
 from vidrec.dff.model import feature_grid as model_feature_grid
-from vidrec.dff.model import map_frames, refreshable
 from vidrec.models.motion import stack_neighbours
 from vidrec.models.segnet import SegHead, segnet_mobilenet_v2
 from vidrec.progress import progress
@@ -209,6 +209,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="with the fresh cue, propagated frames this many frames or more from their nearest key frame "
         "compute it, nearer ones warp the key frame's (default: vidrec.dff.model.FRESH_FROM)",
+    )
+    p.add_argument(
+        "--propagated-bias",
+        type=float,
+        default=PROPAGATED_BIAS,
+        help="added to the DFF rows' propagated frames' foreground logits (default "
+        f"{PROPAGATED_BIAS:g}, vidrec.dff.model.PROPAGATED_BIAS; 0: off)",
     )
     p.add_argument(
         "--write-docs",
@@ -675,6 +682,11 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
             f"(DIS fast preset) from {info['fresh_from']} frames from the nearest key frame on, nearer ones "
             "warp the key frame's (`DFF(fresh_motion=True)`)"
         )
+    if info.get("propagated_bias"):
+        flip_text += (
+            f"; DFF's propagated frames add {info['propagated_bias']:g} to their foreground logits "
+            "(`DFF(propagated_bias=...)`, key frames unchanged)"
+        )
     title = (
         "Deep Feature Flow on DAVIS-2016 with a `vidrec train segment_davis` checkpoint "
         "(`benchmarks/dff.py --per-frame`)"
@@ -859,7 +871,9 @@ def main(argv=None) -> int:
         if model is not None:
             model.fresh_motion = fresh
             model.fresh_from = args.fresh_from or model.fresh_from
+            model.propagated_bias = args.propagated_bias  # eval only: training above never sees it
     info["fresh_motion"] = fresh
+    info["propagated_bias"] = args.propagated_bias
     info["fresh_from"] = learned.fresh_from
     # l = 1 never runs the flow: the per-frame baseline is DFF's key path, the per-frame net exactly
     per_frame = DFF(feature_net, DISFlow(), head, **dff_kw).eval()

@@ -221,7 +221,9 @@ def test_walk_pools_each_frame_once_for_the_flow_net(schedule, monkeypatch):
                 schedule,
                 flow=lambda k, img, feat: dff.estimate_flow(k, img, feature_grid(feat)),
                 warp_features=dff.warp_features,
-                head=lambda feat, img: dff.head(dff.with_motion(feat, img), img.shape[-2:]),
+                head=lambda feat, img, propagated=False: dff.head(
+                    dff.with_motion(feat, img), img.shape[-2:], propagated=propagated
+                ),
             )
         )
     assert len(pooled) > len(clip)

@@ -16,8 +16,8 @@ otherwise allocate tens of GB for one frame before anything said so."""
 
 def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
     """--interval (--bidirectional: both sides) | --adaptive, with --window, --threshold, --signal,
-    --max-gap (read by `make_schedule`); --no-flip-test, --no-largest-object, --no-fresh-motion (read by
-    `build_dff`)."""
+    --max-gap (read by `make_schedule`); --no-flip-test, --no-largest-object, --no-fresh-motion,
+    --fresh-from, --propagated-bias (read by `build_dff`)."""
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--interval",
@@ -87,6 +87,14 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
         help="a propagated frame D or more frames from its nearest key frame computes its own motion cue, "
         "nearer ones warp the key frame's (default 3; 1: every propagated frame)",
     )
+    p.add_argument(
+        "--propagated-bias",
+        type=float,
+        default=None,
+        metavar="B",
+        help="added to a propagated frame's foreground logits, which warping and blending leave weaker than "
+        "a key frame's (default 1.0 for segmentation, vidrec.dff.model.PROPAGATED_BIAS; 0: off; docs/dff.md)",
+    )
 
 
 def make_schedule(args: argparse.Namespace):
@@ -115,8 +123,9 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
     flow net, DIS for a per-frame model); key frames without their mirror image with --no-flip-test;
     every foreground region kept with --no-largest-object;
     propagated frames with their own motion cue when the model has one (`vidrec.dff.model.refreshable`),
-    unless --no-fresh-motion."""
-    from vidrec.dff.model import refreshable
+    unless --no-fresh-motion; propagated frames' foreground logits raised by --propagated-bias (default
+    `vidrec.dff.model.PROPAGATED_BIAS`)."""
+    from vidrec.dff.model import PROPAGATED_BIAS, refreshable
 
     dff = _build_dff(model, args)
     if getattr(args, "no_flip_test", False):
@@ -131,6 +140,8 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
                 f"--fresh-from takes frames from a key frame, >= 1 (1: every frame), got {fresh_from}"
             )
         dff.fresh_from = fresh_from
+    bias = getattr(args, "propagated_bias", None)
+    dff.propagated_bias = PROPAGATED_BIAS if bias is None else float(bias)
     return dff
 
 

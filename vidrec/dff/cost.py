@@ -92,7 +92,7 @@ def _steps(dff, key_img: torch.Tensor, cur_img: torch.Tensor) -> dict[tuple[str,
         scale = dff.scale_field(scale_in, grid)
         warped = warp(feat, flow, scale)
         bias = dff.bias(scale_in, grid) if getattr(dff, "bias_field", None) is not None else None
-        out = dff.task(warped if bias is None else warped + bias)  # (1, K, h, w)
+        out = dff.task(warped if bias is None else warped + bias, propagated=True)  # (1, K, h, w)
     steps = {
         ("key", "feature net"): lambda: dff.key_features(key_img),
         ("key", "task net"): lambda: dff.task(feat),
@@ -105,7 +105,7 @@ def _steps(dff, key_img: torch.Tensor, cur_img: torch.Tensor) -> dict[tuple[str,
         steps[("non-key", "bias field")] = lambda: dff.bias(scale_in, grid) + warped
     if fresh:
         steps[("non-key", "motion cue")] = lambda: dff.fresh_motion_map(cur_img, grid) + warped
-    steps[("non-key", "task net")] = lambda: dff.task(warped)
+    steps[("non-key", "task net")] = lambda: dff.task(warped, propagated=True)
     steps[("non-key", "upsampling")] = lambda: dff.upsample_to(out, size)
     return steps
 

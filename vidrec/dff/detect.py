@@ -117,7 +117,7 @@ class PyramidDFF(nn.Module):
             schedule,
             flow=lambda key_img, img, key_feat: self.flow(key_img, img),
             warp_features=warp_pyramid,
-            head=lambda feat, img: self.task_net(feat, tuple(img.shape[-2:])),
+            head=lambda feat, img, propagated=False: self.task_net(feat, tuple(img.shape[-2:])),
         )
 
 

@@ -85,6 +85,9 @@ __all__ = [
 FRESH_CUE_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST  # the propagated frames' motion cue (module docstring)
 FRESH_CUE_NEIGHBOURS = (1, 2)  # ... from both neighbours, as key frames (docs/dff.md: next alone, 0.9 J less)
 FRESH_FROM = 3  # a propagated frame this many frames or more from its nearest key frame computes its own cue
+# `vidrec dff run / eval` and benchmarks/dff.py: added to a propagated frame's foreground logits (docs/dff.md:
+# warped and blended maps come out weaker than a key frame's own; chosen on held-out tuning sequences)
+PROPAGATED_BIAS = 1.0
 
 
 class ScaleField(nn.Module):
@@ -168,6 +171,10 @@ class DFF(nn.Module):
             cue's part (the module docstring); needs `refreshable` parts (and ``reduced``).
         fresh_from: with `fresh_motion`, the distance (frames) to the nearest key frame from which a
             propagated frame computes its own cue; nearer ones warp the key frame's (1: every frame).
+        propagated_bias: in eval mode, added to every class but the first (background) of a propagated
+            frame's output (`task` with ``propagated=True``, before `largest_object`): a warped map, and more
+            so two blended ones, is a smoothed copy of a key frame's, its foreground logits weaker; key
+            frames are never changed (0: off; `PROPAGATED_BIAS` in `vidrec dff` and benchmarks/dff.py).
     """
 
     def __init__(
@@ -185,6 +192,7 @@ class DFF(nn.Module):
         fresh_motion: bool = False,
         fresh_from: int = FRESH_FROM,
         largest_object: bool = False,
+        propagated_bias: float = 0.0,
     ) -> None:
         super().__init__()
         if fresh_from < 1:
@@ -204,6 +212,7 @@ class DFF(nn.Module):
         self.reduced = reduced
         self.flip_test = flip_test
         self.largest_object = largest_object
+        self.propagated_bias = float(propagated_bias)
         self.fresh_motion = fresh_motion  # checked by the setter below
 
     @property
@@ -282,14 +291,19 @@ class DFF(nn.Module):
         appearance = features["appearance"]
         return {"appearance": appearance, "motion": self.fresh_motion_map(img, appearance.shape[-2:])}
 
-    def task(self, features) -> torch.Tensor:
+    def task(self, features, *, propagated: bool = False) -> torch.Tensor:
         """N_task on (propagated or key) features `(B, C, h, w)` -> `(B, K, h, w)`, on the feature grid (a
-        `fresh_motion` dict: on the sum of its parts); in eval mode with `largest_object`, the foreground
-        kept in its largest connected region."""
+        `fresh_motion` dict: on the sum of its parts); in eval mode, a `propagated` frame's foreground
+        classes get `propagated_bias`, and with `largest_object` the foreground is kept in its largest
+        connected region."""
         if isinstance(features, dict):
             features = sum(features.values())
         out = self.task_net.classify_reduced(features) if self.reduced else self.task_net(features)
-        return keep_largest_object(out) if self.largest_object and not self.training else out
+        if self.training:
+            return out
+        if propagated and self.propagated_bias:
+            out = torch.cat([out[:, :1], out[:, 1:] + self.propagated_bias], dim=1)
+        return keep_largest_object(out) if self.largest_object else out
 
     def upsample_to(self, out: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The task output resized bilinearly to `size` = (H, W) when `upsample`."""
@@ -297,9 +311,11 @@ class DFF(nn.Module):
             out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
         return out
 
-    def head(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """N_task on features `(B, C, h, w)`, upsampled to `size` = (H, W) when `upsample`."""
-        return self.upsample_to(self.task(features), size)
+    def head(
+        self, features: torch.Tensor, size: tuple[int, int], *, propagated: bool = False
+    ) -> torch.Tensor:
+        """N_task on features `(B, C, h, w)` (`task`), upsampled to `size` = (H, W) when `upsample`."""
+        return self.upsample_to(self.task(features, propagated=propagated), size)
 
     def estimate_flow(
         self, key_img: torch.Tensor, cur_img: torch.Tensor, grid: tuple[int, int], *, pooled: bool = False
@@ -396,7 +412,9 @@ class DFF(nn.Module):
                 key_img, img, feature_grid(key_feat), pooled=pooled
             ),
             warp_features=self.warp_features,
-            head=lambda feat, img: self.head(self.with_motion(feat, img), img.shape[-2:]),
+            head=lambda feat, img, propagated=False: self.head(
+                self.with_motion(feat, img), img.shape[-2:], propagated=propagated
+            ),
             flow_input=self.flow_input if hasattr(self.flow_net, "pool") else None,
         )
 
@@ -451,7 +469,8 @@ def walk(
 
     `model` gives ``key_features(img)``; ``flow(key_img, img, key_feat) -> (flow, scale)`` and
     ``warp_features(key_feat, flow, scale)`` propagate (a model with ``fresh_motion`` gets ``distance=``,
-    the frames to the key frame, too); ``head(feat, img)`` makes each frame's output. With `flow_input`
+    the frames to the key frame, too); ``head(feat, img)`` makes each frame's output (a propagated frame's
+    with ``propagated=True``). With `flow_input`
     (e.g. `DFF.flow_input`: the RGB pooled as the flow net pools it) each frame goes through it once and
     `flow` gets what it gives, and ``pooled=True``: a key frame is pooled once, not once per frame it serves.
     Yields ``(output, is_key)`` per frame, without autograd; frame 0 is always a key frame. A
@@ -482,7 +501,7 @@ def walk(
                 if flow_now is None:
                     flow_now, scale = flow(key_img, prep(img), key_feat)
                 feat = warp_features(key_feat, flow_now, scale, **_distance(model, index - key_index))
-            out = head(feat, img)
+            out = head(feat, img) if is_key else head(feat, img, propagated=True)
         yield out, is_key
 
 
@@ -573,7 +592,9 @@ def walk_bidirectional(
     for i, cur in held:  # after the last key frame: forward only
         with torch.inference_mode():
             flow_now, scale = flow(key[1], prep(cur), key[2])
-            out = head(warp_features(key[2], flow_now, scale, **_distance(model, i - key[0])), cur)
+            out = head(
+                warp_features(key[2], flow_now, scale, **_distance(model, i - key[0])), cur, propagated=True
+            )
         yield out, False
 
 
@@ -642,7 +663,7 @@ def _between(
             err = warp_error(both_flow, pair.small[grid], torch.cat([small, small]))
             errors = (err[:n], err[n:])
         w = nearness_weights((pair.last - i) / (pair.last - pair.first), errors, tau)
-        return head(blend(before, after, w), cur)
+        return head(blend(before, after, w), cur, propagated=True)
 
 
 _FRAME_POOL: list = [None, 0]  # a ThreadPoolExecutor whose threads run torch at one thread each, its size
@@ -710,6 +731,7 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
             fresh_motion=model.fresh_motion,
             fresh_from=model.fresh_from,
             largest_object=model.largest_object,
+            propagated_bias=model.propagated_bias,
         )
     missing = [a for a in ("feature_net", "task_net", "feature_stride") if not hasattr(model, a)]
     if missing:
