@@ -215,7 +215,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=float,
         default=PROPAGATED_BIAS,
         help="added to the DFF rows' propagated frames' foreground logits (default "
-        f"{PROPAGATED_BIAS:g}, vidrec.dff.model.PROPAGATED_BIAS; 0: off)",
+        f"{PROPAGATED_BIAS:g}: off, vidrec.dff.model.PROPAGATED_BIAS; docs/dff.md)",
     )
     p.add_argument(
         "--write-docs",

@@ -1,6 +1,6 @@
 """``propagated_bias``: in eval mode a propagated frame's foreground logits are raised by it (causal and
 bidirectional walks, every class but the background), key frames and training never change; `vidrec dff`
-sets it from --propagated-bias (default `PROPAGATED_BIAS`)."""
+sets it from --propagated-bias (default `PROPAGATED_BIAS`: off)."""
 
 from __future__ import annotations
 
@@ -76,8 +76,8 @@ def test_the_bias_comes_before_the_largest_region_filter():
 
 def test_vidrec_dff_sets_the_bias_from_its_option():
     model = segnet_mobilenet_v2(pretrained=False).eval()
-    assert dff_from_cli(model, []).propagated_bias == PROPAGATED_BIAS > 0
-    assert dff_from_cli(model, ["--propagated-bias", "0"]).propagated_bias == 0.0
+    assert dff_from_cli(model, []).propagated_bias == PROPAGATED_BIAS == 0.0  # off unless asked
+    assert dff_from_cli(model, ["--propagated-bias", "1"]).propagated_bias == 1.0
     assert dff_from_cli(model, ["--propagated-bias", "0.25"]).propagated_bias == 0.25
     dff = dff_from_cli(model, ["--propagated-bias", "0.25"])
     assert as_dff(dff, flow_net=dff.flow_net).propagated_bias == 0.25  # a new flow net keeps it

@@ -92,8 +92,8 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="B",
-        help="added to a propagated frame's foreground logits, which warping and blending leave weaker than "
-        "a key frame's (default 1.0 for segmentation, vidrec.dff.model.PROPAGATED_BIAS; 0: off; docs/dff.md)",
+        help="added to a propagated frame's foreground logits, which warping and blending can leave weaker "
+        "than a key frame's (default 0: off; it helped some sequences and cost others, docs/dff.md)",
     )
 
 
@@ -124,7 +124,7 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
     every foreground region kept with --no-largest-object;
     propagated frames with their own motion cue when the model has one (`vidrec.dff.model.refreshable`),
     unless --no-fresh-motion; propagated frames' foreground logits raised by --propagated-bias (default
-    `vidrec.dff.model.PROPAGATED_BIAS`)."""
+    `vidrec.dff.model.PROPAGATED_BIAS`, 0)."""
     from vidrec.dff.model import PROPAGATED_BIAS, refreshable
 
     dff = _build_dff(model, args)

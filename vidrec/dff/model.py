@@ -85,9 +85,9 @@ __all__ = [
 FRESH_CUE_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST  # the propagated frames' motion cue (module docstring)
 FRESH_CUE_NEIGHBOURS = (1, 2)  # ... from both neighbours, as key frames (docs/dff.md: next alone, 0.9 J less)
 FRESH_FROM = 3  # a propagated frame this many frames or more from its nearest key frame computes its own cue
-# `vidrec dff run / eval` and benchmarks/dff.py: added to a propagated frame's foreground logits (docs/dff.md:
-# warped and blended maps come out weaker than a key frame's own; chosen on held-out tuning sequences)
-PROPAGATED_BIAS = 1.0
+# `vidrec dff run / eval` and benchmarks/dff.py: added to a propagated frame's foreground logits; off
+# (docs/dff.md: +2.9 J points bidirectional on the tuning sequences, -0.4 to -1.9 on the validation split)
+PROPAGATED_BIAS = 0.0
 
 
 class ScaleField(nn.Module):
@@ -174,7 +174,8 @@ class DFF(nn.Module):
         propagated_bias: in eval mode, added to every class but the first (background) of a propagated
             frame's output (`task` with ``propagated=True``, before `largest_object`): a warped map, and more
             so two blended ones, is a smoothed copy of a key frame's, its foreground logits weaker; key
-            frames are never changed (0: off; `PROPAGATED_BIAS` in `vidrec dff` and benchmarks/dff.py).
+            frames are never changed (0: off, the default of `vidrec dff` and benchmarks/dff.py too, where
+            --propagated-bias sets it: measured, it does not carry over from sequence to sequence).
     """
 
     def __init__(
