@@ -76,6 +76,9 @@ class Checkpoint:
     epoch_sums: dict[str, Any] = field(default_factory=dict)
     flow: dict[str, Any] | None = None  # how the training flow was made (vidrec.engine.inputs.FlowSettings)
     task_state: dict[str, Any] = field(default_factory=dict)  # `Task.state()`: e.g. a vocabulary
+    # With a weight average (``optim.ema``), `model` holds the average (what evaluation and inference use)
+    # and `trained` the weights the optimiser steps, which resuming needs; None otherwise.
+    trained: dict[str, torch.Tensor] | None = None
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -109,6 +112,8 @@ def restore_rng(rng: dict[str, Any]) -> None:
 def _flatten(ckpt: Checkpoint) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     # clone: safetensors refuses tensors that share storage (tied weights) or are non-contiguous
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in ckpt.model.items()}
+    for k, v in (ckpt.trained or {}).items():
+        tensors[f"trained.{k}"] = v.detach().cpu().contiguous().clone()
     groups, scalars = [], {}
     if ckpt.optimizer is not None:
         for idx, state in ckpt.optimizer["state"].items():
@@ -288,6 +293,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"expected {FORMAT!r})"
         )
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    trained = {k[len("trained.") :]: v for k, v in tensors.items() if k.startswith("trained.")}
     read = _MetaReader(path, meta)
     try:
         optimizer, rng, rank_rngs = (
@@ -312,6 +318,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         epoch_sums=read.json("epoch_sums", dict, {}),
         flow=read.json("flow", dict, None),
         task_state=read.json("task_state", dict, {}),
+        trained=trained or None,
     )
 
 

@@ -1,4 +1,4 @@
-"""Optimisers, per-module learning-rate multipliers and per-iteration LR schedules.
+"""Optimisers, per-module learning-rate multipliers, per-iteration LR schedules and the weight average.
 
 The schedule is a pure function of the optimiser-step count (`lr_factor`), applied to every param
 group's ``base_lr`` before each step (`set_lr`). Its only state is the step count, which the checkpoint
@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from vidrec.engine.schema import OptimConfig, ScheduleConfig
 
@@ -100,3 +101,28 @@ def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
     for g in optimizer.param_groups:
         g["lr"] = g["base_lr"] * factor
     return optimizer.param_groups[0]["lr"]
+
+
+def ema_decay(decay: float, n_averaged: int) -> float:
+    """The decay of the weight average's update number `n_averaged` (1, 2, ...): ``min(decay, (1 + n) /
+    (10 + n))``, TensorFlow's ExponentialMovingAverage with ``num_updates``, so that a short run's average
+    is not held back by the untrained weights of its first steps."""
+    return min(decay, (1 + n_averaged) / (10 + n_averaged))
+
+
+def weight_average(model: nn.Module, decay: float) -> AveragedModel | None:
+    """``optim.ema``: an exponential moving average of `model`'s parameters and floating-point buffers
+    (torch's `AveragedModel`, a copy of `model`; its first update copies the weights, each later one moves
+    the average towards them by ``1 - ema_decay(decay, n)``), or None when `decay` is 0."""
+    if not decay:
+        return None
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        weight = 1.0 - ema_decay(decay, int(n_averaged))
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # integer buffers (BatchNorm's num_batches_tracked): the latest value, not an average
+            torch._foreach_copy_(averaged, current)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 
 from vidrec.engine import distributed as D
 from vidrec.engine.logging import RunLogger
@@ -43,6 +44,12 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     flow: dict[str, Any] | None = None  # how the training flow was made, stored in checkpoints
     stop: StopRequest = field(default_factory=StopRequest)  # SIGTERM & co. (vidrec.interrupt)
+    ema: AveragedModel | None = None  # the weight average of `optim.ema` (`weight_average`), or None
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What validation runs and checkpoints hold as ``model``: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def ddp_module(self) -> DistributedDataParallel | None:
         """The DDP wrapper inside `train_model` (also under torch.compile), for `no_sync`."""

@@ -149,6 +149,12 @@ class OptimConfig:
     )
     clip_grad_norm: float = opt(0.0, "clip the global gradient norm to this value; 0: off")
     accum_steps: int = opt(1, "micro-batches accumulated per optimiser step")
+    ema: float = opt(
+        0.0,
+        "decay of an exponential moving average of the weights, updated after every optimiser step "
+        "(the decay at step t is min(ema, (1 + t) / (10 + t)), so the first steps do not linger); "
+        "validation, best.safetensors and the weights of last.safetensors are the average; 0: off",
+    )
 
 
 @dataclass
@@ -359,6 +365,7 @@ def check_fields(cfg: TrainConfig) -> None:
     _check(cfg.optim.lr > 0, "optim.lr", f"must be > 0, got {cfg.optim.lr}")
     _check(cfg.optim.accum_steps >= 1, "optim.accum_steps", "must be >= 1")
     _check(cfg.optim.clip_grad_norm >= 0, "optim.clip_grad_norm", "must be >= 0 (0 = off)")
+    _check(0 <= cfg.optim.ema < 1, "optim.ema", f"must be in [0, 1) (0: off), got {cfg.optim.ema}")
     _check(len(cfg.optim.betas) == 2, "optim.betas", f"needs 2 values, got {cfg.optim.betas}")
     _check(all(m >= 0 for m in cfg.optim.lr_mult.values()), "optim.lr_mult", "multipliers must be >= 0")
     _check(cfg.schedule.epochs >= 1, "schedule.epochs", "must be >= 1")

@@ -56,7 +56,7 @@ from vidrec.engine.evaluate import NoDataError
 from vidrec.engine.inputs import training_flow
 from vidrec.engine.loaders import ResumableSampler, check_decode_device, make_loaders, seed_everything
 from vidrec.engine.logging import RunLogger
-from vidrec.engine.optim import build_optimizer, lr_factor, set_lr
+from vidrec.engine.optim import build_optimizer, lr_factor, set_lr, weight_average
 from vidrec.engine.runfolder import agree_on_checkpoint
 from vidrec.engine.runstate import EpochStats, Run
 from vidrec.engine.schema import ConfigError, TrainConfig, config_to_dict
@@ -171,6 +171,7 @@ def _train_in(cfg: TrainConfig, info: D.DistInfo, device: torch.device, out_dir:
             task=task,
             batches_per_epoch=steps,
             flow=flow,
+            ema=weight_average(model, cfg.optim.ema),
         )
         with run.stop:  # stop signals end the loop at a step boundary, see `_save_interrupted`
             return _fit(run, loader, sampler, val_loader, cache)
@@ -237,6 +238,8 @@ def _fit(
             cache.prepare(info=run.info, batch_size=cfg.data.batch_size, workers=cfg.data.workers,
                           show_progress=show, log=log)  # fmt: skip
             stack.enter_context(feature_cache.reading_features(run.model))
+            if run.ema is not None:  # the average validates: it reads the cached features too
+                stack.enter_context(feature_cache.reading_features(run.eval_model))
         return _epochs(run, loader, sampler, val_loader, start_epoch, start_batch, stats)
 
 
@@ -370,6 +373,8 @@ def _optimizer_step(run: Run) -> float:
         nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.clip_grad_norm)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
     run.global_step += 1
     return lr
 
@@ -379,7 +384,7 @@ def _validate(run: Run, val_loader: DataLoader | None) -> dict[str, Any]:
         return {}
     try:
         return run.task.validate(
-            run.model, val_loader, device=run.device, amp=run.amp, progress=run.cfg.progress
+            run.eval_model, val_loader, device=run.device, amp=run.amp, progress=run.cfg.progress
         )
     except NoDataError as err:  # stop before this epoch's checkpoints: an untrained "best" is no result
         message = str(err).replace("evaluation:", "validation:", 1)
@@ -420,6 +425,8 @@ def write_checkpoint(
     """Rank 0 writes ``out_dir/name`` (barriers on both sides so no rank reads a half-written state)."""
     path = run.out_dir / name
     bad = [n for n, p in run.model.named_parameters() if not torch.isfinite(p).all()]
+    if run.ema is not None:
+        bad += [f"(average) {n}" for n, p in run.eval_model.named_parameters() if not torch.isfinite(p).all()]
     if bad:  # never overwrite a good checkpoint with a broken state
         raise NonFiniteLossError(
             f"weights {bad[:5]} became NaN/inf by optimiser step {run.global_step}; {name} was not written "
@@ -432,7 +439,7 @@ def write_checkpoint(
     if run.info.is_main:
         weights_only = name == "best.safetensors"  # for inference; resuming reads last.safetensors
         ckpt = Checkpoint(
-            model=_weights(run.model.state_dict(), run.cfg.best_dtype if weights_only else "float32"),
+            model=_weights(run.eval_model.state_dict(), run.cfg.best_dtype if weights_only else "float32"),
             config=config_to_dict(run.cfg),
             class_names=run.task.class_names(),
             task_state=run.task.state(),
@@ -455,6 +462,7 @@ def write_checkpoint(
             metrics=metrics or {},
             epoch_sums={} if weights_only else sums,
             flow=run.flow,
+            trained=run.model.state_dict() if run.ema is not None and not weights_only else None,
         )
         save_checkpoint(path, ckpt)
     D.barrier()
@@ -502,7 +510,11 @@ def resume_point(run: Run) -> tuple[int, int, EpochStats | None]:
             f"{path} stopped mid-epoch with world size {ckpt.sampler.get('world_size')}; resume it with the "
             f"same number of processes (now {run.info.world_size})"
         )
-    load_model_state(run.model, ckpt.model, source=str(path))
+    load_model_state(run.model, ckpt.trained or ckpt.model, source=str(path))
+    if run.ema is not None and ckpt.trained is not None:  # the average goes on from where it was
+        load_model_state(run.eval_model, ckpt.model, source=str(path))
+        run.ema.n_averaged.fill_(ckpt.global_step)
+    # (without a stored average, the next step starts one from the resumed weights)
     run.optimizer.load_state_dict(ckpt.optimizer)
     run.global_step, run.best, run.last_good = ckpt.global_step, ckpt.best_metric, path
     _restore_rank_rng(run, ckpt)
