@@ -22,23 +22,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the test-local plug-in module `tinyvid`
     sys.path.insert(0, str(HERE))
 
-TINY = [
-    "data.plugin=tinyvid:color_data",
-    "model.name=tinyvid:tiny_net",
-    "data.frames=4",
-    "data.size=8",
-    "data.batch_size=4",
-    "data.workers=0",
-    "progress=false",
-    "tensorboard=false",
-    "plots=false",
-    "optim.lr=0.05",
-    "schedule.epochs=2",
-]
+from tinyvid import TINY  # noqa: E402
 
 
 def _cfg(out: Path, *extra: str):
-    return load_config(None, [*TINY, f"out_dir={out}", *extra])
+    return load_config(None, [*TINY, "optim.lr=0.05", "schedule.epochs=2", f"out_dir={out}", *extra])
 
 
 def test_decay_warms_up_then_holds():

@@ -19,18 +19,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the test-local plug-in module `tinyvid`, whatever pytest's import mode
     sys.path.insert(0, str(HERE))
 
-
-TINY = [
-    "data.plugin=tinyvid:color_data",
-    "model.name=tinyvid:tiny_net",
-    "data.frames=4",
-    "data.size=8",
-    "data.batch_size=4",
-    "data.workers=0",
-    "progress=false",
-    "tensorboard=false",
-    "plots=false",
-]
+from tinyvid import TINY  # noqa: E402
 
 
 def _cfg(tmp_path, *extra):

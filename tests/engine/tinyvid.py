@@ -83,6 +83,21 @@ class TinyNet(nn.Module):
         ]
 
 
+# `vidrec train` overrides of the smallest run: this module's data and net, 4 frames of 8 px, batches of 4,
+# no workers, nothing but the checkpoints and CSV logs written
+TINY = [
+    "data.plugin=tinyvid:color_data",
+    "model.name=tinyvid:tiny_net",
+    "data.frames=4",
+    "data.size=8",
+    "data.batch_size=4",
+    "data.workers=0",
+    "progress=false",
+    "tensorboard=false",
+    "plots=false",
+]
+
+
 def tiny_net(num_classes: int, **kwargs) -> TinyNet:
     return TinyNet(num_classes, **kwargs)
 
