@@ -6,6 +6,11 @@ the fixed split of `vidrec.data.davis`): every frame but each sequence's first a
 the run trained for, logits upsampled to the native 480p masks, as the DAVIS-2016 toolkit scores
 (`vidrec.tasks.segment.Segment.validate`). So what is published is what a user's checkpoint does.
 
+Cross-validation: given several checkpoints whose runs held out disjoint sequences (folds), it also prints
+one table of every held-out sequence, each scored by the run that never trained on it, and its mean
+(``cv_J``): an estimate of J on unseen sequences that does not rest on one split. With runs whose held-out
+sequences overlap there is no such table (a sequence would be counted twice).
+
 Usage: python benchmarks/segment_davis.py ../shared/data/davis2016 runs/segment_davis/last.safetensors \
     [more checkpoints] [--write-docs]
 Prints one table per checkpoint and its recipe; ends with ``RESULT segment_davis ...``.
@@ -24,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from vidrec.benchdocs import command, machine, write_section
 from vidrec.engine.checkpoint import load_checkpoint, load_task
-from vidrec.engine.seg_metrics import format_sequence_table
+from vidrec.engine.seg_metrics import SequenceScore, format_sequence_table
 
 SECTION = "segment_davis"
 
@@ -41,6 +46,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--write-docs", action="store_true", help=f"write section {SECTION} of docs/benchmarks.md")
     return p.parse_args(argv)
+
+
+def pooled(folds: list[list[SequenceScore]]) -> list[SequenceScore] | None:
+    """Every run's held-out sequences in one list sorted by name (a cross-validation's table), or None when
+    fewer than two runs are given or two runs scored the same sequence."""
+    if len(folds) < 2:
+        return None
+    rows = [r for fold in folds for r in fold]
+    names = [r.name for r in rows]
+    if len(set(names)) != len(names):
+        return None
+    return sorted(rows, key=lambda r: r.name)
 
 
 def measure(path: str, root: str, stride: int = 1) -> dict:
@@ -65,6 +82,7 @@ def measure(path: str, root: str, stride: int = 1) -> dict:
         "J": scores["val_J"],
         "F": scores["val_F"],
         "table": format_sequence_table(task.sequence_table),
+        "sequences": list(task.sequence_table),
         "seconds": time.perf_counter() - start,
         "epoch": ckpt.epoch,
         "train_minutes": None if wall is None else round(wall / 60, 1),
@@ -96,6 +114,16 @@ def main(argv=None) -> int:
     result = "RESULT segment_davis " + " ".join(
         f"run{i}_J={r['J']:.3f} run{i}_F={r['F']:.3f}" for i, r in enumerate(rows)
     )
+    cv = pooled([r["sequences"] for r in rows])
+    if cv is not None:
+        j, f = (sum(getattr(r, k) for r in cv) / len(cv) for k in ("J", "F"))
+        text = (
+            f"**Cross-validated** ({len(rows)} runs, {len(cv)} held-out sequences, each scored by the run "
+            f"that never trained on it; means over sequences):\n\n{format_sequence_table(cv)}\n"
+        )
+        print(text, flush=True)
+        parts.append(text)
+        result += f" cv_J={j:.3f} cv_F={f:.3f} cv_sequences={len(cv)}"
     print(result)
     if args.write_docs:
         body = (

@@ -219,3 +219,15 @@ def test_dff_benchmark_frames_side_by_side_are_the_per_frame_outputs():
     assert [k for _, k in side] == [True] * 5
     for (a, _), (b, _) in zip(one, side, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_segment_davis_pools_disjoint_folds_only():
+    sd = _load("segment_davis")
+    from vidrec.engine.seg_metrics import SequenceScore
+
+    a = [SequenceScore("goat", 0.8, 1.0, 0.6, 10), SequenceScore("camel", 0.6, 0.9, 0.5, 8)]
+    b = [SequenceScore("bmx-trees", 0.4, 0.3, 0.4, 12)]
+    cv = sd.pooled([a, b])
+    assert [r.name for r in cv] == ["bmx-trees", "camel", "goat"]  # every held-out sequence once, sorted
+    assert sd.pooled([a, b + [SequenceScore("camel", 0.1, 0.0, 0.1, 8)]]) is None  # camel scored twice
+    assert sd.pooled([a]) is None  # one run is not a cross-validation
