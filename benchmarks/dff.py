@@ -198,6 +198,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="outputs without the largest-region filter a --per-frame checkpoint's largest_object asks for",
     )
     p.add_argument(
+        "--foreground-bias",
+        type=float,
+        default=None,
+        metavar="B",
+        help="added to every row's foreground logits in eval (default: the --per-frame checkpoint's "
+        "model.kwargs.foreground_bias, else 0; docs/guides/segmentation.md)",
+    )
+    p.add_argument(
         "--no-fresh-motion",
         action="store_true",
         help="propagated frames warp the key frame's motion cue (default: a model with a motion cue gives "
@@ -682,6 +690,11 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
             f"(DIS fast preset) from {info['fresh_from']} frames from the nearest key frame on, nearer ones "
             "warp the key frame's (`DFF(fresh_motion=True)`)"
         )
+    if info.get("foreground_bias"):
+        flip_text += (
+            f"; every output adds {info['foreground_bias']:g} to its foreground logits before the filter "
+            "(`foreground_bias`)"
+        )
     if info.get("propagated_bias"):
         flip_text += (
             f"; DFF's propagated frames add {info['propagated_bias']:g} to their foreground logits "
@@ -787,6 +800,9 @@ def main(argv=None) -> int:
     info["flip_test"] = flip
     largest = bool(getattr(seg, "largest_object", False)) and not args.no_largest_object
     info["largest_object"] = largest
+    fg_bias = args.foreground_bias
+    fg_bias = float(getattr(seg, "foreground_bias", 0.0)) if fg_bias is None else fg_bias
+    info["foreground_bias"] = fg_bias
     feature_net = (seg.feature_net if seg else segnet_mobilenet_v2(pretrained=True).feature_net).to(device)
     feature_net.eval().requires_grad_(False)
     feats = None
@@ -864,7 +880,8 @@ def main(argv=None) -> int:
             f"{', trained too' if args.pair_head else ', frozen'})"
         )
     del feats
-    dff_kw = {"feature_stride": 16, "reduced": True, "flip_test": flip, "largest_object": largest}
+    dff_kw = {"feature_stride": 16, "reduced": True, "flip_test": flip, "largest_object": largest,
+              "foreground_bias": fg_bias}  # fmt: skip
     dis = DFF(feature_net, DISFlow(), head, **dff_kw).eval()
     fresh = refreshable(learned) and not args.no_fresh_motion  # propagated frames: their own motion cue
     for model in (learned, without_bias, dis):
@@ -872,6 +889,7 @@ def main(argv=None) -> int:
             model.fresh_motion = fresh
             model.fresh_from = args.fresh_from or model.fresh_from
             model.propagated_bias = args.propagated_bias  # eval only: training above never sees it
+            model.foreground_bias = fg_bias  # the same
     info["fresh_motion"] = fresh
     info["propagated_bias"] = args.propagated_bias
     info["fresh_from"] = learned.fresh_from

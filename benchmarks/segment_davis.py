@@ -44,6 +44,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--stride", type=int, default=1, help="score every n-th scored frame (default 1: all of them)"
     )
+    p.add_argument(
+        "--foreground-bias",
+        type=float,
+        default=None,
+        metavar="B",
+        help="added to the foreground logits in eval (default: each checkpoint's model.kwargs value)",
+    )
     p.add_argument("--write-docs", action="store_true", help=f"write section {SECTION} of docs/benchmarks.md")
     return p.parse_args(argv)
 
@@ -60,9 +67,12 @@ def pooled(folds: list[list[SequenceScore]]) -> list[SequenceScore] | None:
     return sorted(rows, key=lambda r: r.name)
 
 
-def measure(path: str, root: str, stride: int = 1) -> dict:
-    """The per-sequence table of one checkpoint on its validation sequences, and its recipe."""
+def measure(path: str, root: str, stride: int = 1, foreground_bias: float | None = None) -> dict:
+    """The per-sequence table of one checkpoint on its validation sequences, and its recipe (with
+    `foreground_bias` in place of the checkpoint's when given)."""
     model, task = load_task(path)
+    if foreground_bias is not None:
+        model.foreground_bias = float(foreground_bias)
     task.cfg.data.root = root
     task.options.val_stride = stride
     _, val = task.datasets(model)
@@ -92,6 +102,7 @@ def measure(path: str, root: str, stride: int = 1) -> dict:
             "optim": {k: cfg.get("optim", {}).get(k) for k in ("name", "lr", "weight_decay", "lr_mult")},
             "schedule": {k: cfg.get("schedule", {}).get(k) for k in ("name", "epochs", "warmup_iters")},
             "batch_size": cfg.get("data", {}).get("batch_size"),
+            "foreground_bias (eval)": getattr(model, "foreground_bias", 0.0),
         },
         "train_sequences": train_names,
     }
@@ -100,7 +111,7 @@ def measure(path: str, root: str, stride: int = 1) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [measure(p, args.root, args.stride) for p in args.checkpoints]
+    rows = [measure(p, args.root, args.stride, args.foreground_bias) for p in args.checkpoints]
     load = os.getloadavg()[0]
     parts = []
     for r in rows:

@@ -17,7 +17,7 @@ otherwise allocate tens of GB for one frame before anything said so."""
 def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
     """--interval (--bidirectional: both sides) | --adaptive, with --window, --threshold, --signal,
     --max-gap (read by `make_schedule`); --no-flip-test, --no-largest-object, --no-fresh-motion,
-    --fresh-from, --propagated-bias (read by `build_dff`)."""
+    --fresh-from, --foreground-bias, --propagated-bias (read by `build_dff`)."""
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--interval",
@@ -88,6 +88,14 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
         "nearer ones warp the key frame's (default 3; 1: every propagated frame)",
     )
     p.add_argument(
+        "--foreground-bias",
+        type=float,
+        default=None,
+        metavar="B",
+        help="added to every frame's foreground logits (default: the checkpoint's "
+        "model.kwargs.foreground_bias, chosen on a tuning split: docs/guides/segmentation.md)",
+    )
+    p.add_argument(
         "--propagated-bias",
         type=float,
         default=None,
@@ -124,7 +132,7 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
     every foreground region kept with --no-largest-object;
     propagated frames with their own motion cue when the model has one (`vidrec.dff.model.refreshable`),
     unless --no-fresh-motion; propagated frames' foreground logits raised by --propagated-bias (default
-    `vidrec.dff.model.PROPAGATED_BIAS`, 0)."""
+    `vidrec.dff.model.PROPAGATED_BIAS`, 0), every frame's by --foreground-bias (default: the checkpoint's)."""
     from vidrec.dff.model import PROPAGATED_BIAS, refreshable
 
     dff = _build_dff(model, args)
@@ -142,6 +150,9 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
         dff.fresh_from = fresh_from
     bias = getattr(args, "propagated_bias", None)
     dff.propagated_bias = PROPAGATED_BIAS if bias is None else float(bias)
+    fg = getattr(args, "foreground_bias", None)
+    if fg is not None:
+        dff.foreground_bias = float(fg)
     return dff
 
 

@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidrec.dff.schedule import Schedule
-from vidrec.dff.warp import keep_largest_object, mirror_averaged, resize_flow, warp
+from vidrec.dff.warp import keep_largest_object, mirror_averaged, resize_flow, warp, with_foreground_bias
 
 __all__ = [
     "DFF",
@@ -176,6 +176,9 @@ class DFF(nn.Module):
             so two blended ones, is a smoothed copy of a key frame's, its foreground logits weaker; key
             frames are never changed (0: off, the default of `vidrec dff` and benchmarks/dff.py too, where
             --propagated-bias sets it: measured, it does not carry over from sequence to sequence).
+        foreground_bias: in eval mode, added to every frame's foreground classes, key and propagated
+            (before `propagated_bias` and `largest_object`): `SegNet`'s calibration, which the per-frame
+            model it came from carries (`as_dff`).
     """
 
     def __init__(
@@ -194,6 +197,7 @@ class DFF(nn.Module):
         fresh_from: int = FRESH_FROM,
         largest_object: bool = False,
         propagated_bias: float = 0.0,
+        foreground_bias: float = 0.0,
     ) -> None:
         super().__init__()
         if fresh_from < 1:
@@ -214,6 +218,7 @@ class DFF(nn.Module):
         self.flip_test = flip_test
         self.largest_object = largest_object
         self.propagated_bias = float(propagated_bias)
+        self.foreground_bias = float(foreground_bias)
         self.fresh_motion = fresh_motion  # checked by the setter below
 
     @property
@@ -295,15 +300,16 @@ class DFF(nn.Module):
     def task(self, features, *, propagated: bool = False) -> torch.Tensor:
         """N_task on (propagated or key) features `(B, C, h, w)` -> `(B, K, h, w)`, on the feature grid (a
         `fresh_motion` dict: on the sum of its parts); in eval mode, a `propagated` frame's foreground
-        classes get `propagated_bias`, and with `largest_object` the foreground is kept in its largest
-        connected region."""
+        classes get `propagated_bias` (every frame's `foreground_bias`), and with `largest_object` the
+        foreground is kept in its largest connected region."""
         if isinstance(features, dict):
             features = sum(features.values())
         out = self.task_net.classify_reduced(features) if self.reduced else self.task_net(features)
         if self.training:
             return out
-        if propagated and self.propagated_bias:
-            out = torch.cat([out[:, :1], out[:, 1:] + self.propagated_bias], dim=1)
+        bias = self.foreground_bias + (self.propagated_bias if propagated else 0.0)
+        if bias:
+            out = with_foreground_bias(out, bias)
         return keep_largest_object(out) if self.largest_object else out
 
     def upsample_to(self, out: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -733,6 +739,7 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
             fresh_from=model.fresh_from,
             largest_object=model.largest_object,
             propagated_bias=model.propagated_bias,
+            foreground_bias=model.foreground_bias,
         )
     missing = [a for a in ("feature_net", "task_net", "feature_stride") if not hasattr(model, a)]
     if missing:
@@ -753,4 +760,5 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
         reduced=reduced,
         flip_test=bool(getattr(model, "flip_test", False)),
         largest_object=bool(getattr(model, "largest_object", False)),
+        foreground_bias=float(getattr(model, "foreground_bias", 0.0)),
     )

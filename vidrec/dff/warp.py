@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["keep_largest_object", "mirror_averaged", "resize_flow", "warp"]
+__all__ = ["keep_largest_object", "mirror_averaged", "resize_flow", "warp", "with_foreground_bias"]
 
 
 def _base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -93,6 +93,12 @@ def mirror_averaged(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     both = net(torch.cat([x, x.flip(-1)]))
     direct, mirrored = both.chunk(2)
     return (direct + mirrored.flip(-1)) / 2
+
+
+def with_foreground_bias(logits: torch.Tensor, bias: float) -> torch.Tensor:
+    """Logits `(B, K, h, w)` with `bias` added to every class but the first (background): a shift of the
+    decision towards (bias > 0) or away from the foreground; a new tensor."""
+    return torch.cat([logits[:, :1], logits[:, 1:] + bias], dim=1)
 
 
 def keep_largest_object(logits: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidrec.dff.warp import keep_largest_object, mirror_averaged
+from vidrec.dff.warp import keep_largest_object, mirror_averaged, with_foreground_bias
 from vidrec.models.backbones import mobilenet_v2
 from vidrec.models.registry import register_model
 
@@ -152,6 +152,8 @@ class SegNet(nn.Module):
             (`vidrec.dff.warp.mirror_averaged`: the feature net costs twice); training never flips.
         largest_object: in eval mode, the foreground is kept in its largest connected region only
             (`vidrec.dff.warp.keep_largest_object`, on the feature grid before the upsampling).
+        foreground_bias: in eval mode, added to the logits of every class but the first (background),
+            before `largest_object`: a calibration of the decision, which training never sees (0: off).
     """
 
     modalities = ("rgb",)
@@ -164,10 +166,12 @@ class SegNet(nn.Module):
         feature_stride: int,
         flip_test: bool = False,
         largest_object: bool = False,
+        foreground_bias: float = 0.0,
     ) -> None:
         super().__init__()
         self.feature_net, self.task_net, self.feature_stride = feature_net, task_net, feature_stride
         self.flip_test, self.largest_object = flip_test, largest_object
+        self.foreground_bias = float(foreground_bias)
         self.num_classes = task_net.classify.out_channels if isinstance(task_net, SegHead) else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -179,6 +183,8 @@ class SegNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised RGB (B, 3, H, W) -> logits (B, K, H, W)."""
         logits = self.task_net(self.features(x))  # (B, K, H/s, W/s)
+        if self.foreground_bias and not self.training:
+            logits = with_foreground_bias(logits, self.foreground_bias)
         if self.largest_object and not self.training:
             logits = keep_largest_object(logits)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -199,6 +205,7 @@ def segnet_mobilenet_v2(
     motion: int = 0,
     flip_test: bool = False,
     largest_object: bool = False,
+    foreground_bias: float = 0.0,
 ) -> SegNet:
     """Per-frame binary segmentation on dilated ImageNet MobileNetV2 (output stride 16 or 8).
 
@@ -208,7 +215,8 @@ def segnet_mobilenet_v2(
     features; the model then takes each frame with its two neighbours, `(B, 9, H, W)`. 0: RGB only.
     ``flip_test``: inference averages the features of each frame and of its mirror image (`SegNet`; the
     feature net costs twice). ``largest_object``: inference keeps the foreground in its largest connected
-    region (`SegNet`; DAVIS-2016 annotates one object).
+    region (`SegNet`; DAVIS-2016 annotates one object). ``foreground_bias``: inference adds it to the
+    foreground logits before that (`SegNet`; chosen on a tuning split, docs/guides/segmentation.md).
     """
     if motion < 0:
         raise ValueError(f"motion: channels of the motion branch must be >= 0 (0 = none), got {motion}")
@@ -221,7 +229,12 @@ def segnet_mobilenet_v2(
         features = MotionFeatures(features, MotionBranch(channels=motion))
     head = SegHead(FEATURE_CHANNELS + motion, num_classes, hidden=hidden, context=tuple(context))
     return SegNet(
-        features, head, feature_stride=output_stride, flip_test=flip_test, largest_object=largest_object
+        features,
+        head,
+        feature_stride=output_stride,
+        flip_test=flip_test,
+        largest_object=largest_object,
+        foreground_bias=foreground_bias,
     )
 
 
@@ -241,6 +254,7 @@ def dff_segnet_mobilenet_v2(
     freeze: tuple[str, ...] | list[str] = (),
     flip_test: bool = False,
     largest_object: bool = False,
+    foreground_bias: float = 0.0,
 ) -> nn.Module:
     """Deep Feature Flow (Zhu et al., CVPR'17) around `segnet_mobilenet_v2`'s parts plus a flow net.
 
@@ -254,7 +268,7 @@ def dff_segnet_mobilenet_v2(
     as they are in training (``feature_net``, ``task_net``, ``flow_net``; `vidrec.dff.DFF.freeze`): the
     dff_davis config freezes the per-frame network it starts from and trains the flow net and S.
     ``flip_test``: as `segnet_mobilenet_v2`'s, on key frames (`vidrec.dff.DFF`). ``largest_object``: as
-    `segnet_mobilenet_v2`'s, on every frame's output.
+    `segnet_mobilenet_v2`'s, on every frame's output; ``foreground_bias`` too.
     """
     from vidrec.dff.flownets import make_flow_net
     from vidrec.dff.model import DFF, BiasField, ScaleField
@@ -282,6 +296,7 @@ def dff_segnet_mobilenet_v2(
         reduced=True,
         flip_test=flip_test,
         largest_object=largest_object,
+        foreground_bias=foreground_bias,
     )
     model.num_classes, model.modalities = num_classes, ("rgb",)
     return model.freeze(freeze) if freeze else model
