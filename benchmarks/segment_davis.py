@@ -13,6 +13,10 @@ sequences overlap there is no such table (a sequence would be counted twice).
 
 Usage: python benchmarks/segment_davis.py ../shared/data/davis2016 runs/segment_davis/last.safetensors \
     [more checkpoints] [--write-docs]
+       python benchmarks/segment_davis.py ../shared/data/davis2016 --train-folds runs [--write-docs]
+The second trains the project's cross-validation first (`vidrec.data.davis.CV_FOLDS`: one `vidrec train
+segment_davis` run per fold, on the other sequences, into runs/<fold>, two side by side at one thread each;
+about 20 min on the 2-core machine; a finished run is reused, a killed one resumed), then measures the four.
 Prints one table per checkpoint and its recipe; ends with ``RESULT segment_davis ...``.
 """
 
@@ -21,6 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +46,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("root", help="a DAVIS-layout folder (JPEGImages/480p, Annotations/480p)")
-    p.add_argument("checkpoints", nargs="+", help="segment-task checkpoints (per-frame models)")
+    p.add_argument("checkpoints", nargs="*", help="segment-task checkpoints (per-frame models)")
+    p.add_argument(
+        "--train-folds",
+        metavar="RUNS",
+        default=None,
+        help="train (or reuse) a run per fold of vidrec.data.davis.CV_FOLDS in RUNS/<fold>, then measure",
+    )
+    p.add_argument("--parallel", type=int, default=2, help="--train-folds: runs side by side (default 2)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument(
         "--stride", type=int, default=1, help="score every n-th scored frame (default 1: all of them)"
@@ -52,7 +66,62 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="added to the foreground logits in eval (default: each checkpoint's model.kwargs value)",
     )
     p.add_argument("--write-docs", action="store_true", help=f"write section {SECTION} of docs/benchmarks.md")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.checkpoints and not args.train_folds:
+        p.error("give checkpoints to measure, or --train-folds RUNS")
+    return args
+
+
+def fold_commands(root: str, runs: str, vidrec: str = "vidrec") -> list[tuple[str, list[str], Path]]:
+    """(fold, `vidrec train` command, run folder) for every fold of `CV_FOLDS`: trained on the other
+    sequences of the 14, its fold held out; ``--resume`` continues a killed run (or starts a new one)."""
+    from vidrec.data.davis import ALL_SEQUENCES, CV_FOLDS
+
+    out = []
+    for name, held in CV_FOLDS.items():
+        train = [s for s in ALL_SEQUENCES if s not in held]
+        run = Path(runs) / name
+        cmd = [
+            vidrec, "train", "segment_davis", f"data.root={root}",
+            f"task_options.train_sequences=[{','.join(train)}]",
+            f"task_options.val_sequences=[{','.join(held)}]",
+            f"out_dir={run}", "progress=false", "runtime.threads=1", "--resume",
+        ]  # fmt: skip
+        out.append((name, cmd, run))
+    return out
+
+
+def finished(run: Path) -> bool:
+    """Whether `run` holds a last checkpoint at its configured last epoch."""
+    last = run / "last.safetensors"
+    if not last.is_file():
+        return False
+    ckpt = load_checkpoint(str(last))
+    return ckpt.epoch >= int(ckpt.config.get("schedule", {}).get("epochs", 0))
+
+
+def train_folds(root: str, runs: str, parallel: int = 2) -> list[str]:
+    """Train the runs of `fold_commands` that are not `finished`, `parallel` at a time (each logging to
+    RUNS/<fold>.log); their last checkpoints."""
+    vidrec = shutil.which("vidrec") or str(Path(sys.executable).with_name("vidrec"))
+    todo = [job for job in fold_commands(root, runs, vidrec) if not finished(job[2])]
+    Path(runs).mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(todo), max(parallel, 1)):
+        procs = []
+        for name, cmd, run in todo[start : start + max(parallel, 1)]:
+            log = Path(runs) / f"{name}.log"
+            print(f"training {name} -> {run} (log {log})", flush=True)
+            env = dict(os.environ, OMP_NUM_THREADS="1")
+            out = log.open("w")
+            procs.append(
+                (name, log, out, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env))
+            )
+        for name, log, out, proc in procs:
+            code = proc.wait()
+            out.close()
+            if code != 0:
+                raise SystemExit(f"training fold {name} failed; see {log} (rerun to resume it)")
+    return [str(run / "last.safetensors") for _, _, run in fold_commands(root, runs)]
 
 
 def pooled(folds: list[list[SequenceScore]]) -> list[SequenceScore] | None:
@@ -111,7 +180,10 @@ def measure(path: str, root: str, stride: int = 1, foreground_bias: float | None
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [measure(p, args.root, args.stride, args.foreground_bias) for p in args.checkpoints]
+    checkpoints = list(args.checkpoints)
+    if args.train_folds:
+        checkpoints += train_folds(args.root, args.train_folds, args.parallel)
+    rows = [measure(p, args.root, args.stride, args.foreground_bias) for p in checkpoints]
     load = os.getloadavg()[0]
     parts = []
     for r in rows:

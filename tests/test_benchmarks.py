@@ -231,3 +231,21 @@ def test_segment_davis_pools_disjoint_folds_only():
     assert [r.name for r in cv] == ["bmx-trees", "camel", "goat"]  # every held-out sequence once, sorted
     assert sd.pooled([a, b + [SequenceScore("camel", 0.1, 0.0, 0.1, 8)]]) is None  # camel scored twice
     assert sd.pooled([a]) is None  # one run is not a cross-validation
+
+
+def test_segment_davis_folds_partition_the_sequences_and_train_on_the_rest():
+    sd = _load("segment_davis")
+    from vidrec.data.davis import ALL_SEQUENCES, CV_FOLDS, VAL_SEQUENCES
+
+    jobs = sd.fold_commands("data/davis", "runs/x", vidrec="vidrec")
+    held = [s for fold in CV_FOLDS.values() for s in fold]
+    assert sorted(held) == sorted(ALL_SEQUENCES)  # every sequence held out exactly once
+    assert CV_FOLDS["segment_davis"] == VAL_SEQUENCES  # the fixed split is one of the folds
+    for (name, cmd, run), fold in zip(jobs, CV_FOLDS.values(), strict=True):
+        assert str(run) == f"runs/x/{name}" and f"out_dir={run}" in cmd and "--resume" in cmd
+        val = next(a for a in cmd if a.startswith("task_options.val_sequences="))
+        train = next(a for a in cmd if a.startswith("task_options.train_sequences="))
+        assert val == f"task_options.val_sequences=[{','.join(fold)}]"
+        trained = train.split("=", 1)[1].strip("[]").split(",")
+        assert sorted(trained + list(fold)) == sorted(ALL_SEQUENCES)
+    assert not sd.finished(Path("runs/x/none"))  # no checkpoint: to be trained

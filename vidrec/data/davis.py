@@ -54,6 +54,15 @@ ALL_SEQUENCES = (
 )  # fmt: skip
 VAL_SEQUENCES = tuple(s for i, s in enumerate(ALL_SEQUENCES) if i % 4 == 1)
 TRAIN_SEQUENCES = tuple(s for s in ALL_SEQUENCES if s not in VAL_SEQUENCES)
+# The project's 4-fold cross-validation of the 14 (benchmarks/segment_davis.py --train-folds): each fold is
+# held out by one run trained on the other sequences. The fixed split's validation, the leave-other-out four
+# (held out since before the cross-validation), and the remaining six in two, alternately by name.
+CV_FOLDS = {
+    "segment_davis": VAL_SEQUENCES,
+    "segment_davis_loo": ("bmx-trees", "car-roundabout", "drift-chicane", "motocross-jump"),
+    "cv_c": ("camel", "dance-twirl", "libby"),
+    "cv_d": ("car-shadow", "goat", "paragliding-launch"),
+}
 
 
 class DavisError(UsageError, ValueError):
