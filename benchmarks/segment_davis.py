@@ -54,6 +54,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="train (or reuse) a run per fold of vidrec.data.davis.CV_FOLDS in RUNS/<fold>, then measure",
     )
     p.add_argument("--parallel", type=int, default=2, help="--train-folds: runs side by side (default 2)")
+    p.add_argument(
+        "--train-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--train-folds: a config override for every fold's run (repeatable), e.g. runtime.seed=1",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument(
         "--stride", type=int, default=1, help="score every n-th scored frame (default 1: all of them)"
@@ -72,9 +79,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def fold_commands(root: str, runs: str, vidrec: str = "vidrec") -> list[tuple[str, list[str], Path]]:
+def fold_commands(
+    root: str, runs: str, vidrec: str = "vidrec", overrides: tuple[str, ...] = ()
+) -> list[tuple[str, list[str], Path]]:
     """(fold, `vidrec train` command, run folder) for every fold of `CV_FOLDS`: trained on the other
-    sequences of the 14, its fold held out; ``--resume`` continues a killed run (or starts a new one)."""
+    sequences of the 14, its fold held out, with `overrides` (KEY=VALUE) last; ``--resume`` continues a
+    killed run (or starts a new one)."""
     from vidrec.data.davis import ALL_SEQUENCES, CV_FOLDS
 
     out = []
@@ -85,7 +95,7 @@ def fold_commands(root: str, runs: str, vidrec: str = "vidrec") -> list[tuple[st
             vidrec, "train", "segment_davis", f"data.root={root}",
             f"task_options.train_sequences=[{','.join(train)}]",
             f"task_options.val_sequences=[{','.join(held)}]",
-            f"out_dir={run}", "progress=false", "runtime.threads=1", "--resume",
+            f"out_dir={run}", "progress=false", "runtime.threads=1", *overrides, "--resume",
         ]  # fmt: skip
         out.append((name, cmd, run))
     return out
@@ -100,11 +110,11 @@ def finished(run: Path) -> bool:
     return ckpt.epoch >= int(ckpt.config.get("schedule", {}).get("epochs", 0))
 
 
-def train_folds(root: str, runs: str, parallel: int = 2) -> list[str]:
+def train_folds(root: str, runs: str, parallel: int = 2, overrides: tuple[str, ...] = ()) -> list[str]:
     """Train the runs of `fold_commands` that are not `finished`, `parallel` at a time (each logging to
     RUNS/<fold>.log); their last checkpoints."""
     vidrec = shutil.which("vidrec") or str(Path(sys.executable).with_name("vidrec"))
-    todo = [job for job in fold_commands(root, runs, vidrec) if not finished(job[2])]
+    todo = [job for job in fold_commands(root, runs, vidrec, overrides) if not finished(job[2])]
     Path(runs).mkdir(parents=True, exist_ok=True)
     for start in range(0, len(todo), max(parallel, 1)):
         procs = []
@@ -182,7 +192,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     checkpoints = list(args.checkpoints)
     if args.train_folds:
-        checkpoints += train_folds(args.root, args.train_folds, args.parallel)
+        checkpoints += train_folds(args.root, args.train_folds, args.parallel, tuple(args.train_set))
     rows = [measure(p, args.root, args.stride, args.foreground_bias) for p in checkpoints]
     load = os.getloadavg()[0]
     parts = []

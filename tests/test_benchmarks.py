@@ -237,12 +237,16 @@ def test_segment_davis_folds_partition_the_sequences_and_train_on_the_rest():
     sd = _load("segment_davis")
     from vidrec.data.davis import ALL_SEQUENCES, CV_FOLDS, VAL_SEQUENCES
 
-    jobs = sd.fold_commands("data/davis", "runs/x", vidrec="vidrec")
+    jobs = sd.fold_commands("data/davis", "runs/x", vidrec="vidrec", overrides=("runtime.seed=1",))
     held = [s for fold in CV_FOLDS.values() for s in fold]
     assert sorted(held) == sorted(ALL_SEQUENCES)  # every sequence held out exactly once
     assert CV_FOLDS["segment_davis"] == VAL_SEQUENCES  # the fixed split is one of the folds
     for (name, cmd, run), fold in zip(jobs, CV_FOLDS.values(), strict=True):
-        assert str(run) == f"runs/x/{name}" and f"out_dir={run}" in cmd and "--resume" in cmd
+        assert (
+            str(run) == f"runs/x/{name}"
+            and f"out_dir={run}" in cmd
+            and cmd[-2:] == ["runtime.seed=1", "--resume"]
+        )
         val = next(a for a in cmd if a.startswith("task_options.val_sequences="))
         train = next(a for a in cmd if a.startswith("task_options.train_sequences="))
         assert val == f"task_options.val_sequences=[{','.join(fold)}]"
