@@ -226,6 +226,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         f"{PROPAGATED_BIAS:g}: off, vidrec.dff.model.PROPAGATED_BIAS; docs/dff.md)",
     )
     p.add_argument(
+        "--warp-padding",
+        choices=("border", "zeros"),
+        default="border",
+        help="what the DFF rows' warp reads where the flow leaves the key frame, in eval: the nearest edge "
+        "features (border, default, as vidrec dff) or zeros (the paper's; training always uses zeros)",
+    )
+    p.add_argument(
         "--write-docs",
         action="store_true",
         help="write the tables into docs/benchmarks.md (section dff; dff_segment_davis with --per-frame)",
@@ -700,6 +707,11 @@ def docs_section(args, info: dict, text: str, costs_text: str, result: str) -> s
             f"; DFF's propagated frames add {info['propagated_bias']:g} to their foreground logits "
             "(`DFF(propagated_bias=...)`, key frames unchanged)"
         )
+    if info.get("warp_padding", "zeros") != "zeros":
+        flip_text += (
+            f"; DFF's warp reads the {info['warp_padding']} where the flow leaves the key frame, in eval "
+            "(`DFF.warp_padding`)"
+        )
     title = (
         "Deep Feature Flow on DAVIS-2016 with a `vidrec train segment_davis` checkpoint "
         "(`benchmarks/dff.py --per-frame`)"
@@ -890,8 +902,10 @@ def main(argv=None) -> int:
             model.fresh_from = args.fresh_from or model.fresh_from
             model.propagated_bias = args.propagated_bias  # eval only: training above never sees it
             model.foreground_bias = fg_bias  # the same
+            model.warp_padding = args.warp_padding  # the same
     info["fresh_motion"] = fresh
     info["propagated_bias"] = args.propagated_bias
+    info["warp_padding"] = args.warp_padding
     info["fresh_from"] = learned.fresh_from
     # l = 1 never runs the flow: the per-frame baseline is DFF's key path, the per-frame net exactly
     per_frame = DFF(feature_net, DISFlow(), head, **dff_kw).eval()

@@ -17,7 +17,7 @@ otherwise allocate tens of GB for one frame before anything said so."""
 def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
     """--interval (--bidirectional: both sides) | --adaptive, with --window, --threshold, --signal,
     --max-gap (read by `make_schedule`); --no-flip-test, --no-largest-object, --no-fresh-motion,
-    --fresh-from, --foreground-bias, --propagated-bias (read by `build_dff`)."""
+    --fresh-from, --foreground-bias, --propagated-bias, --warp-padding (read by `build_dff`)."""
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--interval",
@@ -96,6 +96,14 @@ def add_schedule_arguments(p: argparse.ArgumentParser) -> None:
         "model.kwargs.foreground_bias, chosen on a tuning split: docs/guides/segmentation.md)",
     )
     p.add_argument(
+        "--warp-padding",
+        choices=("border", "zeros"),
+        default="border",
+        help="what a propagated frame reads where its flow leaves the key frame (content entering the "
+        "frame): the nearest edge features (border, the default: measured on held-out sequences, "
+        "docs/dff.md) or zeros (the paper's)",
+    )
+    p.add_argument(
         "--propagated-bias",
         type=float,
         default=None,
@@ -132,7 +140,8 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
     every foreground region kept with --no-largest-object;
     propagated frames with their own motion cue when the model has one (`vidrec.dff.model.refreshable`),
     unless --no-fresh-motion; propagated frames' foreground logits raised by --propagated-bias (default
-    `vidrec.dff.model.PROPAGATED_BIAS`, 0), every frame's by --foreground-bias (default: the checkpoint's)."""
+    `vidrec.dff.model.PROPAGATED_BIAS`, 0), every frame's by --foreground-bias (default: the checkpoint's);
+    the warp's padding from --warp-padding (default border)."""
     from vidrec.dff.model import PROPAGATED_BIAS, refreshable
 
     dff = _build_dff(model, args)
@@ -153,6 +162,7 @@ def build_dff(model: torch.nn.Module, args: argparse.Namespace):
     fg = getattr(args, "foreground_bias", None)
     if fg is not None:
         dff.foreground_bias = float(fg)
+    dff.warp_padding = getattr(args, "warp_padding", None) or dff.warp_padding
     return dff
 
 

@@ -66,7 +66,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidrec.dff.schedule import Schedule
-from vidrec.dff.warp import keep_largest_object, mirror_averaged, resize_flow, warp, with_foreground_bias
+from vidrec.dff.warp import (
+    PADDINGS,
+    keep_largest_object,
+    mirror_averaged,
+    resize_flow,
+    warp,
+    with_foreground_bias,
+)
 
 __all__ = [
     "DFF",
@@ -179,6 +186,9 @@ class DFF(nn.Module):
         foreground_bias: in eval mode, added to every frame's foreground classes, key and propagated
             (before `propagated_bias` and `largest_object`): `SegNet`'s calibration, which the per-frame
             model it came from carries (`as_dff`).
+        warp_padding: what the warp reads where the flow leaves the key frame's map (`vidrec.dff.warp.warp`):
+            "zeros" (the paper's, the default here) or "border", the nearest edge cell (`vidrec dff run /
+            eval` and benchmarks/dff.py use it: measured on held-out sequences, docs/dff.md).
     """
 
     def __init__(
@@ -198,8 +208,12 @@ class DFF(nn.Module):
         largest_object: bool = False,
         propagated_bias: float = 0.0,
         foreground_bias: float = 0.0,
+        warp_padding: str = "zeros",
     ) -> None:
         super().__init__()
+        if warp_padding not in PADDINGS:
+            raise ValueError(f"warp_padding must be one of {PADDINGS}, got {warp_padding!r}")
+        self.warp_padding = warp_padding
         if fresh_from < 1:
             raise ValueError(f"fresh_from: frames from a key frame, >= 1 (1: every frame), got {fresh_from}")
         self.fresh_from = int(fresh_from)
@@ -362,7 +376,7 @@ class DFF(nn.Module):
                 return self.warp_features(key_feat["appearance"] + key_feat["motion"], flow, scale_in)
             return {"appearance": self.warp_features(key_feat["appearance"], flow, scale_in)}
         grid = key_feat.shape[-2:]
-        out = warp(key_feat, flow, self.scale_field(scale_in, grid))
+        out = warp(key_feat, flow, self.scale_field(scale_in, grid), padding=self.warp_padding)
         bias = self.bias(scale_in, grid)
         return out if bias is None else out + bias
 
@@ -740,6 +754,7 @@ def as_dff(model: nn.Module, *, flow_net: nn.Module | None = None) -> DFF:
             largest_object=model.largest_object,
             propagated_bias=model.propagated_bias,
             foreground_bias=model.foreground_bias,
+            warp_padding=model.warp_padding,
         )
     missing = [a for a in ("feature_net", "task_net", "feature_stride") if not hasattr(model, a)]
     if missing:

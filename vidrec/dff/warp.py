@@ -8,7 +8,10 @@ flow is from the **current** frame to the **key** frame, in feature-map pixels, 
 In PyTorch this is `grid_sample(f_k, grid, "bilinear", padding_mode="zeros", align_corners=True)` with
 ``grid = base + flow`` normalised as ``2 x / (W - 1) - 1``: with ``align_corners=True`` -1 and +1 are the
 centres of the corner pixels, so an integer flow moves features by whole cells, exactly. (mmtracking's port
-normalises by W and pads with the border: it is not this operator.)
+normalises by W and pads with the border: it is not this operator.) ``padding="border"`` reads the nearest
+edge cell instead of zeros where the flow leaves the map: content entering the frame (a pan) then gets the
+features of what is at the frame's edge, not zeros the task net never saw (`DFF.warp_padding`; docs/dff.md
+measures it on held-out sequences).
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["keep_largest_object", "mirror_averaged", "resize_flow", "warp", "with_foreground_bias"]
+__all__ = [
+    "PADDINGS",
+    "keep_largest_object",
+    "mirror_averaged",
+    "resize_flow",
+    "warp",
+    "with_foreground_bias",
+]
+
+PADDINGS = ("zeros", "border")  # what `warp` reads where the flow leaves the map
 
 
 def _base_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -37,17 +49,23 @@ def _dyadic(n: int) -> int:
     return 2 ** max(math.ceil(math.log2(max(n - 1, 1))), 0) + 1
 
 
-def warp(features: torch.Tensor, flow: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+def warp(
+    features: torch.Tensor, flow: torch.Tensor, scale: torch.Tensor | None = None, *, padding: str = "zeros"
+) -> torch.Tensor:
     """Bilinear warp of key-frame features to the current frame, optionally times the scale field.
 
     Args:
         features: key-frame features `(B, C, h, w)`.
         flow: current -> key flow `(B, 2, h, w)` in feature-map pixels, channel 0 = x.
         scale: the scale field S `(B, C, h, w)` (or anything broadcasting to it); None means S = 1.
+        padding: where the flow leaves the map, "zeros" (the paper's) or "border" (the nearest edge cell).
 
     Returns:
-        `(B, C, h, w)`: ``S * grid_sample(features, base + flow)``, zeros where the flow leaves the map.
+        `(B, C, h, w)`: ``S * grid_sample(features, base + flow)``, zeros (or the border) where the flow
+        leaves the map.
     """
+    if padding not in PADDINGS:
+        raise ValueError(f"warp padding must be one of {PADDINGS}, got {padding!r}")
     b, _, h, w = features.shape
     if flow.shape != (b, 2, h, w):
         raise ValueError(
@@ -55,17 +73,19 @@ def warp(features: torch.Tensor, flow: torch.Tensor, scale: torch.Tensor | None 
         )
     # grid_sample maps the normalised grid back to pixels as ((g + 1) / 2) (size - 1); in floating point that
     # round trip is exact only when size - 1 is a power of two. So the map is zero-padded on the right and
-    # bottom to 2^k + 1 cells: reading the padding gives the zeros that zero padding gives anyway, and an
+    # bottom to 2^k + 1 cells: reading the padding gives the zeros that zero padding gives anyway (with
+    # "border", copies of the last row and column: what border padding reads anyway), and an
     # integer flow now lands exactly on cells (without it a shift leaks ~1e-7 of a neighbour's value).
     # Half-precision inputs (AMP, .half()) are sampled in float32: a bf16 coordinate is off by up to 1/4 px.
     work = torch.promote_types(torch.promote_types(features.dtype, flow.dtype), torch.float32)
     big_h, big_w = _dyadic(h), _dyadic(w)
-    padded = F.pad(features.to(work), (0, big_w - w, 0, big_h - h))  # (B, C, 2^k + 1, 2^j + 1)
+    mode = "constant" if padding == "zeros" else "replicate"
+    padded = F.pad(features.to(work), (0, big_w - w, 0, big_h - h), mode=mode)  # (B, C, 2^k + 1, 2^j + 1)
     flow = flow.to(work)
     coords = _base_grid(h, w, flow) + flow  # (B, 2, h, w) absolute positions in the key frame, px
     norm = torch.tensor([big_w - 1, big_h - 1], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
     grid = (2.0 * coords / norm - 1.0).permute(0, 2, 3, 1)  # (B, h, w, 2), x first; align_corners=True
-    out = F.grid_sample(padded, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = F.grid_sample(padded, grid, mode="bilinear", padding_mode=padding, align_corners=True)
     out = out.to(features.dtype)
     return out if scale is None else out * scale
 
